@@ -1,0 +1,108 @@
+"""Every error ferry raises on purpose.
+
+All of them derive from :class:`FerryError`, and each also inherits the built-in exception that matches its
+meaning, so callers may catch either::
+
+    FerryError
+    ├── MissingExtra(ImportError)          an optional extra is not installed; the message names it
+    ├── ConfigError(ValueError)            a settings value or config file is wrong
+    ├── SchemaError(ValueError)            the declared schema file itself is invalid
+    ├── DataError(ValueError)              input data cannot be used
+    │   ├── DataFormatError                the file is missing, empty, corrupt or of an unknown format
+    │   └── DataValidationError            rows break a schema rule; names column, rule and example rows
+    ├── TrainingError(RuntimeError)        the pipeline could not be fitted
+    ├── ExportError(RuntimeError)          the pipeline could not be converted to ONNX
+    ├── GateError(RuntimeError)            the gate could not reach a verdict (it then fails closed)
+    ├── RegistryError(RuntimeError)        the registry storage is unusable or inconsistent
+    │   ├── VersionNotFound(LookupError)   no version with that id
+    │   ├── ChannelError(ValueError)       bad channel name, or nothing to roll back to
+    │   ├── PromotionRefused(ValueError)   the version's gate did not pass and force was not given
+    │   └── LockTimeout(TimeoutError)      another promotion held the lock for too long
+    └── AuditError(ValueError)             the audit log's hash chain is broken
+"""
+
+from __future__ import annotations
+
+
+class FerryError(Exception):
+    """Root of every error ferry raises on purpose."""
+
+
+class MissingExtra(FerryError, ImportError):
+    """An optional dependency group is not installed."""
+
+    def __init__(self, extra: str, module: str) -> None:
+        super().__init__(
+            f"{module!r} is not installed; install the {extra!r} extra: pip install 'ferry[{extra}]' "
+            f"(or `uv sync --all-extras` in a checkout)"
+        )
+        self.extra = extra
+        self.module = module
+
+
+class ConfigError(FerryError, ValueError):
+    """A setting or a config file has a wrong value."""
+
+
+class SchemaError(FerryError, ValueError):
+    """The declared schema file is itself invalid."""
+
+
+class DataError(FerryError, ValueError):
+    """Input data cannot be used."""
+
+
+class DataFormatError(DataError):
+    """The input file is missing, empty, corrupt or of an unknown format."""
+
+
+class DataValidationError(DataError):
+    """Rows break a schema rule.
+
+    ``column`` and ``rule`` say what was broken; ``examples`` holds a few offending row ids (or row numbers when
+    the schema declares no id column) with their values.
+    """
+
+    def __init__(self, column: str, rule: str, detail: str, examples: list[str] | None = None) -> None:
+        self.column = column
+        self.rule = rule
+        self.detail = detail
+        self.examples = list(examples or [])
+        shown = f"; e.g. {', '.join(self.examples)}" if self.examples else ""
+        super().__init__(f"column {column!r} breaks rule {rule!r}: {detail}{shown}")
+
+
+class TrainingError(FerryError, RuntimeError):
+    """The pipeline could not be fitted."""
+
+
+class ExportError(FerryError, RuntimeError):
+    """The fitted pipeline could not be converted to ONNX."""
+
+
+class GateError(FerryError, RuntimeError):
+    """The gate could not reach a verdict. The gate treats this as a failure (it fails closed)."""
+
+
+class RegistryError(FerryError, RuntimeError):
+    """The registry storage is unusable or inconsistent."""
+
+
+class VersionNotFound(RegistryError, LookupError):
+    """No model version has that id."""
+
+
+class ChannelError(RegistryError, ValueError):
+    """A channel name is malformed, or a channel has nothing to roll back to."""
+
+
+class PromotionRefused(RegistryError, ValueError):
+    """The version's gate did not pass and the promotion was not forced."""
+
+
+class LockTimeout(RegistryError, TimeoutError):
+    """Another writer held the registry lock for longer than the timeout."""
+
+
+class AuditError(FerryError, ValueError):
+    """The audit log's hash chain is broken."""
