@@ -1,0 +1,107 @@
+"""Settings, one class per concern. Each reads its own environment prefix; nothing happens at import time.
+
+| class | env prefix | what |
+|---|---|---|
+| :class:`StorageSettings` | ``FERRY_`` | where the registry lives (any fsspec URL) and who is acting |
+| :class:`GateSettings` | ``FERRY_GATE_`` | thresholds the gate compares a candidate against |
+| :class:`TrainSettings` | ``FERRY_TRAIN_`` | the estimator, its small CV search, split and seed |
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StorageSettings(BaseSettings):
+    """Where ferry keeps model versions, channel pointers and the audit log."""
+
+    model_config = SettingsConfigDict(env_prefix="FERRY_", extra="ignore")
+
+    registry_url: str = Field(
+        default=".ferry/registry",
+        min_length=1,
+        description="Root of the registry: a local directory or any fsspec URL (s3://bucket/prefix, gs://...).",
+    )
+    actor: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Who is recorded in the audit log for promotions and rollbacks. Default: user@host.",
+    )
+    lock_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="How long a promotion waits for another one to finish."
+    )
+
+    def resolved_actor(self) -> str:
+        if self.actor:
+            return self.actor
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = "unknown"
+        return f"{user}@{socket.gethostname()}"
+
+
+class GateSettings(BaseSettings):
+    """Thresholds of the promotion gate. Every check records its own threshold, so these show in every report."""
+
+    model_config = SettingsConfigDict(env_prefix="FERRY_GATE_", extra="ignore")
+
+    primary_metric: Literal["roc_auc", "f1", "precision", "recall"] = Field(
+        default="roc_auc", description="The metric the candidate is compared on against the champion."
+    )
+    tolerance: float = Field(
+        default=0.01, ge=0, le=1, description="How much worse than the champion the candidate may be."
+    )
+    min_roc_auc: float = Field(default=0.70, ge=0, le=1, description="Absolute floor for ROC AUC on the holdout.")
+    min_f1: float = Field(default=0.30, ge=0, le=1, description="Absolute floor for F1 on the holdout.")
+    max_ece: float = Field(
+        default=0.10, ge=0, le=1, description="Ceiling for expected calibration error (10 bins) on the holdout."
+    )
+    max_missing_share: float = Field(
+        default=0.30, ge=0, le=1, description="Ceiling for the share of missing values in any one feature column."
+    )
+    max_duplicate_share: float = Field(
+        default=0.01, ge=0, le=1, description="Ceiling for the share of fully duplicated rows."
+    )
+    min_rows: int = Field(default=500, ge=1, description="Fewest rows a training set may have.")
+    parity_max_abs_diff: float = Field(
+        default=1e-5, gt=0, le=1e-2, description="Largest allowed |sklearn prob - ONNX prob| on the holdout."
+    )
+    min_direction_agreement: float = Field(
+        default=0.90,
+        ge=0,
+        le=1,
+        description="Behavioural test: share of rows whose score moves the declared way when a monotone feature grows.",
+    )
+    max_invariance_diff: float = Field(
+        default=1e-6,
+        ge=0,
+        le=1,
+        description="Behavioural test: largest change in a row's score when scored alone vs inside a batch.",
+    )
+    timeout_s: float = Field(
+        default=300.0, gt=0, le=3600, description="Evidently checks that take longer than this fail the gate."
+    )
+
+
+class TrainSettings(BaseSettings):
+    """How the candidate pipeline is trained."""
+
+    model_config = SettingsConfigDict(env_prefix="FERRY_TRAIN_", extra="ignore")
+
+    estimator: Literal["hist_gradient_boosting", "logistic_regression", "random_forest"] = Field(
+        default="hist_gradient_boosting", description="The scikit-learn estimator at the end of the pipeline."
+    )
+    cv_folds: int = Field(default=3, ge=2, le=10, description="Folds of the small cross-validated search.")
+    holdout_fraction: float = Field(
+        default=0.2, gt=0.05, lt=0.5, description="Share of rows kept out for evaluation (the latest ones by time)."
+    )
+    seed: int = Field(default=42, ge=0, description="Seed for the split, the search and the estimator.")
+    reference_rows: int = Field(
+        default=5000, ge=100, le=1_000_000, description="Rows of training data kept with the version for drift checks."
+    )
