@@ -1,0 +1,330 @@
+"""The declared input schema of a model: which columns exist, what they hold, and which ones must never be used.
+
+A schema is written by a person as YAML (or JSON) and loaded into frozen pydantic models, so every later step —
+validation, training, ONNX export, scoring, drift checks — reads the same typed description::
+
+    name: churn                 # model name: ^[a-z0-9][a-z0-9_-]{0,63}$
+    target: churned             # binary target column
+    target_classes: [0, 1]      # optional; the second one is the positive class
+    id: customer_id             # optional row id column
+    timestamp: signup_at        # optional; used for the time-based split
+    pii: [email, phone]         # never logged, never used as features
+    features:
+      - {name: tenure_months, type: numeric, min: 0, max: 600, direction: decreasing}
+      - {name: plan, type: categorical, levels: [basic, standard, premium], allow_unknown: false}
+
+A broken schema file raises :class:`~ferry.errors.SchemaError` whose message names each offending field by its
+path (``features[2].type: must be 'numeric' or 'categorical', got 'int'``), so the file can be fixed in one go.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from ferry.errors import SchemaError
+
+__all__ = ["Feature", "Schema"]
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+"""Allowed model names: they end up in registry paths, channel names and Bento tags."""
+
+_RULE = "ferry_schema_rule"
+"""Error type of our own cross-field checks; its context carries the sub-path of the offending field."""
+
+
+def _rule_error(field: str, reason: str) -> PydanticCustomError:
+    """A validation error about ``field`` (a path relative to the model being validated)."""
+    return PydanticCustomError(_RULE, "{field}: {reason}", {"field": field, "reason": reason})
+
+
+def _coerce_label(value: Any, what: str) -> Any:
+    """Accept numbers where a label string or class is expected, but refuse YAML's surprise booleans.
+
+    YAML 1.1 reads unquoted ``yes``/``no``/``on``/``off`` as booleans; silently comparing those with data labels
+    would never match, so the user is told to quote them.
+    """
+    if isinstance(value, bool):
+        raise _rule_error(
+            what, f"got the boolean {str(value).lower()}; quote it in YAML (e.g. 'yes', 'no') so it stays a label"
+        )
+    return value
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class Feature(_Frozen):
+    """One input column the model is allowed to use, with the rules its values must follow."""
+
+    name: str = Field(min_length=1, description="Column name in the data.")
+    type: Literal["numeric", "categorical"] = Field(description="How the column is encoded for the model.")
+    nullable: bool = Field(default=True, description="Whether missing values are allowed.")
+    levels: tuple[str, ...] | None = Field(
+        default=None, description="Known categories of a categorical feature; None means any string."
+    )
+    allow_unknown: bool = Field(
+        default=True, description="Whether categories outside ``levels`` are allowed (they are encoded as unknown)."
+    )
+    min: float | None = Field(default=None, description="Smallest allowed value of a numeric feature.")
+    max: float | None = Field(default=None, description="Largest allowed value of a numeric feature.")
+    direction: Literal["increasing", "decreasing"] | None = Field(
+        default=None, description="Expected monotone effect of a numeric feature on the positive class."
+    )
+    description: str | None = Field(default=None, description="What the column means, for people.")
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _levels_as_strings(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            out: list[Any] = []
+            for i, level in enumerate(value):
+                level = _coerce_label(level, f"[{i}]")
+                out.append(str(level) if isinstance(level, int | float) else level)
+            return out
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Feature:
+        if self.type == "numeric":
+            if self.levels is not None:
+                raise _rule_error("levels", "only categorical features have levels; remove it or set type categorical")
+            if self.min is not None and self.max is not None and self.min > self.max:
+                raise _rule_error("min", f"min ({self.min:g}) is greater than max ({self.max:g})")
+        else:
+            if self.direction is not None:
+                raise _rule_error("direction", "only numeric features have a direction; remove it")
+            for bound in ("min", "max"):
+                if getattr(self, bound) is not None:
+                    raise _rule_error(bound, f"only numeric features have {bound}; remove it")
+            if self.levels is not None:
+                if not self.levels:
+                    raise _rule_error("levels", "is empty; list the known categories or remove the key")
+                seen: set[str] = set()
+                for i, level in enumerate(self.levels):
+                    if level in seen:
+                        raise _rule_error(f"levels[{i}]", f"duplicate level {level!r}")
+                    seen.add(level)
+            elif not self.allow_unknown:
+                raise _rule_error(
+                    "allow_unknown", "is false but no levels are listed, so no value would pass; list the levels"
+                )
+        return self
+
+
+class Schema(_Frozen):
+    """The declared input schema of one model. Load it with :meth:`Schema.load`."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Model name (lower case, digits, '_' and '-').")
+    target: str = Field(min_length=1, description="The binary target column.")
+    target_classes: tuple[int | str, int | str] = Field(
+        default=(0, 1), description="The two target labels; the second one is the positive class."
+    )
+    id: str | None = Field(default=None, min_length=1, description="Optional row id column.")
+    timestamp: str | None = Field(
+        default=None, min_length=1, description="Optional event time column, used for the time-based split."
+    )
+    pii: tuple[str, ...] = Field(default=(), description="Columns that must never be logged or used as features.")
+    features: tuple[Feature, ...] = Field(min_length=1, description="The columns the model may use, in order.")
+
+    @field_validator("target_classes", mode="before")
+    @classmethod
+    def _no_boolean_classes(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            if len(value) != 2:
+                raise _rule_error("", f"must list exactly two classes (negative, positive), got {len(value)}")
+            return [_coerce_label(v, f"[{i}]") for i, v in enumerate(value)]
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Schema:
+        first, second = self.target_classes
+        if str(first) == str(second):
+            raise _rule_error("target_classes", f"the two classes must differ, got {first!r} twice")
+
+        # Every declared column has one role; the first claim of a name wins and later ones are reported.
+        roles: dict[str, str] = {"target": self.target}
+        if self.id is not None:
+            roles["id"] = self.id
+        if self.timestamp is not None:
+            roles["timestamp"] = self.timestamp
+        owner: dict[str, str] = {}
+        for role, column in roles.items():
+            if column in owner:
+                raise _rule_error(role, f"column {column!r} is already used as {owner[column]}")
+            owner[column] = role
+        for i, feature in enumerate(self.features):
+            path = f"features[{i}].name"
+            if feature.name == self.target:
+                raise _rule_error(path, f"the target column {feature.name!r} cannot be a feature")
+            if feature.name in owner:
+                raise _rule_error(path, f"column {feature.name!r} is already used as {owner[feature.name]}")
+            owner[feature.name] = path
+        seen_pii: set[str] = set()
+        for i, column in enumerate(self.pii):
+            path = f"pii[{i}]"
+            if column in seen_pii:
+                raise _rule_error(path, f"duplicate PII column {column!r}")
+            seen_pii.add(column)
+            if column in owner:
+                raise _rule_error(
+                    path, f"PII column {column!r} is also used as {owner[column]}; PII must never reach the model"
+                )
+        return self
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """All feature columns, in declared order (the model's input order)."""
+        return tuple(f.name for f in self.features)
+
+    @property
+    def numeric_features(self) -> tuple[str, ...]:
+        """Names of the numeric features, in declared order."""
+        return tuple(f.name for f in self.features if f.type == "numeric")
+
+    @property
+    def categorical_features(self) -> tuple[str, ...]:
+        """Names of the categorical features, in declared order."""
+        return tuple(f.name for f in self.features if f.type == "categorical")
+
+    @property
+    def positive_class(self) -> int | str:
+        """The label that validation maps to 1 (the second of ``target_classes``)."""
+        return self.target_classes[1]
+
+    def feature(self, name: str) -> Feature:
+        """The feature called ``name``; KeyError if the schema has none."""
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(f"schema {self.name!r} has no feature {name!r}; features are {', '.join(self.feature_names)}")
+
+    # ------------------------------------------------------------------ (de)serialisation
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "schema document") -> Schema:
+        """Validate a parsed schema document; SchemaError lists every problem by its field path."""
+        if not isinstance(data, Mapping):
+            raise SchemaError(
+                f"{source}: the schema must be a mapping with keys such as name, target and features, "
+                f"got {type(data).__name__}"
+            )
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as exc:
+            problems = [_describe(err) for err in exc.errors()]
+            raise SchemaError(
+                f"{source}: invalid schema ({len(problems)} problem{'s' if len(problems) > 1 else ''}), "
+                "fix and retry: " + "; ".join(problems)
+            ) from None
+
+    @classmethod
+    def load(cls, path_or_url: str | Path, *, storage_options: Mapping[str, Any] | None = None) -> Schema:
+        """Read a schema file (``.yaml``/``.yml`` or ``.json``) from a local path or any fsspec URL."""
+        import fsspec
+
+        source = str(path_or_url)
+        suffix = _suffix(source)
+        if suffix not in {".yaml", ".yml", ".json"}:
+            raise SchemaError(f"{source}: unknown schema file type {suffix or '(none)'!r}; use .yaml, .yml or .json")
+        try:
+            with fsspec.open(source, "rb", **dict(storage_options or {})) as fh:
+                raw: bytes = fh.read()
+        except FileNotFoundError:
+            raise SchemaError(f"{source}: schema file not found; check the path or URL") from None
+        except IsADirectoryError:
+            raise SchemaError(f"{source}: is a directory; pass the schema file itself") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SchemaError(
+                f"{source}: is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+            ) from None
+        try:
+            data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            kind = "JSON" if suffix == ".json" else "YAML"
+            raise SchemaError(f"{source}: is not valid {kind}: {exc}") from None
+        if data is None:
+            raise SchemaError(f"{source}: the schema file is empty; declare at least name, target and features")
+        return cls.from_dict(data, source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON-compatible dict of the schema (tuples become lists, None values are kept)."""
+        return self.model_dump(mode="json")
+
+    def dump_json(self) -> str:
+        """Canonical JSON: sorted keys, no whitespace, every field present. Equal schemas give equal bytes."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+    def dump_yaml(self) -> str:
+        """Readable YAML in declared field order, leaving out unset optional fields. :meth:`load` reads it back."""
+        doc = self.model_dump(mode="json", exclude_none=True)
+        # Features leave out their defaults; name and type have none, so they stay first, as people read them.
+        doc["features"] = [f.model_dump(mode="json", exclude_defaults=True) for f in self.features]
+        return str(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120))
+
+
+def _suffix(source: str) -> str:
+    """Lower-case suffix of a path or URL, ignoring any query string."""
+    path = urlsplit(source).path if "://" in source else source
+    return Path(path).suffix.lower()
+
+
+_TOP_KEYS = tuple(Schema.model_fields)
+_FEATURE_KEYS = tuple(Feature.model_fields)
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    """``('features', 2, 'type')`` -> ``features[2].type``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _describe(err: ErrorDetails) -> str:
+    """One pydantic error as ``path: reason`` in words a schema author can act on."""
+    loc = tuple(err["loc"])
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    value = err.get("input")
+    if kind == _RULE:
+        field = str(ctx.get("field", ""))
+        base = _path(loc)
+        path = f"{base}{'' if not field or field.startswith('[') else '.'}{field}" if base else field
+        reason = err["msg"].split(": ", 1)[1] if ": " in err["msg"] else err["msg"]
+        return f"{path}: {reason}"
+    path = _path(loc) or "(top level)"
+    if kind == "extra_forbidden":
+        allowed = _FEATURE_KEYS if len(loc) >= 2 and loc[0] == "features" else _TOP_KEYS
+        return f"{path}: unknown key; allowed keys are {', '.join(allowed)}"
+    if kind == "missing":
+        return f"{path}: is required but missing"
+    if kind == "literal_error":
+        return f"{path}: must be {ctx.get('expected')}, got {value!r}"
+    if kind == "string_pattern_mismatch" and loc == ("name",):
+        return (
+            f"{path}: {value!r} is not a valid model name; use 1-64 lower-case letters, digits, '_' or '-', "
+            "starting with a letter or digit"
+        )
+    if kind == "too_short" and loc == ("features",):
+        return f"{path}: at least one feature is required"
+    if kind == "string_too_short":
+        return f"{path}: must not be empty"
+    message = re.sub(r"^(Input|Value error, )\s*", "", err["msg"]).rstrip(".").replace("valid tuple", "list")
+    return f"{path}: {message[:1].lower()}{message[1:]}, got {value!r}"
