@@ -1,0 +1,507 @@
+"""Reading tables and checking them against the declared schema.
+
+Everything that enters training, scoring or monitoring passes through here:
+
+- :func:`read_table` reads CSV or Parquet from a local path or any fsspec URL, with one normalised dtype policy
+  (numbers -> float64, text -> object of ``str``), and turns every way a file can be unusable into a
+  :class:`~ferry.errors.DataFormatError` that names the file and says what to do.
+- :func:`validate` returns a new, typed frame holding exactly the declared columns — never the PII ones — or raises
+  :class:`~ferry.errors.DataValidationError` naming the column, the rule, how many rows break it and a few of them.
+  Bad rows are never silently dropped.
+- :func:`to_onnx_inputs` builds the exact input dict of ``model.onnx``; training, batch and online all use it, so a
+  row is encoded identically everywhere.
+- :func:`sha256_of` fingerprints the training file for lineage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from pandas.api import types as ptypes
+
+from ferry.errors import DataFormatError, DataValidationError
+from ferry.schema import Feature, Schema
+
+__all__ = ["read_table", "sha256_of", "to_onnx_inputs", "validate"]
+
+_CSV_SUFFIXES = (".csv", ".csv.gz")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_PARQUET_MAGIC = b"PAR1"
+_CHUNK = 1 << 20
+_MAX_EXAMPLES = 3
+_NAN_TEXT = frozenset({"nan", "+nan", "-nan"})
+_TS_MIN = pd.Timestamp.min.tz_localize("UTC")
+_TS_MAX = pd.Timestamp.max.tz_localize("UTC")
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+# ----------------------------------------------------------------------------------------------------------- reading
+
+
+def _open_fs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    except (ValueError, ImportError) as exc:
+        raise DataFormatError(f"{url}: cannot open this URL ({exc}); check the protocol and storage_options") from None
+    return fs, path
+
+
+def _stat(url: str, fs: Any, path: str) -> int:
+    """Size of the file in bytes, or DataFormatError when it is missing or not a file."""
+    try:
+        if not fs.exists(path):
+            raise DataFormatError(f"{url}: file not found; check the path or URL")
+        if fs.isdir(path):
+            raise DataFormatError(f"{url}: is a directory; pass a single CSV or Parquet file")
+        return int(fs.size(path))
+    except (PermissionError, OSError) as exc:
+        raise DataFormatError(f"{url}: cannot access the file ({exc}); check permissions and credentials") from None
+
+
+def read_table(url: str | Path, *, storage_options: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet file from a local path or any fsspec URL into a DataFrame.
+
+    The format comes from the suffix (``.csv``, ``.csv.gz``, ``.parquet``, ``.pq``); any other name is read as
+    Parquet when it starts with the magic bytes ``PAR1``. Numeric columns come back as float64 (so a partition with
+    a missing value has the same dtype as one without), text as object dtype holding ``str`` with None for missing;
+    booleans and timestamps keep their dtype. A file with no rows is an error: there is nothing to learn or score.
+    """
+    source = str(url)
+    fs, path = _open_fs(source, storage_options)
+    size = _stat(source, fs, path)
+    if size == 0:
+        raise DataFormatError(f"{source}: the file is empty (0 bytes); write the data again or point at another file")
+    name = path.lower()
+    if name.endswith(_CSV_SUFFIXES):
+        frame = _read_csv(source, fs, path)
+    elif name.endswith(_PARQUET_SUFFIXES):
+        frame = _read_parquet(source, fs, path)
+    else:
+        with fs.open(path, "rb") as fh:
+            head = fh.read(len(_PARQUET_MAGIC))
+        if head != _PARQUET_MAGIC:
+            raise DataFormatError(
+                f"{source}: unknown file format; name it .csv, .csv.gz, .parquet or .pq (Parquet is also "
+                "recognised by its PAR1 magic bytes)"
+            )
+        frame = _read_parquet(source, fs, path)
+    if len(frame) == 0:
+        raise DataFormatError(f"{source}: the file has a header but no rows; write the data again")
+    return _normalise_dtypes(frame)
+
+
+def _read_csv(source: str, fs: Any, path: str) -> pd.DataFrame:
+    try:
+        with fs.open(path, "rb", compression="infer") as fh:
+            return pd.read_csv(fh, low_memory=False)
+    except pd.errors.EmptyDataError:
+        raise DataFormatError(f"{source}: the file has no header and no rows; write the data again") from None
+    except pd.errors.ParserError as exc:
+        raise DataFormatError(
+            f"{source}: cannot parse as CSV ({str(exc).strip()}); check the delimiter (comma), quoting and that "
+            "every row has as many fields as the header"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(
+            f"{source}: is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 CSV, or is it binary?"
+        ) from None
+    except (EOFError, zlib.error, OSError) as exc:
+        raise DataFormatError(
+            f"{source}: the compressed file is corrupt or truncated ({exc}); write it again"
+        ) from None
+
+
+def _read_parquet(source: str, fs: Any, path: str) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with fs.open(path, "rb") as fh:
+            table = pq.read_table(fh)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataFormatError(
+            f"{source}: not a readable Parquet file ({exc}); it is corrupt or truncated, write it again"
+        ) from None
+    frame: pd.DataFrame = table.to_pandas()
+    return frame
+
+
+def _normalise_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numbers -> float64, text (and pandas categoricals) -> object of str with None; bool and datetime stay."""
+    columns: dict[Any, pd.Series[Any]] = {}
+    for name in frame.columns:
+        col = frame[name]
+        if ptypes.is_bool_dtype(col) or ptypes.is_datetime64_any_dtype(col) or ptypes.is_timedelta64_dtype(col):
+            columns[name] = col
+        elif ptypes.is_numeric_dtype(col):
+            columns[name] = pd.Series(col.to_numpy(dtype=np.float64, na_value=np.nan), index=col.index, name=name)
+        else:
+            obj = col.astype(object)
+            columns[name] = obj.where(col.notna(), None)
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def sha256_of(url: str | Path, *, storage_options: dict[str, Any] | None = None) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks (works for files larger than memory)."""
+    source = str(url)
+    fs, path = _open_fs(source, storage_options)
+    _stat(source, fs, path)
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# -------------------------------------------------------------------------------------------------------- validation
+
+
+@dataclass(frozen=True)
+class _Issue:
+    column: str
+    rule: str
+    detail: str
+    examples: list[str]
+
+    def error(self) -> DataValidationError:
+        return DataValidationError(self.column, self.rule, self.detail, self.examples)
+
+
+class _Rows:
+    """Names rows in messages: by the declared id column when present, otherwise by 0-based position."""
+
+    def __init__(self, df: pd.DataFrame, schema: Schema) -> None:
+        self.n = len(df)
+        self._ids: np.ndarray[Any, Any] | None = None
+        if schema.id is not None and schema.id in df.columns and isinstance(df.columns.get_loc(schema.id), int):
+            self._ids = df[schema.id].to_numpy(dtype=object)
+
+    def name(self, pos: int) -> str:
+        if self._ids is None:
+            return f"row {pos}"
+        return f"row id={_show_id(self._ids[pos])}"
+
+    def examples(self, mask: BoolArray, values: Callable[[int], object]) -> list[str]:
+        return [f"{self.name(int(p))}: {_show(values(int(p)))}" for p in np.flatnonzero(mask)[:_MAX_EXAMPLES]]
+
+    def count(self, mask: BoolArray) -> str:
+        return f"{int(mask.sum()):,} of {self.n:,} rows"
+
+
+def _show_id(value: object) -> str:
+    if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _show(value: object) -> str:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return "<missing>"
+    if isinstance(value, float | np.floating):
+        if np.isnan(value):
+            return "<missing>"
+
+        return repr(float(value))
+    if isinstance(value, np.integer | np.bool_):
+        return repr(value.item())
+    return repr(value)
+
+
+def _blank(obj: pd.Series[Any]) -> BoolArray:
+    """Strings that hold only whitespace: they mean "missing", like an empty CSV cell."""
+    if ptypes.infer_dtype(obj, skipna=True) not in {"string", "mixed", "mixed-integer", "mixed-integer-float"}:
+        return np.zeros(len(obj), dtype=bool)
+    stripped = obj.map(lambda v: v.strip() if isinstance(v, str) else v)
+    return np.asarray(stripped.eq("").to_numpy(dtype=bool, na_value=False))
+
+
+def _numeric(col: pd.Series[Any]) -> tuple[FloatArray, BoolArray, BoolArray]:
+    """Column as float64 (NaN = missing), plus masks of values that are not numbers and of NaN/inf values."""
+    n = len(col)
+    if ptypes.is_bool_dtype(col) or (ptypes.is_numeric_dtype(col) and not ptypes.is_complex_dtype(col)):
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+        return values, np.zeros(n, dtype=bool), np.isinf(values)
+    if ptypes.is_datetime64_any_dtype(col) or ptypes.is_timedelta64_dtype(col) or ptypes.is_complex_dtype(col):
+        present = col.notna().to_numpy(dtype=bool)
+        return np.full(n, np.nan), present, np.zeros(n, dtype=bool)
+    obj = col.astype(object)
+    missing = obj.isna().to_numpy(dtype=bool) | _blank(obj)
+    parsed = pd.to_numeric(obj.where(~missing, None), errors="coerce")
+    values = np.array(parsed.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64, copy=True)
+    unparsed = ~missing & np.isnan(values)
+    nan_text = np.zeros(n, dtype=bool)
+    if unparsed.any():
+        idx = np.flatnonzero(unparsed)
+        nan_text[idx] = [str(v).strip().lower() in _NAN_TEXT for v in obj.to_numpy()[idx]]
+    bad_type = unparsed & ~nan_text
+    values[bad_type | nan_text] = np.nan
+    return values, bad_type, nan_text | np.isinf(values)
+
+
+def _label(value: object) -> str:
+    """A non-string category value as text; whole floats lose their ".0" so 1.0 matches the level "1"."""
+    if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, np.generic):
+        return str(value.item())
+    return str(value)
+
+
+def _text(col: pd.Series[Any]) -> tuple[np.ndarray[Any, np.dtype[np.object_]], BoolArray]:
+    """Column as an object array of str with None for missing, plus the missing mask.
+
+    Whole numbers read from files as float (1.0) become "1", so numeric-looking category codes match their levels.
+    """
+    n = len(col)
+    out = np.empty(n, dtype=object)
+    if ptypes.is_numeric_dtype(col) and not ptypes.is_bool_dtype(col):
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        missing = np.isnan(values)
+        whole = ~missing & np.isfinite(values) & (np.abs(values) < 2.0**53) & (values == np.round(values))
+        out[whole] = values[whole].astype(np.int64).astype(str).astype(object)
+        other = ~missing & ~whole
+        out[other] = [str(v) for v in values[other]]
+        return out, missing
+    obj = col.astype(object)
+    missing = obj.isna().to_numpy(dtype=bool) | _blank(obj)
+    raw = obj.to_numpy()
+    if ptypes.infer_dtype(obj, skipna=True) == "string":
+        out[:] = raw
+    else:
+        present = np.flatnonzero(~missing)
+        out[present] = [v if isinstance(v, str) else _label(v) for v in raw[present]]
+    out[missing] = None
+    return out, missing
+
+
+def _check_numeric(col: pd.Series[Any], feature: Feature, rows: _Rows) -> tuple[FloatArray, _Issue | None]:
+    name = feature.name
+    values, bad_type, nonfinite = _numeric(col)
+    raw = col.to_numpy()
+    if bad_type.any():
+        detail = f"{rows.count(bad_type)} hold values that are not numbers; fix them or leave the cells empty"
+        return values, _Issue(name, "numeric_type", detail, rows.examples(bad_type, lambda p: raw[p]))
+    if nonfinite.any():
+        detail = (
+            f"{rows.count(nonfinite)} hold infinite or NaN values written out as numbers; leave missing values "
+            "empty and replace infinities with real values"
+        )
+        return values, _Issue(name, "finite", detail, rows.examples(nonfinite, lambda p: raw[p]))
+    missing = np.isnan(values)
+    if not feature.nullable and missing.any():
+        detail = f"{rows.count(missing)} are missing; fill them, or declare nullable: true in the schema"
+        return values, _Issue(name, "not_null", detail, rows.examples(missing, lambda p: raw[p]))
+    low = feature.min if feature.min is not None else -np.inf
+    high = feature.max if feature.max is not None else np.inf
+    with np.errstate(invalid="ignore"):
+        outside = ~missing & ((values < low) | (values > high))
+    if outside.any():
+        bounds = f"[{'-inf' if feature.min is None else f'{feature.min:g}'}, "
+        bounds += f"{'inf' if feature.max is None else f'{feature.max:g}'}]"
+        detail = (
+            f"{rows.count(outside)} are outside the declared range {bounds}; fix the data, or change min/max in "
+            "the schema if the range was wrong"
+        )
+        return values, _Issue(name, "range", detail, rows.examples(outside, lambda p: values[p]))
+    return values, None
+
+
+def _check_categorical(
+    col: pd.Series[Any], feature: Feature, rows: _Rows
+) -> tuple[np.ndarray[Any, np.dtype[np.object_]], _Issue | None]:
+    name = feature.name
+    text, missing = _text(col)
+    raw = col.to_numpy()
+    if not feature.nullable and missing.any():
+        detail = f"{rows.count(missing)} are missing; fill them, or declare nullable: true in the schema"
+        return text, _Issue(name, "not_null", detail, rows.examples(missing, lambda p: raw[p]))
+    if feature.levels is not None and not feature.allow_unknown:
+        unknown = ~missing & ~pd.Series(text).isin(feature.levels).to_numpy(dtype=bool)
+        if unknown.any():
+            seen = sorted({str(v) for v in text[unknown]})
+            shown = ", ".join(repr(v) for v in seen[:5]) + (", ..." if len(seen) > 5 else "")
+            detail = (
+                f"{rows.count(unknown)} hold categories outside the declared levels "
+                f"({', '.join(feature.levels)}): {shown}; fix the data, add the levels to the schema, or set "
+                "allow_unknown: true"
+            )
+            return text, _Issue(name, "levels", detail, rows.examples(unknown, lambda p: text[p]))
+    return text, None
+
+
+def _check_target(
+    col: pd.Series[Any], schema: Schema, rows: _Rows
+) -> tuple[npt.NDArray[np.int64] | None, _Issue | None]:
+    name = schema.target
+    raw = col.to_numpy()
+    if ptypes.is_bool_dtype(col):
+        col = col.astype("Int64")
+    text, missing = _text(col)
+    if ptypes.is_numeric_dtype(col):
+        missing = missing | np.isnan(col.to_numpy(dtype=np.float64, na_value=np.nan))
+    if missing.any():
+        detail = f"{rows.count(missing)} have no target; label them, or drop them before training"
+        return None, _Issue(name, "target_not_null", detail, rows.examples(missing, lambda p: raw[p]))
+    negative, positive = (str(c) for c in schema.target_classes)
+    is_pos = text == positive
+    other = ~is_pos & (text != negative)
+    if other.any():
+        seen = sorted({str(v) for v in text[other]})
+        detail = (
+            f"{rows.count(other)} hold labels other than the declared target_classes "
+            f"[{schema.target_classes[0]!r}, {schema.target_classes[1]!r}] (found {', '.join(map(repr, seen[:5]))}); "
+            "map them to the declared labels, or declare the right target_classes"
+        )
+        return None, _Issue(name, "target_classes", detail, rows.examples(other, lambda p: raw[p]))
+    labels = is_pos.astype(np.int64)
+    if len(np.unique(labels)) < 2:
+        only = schema.target_classes[int(labels[0])] if len(labels) else None
+        detail = (
+            f"all {rows.n:,} rows have the class {only!r}; a classifier needs examples of both classes, so "
+            "use a wider time range or a larger sample"
+        )
+        return None, _Issue(name, "target_two_classes", detail, [])
+    return labels, None
+
+
+def _check_timestamp(col: pd.Series[Any], name: str, rows: _Rows) -> tuple[pd.Series[Any] | None, _Issue | None]:
+    n = len(col)
+    raw = col.to_numpy()
+    if ptypes.is_datetime64_any_dtype(col):
+        stamps = col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
+        missing = stamps.isna().to_numpy(dtype=bool)
+        bad = np.zeros(n, dtype=bool)
+    elif ptypes.is_numeric_dtype(col) or ptypes.is_bool_dtype(col):
+        missing = col.isna().to_numpy(dtype=bool)
+        bad = ~missing  # epoch numbers are ambiguous (s? ms? ns?): ask for ISO 8601 text instead
+        stamps = pd.Series(pd.NaT, index=col.index, dtype="datetime64[ns, UTC]")
+    else:
+        obj = col.astype(object)
+        missing = obj.isna().to_numpy(dtype=bool) | _blank(obj)
+        stamps = pd.to_datetime(obj.where(~missing, None), utc=True, format="ISO8601", errors="coerce")
+        retry = ~missing & stamps.isna().to_numpy(dtype=bool)
+        if retry.any():  # a few rows in another layout ("01/02/2025 10:00"): parse those one by one
+            again = pd.to_datetime(obj[retry], utc=True, format="mixed", errors="coerce")
+            stamps = stamps.astype(again.dtype) if stamps.dtype != again.dtype else stamps
+            stamps[retry] = again
+        bad = ~missing & stamps.isna().to_numpy(dtype=bool)
+    present = ~missing & ~bad
+    out_of_range = present & ((stamps < _TS_MIN) | (stamps > _TS_MAX)).to_numpy(dtype=bool, na_value=False)
+    bad = bad | out_of_range
+    if bad.any():
+        detail = (
+            f"{rows.count(bad)} are not timestamps between 1677 and 2262; write them as ISO 8601, "
+            "e.g. 2025-01-31T12:00:00Z"
+        )
+        return None, _Issue(name, "timestamp_type", detail, rows.examples(bad, lambda p: raw[p]))
+    if missing.any():
+        detail = f"{rows.count(missing)} have no timestamp, which the time-based split needs; fill or drop them"
+        return None, _Issue(name, "not_null", detail, rows.examples(missing, lambda p: raw[p]))
+    return stamps.astype("datetime64[ns, UTC]"), None
+
+
+def validate(df: pd.DataFrame, schema: Schema, *, require_target: bool = True) -> pd.DataFrame:
+    """Check ``df`` against ``schema`` and return a new, typed frame of exactly the declared columns.
+
+    The result has the id (as given), the timestamp (datetime64[ns, UTC]), every feature in declared order
+    (numeric -> float64 with NaN for missing; categorical -> object of str with None for missing) and, when
+    ``require_target``, the target as int64 0/1 (1 = the positive class). Every other column — PII included — is
+    dropped. ``df`` is not modified, and the result keeps its index.
+
+    Columns are checked in the order id, timestamp, features, target; each reports the first rule it breaks. The
+    first failing column raises DataValidationError (with the count of offending rows and up to three examples);
+    the message also lists the other failing columns, so one run shows everything to fix.
+    """
+    rows = _Rows(df, schema)
+    out: dict[str, Any] = {}
+    issues: list[_Issue] = []
+    available = set(df.columns)
+
+    def column(name: str) -> pd.Series[Any] | None:
+        if name not in available:
+            shown = ", ".join(map(repr, list(df.columns)[:20])) + (", ..." if df.shape[1] > 20 else "")
+            issues.append(_Issue(name, "required", f"the column is missing; the data has {shown or 'no columns'}", []))
+            return None
+        col = df[name]
+        if isinstance(col, pd.DataFrame):
+            issues.append(_Issue(name, "required", f"the column appears {col.shape[1]} times; keep one", []))
+            return None
+        return col
+
+    if schema.id is not None and (col := column(schema.id)) is not None:
+        out[schema.id] = col.copy()
+    if schema.timestamp is not None and (col := column(schema.timestamp)) is not None:
+        stamps, issue = _check_timestamp(col, schema.timestamp, rows)
+        if issue is not None:
+            issues.append(issue)
+        elif stamps is not None:
+            out[schema.timestamp] = pd.Series(stamps.to_numpy(), index=df.index, dtype="datetime64[ns, UTC]")
+    for feature in schema.features:
+        if (col := column(feature.name)) is None:
+            continue
+        if feature.type == "numeric":
+            values, issue = _check_numeric(col, feature, rows)
+            out[feature.name] = pd.Series(values, index=df.index, dtype=np.float64)
+        else:
+            text, issue = _check_categorical(col, feature, rows)
+            out[feature.name] = pd.Series(text, index=df.index, dtype=object)
+        if issue is not None:
+            issues.append(issue)
+    if require_target and (col := column(schema.target)) is not None:
+        labels, issue = _check_target(col, schema, rows)
+        if issue is not None:
+            issues.append(issue)
+        elif labels is not None:
+            out[schema.target] = pd.Series(labels, index=df.index, dtype=np.int64)
+
+    if issues:
+        first = issues[0]
+        detail = first.detail
+        if len(issues) > 1:
+            others = ", ".join(f"{i.column!r} ({i.rule})" for i in issues[1:])
+            detail += f" [other failing columns: {others}]"
+        raise DataValidationError(first.column, first.rule, detail, first.examples)
+    return pd.DataFrame(out, index=df.index)
+
+
+# -------------------------------------------------------------------------------------------------------------- ONNX
+
+
+def to_onnx_inputs(df: pd.DataFrame, schema: Schema) -> dict[str, np.ndarray[Any, Any]]:
+    """The input dict of ``model.onnx``: one (n, 1) array per feature, keyed by feature name.
+
+    Numeric features are float32 with NaN for missing; categorical ones are object arrays of str with missing as
+    "" (ONNX string tensors have no null). Pass a frame returned by :func:`validate`.
+    """
+    inputs: dict[str, np.ndarray[Any, Any]] = {}
+    for feature in schema.features:
+        if feature.name not in df.columns:
+            raise DataValidationError(
+                feature.name, "required", "the column is missing; pass the frame returned by ferry.data.validate()"
+            )
+        col = df[feature.name]
+        if feature.type == "numeric":
+            try:
+                values = col.to_numpy(dtype=np.float32, na_value=np.nan)
+            except (TypeError, ValueError) as exc:
+                raise DataValidationError(
+                    feature.name, "numeric_type", f"cannot convert to float32 ({exc}); run ferry.data.validate() first"
+                ) from None
+            inputs[feature.name] = values.reshape(-1, 1)
+        else:
+            text, missing = _text(col)
+            text[missing] = ""
+            inputs[feature.name] = text.reshape(-1, 1)
+    return inputs
