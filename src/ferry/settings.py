@@ -27,6 +27,11 @@ class StorageSettings(BaseSettings):
         min_length=1,
         description="Root of the registry: a local directory or any fsspec URL (s3://bucket/prefix, gs://...).",
     )
+    work_dir: str = Field(
+        default=".ferry/runs",
+        min_length=1,
+        description="Local directory for the working files of each retrain run (one subdirectory per run).",
+    )
     actor: str | None = Field(
         default=None,
         max_length=200,

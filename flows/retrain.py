@@ -1,0 +1,196 @@
+"""The ``retrain`` Prefect flow: thin tasks around :mod:`ferry.retrain`, passing the run directory between them.
+
+Run it with ``ferry train --data ... --schema ...``, or deploy it from ``prefect.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+from ferry import retrain as core
+from ferry.artifacts import read_json
+from ferry.registry import Registry
+from ferry.settings import GateSettings, StorageSettings, TrainSettings
+from ferry.summary import gate_rows, markdown_summary, metric_rows
+
+
+@task(name="ingest", retries=2, retry_delay_seconds=5)
+def ingest(data: str, schema: str, run_dir: str) -> dict[str, Any]:
+    """Read and validate; retried because remote storage can fail transiently (bad data is not retried: same answer)."""
+    summary = core.ingest(data, schema, Path(run_dir))
+    get_run_logger().info("ingested %d rows of %s (sha256 %s)", summary.rows, data, summary.data_sha256[:12])
+    return asdict(summary)
+
+
+@task(name="data-quality", retries=0)
+def data_quality(run_dir: str, gate: GateSettings) -> list[dict[str, Any]]:
+    checks = core.check_data_quality(Path(run_dir), gate)
+    failed = [c.name for c in checks if not c.passed]
+    get_run_logger().info("data quality: %d checks, %d failed %s", len(checks), len(failed), failed or "")
+    return [asdict(c) for c in checks]
+
+
+@task(name="split")
+def split(run_dir: str, settings: TrainSettings) -> dict[str, Any]:
+    info = core.split_data(Path(run_dir), settings)
+    get_run_logger().info(
+        "%s split: %d train / %d holdout rows", info["method"], info["train_rows"], info["holdout_rows"]
+    )
+    return info
+
+
+@task(name="train")
+def train(run_dir: str, settings: TrainSettings) -> dict[str, Any]:
+    info = core.train_candidate(Path(run_dir), settings)
+    get_run_logger().info(
+        "trained %s in %.1fs, best %s, CV ROC AUC %.4f",
+        info["estimator"],
+        info["fit_seconds"],
+        info["best_params"],
+        info["cv_roc_auc"],
+    )
+    return info
+
+
+@task(name="evaluate")
+def evaluate(run_dir: str) -> dict[str, float]:
+    return core.evaluate_candidate(Path(run_dir))
+
+
+@task(name="export-onnx")
+def export_onnx(run_dir: str) -> str:
+    return core.export_onnx(Path(run_dir))
+
+
+@task(name="parity")
+def parity(run_dir: str, gate: GateSettings) -> dict[str, Any]:
+    result = core.check_parity(Path(run_dir), gate).to_dict()
+    get_run_logger().info(
+        "ONNX parity on %d rows: max |dprob| %.2e, label agreement %.4f",
+        result["rows"],
+        result["max_abs_diff"],
+        result["label_agreement"],
+    )
+    return result
+
+
+@task(name="gate")
+def run_gate(run_dir: str, registry_url: str, gate: GateSettings, champion_channel: str) -> dict[str, Any]:
+    result = core.run_gate(Path(run_dir), Registry(registry_url), gate, champion_channel=champion_channel)
+    logger = get_run_logger()
+    logger.info("gate %s (%d checks)", result.verdict, len(result.checks))
+    for reason in result.reasons:
+        logger.warning("gate: %s", reason)
+    return result.to_dict()
+
+
+@task(name="register")
+def register(run_dir: str, registry_url: str) -> dict[str, Any]:
+    core.write_lineage(Path(run_dir))
+    version = core.register_candidate(Path(run_dir), Registry(registry_url))
+    get_run_logger().info("registered version %s of %s", version.id, version.model)
+    return {"id": version.id, "model": version.model}
+
+
+@task(name="promote")
+def promote(registry_url: str, version_id: str, model: str, channels: list[str], reason: str) -> list[str]:
+    registry = Registry(registry_url)
+    records = core.promote_if_passed(registry, registry.get(version_id, model=model), channels, reason=reason)
+    moved = [r["channel"] for r in records]
+    get_run_logger().info("promoted %s to %s", version_id, moved or "nothing")
+    return moved
+
+
+@flow(name="retrain", description="Validate data, train a candidate, gate it on evidence, register and promote it.")
+def retrain(
+    data: str,
+    schema_file: str,
+    promote_to: list[str] | None = None,
+    champion_channel: str = "online/champion",
+    registry_url: str | None = None,
+    train_settings: TrainSettings | None = None,
+    gate_settings: GateSettings | None = None,
+    reason: str = "retrain: gate passed",
+) -> dict[str, Any]:
+    """Retrain on ``data`` (CSV or Parquet, local path or fsspec URL) described by ``schema_file`` (YAML or JSON).
+
+    The candidate is compared with the version behind ``champion_channel`` on the same holdout, and moved to every
+    channel in ``promote_to`` (default: the champion channel) when the gate passes.
+    """
+    storage = StorageSettings()
+    registry_url = registry_url or storage.registry_url
+    train_settings = train_settings or TrainSettings()
+    gate_settings = gate_settings or GateSettings()
+    channels = promote_to if promote_to is not None else [champion_channel]
+    run_dir = str(core.new_run_dir(storage.work_dir))
+
+    ingested = ingest(data, schema_file, run_dir)
+    data_quality(run_dir, gate_settings)
+    split(run_dir, train_settings)
+    train(run_dir, train_settings)
+    metrics = evaluate(run_dir)
+    export_onnx(run_dir)
+    parity(run_dir, gate_settings)
+    gate = run_gate(run_dir, registry_url, gate_settings, champion_channel)
+    version = register(run_dir, registry_url)
+    promoted = promote(registry_url, version["id"], version["model"], channels, reason)
+
+    registry = Registry(registry_url)
+    v = registry.get(version["id"], model=version["model"])
+    champion_metrics = Path(run_dir) / "champion_metrics.json"
+    outcome: dict[str, Any] = {
+        "model": version["model"],
+        "version": version["id"],
+        "version_url": registry.file_url(v, ""),
+        "gate_html": registry.file_url(v, "gate.html"),
+        "data_quality_html": registry.file_url(v, "data_quality.html"),
+        "data_url": data,
+        "rows": ingested["rows"],
+        "data_sha256": ingested["data_sha256"],
+        "metrics": metrics,
+        "champion_metrics": read_json(champion_metrics) if champion_metrics.exists() else None,
+        "gate_passed": gate["passed"],
+        "checks": gate["checks"],
+        "reasons": gate["reasons"],
+        "champion": gate["champion"],
+        "promoted": promoted,
+        "run_dir": run_dir,
+    }
+    _publish_artifacts(outcome)
+    return outcome
+
+
+def _publish_artifacts(outcome: dict[str, Any]) -> None:
+    key = outcome["model"].replace("_", "-")
+    create_markdown_artifact(markdown_summary(outcome), key=f"{key}-retrain-summary", description="Retrain summary")
+    create_table_artifact(
+        metric_rows(outcome["metrics"], outcome["champion_metrics"]),
+        key=f"{key}-metrics",
+        description=f"Holdout metrics of {outcome['version']}",
+    )
+    create_table_artifact(
+        gate_rows(outcome["checks"]),
+        key=f"{key}-gate",
+        description=f"Gate checks of {outcome['version']}: {'passed' if outcome['gate_passed'] else 'rejected'}",
+    )
+    create_link_artifact(
+        _as_link(outcome["gate_html"]),
+        link_text="Evidently model-quality report",
+        key=f"{key}-gate-report",
+        description="Evidently report behind the gate's model checks",
+    )
+    create_link_artifact(
+        _as_link(outcome["data_quality_html"]),
+        link_text="Evidently data-quality report",
+        key=f"{key}-data-quality-report",
+        description="Evidently report behind the gate's data checks",
+    )
+
+
+def _as_link(location: str) -> str:
+    return location if "://" in location else Path(location).resolve().as_uri()

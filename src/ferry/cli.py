@@ -1,0 +1,317 @@
+"""The ``ferry`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional  # noqa: UP035  (typer reads Optional at runtime on 3.11)
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ferry.errors import FerryError, MissingExtra
+from ferry.settings import StorageSettings, TrainSettings
+from ferry.summary import fmt, gate_rows, metric_rows
+
+app = typer.Typer(help="ferry: retrain, gate and ship scikit-learn models to batch, online and edge.", no_args_is_help=True)
+models_app = typer.Typer(help="Inspect registered model versions.", no_args_is_help=True)
+audit_app = typer.Typer(help="Inspect the audit log of channel moves.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(audit_app, name="audit")
+
+console = Console()
+err_console = Console(stderr=True)
+
+RegistryOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option("--registry", envvar="FERRY_REGISTRY_URL", help="Registry root: a directory or fsspec URL."),
+]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model name (default: the only one).")]  # noqa: UP045
+
+
+def _registry(url: str | None) -> Any:
+    from ferry.registry import Registry
+
+    settings = StorageSettings()
+    return Registry(url or settings.registry_url, lock_timeout_s=settings.lock_timeout_s, actor=settings.resolved_actor())
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(code=2)
+
+
+def _one_model(registry: Any, model: str | None) -> str:
+    if model:
+        return model
+    names = registry.models()
+    if len(names) == 1:
+        return str(names[0])
+    if not names:
+        raise FerryError(f"the registry at {registry.url} holds no models yet; run `ferry train` or `ferry demo`")
+    raise FerryError(f"the registry holds several models {names}; choose one with --model")
+
+
+def _retrain_flow() -> Any:
+    try:
+        from flows.retrain import retrain
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == "prefect":
+            raise MissingExtra("prefect", "prefect") from exc
+        raise
+    return retrain
+
+
+def print_outcome(outcome: dict[str, Any]) -> None:
+    """The retrain summary as rich tables."""
+    if outcome["promoted"]:
+        verdict = f"[bold green]PROMOTED[/] to {', '.join(outcome['promoted'])}"
+    elif outcome["gate_passed"]:
+        verdict = "[yellow]gate passed, channels already pointed here[/]"
+    else:
+        verdict = "[bold red]REJECTED[/] by the gate"
+    summary = Table(title=f"retrain of {outcome['model']}", show_header=False, title_justify="left")
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("version", outcome["version"])
+    summary.add_row("verdict", verdict)
+    summary.add_row("data", f"{outcome['data_url']} ({outcome['rows']} rows)")
+    summary.add_row("champion compared", outcome["champion"] or "none (first model: absolute floors only)")
+    for reason in outcome["reasons"]:
+        summary.add_row("why", f"[red]{reason}[/]")
+    summary.add_row("version dir", outcome["version_url"])
+    summary.add_row("gate report", outcome["gate_html"])
+    summary.add_row("data-quality report", outcome["data_quality_html"])
+    console.print(summary)
+
+    rows = metric_rows(outcome["metrics"], outcome.get("champion_metrics"))
+    metrics = Table(title="holdout metrics", title_justify="left")
+    for col in rows[0]:
+        metrics.add_column(col, justify="right" if col != "metric" else "left")
+    for r in rows:
+        metrics.add_row(*r.values())
+    console.print(metrics)
+    _print_gate(outcome["checks"])
+
+
+def _print_gate(checks: list[dict[str, Any]]) -> None:
+    table = Table(title="gate checks", title_justify="left")
+    for col in ("check", "value", "threshold", "pass"):
+        table.add_column(col, justify="right" if col == "value" else "left")
+    for r in gate_rows(checks):
+        style = "green" if r["pass"] == "PASS" else "bold red"
+        table.add_row(r["check"], r["value"], r["threshold"], f"[{style}]{r['pass']}[/]")
+    console.print(table)
+
+
+@app.command()
+def train(
+    data: Annotated[str, typer.Option("--data", help="CSV or Parquet file: a local path or any fsspec URL.")],
+    schema: Annotated[str, typer.Option("--schema", help="Schema file (YAML or JSON) describing the columns.")],
+    promote_to: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--promote-to", help="Channel(s) to move when the gate passes (repeatable)."),
+    ] = None,
+    estimator: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="hist_gradient_boosting, logistic_regression or random_forest."),
+    ] = None,
+    registry: RegistryOpt = None,
+) -> None:
+    """Run the retrain flow on your own data: validate, train, gate, register, and promote when the gate passes."""
+    try:
+        settings = TrainSettings(**({"estimator": estimator} if estimator else {}))
+        outcome = _retrain_flow()(data=data, schema_file=schema, promote_to=promote_to, registry_url=registry, train_settings=settings)
+    except FerryError as exc:
+        raise _fail(exc) from exc
+    except ValueError as exc:  # pydantic validation of an option
+        raise _fail(exc) from exc
+    print_outcome(outcome)
+
+
+@app.command()
+def demo(
+    rows: Annotated[int, typer.Option(min=2000, max=2_000_000, help="Rows in each demo batch.")] = 20_000,
+    drift: Annotated[float, typer.Option(min=0.0, max=1.0, help="Drift of the second batch (0 to 1).")] = 0.8,
+    directory: Annotated[Path, typer.Option("--dir", help="Where the demo data is written.")] = Path(".ferry/demo"),
+    registry: RegistryOpt = None,
+) -> None:
+    """Generate churn data, train and promote a first model, then retrain on a drifted batch and show the verdict."""
+    from ferry import demo as demo_mod
+
+    try:
+        flow = _retrain_flow()
+        directory.mkdir(parents=True, exist_ok=True)
+        schema_path = directory / "schema.yaml"
+        schema_path.write_text(demo_mod.churn_schema().dump_yaml())
+        console.rule("[bold]1. baseline data: train and promote the first model")
+        base = demo_mod.write_demo(directory / "baseline", n_rows=rows, seed=1, drift=0.0, fmt="parquet")
+        print_outcome(flow(data=str(base), schema_file=str(schema_path), registry_url=registry))
+        console.rule(f"[bold]2. drifted data (drift={drift}): retrain, gate against the champion")
+        drifted = demo_mod.write_demo(directory / "drifted", n_rows=rows, seed=2, drift=drift, fmt="parquet")
+        print_outcome(flow(data=str(drifted), schema_file=str(schema_path), registry_url=registry))
+    except FerryError as exc:
+        raise _fail(exc) from exc
+    status(registry=registry)
+
+
+@models_app.command("list")
+def models_list(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
+    """Every registered version, newest last, with its headline metrics and gate verdict."""
+    try:
+        reg = _registry(registry)
+        names = [model] if model else reg.models()
+        table = Table(title="model versions", title_justify="left")
+        for col in ("model", "version", "created", "roc_auc", "f1", "gate", "channels"):
+            table.add_column(col)
+        for name in names:
+            pointers: dict[str, list[str]] = {}
+            for channel, state in reg.channels(name).items():
+                pointers.setdefault(state.version, []).append(channel)
+            for v in reg.versions(name):
+                m = v.info.get("metrics", {})
+                passed = v.info.get("gate", {}).get("passed")
+                table.add_row(
+                    name,
+                    v.id,
+                    str(v.created_at)[:19],
+                    fmt(m.get("roc_auc")),
+                    fmt(m.get("f1")),
+                    "[green]passed[/]" if passed else "[red]rejected[/]",
+                    ", ".join(sorted(pointers.get(v.id, []))),
+                )
+    except FerryError as exc:
+        raise _fail(exc) from exc
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(
+    version: Annotated[str, typer.Argument(help="Version id (a unique prefix is enough).")],
+    registry: RegistryOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """One version: metrics, gate result, lineage and where its files are."""
+    try:
+        reg = _registry(registry)
+        v = reg.get(version)
+        gate = json.loads(reg.read_bytes(v, "gate.json"))
+    except FerryError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        console.print_json(data={"id": v.id, "model": v.model, "created_at": str(v.created_at), "info": v.info, "gate": gate})
+        return
+    head = Table(title=f"{v.model} version {v.id}", show_header=False, title_justify="left")
+    head.add_column(style="bold")
+    head.add_column()
+    lineage = v.info.get("lineage", {})
+    head.add_row("created", str(v.created_at))
+    head.add_row("gate", "[green]passed[/]" if gate["passed"] else "[red]rejected[/]")
+    for reason in gate["reasons"]:
+        head.add_row("why", f"[red]{reason}[/]")
+    head.add_row("champion compared", gate.get("champion") or "none")
+    head.add_row("data", f"{lineage.get('data', {}).get('url')} sha256 {lineage.get('data', {}).get('sha256')}")
+    head.add_row("code revision", str(lineage.get("code_revision")))
+    head.add_row("estimator", f"{lineage.get('estimator')} {lineage.get('params')}")
+    head.add_row("libraries", ", ".join(f"{k} {val}" for k, val in lineage.get("libraries", {}).items()))
+    head.add_row("files", reg.file_url(v, ""))
+    console.print(head)
+    rows = metric_rows(v.info.get("metrics", {}))
+    metrics = Table(title="holdout metrics", title_justify="left")
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    for r in rows:
+        metrics.add_row(r["metric"], r["candidate"])
+    console.print(metrics)
+    _print_gate(gate["checks"])
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Version id (a unique prefix is enough).")],
+    channel: Annotated[str, typer.Option("--channel", "-c", help="Channel to move, e.g. online/champion.")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why: recorded in the audit log.")],
+    force: Annotated[bool, typer.Option(help="Promote even though the version's gate did not pass (recorded).")] = False,
+    registry: RegistryOpt = None,
+) -> None:
+    """Point a channel at a version, recording who, when and why in the audit log."""
+    try:
+        rec = _registry(registry).promote(version, channel, reason=reason, force=force)
+    except FerryError as exc:
+        raise _fail(exc) from exc
+    console.print(
+        f"[green]{rec.channel}[/]: {rec.from_version or '(none)'} -> [bold]{rec.to_version}[/] "
+        f"(audit record {rec.seq}, by {rec.actor})"
+    )
+
+
+@app.command()
+def rollback(
+    channel: Annotated[str, typer.Option("--channel", "-c", help="Channel to move back, e.g. online/champion.")],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why: recorded in the audit log.")] = "manual rollback",
+    model: ModelOpt = None,
+    registry: RegistryOpt = None,
+) -> None:
+    """Point a channel back at the version it had before its last move."""
+    try:
+        reg = _registry(registry)
+        rec = reg.rollback(channel, model=_one_model(reg, model), reason=reason)
+    except FerryError as exc:
+        raise _fail(exc) from exc
+    console.print(
+        f"[yellow]{rec.channel}[/]: {rec.from_version} -> [bold]{rec.to_version}[/] "
+        f"(audit record {rec.seq}, by {rec.actor})"
+    )
+
+
+@app.command()
+def status(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
+    """Which version every channel points to."""
+    try:
+        reg = _registry(registry)
+        names = [model] if model else reg.models()
+        table = Table(title=f"channels in {reg.url}", title_justify="left")
+        for col in ("model", "channel", "version", "roc_auc", "moved at", "previous"):
+            table.add_column(col)
+        for name in names:
+            for channel, state in sorted(reg.channels(name).items()):
+                v = reg.get(state.version, model=name)
+                table.add_row(
+                    name,
+                    channel,
+                    state.version,
+                    fmt(v.info.get("metrics", {}).get("roc_auc")),
+                    str(state.moved_at)[:19],
+                    state.history[-1] if state.history else "",
+                )
+    except FerryError as exc:
+        raise _fail(exc) from exc
+    if not table.row_count:
+        console.print("no channel points anywhere yet: run `ferry demo` or `ferry train`")
+        return
+    console.print(table)
+
+
+@audit_app.command("verify")
+def audit_verify(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
+    """Check the hash chain of the audit log; name the first bad record. Exits 1 when the log is broken."""
+    try:
+        reg = _registry(registry)
+        names = [model] if model else reg.models()
+        broken = False
+        for name in names:
+            report = reg.verify_audit(name)
+            if report.ok:
+                console.print(f"[green]ok[/] {name}: {report.n_records} records, hash chain intact")
+            else:
+                broken = True
+                console.print(f"[bold red]BROKEN[/] {name}: first bad record at line {report.first_bad}: {report.problem}")
+    except FerryError as exc:
+        raise _fail(exc) from exc
+    if broken:
+        raise typer.Exit(code=1)
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    app()

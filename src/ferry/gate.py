@@ -1,0 +1,272 @@
+"""The promotion gate: the one module that talks to Evidently.
+
+Evidently 0.7 computes the data-quality and model-quality metrics and runs their tests; this module turns its
+snapshots into our own frozen :class:`Check` and :class:`GateResult` types, adds ferry's own checks (ONNX parity,
+calibration, behavioural tests) and decides. The rest of ferry never imports Evidently.
+
+The gate **fails closed**: an Evidently error, a missing champion artifact or a timeout produces a failed
+:class:`GateResult` whose ``error`` says why. The first model of a project (no champion) is judged on the
+absolute floors alone.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from ferry.errors import GateError
+from ferry.schema import Schema
+from ferry.settings import GateSettings
+
+T = TypeVar("T")
+
+_OPS = {
+    "GreaterOrEqualMetricTest": ">=",
+    "GreaterThanMetricTest": ">",
+    "LessOrEqualMetricTest": "<=",
+    "LessThanMetricTest": "<",
+    "EqualMetricTest": "==",
+    "NotEqualMetricTest": "!=",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One gate check: what was measured, against which threshold, and whether it passed."""
+
+    name: str
+    observed: float | str | None
+    threshold: str
+    passed: bool
+    source: str = "ferry"  # "evidently" when Evidently computed and tested the value
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    checks: tuple[Check, ...]
+    reasons: tuple[str, ...]
+    champion: str | None = None
+    error: str | None = None
+    decided_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def verdict(self) -> str:
+        return "passed" if self.passed else "rejected"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["checks"] = [asdict(c) for c in self.checks]
+        d["reasons"] = list(self.reasons)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=_json_default)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GateResult:
+        return cls(
+            passed=bool(d["passed"]),
+            checks=tuple(Check(**c) for c in d["checks"]),
+            reasons=tuple(d["reasons"]),
+            champion=d.get("champion"),
+            error=d.get("error"),
+            decided_at=d.get("decided_at", ""),
+        )
+
+
+def _json_default(o: object) -> object:
+    if isinstance(o, float) and not math.isfinite(o):
+        return str(o)
+    raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+def _clean(value: Any) -> float | str | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        value = value.get("share", value.get("count"))
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return f if math.isfinite(f) else str(f)
+
+
+def _evidently_checks(snapshot: Any, names: dict[str, str]) -> list[tuple[Check, Any]]:
+    """Our checks from an Evidently snapshot: one per Evidently test, named via ``names`` (metric_name -> check),
+    each with the test's raw threshold."""
+    d = snapshot.dict()
+    metrics = {m["id"]: m for m in d["metrics"]}
+    checks = []
+    for test in d["tests"]:
+        metric = metrics[test["metric_config"]["metric_id"]]
+        kind = test["test_config"]["type"].rsplit(":", 1)[-1]
+        threshold = test["test_config"].get("threshold")
+        check = Check(
+            name=names.get(metric["metric_name"], metric["metric_name"]),
+            observed=_clean(metric["value"]),
+            threshold=f"{_OPS.get(kind, kind)} {threshold:.4g}" if isinstance(threshold, float) else str(threshold),
+            passed=test["status"] == "SUCCESS",
+            source="evidently",
+            detail=test.get("description", ""),
+        )
+        checks.append((check, threshold))
+    return checks
+
+
+def _with_timeout(fn: Callable[[], T], timeout_s: float, what: str) -> T:
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferry-gate")
+    try:
+        return pool.submit(fn).result(timeout=timeout_s)
+    except concurrent.futures.TimeoutError as exc:
+        raise GateError(f"{what} did not finish within {timeout_s:g} s (FERRY_GATE_TIMEOUT_S)") from exc
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def data_quality(
+    frame: pd.DataFrame, schema: Schema, settings: GateSettings, *, html_path: Path | None = None
+) -> list[Check]:
+    """Evidently data-quality tests on the validated training data: row count, missing share per feature,
+    duplicated rows and the feature-column count the schema declares."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ColumnCount, DuplicatedRowCount, MissingValueCount, RowCount
+    from evidently.tests import eq, gte, lte
+
+    features = frame[list(schema.feature_names)]
+    definition = DataDefinition(
+        numerical_columns=list(schema.numeric_features), categorical_columns=list(schema.categorical_features)
+    )
+    max_dup = int(math.floor(settings.max_duplicate_share * len(features)))
+    metrics: list[Any] = [
+        RowCount(tests=[gte(settings.min_rows)]),
+        ColumnCount(tests=[eq(len(schema.features))]),
+        DuplicatedRowCount(tests=[lte(max_dup)]),
+    ]
+    names = {"RowCount()": "data.row_count", "ColumnCount()": "data.schema_columns", "DuplicatedRowCount()": "data.duplicated_rows"}
+    for f in schema.features:
+        metrics.append(MissingValueCount(column=f.name, share_tests=[lte(settings.max_missing_share)]))
+        names[f"MissingValueCount(column={f.name})"] = f"data.missing_share[{f.name}]"
+
+    def run() -> Any:
+        return Report(metrics).run(Dataset.from_pandas(features, data_definition=definition))
+
+    snapshot = _with_timeout(run, settings.timeout_s, "the Evidently data-quality report")
+    if html_path is not None:
+        snapshot.save_html(str(html_path))
+    return [check for check, _ in _evidently_checks(snapshot, names)]
+
+
+def _quality_snapshot(y: np.ndarray, prob: np.ndarray, tests: dict[str, list[Any]]) -> Any:
+    from evidently import BinaryClassification, DataDefinition, Dataset, Report
+    from evidently.metrics import F1Score, LogLoss, Precision, Recall, RocAuc
+
+    frame = pd.DataFrame({"target": np.asarray(y).astype(int), "prediction": np.asarray(prob, dtype=np.float64)})
+    definition = DataDefinition(
+        classification=[BinaryClassification(target="target", prediction_probas="prediction")]
+    )
+    metrics = [
+        RocAuc(tests=tests.get("roc_auc", [])),
+        F1Score(tests=tests.get("f1", [])),
+        Precision(tests=tests.get("precision", [])),
+        Recall(tests=tests.get("recall", [])),
+        LogLoss(),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return Report(metrics).run(Dataset.from_pandas(frame, data_definition=definition))
+
+
+_QUALITY_NAMES = {"RocAuc": "roc_auc", "F1Score": "f1", "Precision": "precision", "Recall": "recall"}
+
+
+def _metric_values(snapshot: Any) -> dict[str, float]:
+    out = {}
+    for m in snapshot.dict()["metrics"]:
+        key = _QUALITY_NAMES.get(m["metric_name"].split("(", 1)[0])
+        if key is not None:
+            out[key] = float(m["value"])
+    return out
+
+
+def model_quality(
+    y: np.ndarray,
+    candidate_prob: np.ndarray,
+    settings: GateSettings,
+    *,
+    champion_prob: np.ndarray | None = None,
+    champion: str | None = None,
+    html_path: Path | None = None,
+) -> tuple[list[Check], dict[str, float]]:
+    """Evidently quality tests on the holdout: absolute floors, and (when a champion exists) no worse than the
+    champion scored on the same holdout by more than ``tolerance``. Returns the checks and the champion's values."""
+    from evidently.tests import gte
+
+    champion_values: dict[str, float] = {}
+    if champion_prob is not None:
+        champion_values = _with_timeout(
+            lambda: _metric_values(_quality_snapshot(y, champion_prob, {})),
+            settings.timeout_s,
+            "the Evidently report for the champion",
+        )
+        if not math.isfinite(champion_values.get(settings.primary_metric, math.nan)):
+            raise GateError(f"the champion's {settings.primary_metric} on the holdout is not a number")
+
+    tests: dict[str, list[Any]] = {"roc_auc": [gte(settings.min_roc_auc)], "f1": [gte(settings.min_f1)]}
+    bar: float | None = None
+    if champion_values:
+        bar = champion_values[settings.primary_metric] - settings.tolerance
+        tests.setdefault(settings.primary_metric, []).append(gte(bar))
+
+    snapshot = _with_timeout(
+        lambda: _quality_snapshot(y, candidate_prob, tests), settings.timeout_s, "the Evidently model-quality report"
+    )
+    if html_path is not None:
+        snapshot.save_html(str(html_path))
+    checks = []
+    for c, threshold in _evidently_checks(snapshot, {}):
+        metric = _QUALITY_NAMES.get(c.name.split("(", 1)[0], c.name)
+        if bar is not None and metric == settings.primary_metric and isinstance(threshold, float) and math.isclose(threshold, bar):
+            label = f"model.{metric}_vs_champion"
+            detail = f"champion {champion} scored {champion_values[metric]:.4f}; tolerance {settings.tolerance:g}"
+        else:
+            label, detail = f"model.{metric}_floor", c.detail
+        checks.append(Check(label, c.observed, c.threshold, c.passed, c.source, detail))
+    return checks, champion_values
+
+
+def decide(checks: Sequence[Check], *, champion: str | None, error: str | None = None) -> GateResult:
+    """Passed only when there is no error, at least one check, and every check passed."""
+    reasons = [f"{c.name}: observed {c.observed} not {c.threshold}" for c in checks if not c.passed]
+    if error is not None:
+        reasons.insert(0, f"gate error (fails closed): {error}")
+    if not checks and error is None:
+        reasons.append("no checks ran (fails closed)")
+    return GateResult(
+        passed=not reasons,
+        checks=tuple(checks),
+        reasons=tuple(reasons),
+        champion=champion,
+        error=error,
+    )
+
+
+def fail_closed(fn: Callable[[], list[Check]], checks: list[Check]) -> str | None:
+    """Run one gate stage, adding its checks; return the error text instead of raising (the gate then fails)."""
+    try:
+        checks.extend(fn())
+    except Exception as exc:  # any failure of a stage means no promotion; the reason is recorded
+        return f"{type(exc).__name__}: {exc}"
+    return None

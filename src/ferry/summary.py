@@ -1,0 +1,73 @@
+"""What a retrain run says to people: the rows of the summary, metrics and gate tables, as plain data and as
+Markdown. The Prefect artifacts and the CLI's rich tables are both drawn from these."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ferry.evaluate import METRIC_NAMES
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if value != 0 and abs(value) < 1e-3:
+            return f"{value:.2e}"
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def metric_rows(metrics: dict[str, Any], champion: dict[str, Any] | None = None) -> list[dict[str, str]]:
+    rows = []
+    for name in METRIC_NAMES:
+        if name in metrics:
+            row = {"metric": name, "candidate": fmt(metrics[name])}
+            if champion is not None:
+                row["champion"] = fmt(champion.get(name))
+            rows.append(row)
+    return rows
+
+
+def gate_rows(checks: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [
+        {
+            "check": c["name"],
+            "value": fmt(c["observed"]),
+            "threshold": c["threshold"],
+            "pass": "PASS" if c["passed"] else "FAIL",
+        }
+        for c in checks
+    ]
+
+
+def markdown_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "_none_\n"
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(r.get(c, "")).replace("|", "\\|") for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_summary(outcome: dict[str, Any]) -> str:
+    """The run's one-page summary for the Prefect UI."""
+    verdict = "**promoted**" if outcome["promoted"] else ("gate passed, not promoted" if outcome["gate_passed"] else "**rejected**")
+    lines = [
+        f"# Retrain of `{outcome['model']}`: {verdict}",
+        "",
+        f"- **version**: `{outcome['version']}`",
+        f"- **data**: `{outcome['data_url']}` ({outcome['rows']} rows, sha256 `{outcome['data_sha256'][:16]}…`)",
+        f"- **champion compared**: `{outcome['champion'] or 'none (first model: absolute floors only)'}`",
+        f"- **promoted to**: {', '.join(f'`{c}`' for c in outcome['promoted']) or 'nothing'}",
+        f"- **version directory**: `{outcome['version_url']}`",
+        f"- **gate report**: `{outcome['gate_html']}`",
+        "",
+    ]
+    if outcome["reasons"]:
+        lines += ["## Why it was rejected", ""] + [f"- {r}" for r in outcome["reasons"]] + [""]
+    lines += ["## Metrics (holdout)", "", markdown_table(metric_rows(outcome["metrics"], outcome.get("champion_metrics")))]
+    lines += ["## Gate", "", markdown_table(gate_rows(outcome["checks"]))]
+    return "\n".join(lines)
