@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -43,6 +42,7 @@ _TS_MAX = pd.Timestamp.max.tz_localize("UTC")
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
+ObjectArray = npt.NDArray[np.object_]
 
 
 # ----------------------------------------------------------------------------------------------------------- reading
@@ -184,17 +184,20 @@ class _Rows:
 
     def __init__(self, df: pd.DataFrame, schema: Schema) -> None:
         self.n = len(df)
-        self._ids: np.ndarray[Any, Any] | None = None
+        self._ids: pd.Series[Any] | None = None
         if schema.id is not None and schema.id in df.columns and isinstance(df.columns.get_loc(schema.id), int):
-            self._ids = df[schema.id].to_numpy(dtype=object)
+            self._ids = df[schema.id]
 
     def name(self, pos: int) -> str:
         if self._ids is None:
             return f"row {pos}"
-        return f"row id={_show_id(self._ids[pos])}"
+        return f"row id={_show_id(self._ids.iloc[pos])}"
 
-    def examples(self, mask: BoolArray, values: Callable[[int], object]) -> list[str]:
-        return [f"{self.name(int(p))}: {_show(values(int(p)))}" for p in np.flatnonzero(mask)[:_MAX_EXAMPLES]]
+    def examples(self, mask: BoolArray, col: pd.Series[Any] | FloatArray | ObjectArray) -> list[str]:
+        """Up to three offending rows of ``mask``, each with its value in ``col`` (input column or parsed array)."""
+        positions = np.flatnonzero(mask)[:_MAX_EXAMPLES]
+        pick = col.iloc.__getitem__ if isinstance(col, pd.Series) else col.__getitem__
+        return [f"{self.name(int(p))}: {_show(pick(int(p)))}" for p in positions]
 
     def count(self, mask: BoolArray) -> str:
         return f"{int(mask.sum()):,} of {self.n:,} rows"
@@ -210,48 +213,63 @@ def _show(value: object) -> str:
     if value is None or value is pd.NA or value is pd.NaT:
         return "<missing>"
     if isinstance(value, float | np.floating):
-        if np.isnan(value):
-            return "<missing>"
-
-        return repr(float(value))
-    if isinstance(value, np.integer | np.bool_):
+        return "<missing>" if np.isnan(value) else repr(float(value))
+    if isinstance(value, np.generic):
         return repr(value.item())
     return repr(value)
 
 
-def _blank(obj: pd.Series[Any]) -> BoolArray:
-    """Strings that hold only whitespace: they mean "missing", like an empty CSV cell."""
-    if ptypes.infer_dtype(obj, skipna=True) not in {"string", "mixed", "mixed-integer", "mixed-integer-float"}:
-        return np.zeros(len(obj), dtype=bool)
-    stripped = obj.map(lambda v: v.strip() if isinstance(v, str) else v)
-    return np.asarray(stripped.eq("").to_numpy(dtype=bool, na_value=False))
+def _is_blank(value: object) -> bool:
+    """Whitespace-only strings mean "missing", like an empty CSV cell."""
+    return isinstance(value, str) and not value.strip()
+
+
+def _factorize(col: pd.Series[Any]) -> tuple[npt.NDArray[np.intp], ObjectArray]:
+    """Codes into the distinct values, with -1 for missing. Rules then run once per distinct value, not per row."""
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    return np.asarray(codes, dtype=np.intp), np.asarray(uniques, dtype=object)
+
+
+def _without_blanks(uniques: ObjectArray, blank: BoolArray) -> pd.Series[Any]:
+    values = uniques.copy()
+    values[blank] = None
+    return pd.Series(values, dtype="object")
+
+
+def _spread(per_unique: npt.NDArray[Any], codes: npt.NDArray[np.intp], missing: Any) -> npt.NDArray[Any]:
+    """Per-row values from per-distinct-value ones; rows coded -1 (missing) get ``missing``."""
+    table = np.empty(len(per_unique) + 1, dtype=per_unique.dtype)
+    table[:-1] = per_unique
+    table[-1] = missing
+    out: npt.NDArray[Any] = table[codes]
+    return out
 
 
 def _numeric(col: pd.Series[Any]) -> tuple[FloatArray, BoolArray, BoolArray]:
     """Column as float64 (NaN = missing), plus masks of values that are not numbers and of NaN/inf values."""
     n = len(col)
     if ptypes.is_bool_dtype(col) or (ptypes.is_numeric_dtype(col) and not ptypes.is_complex_dtype(col)):
-        values = col.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+        values = np.array(col.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64, copy=True)
         return values, np.zeros(n, dtype=bool), np.isinf(values)
     if ptypes.is_datetime64_any_dtype(col) or ptypes.is_timedelta64_dtype(col) or ptypes.is_complex_dtype(col):
         present = col.notna().to_numpy(dtype=bool)
         return np.full(n, np.nan), present, np.zeros(n, dtype=bool)
-    obj = col.astype(object)
-    missing = obj.isna().to_numpy(dtype=bool) | _blank(obj)
-    parsed = pd.to_numeric(obj.where(~missing, None), errors="coerce")
-    values = np.array(parsed.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64, copy=True)
-    unparsed = ~missing & np.isnan(values)
-    nan_text = np.zeros(n, dtype=bool)
-    if unparsed.any():
-        idx = np.flatnonzero(unparsed)
-        nan_text[idx] = [str(v).strip().lower() in _NAN_TEXT for v in obj.to_numpy()[idx]]
+    codes, uniques = _factorize(col)
+    blank = np.array([_is_blank(u) for u in uniques], dtype=bool)
+    candidates = _without_blanks(uniques, blank)
+    parsed = np.array(pd.to_numeric(candidates, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
+    unparsed = ~blank & np.isnan(parsed)
+    nan_text = unparsed & np.array([str(u).strip().lower() in _NAN_TEXT for u in uniques], dtype=bool)
     bad_type = unparsed & ~nan_text
-    values[bad_type | nan_text] = np.nan
-    return values, bad_type, nan_text | np.isinf(values)
+    nonfinite = nan_text | np.isinf(parsed)
+    parsed[bad_type | nan_text] = np.nan
+    return _spread(parsed, codes, np.nan), _spread(bad_type, codes, False), _spread(nonfinite, codes, False)
 
 
-def _label(value: object) -> str:
-    """A non-string category value as text; whole floats lose their ".0" so 1.0 matches the level "1"."""
+def _label(value: object) -> str | None:
+    """A category value as text (None when blank); whole floats lose their ".0" so 1.0 matches the level "1"."""
+    if isinstance(value, str):
+        return value if value.strip() else None
     if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
         return str(int(value))
     if isinstance(value, np.generic):
@@ -259,156 +277,150 @@ def _label(value: object) -> str:
     return str(value)
 
 
-def _text(col: pd.Series[Any]) -> tuple[np.ndarray[Any, np.dtype[np.object_]], BoolArray]:
-    """Column as an object array of str with None for missing, plus the missing mask.
+def _coded_text(col: pd.Series[Any]) -> tuple[npt.NDArray[np.intp], ObjectArray]:
+    """The column as codes into a label table of str whose last entry is None (missing); see :func:`_text`."""
+    codes, uniques = _factorize(col)
+    labels = np.empty(len(uniques) + 1, dtype=object)
+    labels[:-1] = [_label(u) for u in uniques]
+    labels[-1] = None
+    codes = np.where(codes < 0, len(uniques), codes)
+    return codes, labels
 
-    Whole numbers read from files as float (1.0) become "1", so numeric-looking category codes match their levels.
-    """
-    n = len(col)
-    out = np.empty(n, dtype=object)
-    if ptypes.is_numeric_dtype(col) and not ptypes.is_bool_dtype(col):
-        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
-        missing = np.isnan(values)
-        whole = ~missing & np.isfinite(values) & (np.abs(values) < 2.0**53) & (values == np.round(values))
-        out[whole] = values[whole].astype(np.int64).astype(str).astype(object)
-        other = ~missing & ~whole
-        out[other] = [str(v) for v in values[other]]
-        return out, missing
-    obj = col.astype(object)
-    missing = obj.isna().to_numpy(dtype=bool) | _blank(obj)
-    raw = obj.to_numpy()
-    if ptypes.infer_dtype(obj, skipna=True) == "string":
-        out[:] = raw
-    else:
-        present = np.flatnonzero(~missing)
-        out[present] = [v if isinstance(v, str) else _label(v) for v in raw[present]]
-    out[missing] = None
-    return out, missing
+
+def _text(col: pd.Series[Any]) -> tuple[ObjectArray, BoolArray]:
+    """Column as an object array of str with None for missing (blank strings count as missing), plus that mask."""
+    codes, labels = _coded_text(col)
+    is_missing = np.array([label is None for label in labels], dtype=bool)
+    text: ObjectArray = labels[codes]
+    return text, is_missing[codes]
 
 
 def _check_numeric(col: pd.Series[Any], feature: Feature, rows: _Rows) -> tuple[FloatArray, _Issue | None]:
     name = feature.name
     values, bad_type, nonfinite = _numeric(col)
-    raw = col.to_numpy()
     if bad_type.any():
         detail = f"{rows.count(bad_type)} hold values that are not numbers; fix them or leave the cells empty"
-        return values, _Issue(name, "numeric_type", detail, rows.examples(bad_type, lambda p: raw[p]))
+        return values, _Issue(name, "numeric_type", detail, rows.examples(bad_type, col))
     if nonfinite.any():
         detail = (
             f"{rows.count(nonfinite)} hold infinite or NaN values written out as numbers; leave missing values "
             "empty and replace infinities with real values"
         )
-        return values, _Issue(name, "finite", detail, rows.examples(nonfinite, lambda p: raw[p]))
+        return values, _Issue(name, "finite", detail, rows.examples(nonfinite, col))
     missing = np.isnan(values)
     if not feature.nullable and missing.any():
         detail = f"{rows.count(missing)} are missing; fill them, or declare nullable: true in the schema"
-        return values, _Issue(name, "not_null", detail, rows.examples(missing, lambda p: raw[p]))
+        return values, _Issue(name, "not_null", detail, rows.examples(missing, col))
     low = feature.min if feature.min is not None else -np.inf
     high = feature.max if feature.max is not None else np.inf
     with np.errstate(invalid="ignore"):
         outside = ~missing & ((values < low) | (values > high))
     if outside.any():
-        bounds = f"[{'-inf' if feature.min is None else f'{feature.min:g}'}, "
-        bounds += f"{'inf' if feature.max is None else f'{feature.max:g}'}]"
+        lo = "-inf" if feature.min is None else f"{feature.min:g}"
+        hi = "inf" if feature.max is None else f"{feature.max:g}"
         detail = (
-            f"{rows.count(outside)} are outside the declared range {bounds}; fix the data, or change min/max in "
-            "the schema if the range was wrong"
+            f"{rows.count(outside)} are outside the declared range [{lo}, {hi}]; fix the data, or change min/max "
+            "in the schema if the range was wrong"
         )
-        return values, _Issue(name, "range", detail, rows.examples(outside, lambda p: values[p]))
+        return values, _Issue(name, "range", detail, rows.examples(outside, values))
     return values, None
 
 
-def _check_categorical(
-    col: pd.Series[Any], feature: Feature, rows: _Rows
-) -> tuple[np.ndarray[Any, np.dtype[np.object_]], _Issue | None]:
+def _check_categorical(col: pd.Series[Any], feature: Feature, rows: _Rows) -> tuple[ObjectArray, _Issue | None]:
     name = feature.name
-    text, missing = _text(col)
-    raw = col.to_numpy()
+    codes, labels = _coded_text(col)
+    text: ObjectArray = labels[codes]
+    missing = np.array([label is None for label in labels], dtype=bool)[codes]
     if not feature.nullable and missing.any():
         detail = f"{rows.count(missing)} are missing; fill them, or declare nullable: true in the schema"
-        return text, _Issue(name, "not_null", detail, rows.examples(missing, lambda p: raw[p]))
+        return text, _Issue(name, "not_null", detail, rows.examples(missing, col))
     if feature.levels is not None and not feature.allow_unknown:
-        unknown = ~missing & ~pd.Series(text).isin(feature.levels).to_numpy(dtype=bool)
-        if unknown.any():
-            seen = sorted({str(v) for v in text[unknown]})
+        known = set(feature.levels)
+        unknown_labels = np.array([label is not None and label not in known for label in labels], dtype=bool)
+        if unknown_labels.any():
+            unknown = unknown_labels[codes]
+            seen = sorted(str(label) for label in labels[unknown_labels])
             shown = ", ".join(repr(v) for v in seen[:5]) + (", ..." if len(seen) > 5 else "")
             detail = (
                 f"{rows.count(unknown)} hold categories outside the declared levels "
                 f"({', '.join(feature.levels)}): {shown}; fix the data, add the levels to the schema, or set "
                 "allow_unknown: true"
             )
-            return text, _Issue(name, "levels", detail, rows.examples(unknown, lambda p: text[p]))
+            return text, _Issue(name, "levels", detail, rows.examples(unknown, col))
     return text, None
 
 
-def _check_target(
-    col: pd.Series[Any], schema: Schema, rows: _Rows
-) -> tuple[npt.NDArray[np.int64] | None, _Issue | None]:
+def _check_target(col: pd.Series[Any], schema: Schema, rows: _Rows) -> tuple[npt.NDArray[np.int64], _Issue | None]:
     name = schema.target
-    raw = col.to_numpy()
-    if ptypes.is_bool_dtype(col):
-        col = col.astype("Int64")
-    text, missing = _text(col)
-    if ptypes.is_numeric_dtype(col):
-        missing = missing | np.isnan(col.to_numpy(dtype=np.float64, na_value=np.nan))
+    empty = np.zeros(0, dtype=np.int64)
+    codes, labels = _coded_text(col.astype("Int64") if ptypes.is_bool_dtype(col) else col)
+    negative, positive = (str(c) for c in schema.target_classes)
+    missing = np.array([label is None for label in labels], dtype=bool)[codes]
     if missing.any():
         detail = f"{rows.count(missing)} have no target; label them, or drop them before training"
-        return None, _Issue(name, "target_not_null", detail, rows.examples(missing, lambda p: raw[p]))
-    negative, positive = (str(c) for c in schema.target_classes)
-    is_pos = text == positive
-    other = ~is_pos & (text != negative)
+        return empty, _Issue(name, "target_not_null", detail, rows.examples(missing, col))
+    other_labels = np.array([label not in (negative, positive) for label in labels], dtype=bool)
+    other = other_labels[codes]
     if other.any():
-        seen = sorted({str(v) for v in text[other]})
+        seen = sorted(str(label) for label in labels[other_labels & (labels != None)])  # noqa: E711
         detail = (
             f"{rows.count(other)} hold labels other than the declared target_classes "
             f"[{schema.target_classes[0]!r}, {schema.target_classes[1]!r}] (found {', '.join(map(repr, seen[:5]))}); "
             "map them to the declared labels, or declare the right target_classes"
         )
-        return None, _Issue(name, "target_classes", detail, rows.examples(other, lambda p: raw[p]))
-    labels = is_pos.astype(np.int64)
-    if len(np.unique(labels)) < 2:
-        only = schema.target_classes[int(labels[0])] if len(labels) else None
+        return empty, _Issue(name, "target_classes", detail, rows.examples(other, col))
+    labels01 = np.array([label == positive for label in labels], dtype=np.int64)[codes]
+    if len(np.unique(labels01)) < 2:
+        only = schema.target_classes[int(labels01[0])] if len(labels01) else None
         detail = (
             f"all {rows.n:,} rows have the class {only!r}; a classifier needs examples of both classes, so "
             "use a wider time range or a larger sample"
         )
-        return None, _Issue(name, "target_two_classes", detail, [])
-    return labels, None
+        return empty, _Issue(name, "target_two_classes", detail, [])
+    return labels01, None
 
 
-def _check_timestamp(col: pd.Series[Any], name: str, rows: _Rows) -> tuple[pd.Series[Any] | None, _Issue | None]:
+_WORK_UNIT: Final = "datetime64[us, UTC]"
+"""Parsing works in microseconds (±290,000 years), so out-of-range values are caught rather than overflowing."""
+
+
+def _parse_timestamps(col: pd.Series[Any]) -> tuple[pd.Series[Any], BoolArray, BoolArray]:
+    """Timestamps in UTC (NaT where missing or unparseable), the missing mask and the unparseable mask."""
     n = len(col)
-    raw = col.to_numpy()
     if ptypes.is_datetime64_any_dtype(col):
         stamps = col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
         missing = stamps.isna().to_numpy(dtype=bool)
-        bad = np.zeros(n, dtype=bool)
-    elif ptypes.is_numeric_dtype(col) or ptypes.is_bool_dtype(col):
+        return stamps.astype(_WORK_UNIT), missing, np.zeros(n, dtype=bool)
+    if ptypes.is_numeric_dtype(col) or ptypes.is_bool_dtype(col):
+        # Epoch numbers are ambiguous (seconds? milliseconds?): ask for ISO 8601 text instead.
         missing = col.isna().to_numpy(dtype=bool)
-        bad = ~missing  # epoch numbers are ambiguous (s? ms? ns?): ask for ISO 8601 text instead
-        stamps = pd.Series(pd.NaT, index=col.index, dtype="datetime64[ns, UTC]")
-    else:
-        obj = col.astype(object)
-        missing = obj.isna().to_numpy(dtype=bool) | _blank(obj)
-        stamps = pd.to_datetime(obj.where(~missing, None), utc=True, format="ISO8601", errors="coerce")
-        retry = ~missing & stamps.isna().to_numpy(dtype=bool)
-        if retry.any():  # a few rows in another layout ("01/02/2025 10:00"): parse those one by one
-            again = pd.to_datetime(obj[retry], utc=True, format="mixed", errors="coerce")
-            stamps = stamps.astype(again.dtype) if stamps.dtype != again.dtype else stamps
-            stamps[retry] = again
-        bad = ~missing & stamps.isna().to_numpy(dtype=bool)
-    present = ~missing & ~bad
-    out_of_range = present & ((stamps < _TS_MIN) | (stamps > _TS_MAX)).to_numpy(dtype=bool, na_value=False)
-    bad = bad | out_of_range
+        return pd.Series(pd.NaT, index=col.index, dtype=_WORK_UNIT), missing, ~missing
+    codes, uniques = _factorize(col)
+    blank = np.array([_is_blank(u) for u in uniques], dtype=bool)
+    candidates = _without_blanks(uniques, blank)
+    parsed = pd.to_datetime(candidates, utc=True, format="ISO8601", errors="coerce").astype(_WORK_UNIT)
+    retry = np.flatnonzero(~blank & parsed.isna().to_numpy(dtype=bool))
+    if len(retry):  # a few values in another layout ("01/02/2025 10:00"): parse those one by one
+        again = pd.to_datetime(candidates.iloc[retry], utc=True, format="mixed", errors="coerce")
+        parsed.iloc[retry] = again.astype(_WORK_UNIT)
+    unparsed = ~blank & parsed.isna().to_numpy(dtype=bool)
+    stamps = pd.Series(parsed.array.take(codes, allow_fill=True), index=col.index)
+    return stamps, _spread(blank, codes, True), _spread(unparsed, codes, False)
+
+
+def _check_timestamp(col: pd.Series[Any], name: str, rows: _Rows) -> tuple[pd.Series[Any] | None, _Issue | None]:
+    stamps, missing, unparsed = _parse_timestamps(col)
+    within = ((stamps >= _TS_MIN) & (stamps <= _TS_MAX)).to_numpy(dtype=bool, na_value=False)
+    bad = unparsed | (~missing & ~unparsed & ~within)
     if bad.any():
         detail = (
             f"{rows.count(bad)} are not timestamps between 1677 and 2262; write them as ISO 8601, "
             "e.g. 2025-01-31T12:00:00Z"
         )
-        return None, _Issue(name, "timestamp_type", detail, rows.examples(bad, lambda p: raw[p]))
+        return None, _Issue(name, "timestamp_type", detail, rows.examples(bad, col))
     if missing.any():
         detail = f"{rows.count(missing)} have no timestamp, which the time-based split needs; fill or drop them"
-        return None, _Issue(name, "not_null", detail, rows.examples(missing, lambda p: raw[p]))
+        return None, _Issue(name, "not_null", detail, rows.examples(missing, col))
     return stamps.astype("datetime64[ns, UTC]"), None
 
 
@@ -447,7 +459,7 @@ def validate(df: pd.DataFrame, schema: Schema, *, require_target: bool = True) -
         if issue is not None:
             issues.append(issue)
         elif stamps is not None:
-            out[schema.timestamp] = pd.Series(stamps.to_numpy(), index=df.index, dtype="datetime64[ns, UTC]")
+            out[schema.timestamp] = stamps
     for feature in schema.features:
         if (col := column(feature.name)) is None:
             continue
@@ -463,7 +475,7 @@ def validate(df: pd.DataFrame, schema: Schema, *, require_target: bool = True) -
         labels, issue = _check_target(col, schema, rows)
         if issue is not None:
             issues.append(issue)
-        elif labels is not None:
+        else:
             out[schema.target] = pd.Series(labels, index=df.index, dtype=np.int64)
 
     if issues:
