@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import fsspec
@@ -318,3 +319,40 @@ def test_model_version_equality_ignores_payload() -> None:
     assert a == b
     assert hash(a) == hash(b)
     assert a.gate_passed is None
+
+
+def test_memory_filesystem_lock_serialises_threads(memory_url: str, tmp_path: Path) -> None:
+    reg = Registry(memory_url, actor="tester", lock_timeout_s=30)
+    pairs = [
+        (
+            reg.register("churn", write_artifacts(tmp_path / f"{t}a", f"{t}a"), PASSED),
+            reg.register("churn", write_artifacts(tmp_path / f"{t}b", f"{t}b"), PASSED),
+        )
+        for t in range(4)
+    ]
+
+    def work(t: int) -> None:
+        for i in range(5):
+            reg.promote(pairs[t][i % 2].id, "online/champion", reason=f"thread {t} move {i}")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(work, range(4)))
+    report = reg.verify_audit("churn")
+    assert report.ok, report
+    assert [r.seq for r in reg.audit("churn")] == list(range(1, 21))
+
+
+def test_a_killed_lock_holder_does_not_leave_a_stale_local_lock(registry: Registry, tmp_path: Path) -> None:
+    v = registry.register("churn", write_artifacts(tmp_path / "a", "1"), PASSED)
+    lock_path = str(tmp_path / "registry" / "models" / "churn" / ".lock")
+    code = (
+        "import os, sys, fsspec\n"
+        "from ferry import storage\n"
+        "with storage.lock(fsspec.filesystem('file'), sys.argv[1], 5):\n"
+        "    print('held', flush=True)\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, lock_path], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "held"
+    assert proc.returncode == -9
+    assert Registry(registry.url, lock_timeout_s=1).promote(v.id, "batch", reason="after crash").seq == 1

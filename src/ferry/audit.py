@@ -31,6 +31,7 @@ __all__ = [
     "GateRef",
     "apply_record",
     "canonical_json",
+    "check_log",
     "dump_channels",
     "make_record",
     "parse_channels",
@@ -397,6 +398,20 @@ def _check_channels(records: list[AuditRecord], channels: dict[str, ChannelState
     return None
 
 
+def check_log(log_text: str | None, channels_text: str | None, *, model: str) -> tuple[list[AuditRecord], AuditReport]:
+    """Like :func:`verify_log`, and also return the records that passed the line checks (all of them when the
+    report is ok or only repairable), so a writer parses the log once."""
+    lines = (log_text or "").splitlines()
+    records, report = _check_lines(lines, model)
+    if report:
+        return records, report
+    try:
+        channels = parse_channels(channels_text)
+    except ValueError as exc:
+        return records, AuditReport(ok=False, n_records=len(records), problem=f"channels.json is unreadable: {exc}")
+    return records, _check_channels(records, channels) or AuditReport(ok=True, n_records=len(records))
+
+
 def verify_log(log_text: str | None, channels_text: str | None, *, model: str) -> AuditReport:
     """Check a model's audit log and its ``channels.json`` against each other; never raises for bad content.
 
@@ -405,12 +420,4 @@ def verify_log(log_text: str | None, channels_text: str | None, *, model: str) -
     the pointers: every channel's ``audit_head`` is in the log (catches a cut tail) and replaying the log gives the
     same pointers and histories (catches pointers moved outside the log).
     """
-    lines = (log_text or "").splitlines()
-    records, report = _check_lines(lines, model)
-    if report:
-        return report
-    try:
-        channels = parse_channels(channels_text)
-    except ValueError as exc:
-        return AuditReport(ok=False, n_records=len(records), problem=f"channels.json is unreadable: {exc}")
-    return _check_channels(records, channels) or AuditReport(ok=True, n_records=len(records))
+    return check_log(log_text, channels_text, model=model)[1]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
 import uuid
 from collections.abc import Mapping
@@ -34,6 +33,7 @@ from ferry.audit import (
     ChannelState,
     GateRef,
     apply_record,
+    check_log,
     dump_channels,
     make_record,
     parse_channels,
@@ -250,31 +250,19 @@ class Registry:
                 existing = self._find_existing(model, vid)
                 if existing is not None:
                     return existing
-                self._commit_staging(staging, self._version_dir(model, vid), [*blobs, MANIFEST])
+                final = self._version_dir(model, vid)
+                try:
+                    storage.publish_dir(self._fs, staging, final, [*blobs, MANIFEST], marker=MANIFEST)
+                except OSError as exc:
+                    raise RegistryError(
+                        f"version directory {final!r} exists without a manifest.json (left by a crashed write?); "
+                        f"remove it and register again"
+                    ) from exc
         finally:
             with contextlib.suppress(FileNotFoundError):
                 if storage.exists(self._fs, staging):
                     self._fs.rm(staging, recursive=True)
         return version
-
-    def _commit_staging(self, staging: str, final: str, names: list[str]) -> None:
-        """Move a staged version into place: one rename locally, else file by file with the manifest last."""
-        if storage.is_local(self._fs):
-            os.makedirs(os.path.dirname(final), exist_ok=True)
-            try:
-                os.rename(staging, final)
-            except OSError as exc:
-                raise RegistryError(
-                    f"version directory {final!r} exists without a manifest.json (left by a crashed write?); "
-                    f"remove it and register again"
-                ) from exc
-            storage.fsync_dir(os.path.dirname(final))
-            return
-        # Object stores have no directory rename: move each file, manifest.json last, so a version without a
-        # manifest is treated as absent until it is complete.
-        self._fs.makedirs(final, exist_ok=True)
-        for name in [n for n in names if n != MANIFEST] + [MANIFEST]:
-            self._fs.mv(f"{staging}/{name}", f"{final}/{name}")
 
     def _find_existing(self, model: str, vid: str) -> ModelVersion | None:
         try:
@@ -451,13 +439,12 @@ class Registry:
         channels_path = f"{self._model_dir(model)}/channels.json"
         with storage.lock(self._fs, f"{self._model_dir(model)}/.lock", self.lock_timeout_s):
             log_text = self._read_text(log_path) or ""
-            report = verify_log(log_text, self._read_text(channels_path), model=model)
+            records, report = check_log(log_text, self._read_text(channels_path), model=model)
             if not report.ok and not report.repairable:
                 raise AuditError(
                     f"refusing to move {channel!r} of {model!r}: {report.problem}. Investigate with "
                     f"verify_audit({model!r}) and restore audit.jsonl/channels.json from a backup"
                 )
-            records = parse_log(log_text, source=log_path)
             state = replay(records)  # the log is the truth; this also completes a move that stopped half-way
             current = state.get(channel)
             if target is not None:

@@ -39,6 +39,7 @@ __all__ = [
     "is_local",
     "lock",
     "open_fs",
+    "publish_dir",
     "read_bytes",
     "sha256_bytes",
 ]
@@ -134,6 +135,24 @@ def atomic_write_bytes(fs: Any, path: str, data: bytes) -> None:
         raise
 
 
+def publish_dir(fs: Any, staging: str, final: str, names: list[str], *, marker: str) -> None:
+    """Move the files ``names`` of a fully written ``staging`` directory to ``final``, which must not exist yet.
+
+    Locally this is a single ``os.rename`` of the directory, so ``final`` appears complete or not at all; it fails
+    with ``OSError`` when ``final`` already exists and is not empty. Object stores have no directory rename, so the
+    files are moved one by one with ``marker`` (e.g. ``manifest.json``) last: readers must treat a directory
+    without its marker as absent.
+    """
+    if is_local(fs):
+        os.makedirs(_parent(final), exist_ok=True)
+        os.rename(staging, final)
+        fsync_dir(_parent(final))
+        return
+    fs.makedirs(final, exist_ok=True)
+    for name in [n for n in names if n != marker] + [marker]:
+        fs.mv(f"{staging}/{name}", f"{final}/{name}")
+
+
 def fsync_dir(path: str) -> None:
     """fsync a local directory so that renames inside it are durable (a no-op where directories cannot be opened)."""
     try:
@@ -162,12 +181,12 @@ def lock(fs: Any, path: str, timeout_s: float) -> Iterator[None]:
     - **Local filesystem**: ``fcntl.flock`` on ``path`` (created if missing, never deleted). This serialises
       processes and threads on one machine, and the kernel drops the lock when its holder dies, so a crash never
       leaves a stale lock. It does not work across machines on network filesystems that do not honour ``flock``.
-    - **Other filesystems**: the lock is an object at ``path`` created with exclusive-create (``"xb"``) mode and
-      deleted on release. Whether that is truly atomic depends on the backend: ``memory://`` and object stores
-      with conditional writes honour it; where a backend ignores ``"xb"`` the check-then-create has a small race
-      window between machines (threads of one process are still serialised here). A holder that dies leaves the
-      lock object behind: the timeout message names it and says who took it, so an operator can delete it once
-      sure that no promotion is running.
+    - **Other filesystems**: the lock is an object at ``path`` created in exclusive-create (``"xb"``) mode, read
+      back to confirm it holds our token, and deleted on release. It is only as atomic as the backend's ``"xb"``:
+      ``memory://`` honours it, and so do object-store drivers that map it to a conditional write (If-None-Match);
+      where a driver lacks it, a check-then-create is used, which leaves a small race window between *machines*
+      (threads of one process are always serialised here). A holder that dies leaves the lock object behind: the
+      timeout message names it and who took it, so an operator can delete it once sure no promotion is running.
     """
     if timeout_s <= 0:
         raise RegistryError(f"lock timeout must be positive, got {timeout_s!r}; set FERRY_LOCK_TIMEOUT_S")
@@ -232,15 +251,18 @@ def _try_create(fs: Any, path: str, payload: bytes) -> bool:
     try:
         with fs.open(path, "xb") as fh:
             fh.write(payload)
-        return True
     except FileExistsError:
         return False
     except (ValueError, NotImplementedError):
-        # The backend has no exclusive-create mode: check, create, then read back to narrow the race.
+        # The backend has no exclusive-create mode: check, then create.
         if fs.exists(path):
             return False
         fs.pipe_file(path, payload)
+    # Read back: a backend that silently treats "xb" like "wb" lets a later writer overwrite us; then we lost.
+    try:
         return bytes(fs.cat_file(path)) == payload
+    except FileNotFoundError:
+        return False
 
 
 def _describe_holder(fs: Any, path: str) -> str | None:
