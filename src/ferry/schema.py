@@ -269,11 +269,35 @@ class Schema(_Frozen):
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
     def dump_yaml(self) -> str:
-        """Readable YAML in declared field order, leaving out unset optional fields. :meth:`load` reads it back."""
-        doc = self.model_dump(mode="json", exclude_none=True)
-        # Features leave out their defaults; name and type have none, so they stay first, as people read them.
-        doc["features"] = [f.model_dump(mode="json", exclude_defaults=True) for f in self.features]
-        return str(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120))
+        """Readable YAML in declared field order, leaving out fields that are None. :meth:`load` reads it back."""
+        doc = _tidy(self.model_dump(mode="json", exclude_none=True))
+        for feature in doc["features"]:
+            if feature["type"] == "numeric":
+                feature.pop("allow_unknown")  # only means something for categories
+        return str(yaml.dump(doc, Dumper=_YamlDumper, sort_keys=False, allow_unicode=True, width=120))
+
+
+class _YamlDumper(yaml.SafeDumper):
+    """Safe YAML with short lists of scalars on one line (``levels: [basic, standard, premium]``)."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    flow = all(isinstance(item, str | int | float) for item in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_YamlDumper.add_representer(list, _represent_list)
+
+
+def _tidy(value: Any) -> Any:
+    """Whole floats as ints (``min: 0``, not ``min: 0.0``); they load back as the same float."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _tidy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_tidy(v) for v in value]
+    return value
 
 
 def _suffix(source: str) -> str:
