@@ -155,7 +155,11 @@ def data_quality(
         ColumnCount(tests=[eq(len(schema.features))]),
         DuplicatedRowCount(tests=[lte(max_dup)]),
     ]
-    names = {"RowCount()": "data.row_count", "ColumnCount()": "data.schema_columns", "DuplicatedRowCount()": "data.duplicated_rows"}
+    names = {
+        "RowCount()": "data.row_count",
+        "ColumnCount()": "data.schema_columns",
+        "DuplicatedRowCount()": "data.duplicated_rows",
+    }
     for f in schema.features:
         metrics.append(MissingValueCount(column=f.name, share_tests=[lte(settings.max_missing_share)]))
         names[f"MissingValueCount(column={f.name})"] = f"data.missing_share[{f.name}]"
@@ -174,9 +178,7 @@ def _quality_snapshot(y: np.ndarray, prob: np.ndarray, tests: dict[str, list[Any
     from evidently.metrics import F1Score, LogLoss, Precision, Recall, RocAuc
 
     frame = pd.DataFrame({"target": np.asarray(y).astype(int), "prediction": np.asarray(prob, dtype=np.float64)})
-    definition = DataDefinition(
-        classification=[BinaryClassification(target="target", prediction_probas="prediction")]
-    )
+    definition = DataDefinition(classification=[BinaryClassification(target="target", prediction_probas="prediction")])
     metrics = [
         RocAuc(tests=tests.get("roc_auc", [])),
         F1Score(tests=tests.get("f1", [])),
@@ -238,7 +240,12 @@ def model_quality(
     checks = []
     for c, threshold in _evidently_checks(snapshot, {}):
         metric = _QUALITY_NAMES.get(c.name.split("(", 1)[0], c.name)
-        if bar is not None and metric == settings.primary_metric and isinstance(threshold, float) and math.isclose(threshold, bar):
+        if (
+            bar is not None
+            and metric == settings.primary_metric
+            and isinstance(threshold, float)
+            and math.isclose(threshold, bar)
+        ):
             label = f"model.{metric}_vs_champion"
             detail = f"champion {champion} scored {champion_values[metric]:.4f}; tolerance {settings.tolerance:g}"
         else:

@@ -81,7 +81,9 @@ def _schema(run_dir: Path) -> Schema:
     return Schema.from_dict(read_json(run_dir / "schema.json"), source=str(run_dir / "schema.json"))
 
 
-def ingest(data_url: str, schema_url: str, run_dir: Path, *, storage_options: dict[str, Any] | None = None) -> IngestSummary:
+def ingest(
+    data_url: str, schema_url: str, run_dir: Path, *, storage_options: dict[str, Any] | None = None
+) -> IngestSummary:
     """Read the data, validate it against the schema, and keep the typed, PII-free copy in the run directory.
 
     Raises :class:`ferry.errors.DataError` (naming the column, the rule and example rows) before writing anything.
@@ -102,9 +104,7 @@ def check_data_quality(run_dir: Path, settings: GateSettings) -> list[Check]:
     schema = _schema(run_dir)
     frame = pd.read_parquet(run_dir / "data.parquet")
     checks: list[Check] = []
-    error = fail_closed(
-        lambda: data_quality(frame, schema, settings, html_path=run_dir / "data_quality.html"), checks
-    )
+    error = fail_closed(lambda: data_quality(frame, schema, settings, html_path=run_dir / "data_quality.html"), checks)
     if error is not None:
         checks.append(Check("data.quality_report", error, "runs without error", False, "evidently"))
     write_json(run_dir / "data_quality.json", [asdict(c) for c in checks])
@@ -227,7 +227,13 @@ def _behaviour_checks(run_dir: Path, schema: Schema, holdout: pd.DataFrame, sett
     ]
     inv = invariance_test(scorer, frame, schema)
     checks.append(
-        Check(inv.name, inv.observed, f"<= {settings.max_invariance_diff:g}", inv.observed <= settings.max_invariance_diff, detail=inv.detail)
+        Check(
+            inv.name,
+            inv.observed,
+            f"<= {settings.max_invariance_diff:g}",
+            inv.observed <= settings.max_invariance_diff,
+            detail=inv.detail,
+        )
     )
     return checks
 
@@ -267,7 +273,15 @@ def run_gate(
         )
     )
     metrics = read_json(run_dir / "metrics.json")
-    checks.append(Check("model.ece", metrics["ece"], f"<= {settings.max_ece:g}", metrics["ece"] <= settings.max_ece, detail="expected calibration error, 10 bins"))
+    checks.append(
+        Check(
+            "model.ece",
+            metrics["ece"],
+            f"<= {settings.max_ece:g}",
+            metrics["ece"] <= settings.max_ece,
+            detail="expected calibration error, 10 bins",
+        )
+    )
 
     holdout = pd.read_parquet(run_dir / "holdout.parquet")
     y = holdout[schema.target].to_numpy()
@@ -318,7 +332,12 @@ def code_revision() -> str:
         return os.environ["FERRY_CODE_REVISION"]
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent, check=False
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"

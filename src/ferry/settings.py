@@ -106,6 +106,12 @@ class TrainSettings(BaseSettings):
     holdout_fraction: float = Field(
         default=0.2, gt=0.05, lt=0.5, description="Share of rows kept out for evaluation (the latest ones by time)."
     )
+    threads: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="OpenMP/BLAS threads for fitting. Raise it only on an idle machine with that many free cores.",
+    )
     seed: int = Field(default=42, ge=0, description="Seed for the split, the search and the estimator.")
     reference_rows: int = Field(
         default=5000, ge=100, le=1_000_000, description="Rows of training data kept with the version for drift checks."

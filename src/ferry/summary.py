@@ -54,7 +54,11 @@ def markdown_table(rows: list[dict[str, str]]) -> str:
 
 def markdown_summary(outcome: dict[str, Any]) -> str:
     """The run's one-page summary for the Prefect UI."""
-    verdict = "**promoted**" if outcome["promoted"] else ("gate passed, not promoted" if outcome["gate_passed"] else "**rejected**")
+    verdict = (
+        "**promoted**"
+        if outcome["promoted"]
+        else ("gate passed, not promoted" if outcome["gate_passed"] else "**rejected**")
+    )
     lines = [
         f"# Retrain of `{outcome['model']}`: {verdict}",
         "",
@@ -68,6 +72,10 @@ def markdown_summary(outcome: dict[str, Any]) -> str:
     ]
     if outcome["reasons"]:
         lines += ["## Why it was rejected", ""] + [f"- {r}" for r in outcome["reasons"]] + [""]
-    lines += ["## Metrics (holdout)", "", markdown_table(metric_rows(outcome["metrics"], outcome.get("champion_metrics")))]
+    lines += [
+        "## Metrics (holdout)",
+        "",
+        markdown_table(metric_rows(outcome["metrics"], outcome.get("champion_metrics"))),
+    ]
     lines += ["## Gate", "", markdown_table(gate_rows(outcome["checks"]))]
     return "\n".join(lines)
