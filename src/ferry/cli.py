@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional  # noqa: UP035  (typer reads Optional at runtime on 3.11)
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -14,7 +14,9 @@ from ferry.errors import FerryError, MissingExtra
 from ferry.settings import StorageSettings, TrainSettings
 from ferry.summary import fmt, gate_rows, metric_rows
 
-app = typer.Typer(help="ferry: retrain, gate and ship scikit-learn models to batch, online and edge.", no_args_is_help=True)
+app = typer.Typer(
+    help="ferry: retrain, gate and ship scikit-learn models to batch, online and edge.", no_args_is_help=True
+)
 models_app = typer.Typer(help="Inspect registered model versions.", no_args_is_help=True)
 audit_app = typer.Typer(help="Inspect the audit log of channel moves.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -34,7 +36,9 @@ def _registry(url: str | None) -> Any:
     from ferry.registry import Registry
 
     settings = StorageSettings()
-    return Registry(url or settings.registry_url, lock_timeout_s=settings.lock_timeout_s, actor=settings.resolved_actor())
+    return Registry(
+        url or settings.registry_url, lock_timeout_s=settings.lock_timeout_s, actor=settings.resolved_actor()
+    )
 
 
 def _fail(exc: BaseException) -> typer.Exit:
@@ -121,8 +125,11 @@ def train(
 ) -> None:
     """Run the retrain flow on your own data: validate, train, gate, register, and promote when the gate passes."""
     try:
-        settings = TrainSettings(**({"estimator": estimator} if estimator else {}))
-        outcome = _retrain_flow()(data=data, schema_file=schema, promote_to=promote_to, registry_url=registry, train_settings=settings)
+        overrides: dict[str, Any] = {"estimator": estimator} if estimator else {}
+        settings = TrainSettings(**overrides)
+        outcome = _retrain_flow()(
+            data=data, schema_file=schema, promote_to=promote_to, registry_url=registry, train_settings=settings
+        )
     except FerryError as exc:
         raise _fail(exc) from exc
     except ValueError as exc:  # pydantic validation of an option
@@ -200,7 +207,9 @@ def models_show(
     except FerryError as exc:
         raise _fail(exc) from exc
     if as_json:
-        console.print_json(data={"id": v.id, "model": v.model, "created_at": str(v.created_at), "info": v.info, "gate": gate})
+        console.print_json(
+            data={"id": v.id, "model": v.model, "created_at": str(v.created_at), "info": v.info, "gate": gate}
+        )
         return
     head = Table(title=f"{v.model} version {v.id}", show_header=False, title_justify="left")
     head.add_column(style="bold")
@@ -232,7 +241,9 @@ def promote(
     version: Annotated[str, typer.Argument(help="Version id (a unique prefix is enough).")],
     channel: Annotated[str, typer.Option("--channel", "-c", help="Channel to move, e.g. online/champion.")],
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why: recorded in the audit log.")],
-    force: Annotated[bool, typer.Option(help="Promote even though the version's gate did not pass (recorded).")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Promote even though the version's gate did not pass (recorded).")
+    ] = False,
     registry: RegistryOpt = None,
 ) -> None:
     """Point a channel at a version, recording who, when and why in the audit log."""
@@ -306,7 +317,9 @@ def audit_verify(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
                 console.print(f"[green]ok[/] {name}: {report.n_records} records, hash chain intact")
             else:
                 broken = True
-                console.print(f"[bold red]BROKEN[/] {name}: first bad record at line {report.first_bad}: {report.problem}")
+                console.print(
+                    f"[bold red]BROKEN[/] {name}: first bad record at line {report.first_bad}: {report.problem}"
+                )
     except FerryError as exc:
         raise _fail(exc) from exc
     if broken:

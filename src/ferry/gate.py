@@ -149,7 +149,7 @@ def data_quality(
     definition = DataDefinition(
         numerical_columns=list(schema.numeric_features), categorical_columns=list(schema.categorical_features)
     )
-    max_dup = int(math.floor(settings.max_duplicate_share * len(features)))
+    max_dup = math.floor(settings.max_duplicate_share * len(features))
     metrics: list[Any] = [
         RowCount(tests=[gte(settings.min_rows)]),
         ColumnCount(tests=[eq(len(schema.features))]),

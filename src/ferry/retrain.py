@@ -3,18 +3,16 @@
 Every step reads and writes files in one *run directory* and returns small references and summaries, never
 DataFrames or fitted models, so tasks stay cheap to hand over and the loop can be tested without Prefect:
 
-| step | reads | writes |
-|---|---|---|
-| :func:`ingest` | the user's data + schema | ``schema.json``, ``data.parquet`` (validated, typed, PII dropped), ``ingest.json`` |
-| :func:`check_data_quality` | ``data.parquet`` | ``data_quality.json``, ``data_quality.html`` (Evidently) |
-| :func:`split_data` | ``data.parquet`` | ``train.parquet``, ``holdout.parquet``, ``reference.parquet``, ``split.json`` |
-| :func:`train_candidate` | ``train.parquet`` | ``model.skops``, ``train.json`` |
-| :func:`evaluate_candidate` | ``model.skops``, ``holdout.parquet`` | ``metrics.json``, ``calibration.json`` |
-| :func:`export_onnx` | ``model.skops`` | ``model.onnx`` |
-| :func:`check_parity` | ``model.skops``, ``model.onnx``, ``holdout.parquet`` | ``parity.json`` |
-| :func:`run_gate` | all of the above + the champion from the registry | ``gate.json``, ``gate.html``, ``lineage.json`` |
-| :func:`register_candidate` | the run directory | a new immutable version in the registry |
-| :func:`promote_if_passed` | the version's gate result | channel moves + audit records |
+- :func:`ingest`: the data + schema -> ``schema.json``, ``data.parquet`` (typed, PII dropped), ``ingest.json``
+- :func:`check_data_quality`: -> ``data_quality.json``, ``data_quality.html`` (Evidently)
+- :func:`split_data`: -> ``train.parquet``, ``holdout.parquet``, ``reference.parquet``, ``split.json``
+- :func:`train_candidate`: -> ``model.skops``, ``train.json``
+- :func:`evaluate_candidate`: -> ``metrics.json``, ``calibration.json``
+- :func:`export_onnx`: -> ``model.onnx``
+- :func:`check_parity`: -> ``parity.json``
+- :func:`run_gate`: the above + the champion from the registry -> ``gate.json``, ``gate.html``
+- :func:`write_lineage`, :func:`register_candidate`: -> ``lineage.json``, then one immutable registry version
+- :func:`promote_if_passed`: channel moves + audit records, only when the gate passed
 """
 
 from __future__ import annotations

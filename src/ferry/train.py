@@ -71,7 +71,7 @@ def model_frame(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
 def split(df: pd.DataFrame, schema: Schema, settings: TrainSettings) -> Split:
     """Hold out the latest rows when the schema names a timestamp, else a stratified random share."""
     n = len(df)
-    n_holdout = max(1, int(round(n * settings.holdout_fraction)))
+    n_holdout = max(1, round(n * settings.holdout_fraction))
     if schema.timestamp is not None:
         order = np.argsort(df[schema.timestamp].to_numpy(), kind="stable")
         train_idx, hold_idx = order[: n - n_holdout], order[n - n_holdout :]
@@ -84,7 +84,7 @@ def split(df: pd.DataFrame, schema: Schema, settings: TrainSettings) -> Split:
         for cls in np.unique(y):
             members = np.flatnonzero(y == cls)
             rng.shuffle(members)
-            hold.append(members[: max(1, int(round(len(members) * settings.holdout_fraction)))])
+            hold.append(members[: max(1, round(len(members) * settings.holdout_fraction))])
         hold_idx = np.sort(np.concatenate(hold))
         train_idx = np.setdiff1d(np.arange(n), hold_idx)
         result = Split(train_idx, hold_idx, "stratified-random")
