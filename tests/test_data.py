@@ -297,6 +297,8 @@ def test_validate_returns_a_new_frame(frame: pd.DataFrame, schema: Schema) -> No
 def test_validate_keeps_the_index(frame: pd.DataFrame, schema: Schema) -> None:
     shuffled = frame.set_axis([10, 30, 20, 40])
     assert validate(shuffled, schema).index.tolist() == [10, 30, 20, 40]
+    repeated = frame.set_axis([7, 7, 7, 7])
+    assert validate(repeated, schema)["tenure_months"].tolist() == [1.0, 24.0, 0.0, 72.0]
 
 
 def test_scoring_data_needs_no_target(frame: pd.DataFrame, schema: Schema) -> None:

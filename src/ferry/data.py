@@ -175,9 +175,6 @@ class _Issue:
     detail: str
     examples: list[str]
 
-    def error(self) -> DataValidationError:
-        return DataValidationError(self.column, self.rule, self.detail, self.examples)
-
 
 class _Rows:
     """Names rows in messages: by the declared id column when present, otherwise by 0-based position."""
@@ -195,9 +192,11 @@ class _Rows:
 
     def examples(self, mask: BoolArray, col: pd.Series[Any] | FloatArray | ObjectArray) -> list[str]:
         """Up to three offending rows of ``mask``, each with its value in ``col`` (input column or parsed array)."""
-        positions = np.flatnonzero(mask)[:_MAX_EXAMPLES]
-        pick = col.iloc.__getitem__ if isinstance(col, pd.Series) else col.__getitem__
-        return [f"{self.name(int(p))}: {_show(pick(int(p)))}" for p in positions]
+        out = []
+        for pos in np.flatnonzero(mask)[:_MAX_EXAMPLES].tolist():
+            value = col.iloc[pos] if isinstance(col, pd.Series) else col[pos]
+            out.append(f"{self.name(pos)}: {_show(value)}")
+        return out
 
     def count(self, mask: BoolArray) -> str:
         return f"{int(mask.sum()):,} of {self.n:,} rows"
