@@ -146,7 +146,7 @@ def retrain(
     outcome: dict[str, Any] = {
         "model": version["model"],
         "version": version["id"],
-        "version_url": registry.file_url(v, ""),
+        "version_url": registry.version_url(v),
         "gate_html": registry.file_url(v, "gate.html"),
         "data_quality_html": registry.file_url(v, "data_quality.html"),
         "data_url": data,

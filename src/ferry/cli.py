@@ -224,7 +224,7 @@ def models_show(
     head.add_row("code revision", str(lineage.get("code_revision")))
     head.add_row("estimator", f"{lineage.get('estimator')} {lineage.get('params')}")
     head.add_row("libraries", ", ".join(f"{k} {val}" for k, val in lineage.get("libraries", {}).items()))
-    head.add_row("files", reg.file_url(v, ""))
+    head.add_row("files", reg.version_url(v))
     console.print(head)
     rows = metric_rows(v.info.get("metrics", {}))
     metrics = Table(title="holdout metrics", title_justify="left")

@@ -333,6 +333,11 @@ class Registry:
         path = self._artifact_path(v, name)
         return path if storage.is_local(self._fs) else str(self._fs.unstrip_protocol(path))
 
+    def version_url(self, v: ModelVersion) -> str:
+        """Where the directory of ``v`` lives: a local path, or a full fsspec URL elsewhere."""
+        path = self._version_dir(v.model, v.id)
+        return path if storage.is_local(self._fs) else str(self._fs.unstrip_protocol(path))
+
     def read_bytes(self, v: ModelVersion, name: str) -> bytes:
         """The bytes of artifact ``name``; RegistryError when they no longer match the manifest's sha256."""
         path = self._artifact_path(v, name)

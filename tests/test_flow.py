@@ -1,0 +1,76 @@
+"""The retrain flow for real, under one session-scoped ephemeral Prefect server."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ferry import demo
+from ferry.registry import Registry
+
+pytestmark = pytest.mark.integration
+
+
+def artifacts_of(flow_run_id: Any) -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async def read() -> dict[str, Any]:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+            )
+            return {a.key: a for a in found}
+
+    return asyncio.run(read())
+
+
+def test_retrain_flow_leaves_a_version_and_readable_artifacts(
+    prefect_server: None, ferry_env: Path
+) -> None:
+    from flows.retrain import retrain
+
+    schema = ferry_env / "schema.yaml"
+    schema.write_text(demo.churn_schema().dump_yaml())
+    data = demo.write_demo(ferry_env / "data", n_rows=5000, seed=3, fmt="parquet")
+
+    state = retrain(data=str(data), schema_file=str(schema), return_state=True)
+    assert state.is_completed()
+    outcome = state.result()
+    assert outcome["gate_passed"], outcome["reasons"]
+    assert outcome["promoted"] == ["online/champion"]
+
+    registry = Registry(str(ferry_env / "registry"))
+    assert registry.channel("churn", "online/champion") == outcome["version"]
+    assert Path(outcome["gate_html"]).exists()
+
+    found = artifacts_of(state.state_details.flow_run_id)
+    assert set(found) == {
+        "churn-retrain-summary",
+        "churn-metrics",
+        "churn-gate",
+        "churn-gate-report",
+        "churn-data-quality-report",
+    }
+    summary = found["churn-retrain-summary"].data
+    assert outcome["version"] in summary and "**promoted**" in summary
+    gate_rows = found["churn-gate"].data
+    assert "onnx.parity_max_abs_diff" in str(gate_rows)
+    assert "](file://" in found["churn-gate-report"].data
+
+
+def test_retrain_flow_fails_clearly_on_bad_data(prefect_server: None, ferry_env: Path) -> None:
+    from flows.retrain import retrain
+
+    from ferry.errors import DataValidationError
+
+    schema = ferry_env / "schema.yaml"
+    schema.write_text(demo.churn_schema().dump_yaml())
+    bad = ferry_env / "bad.csv"
+    demo.make_churn(1000, seed=1).drop(columns=["contract"]).to_csv(bad, index=False)
+    with pytest.raises(DataValidationError, match="contract"):
+        retrain(data=str(bad), schema_file=str(schema))
+    assert Registry(str(ferry_env / "registry")).models() == []
