@@ -22,8 +22,11 @@ audit_app = typer.Typer(help="Inspect the audit log of channel moves.", no_args_
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
 
-console = Console()
-err_console = Console(stderr=True)
+
+
+def _out() -> Console:
+    """A console made per call, so it follows the terminal (and COLUMNS) of the moment."""
+    return Console()
 
 RegistryOpt = Annotated[
     Optional[str],  # noqa: UP045
@@ -41,8 +44,16 @@ def _registry(url: str | None) -> Any:
     )
 
 
+def _add_column(table: Table, name: str) -> None:
+    """Version ids are never cut or wrapped (people copy them); other cells fold when the terminal is narrow."""
+    if name in ("version", "previous"):
+        table.add_column(name, no_wrap=True, min_width=16)
+    else:
+        table.add_column(name, overflow="fold")
+
+
 def _fail(exc: BaseException) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {exc}")
+    Console(stderr=True).print(f"[bold red]error:[/] {exc}")
     return typer.Exit(code=2)
 
 
@@ -77,7 +88,7 @@ def print_outcome(outcome: dict[str, Any]) -> None:
         verdict = "[bold red]REJECTED[/] by the gate"
     summary = Table(title=f"retrain of {outcome['model']}", show_header=False, title_justify="left")
     summary.add_column(style="bold")
-    summary.add_column()
+    summary.add_column(overflow="fold")
     summary.add_row("version", outcome["version"])
     summary.add_row("verdict", verdict)
     summary.add_row("data", f"{outcome['data_url']} ({outcome['rows']} rows)")
@@ -87,7 +98,7 @@ def print_outcome(outcome: dict[str, Any]) -> None:
     summary.add_row("version dir", outcome["version_url"])
     summary.add_row("gate report", outcome["gate_html"])
     summary.add_row("data-quality report", outcome["data_quality_html"])
-    console.print(summary)
+    _out().print(summary)
 
     rows = metric_rows(outcome["metrics"], outcome.get("champion_metrics"))
     metrics = Table(title="holdout metrics", title_justify="left")
@@ -95,18 +106,18 @@ def print_outcome(outcome: dict[str, Any]) -> None:
         metrics.add_column(col, justify="right" if col != "metric" else "left")
     for r in rows:
         metrics.add_row(*r.values())
-    console.print(metrics)
+    _out().print(metrics)
     _print_gate(outcome["checks"])
 
 
 def _print_gate(checks: list[dict[str, Any]]) -> None:
     table = Table(title="gate checks", title_justify="left")
     for col in ("check", "value", "threshold", "pass"):
-        table.add_column(col, justify="right" if col == "value" else "left")
+        table.add_column(col, justify="right" if col == "value" else "left", overflow="fold")
     for r in gate_rows(checks):
         style = "green" if r["pass"] == "PASS" else "bold red"
         table.add_row(r["check"], r["value"], r["threshold"], f"[{style}]{r['pass']}[/]")
-    console.print(table)
+    _out().print(table)
 
 
 @app.command()
@@ -152,10 +163,10 @@ def demo(
         directory.mkdir(parents=True, exist_ok=True)
         schema_path = directory / "schema.yaml"
         schema_path.write_text(demo_mod.churn_schema().dump_yaml())
-        console.rule("[bold]1. baseline data: train and promote the first model")
+        _out().rule("[bold]1. baseline data: train and promote the first model")
         base = demo_mod.write_demo(directory / "baseline", n_rows=rows, seed=1, drift=0.0, fmt="parquet")
         print_outcome(flow(data=str(base), schema_file=str(schema_path), registry_url=registry))
-        console.rule(f"[bold]2. drifted data (drift={drift}): retrain, gate against the champion")
+        _out().rule(f"[bold]2. drifted data (drift={drift}): retrain, gate against the champion")
         drifted = demo_mod.write_demo(directory / "drifted", n_rows=rows, seed=2, drift=drift, fmt="parquet")
         print_outcome(flow(data=str(drifted), schema_file=str(schema_path), registry_url=registry))
     except FerryError as exc:
@@ -171,7 +182,7 @@ def models_list(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
         names = [model] if model else reg.models()
         table = Table(title="model versions", title_justify="left")
         for col in ("model", "version", "created", "roc_auc", "f1", "gate", "channels"):
-            table.add_column(col)
+            _add_column(table, col)
         for name in names:
             pointers: dict[str, list[str]] = {}
             for channel, state in reg.channels(name).items():
@@ -190,7 +201,7 @@ def models_list(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
                 )
     except FerryError as exc:
         raise _fail(exc) from exc
-    console.print(table)
+    _out().print(table)
 
 
 @models_app.command("show")
@@ -207,13 +218,13 @@ def models_show(
     except FerryError as exc:
         raise _fail(exc) from exc
     if as_json:
-        console.print_json(
+        _out().print_json(
             data={"id": v.id, "model": v.model, "created_at": str(v.created_at), "info": v.info, "gate": gate}
         )
         return
     head = Table(title=f"{v.model} version {v.id}", show_header=False, title_justify="left")
     head.add_column(style="bold")
-    head.add_column()
+    head.add_column(overflow="fold")
     lineage = v.info.get("lineage", {})
     head.add_row("created", str(v.created_at))
     head.add_row("gate", "[green]passed[/]" if gate["passed"] else "[red]rejected[/]")
@@ -225,14 +236,14 @@ def models_show(
     head.add_row("estimator", f"{lineage.get('estimator')} {lineage.get('params')}")
     head.add_row("libraries", ", ".join(f"{k} {val}" for k, val in lineage.get("libraries", {}).items()))
     head.add_row("files", reg.version_url(v))
-    console.print(head)
+    _out().print(head)
     rows = metric_rows(v.info.get("metrics", {}))
     metrics = Table(title="holdout metrics", title_justify="left")
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
     for r in rows:
         metrics.add_row(r["metric"], r["candidate"])
-    console.print(metrics)
+    _out().print(metrics)
     _print_gate(gate["checks"])
 
 
@@ -251,7 +262,7 @@ def promote(
         rec = _registry(registry).promote(version, channel, reason=reason, force=force)
     except FerryError as exc:
         raise _fail(exc) from exc
-    console.print(
+    _out().print(
         f"[green]{rec.channel}[/]: {rec.from_version or '(none)'} -> [bold]{rec.to_version}[/] "
         f"(audit record {rec.seq}, by {rec.actor})"
     )
@@ -270,7 +281,7 @@ def rollback(
         rec = reg.rollback(channel, model=_one_model(reg, model), reason=reason)
     except FerryError as exc:
         raise _fail(exc) from exc
-    console.print(
+    _out().print(
         f"[yellow]{rec.channel}[/]: {rec.from_version} -> [bold]{rec.to_version}[/] "
         f"(audit record {rec.seq}, by {rec.actor})"
     )
@@ -284,7 +295,7 @@ def status(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
         names = [model] if model else reg.models()
         table = Table(title=f"channels in {reg.url}", title_justify="left")
         for col in ("model", "channel", "version", "roc_auc", "moved at", "previous"):
-            table.add_column(col)
+            _add_column(table, col)
         for name in names:
             for channel, state in sorted(reg.channels(name).items()):
                 v = reg.get(state.version, model=name)
@@ -299,9 +310,9 @@ def status(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
     except FerryError as exc:
         raise _fail(exc) from exc
     if not table.row_count:
-        console.print("no channel points anywhere yet: run `ferry demo` or `ferry train`")
+        _out().print("no channel points anywhere yet: run `ferry demo` or `ferry train`")
         return
-    console.print(table)
+    _out().print(table)
 
 
 @audit_app.command("verify")
@@ -314,10 +325,10 @@ def audit_verify(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
         for name in names:
             report = reg.verify_audit(name)
             if report.ok:
-                console.print(f"[green]ok[/] {name}: {report.n_records} records, hash chain intact")
+                _out().print(f"[green]ok[/] {name}: {report.n_records} records, hash chain intact")
             else:
                 broken = True
-                console.print(
+                _out().print(
                     f"[bold red]BROKEN[/] {name}: first bad record at line {report.first_bad}: {report.problem}"
                 )
     except FerryError as exc:
