@@ -36,7 +36,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> d
     schema = REPO / "examples" / "breast_cancer" / "schema.yaml"
     code, out = ferry("train", "--data", str(data), "--schema", str(schema))
     assert code == 0, out
-    assert "PROMOTED" in out and "gate checks" in out
+    assert "PROMOTED" in out
+    assert "gate checks" in out
     code, out = ferry("train", "--data", str(data), "--schema", str(schema), "--estimator", "logistic_regression")
     assert code == 0, out
     yield {"root": str(root), "data": str(data), "schema": str(schema)}
@@ -53,7 +54,9 @@ def test_models_list_and_show(trained: dict[str, str]) -> None:
     first, second = versions(trained["root"])
     code, out = ferry("models", "list")
     assert code == 0
-    assert first in out and second in out and "online/champion" in out
+    assert first in out
+    assert second in out
+    assert "online/champion" in out
     code, out = ferry("models", "show", first[:8])
     assert code == 0
     for expected in (first, "roc_auc", "onnx.parity_max_abs_diff", "code revision", "scikit-learn"):
@@ -65,10 +68,12 @@ def test_models_list_and_show(trained: dict[str, str]) -> None:
 def test_promote_rollback_status_and_audit(trained: dict[str, str]) -> None:
     first, second = versions(trained["root"])
     code, out = ferry("status")
-    assert code == 0 and "online/champion" in out
+    assert code == 0
+    assert "online/champion" in out
     code, out = ferry("promote", first, "--channel", "edge/beta", "--reason", "field trial")
     assert code == 0, out
-    assert "edge/beta" in out and first in out
+    assert "edge/beta" in out
+    assert first in out
     code, out = ferry("promote", second, "--channel", "edge/beta", "--reason", "newer")
     if code != 0:  # the second version's gate may have rejected it: a refusal must say so and --force must work
         assert "gate" in out.lower()
@@ -77,13 +82,17 @@ def test_promote_rollback_status_and_audit(trained: dict[str, str]) -> None:
     code, out = ferry("rollback", "--channel", "edge/beta", "--reason", "field trial failed")
     assert code == 0, out
     code, out = ferry("status")
-    assert "edge/beta" in out and first in out
+    assert "edge/beta" in out
+    assert first in out
     code, out = ferry("audit", "verify")
-    assert code == 0 and "hash chain intact" in out
+    assert code == 0
+    assert "hash chain intact" in out
     log = Path(trained["root"]) / "registry/models/breast-cancer/audit.jsonl"
     records = [json.loads(line) for line in log.read_text().splitlines()]
     last = records[-1]
-    assert last["action"] == "rollback" and last["actor"] == "cli-tester" and last["reason"] == "field trial failed"
+    assert last["action"] == "rollback"
+    assert last["actor"] == "cli-tester"
+    assert last["reason"] == "field trial failed"
 
 
 def test_audit_verify_names_the_tampered_record(trained: dict[str, str], tmp_path: Path) -> None:
@@ -100,15 +109,20 @@ def test_audit_verify_names_the_tampered_record(trained: dict[str, str], tmp_pat
     log.write_text("\n".join(lines) + "\n")
     code, out = ferry("audit", "verify", "--registry", str(copy))
     assert code == 1
-    assert "BROKEN" in out and "line 1" in out
+    assert "BROKEN" in out
+    assert "line 1" in out
 
 
 def test_clear_errors_exit_2(trained: dict[str, str]) -> None:
     code, out = ferry("models", "show", "ffffffffffff")
-    assert code == 2 and "error:" in out
+    assert code == 2
+    assert "error:" in out
     code, out = ferry("promote", "ffff", "--channel", "Online Champion", "--reason", "x")
-    assert code == 2 and "error:" in out
+    assert code == 2
+    assert "error:" in out
     code, out = ferry("rollback", "--channel", "edge/never-used")
-    assert code == 2 and "roll back" in out
+    assert code == 2
+    assert "roll back" in out
     code, out = ferry("train", "--data", trained["data"] + ".missing", "--schema", trained["schema"])
-    assert code == 2 and ".missing" in out
+    assert code == 2
+    assert ".missing" in out

@@ -28,9 +28,7 @@ def artifacts_of(flow_run_id: Any) -> dict[str, Any]:
     return asyncio.run(read())
 
 
-def test_retrain_flow_leaves_a_version_and_readable_artifacts(
-    prefect_server: None, ferry_env: Path
-) -> None:
+def test_retrain_flow_leaves_a_version_and_readable_artifacts(prefect_server: None, ferry_env: Path) -> None:
     from flows.retrain import retrain
 
     schema = ferry_env / "schema.yaml"
@@ -56,16 +54,16 @@ def test_retrain_flow_leaves_a_version_and_readable_artifacts(
         "churn-data-quality-report",
     }
     summary = found["churn-retrain-summary"].data
-    assert outcome["version"] in summary and "**promoted**" in summary
+    assert outcome["version"] in summary
+    assert "**promoted**" in summary
     gate_rows = found["churn-gate"].data
     assert "onnx.parity_max_abs_diff" in str(gate_rows)
     assert "](file://" in found["churn-gate-report"].data
 
 
 def test_retrain_flow_fails_clearly_on_bad_data(prefect_server: None, ferry_env: Path) -> None:
-    from flows.retrain import retrain
-
     from ferry.errors import DataValidationError
+    from flows.retrain import retrain
 
     schema = ferry_env / "schema.yaml"
     schema.write_text(demo.churn_schema().dump_yaml())

@@ -23,10 +23,10 @@ app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
 
 
-
 def _out() -> Console:
     """A console made per call, so it follows the terminal (and COLUMNS) of the moment."""
     return Console()
+
 
 RegistryOpt = Annotated[
     Optional[str],  # noqa: UP045
