@@ -1,7 +1,7 @@
 """Write scikit-learn's bundled breast-cancer data set to a CSV file, as a user's own data would arrive.
 
-    uv run python examples/breast_cancer/make_csv.py breast_cancer.csv
-    uv run ferry train --data breast_cancer.csv --schema examples/breast_cancer/schema.yaml
+uv run python examples/breast_cancer/make_csv.py breast_cancer.csv
+uv run ferry train --data breast_cancer.csv --schema examples/breast_cancer/schema.yaml
 """
 
 from __future__ import annotations

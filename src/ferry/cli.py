@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ferry.errors import FerryError, MissingExtra
@@ -94,7 +95,7 @@ def print_outcome(outcome: dict[str, Any]) -> None:
     summary.add_row("data", f"{outcome['data_url']} ({outcome['rows']} rows)")
     summary.add_row("champion compared", outcome["champion"] or "none (first model: absolute floors only)")
     for reason in outcome["reasons"]:
-        summary.add_row("why", f"[red]{reason}[/]")
+        summary.add_row("why", f"[red]{escape(reason)}[/]")
     summary.add_row("version dir", outcome["version_url"])
     summary.add_row("gate report", outcome["gate_html"])
     summary.add_row("data-quality report", outcome["data_quality_html"])
@@ -114,9 +115,9 @@ def _print_gate(checks: list[dict[str, Any]]) -> None:
     table = Table(title="gate checks", title_justify="left")
     for col in ("check", "value", "threshold", "pass"):
         table.add_column(col, justify="right" if col == "value" else "left", overflow="fold")
-    for r in gate_rows(checks):
+    for r in gate_rows(checks, group_passing=True):
         style = "green" if r["pass"] == "PASS" else "bold red"
-        table.add_row(r["check"], r["value"], r["threshold"], f"[{style}]{r['pass']}[/]")
+        table.add_row(escape(r["check"]), r["value"], escape(r["threshold"]), f"[{style}]{r['pass']}[/]")
     _out().print(table)
 
 
@@ -193,7 +194,7 @@ def models_list(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
                 table.add_row(
                     name,
                     v.id,
-                    str(v.created_at)[:19],
+                    str(v.created_at)[:16].replace("T", " "),
                     fmt(m.get("roc_auc")),
                     fmt(m.get("f1")),
                     "[green]passed[/]" if passed else "[red]rejected[/]",
@@ -229,7 +230,7 @@ def models_show(
     head.add_row("created", str(v.created_at))
     head.add_row("gate", "[green]passed[/]" if gate["passed"] else "[red]rejected[/]")
     for reason in gate["reasons"]:
-        head.add_row("why", f"[red]{reason}[/]")
+        head.add_row("why", f"[red]{escape(reason)}[/]")
     head.add_row("champion compared", gate.get("champion") or "none")
     head.add_row("data", f"{lineage.get('data', {}).get('url')} sha256 {lineage.get('data', {}).get('sha256')}")
     head.add_row("code revision", str(lineage.get("code_revision")))
@@ -304,7 +305,7 @@ def status(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
                     channel,
                     state.version,
                     fmt(v.info.get("metrics", {}).get("roc_auc")),
-                    str(state.moved_at)[:19],
+                    str(state.moved_at)[:16].replace("T", " "),
                     state.history[-1] if state.history else "",
                 )
     except FerryError as exc:

@@ -113,7 +113,8 @@ def _evidently_checks(snapshot: Any, names: dict[str, str]) -> list[tuple[Check,
     for test in d["tests"]:
         metric = metrics[test["metric_config"]["metric_id"]]
         kind = test["test_config"]["type"].rsplit(":", 1)[-1]
-        threshold = test["test_config"].get("threshold")
+        config = test["test_config"]
+        threshold = config.get("threshold", config.get("expected"))
         check = Check(
             name=names.get(metric["metric_name"], metric["metric_name"]),
             observed=_clean(metric["value"]),

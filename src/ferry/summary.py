@@ -30,16 +30,44 @@ def metric_rows(metrics: dict[str, Any], champion: dict[str, Any] | None = None)
     return rows
 
 
-def gate_rows(checks: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [
-        {
-            "check": c["name"],
-            "value": fmt(c["observed"]),
-            "threshold": c["threshold"],
-            "pass": "PASS" if c["passed"] else "FAIL",
-        }
-        for c in checks
-    ]
+def gate_rows(checks: list[dict[str, Any]], *, group_passing: bool = False) -> list[dict[str, str]]:
+    """One row per check. With ``group_passing``, passing per-column checks of one kind (``name[column]``) that share
+    a threshold collapse into one row showing the worst column, so a 40-column schema stays readable."""
+    rows = []
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for c in checks:
+        kind, _, column = c["name"].partition("[")
+        if group_passing and c["passed"] and column and isinstance(c["observed"], float):
+            key = (kind, c["threshold"])
+            if key not in groups:
+                groups[key] = []
+                rows.append({"check": kind, "value": "", "threshold": c["threshold"], "pass": "PASS", "_group": key})
+            groups[key].append(c)
+            continue
+        rows.append(
+            {
+                "check": c["name"],
+                "value": fmt(c["observed"]),
+                "threshold": c["threshold"],
+                "pass": "PASS" if c["passed"] else "FAIL",
+            }
+        )
+    for row in rows:
+        key = row.pop("_group", None)
+        if key is None:
+            continue
+        members = groups[key]
+        worst = (
+            max(members, key=lambda m: m["observed"])
+            if key[1].startswith("<")
+            else min(members, key=lambda m: m["observed"])
+        )
+        if len(members) == 1:
+            row["check"], row["value"] = worst["name"], fmt(worst["observed"])
+        else:
+            row["check"] = f"{key[0]}[{len(members)} columns, worst {worst['name'].partition('[')[2].rstrip(']')}]"
+            row["value"] = fmt(worst["observed"])
+    return rows
 
 
 def markdown_table(rows: list[dict[str, str]]) -> str:
