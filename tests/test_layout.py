@@ -1,0 +1,34 @@
+"""The deployment file points at real flows, and the core package starts nothing on import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_prefect_yaml_entrypoints_load_as_flows() -> None:
+    from prefect.flows import load_flow_from_entrypoint
+
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    assert spec["deployments"], "prefect.yaml defines no deployments"
+    for deployment in spec["deployments"]:
+        flow = load_flow_from_entrypoint(str(REPO / deployment["entrypoint"]))
+        params = set(flow.parameters.properties)
+        assert set(deployment.get("parameters", {})) <= params, deployment["name"]
+        assert set(flow.parameters.required or []) <= set(deployment.get("parameters", {})), deployment["name"]
+        assert (REPO / deployment["parameters"]["schema_file"]).exists()
+
+
+def test_importing_ferry_starts_nothing_and_imports_no_framework() -> None:
+    code = (
+        "import sys, ferry, ferry.registry, ferry.retrain, ferry.cli;"
+        "bad = [m for m in ('prefect', 'bentoml', 'evidently') if m in sys.modules];"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == ""
