@@ -109,9 +109,7 @@ def main() -> None:
             if wall < flow_wall:
                 flow_wall, tasks = wall, task_times(state.state_details.flow_run_id)
 
-    print(
-        f"retrain on {args.rows} demo rows: flow {flow_wall:.2f} s, plain functions {sum(bare.values()):.2f} s"
-    )
+    print(f"retrain on {args.rows} demo rows: flow {flow_wall:.2f} s, plain functions {sum(bare.values()):.2f} s")
     print(f"{'step':<14}{'flow task s':>12}{'plain s':>10}{'task/plain':>12}{'share of flow':>15}")
     for step in STEPS:
         t, b = tasks.get(step, float("nan")), bare[step]
