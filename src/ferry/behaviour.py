@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ferry.export import onnx_inputs
+from ferry.data import to_onnx_inputs
 from ferry.schema import Schema
 from ferry.scoring import OnnxScorer
 
@@ -27,8 +27,9 @@ class BehaviourResult:
     detail: str
 
 
-def _positive(scorer: OnnxScorer, frame: pd.DataFrame, schema: Schema) -> np.ndarray:
-    return scorer.score(onnx_inputs(frame, schema)).probabilities[:, 1].astype(np.float64)
+def positive_scores(scorer: OnnxScorer, frame: pd.DataFrame, schema: Schema) -> np.ndarray:
+    """P(positive class) for each row of a validated (or model-ready) frame, from the ONNX model."""
+    return scorer.score(to_onnx_inputs(frame, schema)).probabilities[:, 1].astype(np.float64)
 
 
 def direction_tests(
@@ -51,7 +52,7 @@ def direction_tests(
         if f.max is not None:
             new = new.clip(upper=f.max)
         bumped[f.name] = new.astype(np.float32)
-        before, after = _positive(scorer, rows, schema), _positive(scorer, bumped, schema)
+        before, after = positive_scores(scorer, rows, schema), positive_scores(scorer, bumped, schema)
         delta = after - before
         ok = delta >= -1e-7 if f.direction == "increasing" else delta <= 1e-7
         results.append(
@@ -70,11 +71,11 @@ def invariance_test(
 ) -> BehaviourResult:
     """Largest change of a row's score between scoring it alone, in a batch, and in a shuffled batch."""
     rows = frame.sample(n=min(sample, len(frame)), random_state=seed) if len(frame) else frame
-    batch = _positive(scorer, rows, schema)
+    batch = positive_scores(scorer, rows, schema)
     order = np.random.default_rng(seed).permutation(len(rows))
     shuffled = np.empty_like(batch)
-    shuffled[order] = _positive(scorer, rows.iloc[order], schema)
-    alone = np.array([_positive(scorer, rows.iloc[[i]], schema)[0] for i in range(min(len(rows), 50))])
+    shuffled[order] = positive_scores(scorer, rows.iloc[order], schema)
+    alone = np.array([positive_scores(scorer, rows.iloc[[i]], schema)[0] for i in range(min(len(rows), 50))])
     diffs = [np.abs(batch - shuffled).max(initial=0.0), np.abs(batch[: len(alone)] - alone).max(initial=0.0)]
     return BehaviourResult(
         name="behaviour.batch_invariance",

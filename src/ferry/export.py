@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from ferry.data import to_onnx_inputs
 from ferry.errors import ExportError
 from ferry.schema import Schema
 from ferry.scoring import OnnxScorer
@@ -35,18 +36,6 @@ class ParityResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def onnx_inputs(frame: pd.DataFrame, schema: Schema) -> dict[str, np.ndarray]:
-    """Arrays for ``model.onnx`` from a :func:`ferry.train.model_frame` frame."""
-    out: dict[str, np.ndarray] = {}
-    for f in schema.features:
-        values = frame[f.name].to_numpy()
-        if f.type == "numeric":
-            out[f.name] = values.astype(np.float32).reshape(-1, 1)
-        else:
-            out[f.name] = values.astype(str).astype(object).reshape(-1, 1)
-    return out
 
 
 def to_onnx(pipeline: Pipeline, schema: Schema) -> bytes:
@@ -88,7 +77,7 @@ def parity(
     """Score every row of ``frame`` with both, and compare positive-class probabilities and labels."""
     sk_prob = pipeline.predict_proba(frame)[:, 1]
     sk_label = pipeline.predict(frame)
-    scores = OnnxScorer(onnx_model).score(onnx_inputs(frame, schema))
+    scores = OnnxScorer(onnx_model).score(to_onnx_inputs(frame, schema))
     ox_prob = scores.probabilities[:, 1].astype(np.float64)
     diff = np.abs(sk_prob - ox_prob)
     worst = int(np.nanargmax(diff)) if len(diff) and not np.isnan(diff).all() else None

@@ -18,6 +18,8 @@ DataFrames or fitted models, so tasks stay cheap to hand over and the loop can b
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import os
 import platform
 import subprocess
 import uuid
@@ -32,7 +34,7 @@ import pandas as pd
 from ferry import data as data_mod
 from ferry import evaluate, export, train
 from ferry.artifacts import load_pipeline, read_json, save_pipeline, write_atomic, write_json, write_parquet
-from ferry.behaviour import direction_tests, invariance_test
+from ferry.behaviour import direction_tests, invariance_test, positive_scores
 from ferry.errors import FerryError
 from ferry.gate import Check, GateResult, data_quality, decide, fail_closed, model_quality
 from ferry.registry import ModelVersion, Registry
@@ -187,27 +189,15 @@ def check_parity(run_dir: Path, settings: GateSettings) -> export.ParityResult:
     return result
 
 
-def _onnx_positive(model: bytes, holdout: pd.DataFrame, schema: Schema) -> np.ndarray:
-    scorer = OnnxScorer(model)
-    frame = train.model_frame(holdout, schema)
-    return scorer.score(export.onnx_inputs(frame, schema)).probabilities[:, 1].astype(np.float64)
-
-
 def _champion_prob(registry: Registry, version: ModelVersion, holdout: pd.DataFrame) -> np.ndarray:
     """The champion's scores on the candidate's holdout, using the champion's own schema and ONNX model."""
     champ_schema = Schema.from_dict(
-        read_json_bytes(registry.read_bytes(version, "schema.json")), source=f"champion {version.id} schema.json"
+        json.loads(registry.read_bytes(version, "schema.json")), source=f"champion {version.id} schema.json"
     )
     missing = [c for c in champ_schema.feature_names if c not in holdout.columns]
     if missing:
         raise FerryError(f"the champion {version.id} needs column(s) {missing} that the new holdout lacks")
-    return _onnx_positive(registry.read_bytes(version, "model.onnx"), holdout, champ_schema)
-
-
-def read_json_bytes(data: bytes) -> Any:
-    import json
-
-    return json.loads(data)
+    return positive_scores(OnnxScorer(registry.read_bytes(version, "model.onnx")), holdout, champ_schema)
 
 
 def _behaviour_checks(run_dir: Path, schema: Schema, holdout: pd.DataFrame, settings: GateSettings) -> list[Check]:
@@ -295,7 +285,7 @@ def run_gate(
         write_json(run_dir / "champion_metrics.json", evaluate.classification_metrics(y, champion_prob))
 
     def quality() -> list[Check]:
-        cand = _onnx_positive((run_dir / "model.onnx").read_bytes(), holdout, schema)
+        cand = positive_scores(OnnxScorer((run_dir / "model.onnx").read_bytes()), holdout, schema)
         found, _ = model_quality(
             y, cand, settings, champion_prob=champion_prob, champion=champion_id, html_path=run_dir / "gate.html"
         )
@@ -324,8 +314,6 @@ def _error_html(errors: list[str]) -> bytes:
 
 def code_revision() -> str:
     """The git commit of the code that trained the model, or "unknown" outside a checkout."""
-    import os
-
     if os.environ.get("FERRY_CODE_REVISION"):
         return os.environ["FERRY_CODE_REVISION"]
     try:

@@ -24,6 +24,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
+from ferry.data import to_onnx_inputs
 from ferry.errors import TrainingError
 from ferry.export import align_thresholds_to_float32
 from ferry.schema import Schema
@@ -58,14 +59,7 @@ class TrainResult:
 
 def model_frame(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     """The feature columns in the exact form ``model.onnx`` takes (float32 numerics, "" for missing categories)."""
-    out: dict[str, Any] = {}
-    for f in schema.features:
-        col = df[f.name]
-        if f.type == "numeric":
-            out[f.name] = col.to_numpy(dtype=np.float32, na_value=np.nan)
-        else:
-            out[f.name] = col.astype(object).where(col.notna(), "").astype(str).to_numpy(dtype=object)
-    return pd.DataFrame(out, index=df.index)
+    return pd.DataFrame({name: a[:, 0] for name, a in to_onnx_inputs(df, schema).items()}, index=df.index)
 
 
 def split(df: pd.DataFrame, schema: Schema, settings: TrainSettings) -> Split:
