@@ -65,6 +65,9 @@ def test_first_model_is_promoted_and_its_evidence_registered(churn_files: dict[s
     files = set(version.files)
     assert {"model.onnx", "model.skops", "schema.json", "reference.parquet", "metrics.json", "gate.json"} <= files
     assert {"gate.html", "data_quality.html", "lineage.json", "parity.json"} <= files
+    assert {"gate.evidently.json", "data_quality.evidently.json"} <= files  # Evidently's own snapshots
+    snapshot = json.loads(registry.read_bytes(version, "gate.evidently.json"))
+    assert any("RocAuc" in m["metric_name"] for m in snapshot["metrics"])
     assert registry.verify_version(version) == []
     lineage = json.loads(registry.read_bytes(version, "lineage.json"))
     assert lineage["data"]["sha256"] == core.data_mod.sha256_of(churn_files["base"])

@@ -127,6 +127,12 @@ def _evidently_checks(snapshot: Any, names: dict[str, str]) -> list[tuple[Check,
     return checks
 
 
+def _save(snapshot: Any, html_path: Path) -> None:
+    """Keep Evidently's own evidence: the HTML report and, beside it, the snapshot JSON (``<stem>.evidently.json``)."""
+    snapshot.save_html(str(html_path))
+    snapshot.save_json(str(html_path.with_suffix(".evidently.json")))
+
+
 def _with_timeout(fn: Callable[[], T], timeout_s: float, what: str) -> T:
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferry-gate")
     try:
@@ -170,7 +176,7 @@ def data_quality(
 
     snapshot = _with_timeout(run, settings.timeout_s, "the Evidently data-quality report")
     if html_path is not None:
-        snapshot.save_html(str(html_path))
+        _save(snapshot, html_path)
     return [check for check, _ in _evidently_checks(snapshot, names)]
 
 
@@ -237,7 +243,7 @@ def model_quality(
         lambda: _quality_snapshot(y, candidate_prob, tests), settings.timeout_s, "the Evidently model-quality report"
     )
     if html_path is not None:
-        snapshot.save_html(str(html_path))
+        _save(snapshot, html_path)
     checks = []
     for c, threshold in _evidently_checks(snapshot, {}):
         metric = _QUALITY_NAMES.get(c.name.split("(", 1)[0], c.name)

@@ -55,7 +55,9 @@ VERSION_FILES = (
     "parity.json",
     "gate.json",
     "gate.html",
+    "gate.evidently.json",
     "data_quality.html",
+    "data_quality.evidently.json",
 )
 LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas", "pyarrow", "evidently", "skops")
 
