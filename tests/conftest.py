@@ -30,3 +30,25 @@ def ferry_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FERRY_WORK_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("FERRY_ACTOR", "tester@ferry")
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def churn_champion(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A registry whose ``online/champion`` is a model trained on 6000 demo churn rows (plain functions, no Prefect).
+
+    Returns paths and ids as strings: ``registry``, ``version``, ``schema``, ``data`` (the training Parquet file).
+    Treat it as read-only; copy the registry directory if a test needs to change it.
+    """
+    from helpers import loop
+
+    from ferry import demo
+    from ferry.registry import Registry
+
+    root = tmp_path_factory.mktemp("champion")
+    schema = root / "schema.yaml"
+    schema.write_text(demo.churn_schema().dump_yaml())
+    data = demo.write_demo(root / "data", n_rows=6000, seed=11, fmt="parquet")
+    registry = Registry(str(root / "registry"))
+    version, gate, _ = loop(data, schema, registry, root / "runs")
+    assert gate["passed"], gate["reasons"]
+    return {"registry": str(root / "registry"), "version": version.id, "schema": str(schema), "data": str(data)}
