@@ -1,0 +1,15 @@
+"""Online inference: the logic behind the BentoML service in ``bentos/online/``, kept free of BentoML.
+
+| module | what |
+|---|---|
+| :mod:`ferry.online.settings` | :class:`OnlineSettings` (``FERRY_ONLINE_`` environment): model, channel, limits, keys |
+| :mod:`ferry.online.records` | JSON records -> checked ONNX inputs, or :class:`RequestRejected` naming the field |
+| :mod:`ferry.online.holder` | :class:`ModelHolder`: follows a channel pointer, warms a new session, swaps atomically |
+| :mod:`ferry.online.predict` | one request's answer: predictions, probabilities, version, prediction ids |
+| :mod:`ferry.online.auth` | API keys with scopes (stored as sha256 hashes) and the ASGI middleware that checks them |
+| :mod:`ferry.online.limits` | the ASGI middleware that refuses bodies over the configured size with 413 |
+
+Importing this package starts nothing: no thread, no I/O, no BentoML.
+"""
+
+from __future__ import annotations

@@ -1,0 +1,74 @@
+"""The ASGI middleware that refuses request bodies over a size limit with 413, before the app parses them."""
+
+from __future__ import annotations
+
+from ferry.online.auth import ASGIApp, ASGIScope, Message, Receive, Send, send_json
+from ferry.online.settings import OnlineSettings
+
+__all__ = ["BodyLimitMiddleware"]
+
+
+class BodyLimitMiddleware:
+    """Answers 413 when ``Content-Length`` or the streamed body exceeds ``max_bytes`` (None: read settings)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int | None = None) -> None:
+        self.app = app
+        self._max = max_bytes
+
+    @property
+    def max_bytes(self) -> int:
+        if self._max is None:
+            self._max = OnlineSettings().max_body_bytes
+        return self._max
+
+    async def _too_large(self, send: Send) -> None:
+        reason = f"the body exceeds {self.max_bytes} bytes; send fewer records per request"
+        await send_json(send, 413, {"error": reason, "field": None, "rule": "max_body_bytes"})
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes
+        for name, value in scope.get("headers", ()):
+            if name.lower() == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await send_json(send, 400, {"error": "Content-Length is not a number"})
+                    return
+                if declared > limit:
+                    await self._too_large(send)
+                    return
+        # Read the body here (the app reads it whole anyway) so that a body without Content-Length is bounded too.
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            chunk = bytes(message.get("body", b""))
+            size += len(chunk)
+            if size > limit:
+                await self._too_large(send)
+                return
+            chunks.append(chunk)
+            more = bool(message.get("more_body", False))
+        await self.app(
+            scope, _replay([{"type": "http.request", "body": b"".join(chunks), "more_body": False}], receive), send
+        )
+
+
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    pending = list(messages)
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        if then is not None:
+            return await then()
+        return {"type": "http.disconnect"}
+
+    return receive

@@ -1,0 +1,71 @@
+"""One predict request's answer, computed from a :class:`~ferry.online.holder.LoadedModel`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from ferry.online.holder import LoadedModel
+from ferry.online.records import prepare
+
+__all__ = ["ModelInfo", "PredictResponse", "Prediction", "model_info", "predict"]
+
+
+class Prediction(BaseModel):
+    prediction_id: str = Field(description="Unique id of this prediction; send it back with feedback.")
+    prediction: int | str = Field(description="The predicted class, one of the schema's target_classes.")
+    probabilities: dict[str, float] = Field(description="Probability of each class, keyed by the class label.")
+
+
+class PredictResponse(BaseModel):
+    model: str = Field(description="The model's name.")
+    version: str = Field(description="The version that answered.")
+    predictions: list[Prediction] = Field(description="One entry per record, in request order.")
+
+
+class ModelInfo(BaseModel):
+    model: str
+    version: str
+    channel: str
+    created_at: str
+    loaded_at: str
+    input_schema: dict[str, Any] = Field(description="The schema the version was trained on.")
+    gate: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+def predict(loaded: LoadedModel, records: Sequence[Mapping[str, Any]]) -> PredictResponse:
+    """Score ``records`` with ``loaded``; RequestRejected (422) names the first bad field."""
+    scores = loaded.scorer.score(prepare(records, loaded.served))
+    classes = loaded.schema.target_classes
+    keys = [str(c) for c in classes]
+    out = []
+    for label, probs in zip(scores.labels.tolist(), scores.probabilities.tolist(), strict=True):
+        out.append(
+            Prediction(
+                prediction_id=uuid.uuid4().hex,
+                prediction=classes[int(label)],
+                probabilities={keys[0]: probs[0], keys[1]: probs[1]},
+            )
+        )
+    return PredictResponse(model=loaded.version.model, version=loaded.id, predictions=out)
+
+
+def model_info(loaded: LoadedModel, channel: str) -> ModelInfo:
+    """What is being served: version, schema, the gate summary and holdout metrics."""
+    info = loaded.version.info
+    gate = info.get("gate")
+    metrics = info.get("metrics")
+    return ModelInfo(
+        model=loaded.version.model,
+        version=loaded.id,
+        channel=channel,
+        created_at=loaded.version.created_at,
+        loaded_at=loaded.loaded_at,
+        input_schema=loaded.schema.to_dict(),
+        gate=dict(gate) if isinstance(gate, Mapping) else {},
+        metrics=dict(metrics) if isinstance(metrics, Mapping) else {},
+    )

@@ -1,0 +1,146 @@
+"""Request records -> the checked input dict of ``model.onnx``, or :class:`RequestRejected` naming the field.
+
+JSON is typed, so types are checked strictly first (numeric features take JSON numbers, categorical ones strings,
+either may be null); then the schema's own rules run through :func:`ferry.data.validate` (nullable, range, levels),
+so a record is judged online exactly as a row is in training and batch. Every feature must be present; the id,
+timestamp, target and PII fields may be sent and are ignored (PII never reaches the model or a log).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ferry.data import to_onnx_inputs, validate
+from ferry.errors import DataError, DataValidationError
+from ferry.schema import Schema
+
+__all__ = ["RequestRejected", "Served", "parse_json", "prepare", "to_records"]
+
+
+class RequestRejected(DataError):
+    """A request the service refuses: ``status`` (400, 413 or 422), the ``field`` at fault (or None), the ``rule``."""
+
+    def __init__(self, status: int, field: str | None, rule: str, reason: str) -> None:
+        self.status = status
+        self.field = field
+        self.rule = rule
+        self.reason = reason
+        where = f"field {field!r}" if field is not None else "request"
+        super().__init__(f"{where} breaks rule {rule!r}: {reason}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "field": self.field, "rule": self.rule, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Served:
+    """The schema as the service applies it: features only (no id, timestamp or target columns required)."""
+
+    schema: Schema
+    features: Schema
+    allowed: frozenset[str]
+
+    @classmethod
+    def of(cls, schema: Schema) -> Served:
+        features = schema.model_copy(update={"id": None, "timestamp": None})
+        extra = {schema.target, *schema.pii}
+        extra.update(c for c in (schema.id, schema.timestamp) if c is not None)
+        return cls(schema=schema, features=features, allowed=frozenset({*schema.feature_names, *extra}))
+
+
+def _reject_constant(name: str) -> float:
+    return math.nan  # NaN / Infinity literals parse, then the field check names the field that holds them
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a request body; malformed JSON is a 400."""
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RequestRejected(400, None, "json", f"the body is not valid JSON ({exc}); send a JSON object") from None
+
+
+def to_records(payload: Any, *, max_records: int) -> tuple[list[Mapping[str, Any]], bool]:
+    """One record (an object) or a list of them -> (records, whether a single record was sent)."""
+    if isinstance(payload, Mapping):
+        return [payload], True
+    if not isinstance(payload, list):
+        raise RequestRejected(
+            422, None, "records", f"expected a record (object) or a list of records, got {type(payload).__name__}"
+        )
+    if not payload:
+        raise RequestRejected(422, None, "records", "the list of records is empty; send at least one")
+    if len(payload) > max_records:
+        raise RequestRejected(
+            413, None, "max_records", f"{len(payload)} records exceed the limit of {max_records}; split the request"
+        )
+    for i, item in enumerate(payload):
+        if not isinstance(item, Mapping):
+            raise RequestRejected(422, f"[{i}]", "record", f"record {i} is a {type(item).__name__}, not an object")
+    return payload, False
+
+
+def _where(name: str, i: int, n: int) -> str:
+    return name if n == 1 else f"[{i}].{name}"
+
+
+def _columns(records: Sequence[Mapping[str, Any]], served: Served) -> dict[str, np.ndarray[Any, Any]]:
+    n = len(records)
+    schema = served.schema
+    for i, record in enumerate(records):
+        for key in record:
+            if key not in served.allowed:
+                raise RequestRejected(
+                    422, _where(str(key), i, n), "unknown_field",
+                    f"is not a field of model {schema.name!r}; its features are {', '.join(schema.feature_names)}",
+                )  # fmt: skip
+    columns: dict[str, np.ndarray[Any, Any]] = {}
+    for feature in schema.features:
+        name = feature.name
+        numeric = feature.type == "numeric"
+        values = np.empty(n, dtype=np.float64 if numeric else object)
+        for i, record in enumerate(records):
+            if name not in record:
+                raise RequestRejected(
+                    422, _where(name, i, n), "required", "is missing; send every feature (null where it is unknown)"
+                )
+            value = record[name]
+            if value is None:
+                values[i] = np.nan if numeric else None
+            elif numeric:
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise RequestRejected(
+                        422, _where(name, i, n), "numeric_type", f"expected a number or null, got {value!r}"
+                    )
+                number = float(value)
+                if not math.isfinite(number):
+                    raise RequestRejected(
+                        422, _where(name, i, n), "finite", "NaN and infinities are not values; send null for missing"
+                    )
+                values[i] = number
+            elif isinstance(value, str):
+                values[i] = value
+            else:
+                raise RequestRejected(
+                    422, _where(name, i, n), "categorical_type", f"expected a string or null, got {value!r}"
+                )
+        columns[name] = values
+    return columns
+
+
+def prepare(records: Sequence[Mapping[str, Any]], served: Served) -> dict[str, np.ndarray[Any, Any]]:
+    """The input dict of ``model.onnx`` for these records, or RequestRejected (422) naming the first bad field."""
+    frame = pd.DataFrame(_columns(records, served))
+    try:
+        checked = validate(frame, served.features, require_target=False)
+    except DataValidationError as exc:
+        shown = f"; e.g. {', '.join(exc.examples)}" if exc.examples and len(records) > 1 else ""
+        raise RequestRejected(422, exc.column, exc.rule, exc.detail + shown) from None
+    return to_onnx_inputs(checked, served.features)

@@ -1,0 +1,50 @@
+"""Settings of the online service (``FERRY_ONLINE_`` environment). Reading them does nothing else."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Scope = Literal["predict", "feedback", "admin"]
+SCOPES: tuple[Scope, ...] = ("predict", "feedback", "admin")
+
+
+class ApiKeyEntry(BaseModel):
+    """One API key as configured: only the sha256 of the key is stored, never the key itself."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, description="Who holds the key (shown in logs, never the key).")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex sha256 of the key's UTF-8 bytes.")
+    scopes: tuple[Scope, ...] = Field(min_length=1, description="What the key may do: predict, feedback, admin.")
+    revoked: bool = Field(default=False, description="A revoked key is refused with 401.")
+
+
+class OnlineSettings(BaseSettings):
+    """How the online service finds its model and guards its endpoints."""
+
+    model_config = SettingsConfigDict(env_prefix="FERRY_ONLINE_", extra="ignore")
+
+    model: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Model to serve; default: the only model in the registry.",
+    )
+    channel: str = Field(
+        default="online/champion", min_length=1, max_length=100, description="Channel whose version is served."
+    )
+    poll_interval_s: float = Field(
+        default=2.0, ge=0.05, le=3600, description="How often the channel pointer is read for a new version."
+    )
+    max_body_bytes: int = Field(
+        default=1 << 20, ge=1024, le=1 << 30, description="Largest request body; larger ones get 413."
+    )
+    max_records: int = Field(default=1000, ge=1, le=100_000, description="Most records one predict request may hold.")
+    intra_op_threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads per session.")
+    api_keys: tuple[ApiKeyEntry, ...] = Field(
+        default=(),
+        description='API keys as JSON: [{"name": ..., "sha256": ..., "scopes": ["predict"]}]. None: every '
+        "guarded endpoint answers 401.",
+    )

@@ -1,0 +1,311 @@
+"""ferry.online without BentoML: request records, the model holder, predictions and API keys."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ferry.data import to_onnx_inputs, validate
+from ferry.online.auth import KeyStore, hash_key
+from ferry.online.holder import ModelHolder, warmup_records
+from ferry.online.predict import model_info, predict
+from ferry.online.records import RequestRejected, Served, parse_json, prepare, to_records
+from ferry.online.settings import ApiKeyEntry, OnlineSettings
+from ferry.registry import ModelVersion, Registry
+from ferry.schema import Schema
+from ferry.scoring import OnnxScorer
+
+CHANNEL = "online/champion"
+
+
+# ------------------------------------------------------------------------------------------------ shared helpers
+
+
+def copy_registry(champion: dict[str, str], dest: Path) -> Registry:
+    """A writable copy of the session's champion registry."""
+    shutil.copytree(champion["registry"], dest)
+    return Registry(str(dest), actor="tester@ferry")
+
+
+def clone_version(registry: Registry, base: ModelVersion, work: Path, *, note: str, onnx: bytes | None = None) -> str:
+    """Register a new version of ``base``'s model: same files, a lineage note (so a new id), optionally other ONNX."""
+    work.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name in base.files:
+        data = registry.read_bytes(base, name)
+        if name == "lineage.json":
+            data = json.dumps({**json.loads(data), "note": note}).encode()
+        if name == "model.onnx" and onnx is not None:
+            data = onnx
+        (work / name).write_bytes(data)
+        files[name] = work / name
+    return registry.register(base.model, files, dict(base.info)).id
+
+
+def demo_records(champion: dict[str, str], n: int, *, offset: int = 0) -> list[dict[str, Any]]:
+    """Rows of the training data as JSON records would send them (null for missing, ISO timestamps)."""
+    frame = pd.read_parquet(champion["data"]).iloc[offset : offset + n]
+    records: list[dict[str, Any]] = json.loads(frame.to_json(orient="records", date_format="iso"))
+    return records
+
+
+def expected_probabilities(champion: dict[str, str], records: list[dict[str, Any]]) -> np.ndarray:
+    """What OnnxScorer answers for these records on the same rows, through ferry.data (the batch path)."""
+    registry = Registry(champion["registry"])
+    version = registry.get(champion["version"])
+    schema = Schema.from_dict(json.loads(registry.read_bytes(version, "schema.json")))
+    frame = validate(pd.DataFrame(records), schema, require_target=False)
+    scorer = OnnxScorer(registry.read_bytes(version, "model.onnx"))
+    return np.asarray(scorer.score(to_onnx_inputs(frame, schema)).probabilities)
+
+
+@pytest.fixture(scope="module")
+def holder(churn_champion: dict[str, str]) -> ModelHolder:
+    h = ModelHolder(Registry(churn_champion["registry"]), "churn", CHANNEL)
+    h.refresh()
+    return h
+
+
+# ------------------------------------------------------------------------------------------------ records
+
+
+def test_predictions_equal_onnx_scorer_bit_for_bit(churn_champion: dict[str, str], holder: ModelHolder) -> None:
+    records = demo_records(churn_champion, 200)
+    loaded = holder.current
+    assert loaded is not None
+    assert loaded.id == churn_champion["version"]
+    response = predict(loaded, records)
+    got = np.array([[p.probabilities["0"], p.probabilities["1"]] for p in response.predictions], dtype=np.float64)
+    want = expected_probabilities(churn_champion, records).astype(np.float64)
+    assert got.shape == (200, 2)
+    assert np.array_equal(got, want)
+    assert [p.prediction for p in response.predictions] == (want[:, 1] > want[:, 0]).astype(int).tolist()
+    assert response.version == churn_champion["version"]
+    assert response.model == "churn"
+    assert len({p.prediction_id for p in response.predictions}) == 200
+
+
+def test_a_record_scores_the_same_alone_and_in_a_list(churn_champion: dict[str, str], holder: ModelHolder) -> None:
+    records = demo_records(churn_champion, 5)
+    assert holder.current is not None
+    batch = predict(holder.current, records).predictions
+    for record, in_batch in zip(records, batch, strict=True):
+        alone = predict(holder.current, [record]).predictions[0]
+        assert alone.probabilities == in_batch.probabilities
+
+
+def test_pii_and_id_fields_are_accepted_and_never_reach_the_model(churn_champion: dict[str, str]) -> None:
+    schema = Schema.load(churn_champion["schema"])
+    served = Served.of(schema)
+    record = demo_records(churn_champion, 1)[0]
+    assert {"email", "phone", "customer_id", "signup_at", "churned"} <= set(record)
+    inputs = prepare([record], served)
+    assert set(inputs) == set(schema.feature_names)
+
+
+def _bad(record: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    out = {**record, **changes}
+    return {k: v for k, v in out.items() if v is not _DROP}
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "rule"),
+    [
+        ({"age": "forty"}, "age", "numeric_type"),
+        ({"age": True}, "age", "numeric_type"),
+        ({"plan": 3}, "plan", "categorical_type"),
+        ({"tenure_months": _DROP}, "tenure_months", "required"),
+        ({"plan": "platinum"}, "plan", "levels"),
+        ({"monthly_charges": math.nan}, "monthly_charges", "finite"),
+        ({"monthly_charges": math.inf}, "monthly_charges", "finite"),
+        ({"age": 7}, "age", "range"),
+        ({"tenure_months": None}, "tenure_months", "not_null"),
+        ({"contract": None}, "contract", "not_null"),
+        ({"tenure": 3}, "tenure", "unknown_field"),
+    ],
+)
+def test_a_bad_record_is_refused_naming_the_field(
+    churn_champion: dict[str, str], changes: dict[str, Any], field: str, rule: str
+) -> None:
+    served = Served.of(Schema.load(churn_champion["schema"]))
+    record = _bad(demo_records(churn_champion, 1)[0], **changes)
+    with pytest.raises(RequestRejected) as info:
+        prepare([record], served)
+    assert (info.value.status, info.value.field, info.value.rule) == (422, field, rule)
+    assert field in str(info.value)
+
+
+def test_in_a_list_the_bad_record_is_named_by_its_position(churn_champion: dict[str, str]) -> None:
+    served = Served.of(Schema.load(churn_champion["schema"]))
+    records = demo_records(churn_champion, 3)
+    records[2] = {**records[2], "age": "x"}
+    with pytest.raises(RequestRejected, match=r"\[2\]\.age"):
+        prepare(records, served)
+    records[2] = {**records[2], "age": 30, "plan": "gold"}
+    with pytest.raises(RequestRejected, match="row 2: 'gold'") as info:
+        prepare(records, served)
+    assert info.value.field == "plan"
+
+
+def test_unknown_category_passes_where_the_schema_allows_it(churn_champion: dict[str, str]) -> None:
+    served = Served.of(Schema.load(churn_champion["schema"]))
+    record = {**demo_records(churn_champion, 1)[0], "device_os": "symbian", "region": "atlantis"}
+    assert prepare([record], served)["device_os"].tolist() == [["symbian"]]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "rule"),
+    [(5, 422, "records"), ([], 422, "records"), ([{}, 3], 422, "record"), ([{}] * 11, 413, "max_records")],
+)
+def test_request_shape_is_checked(payload: Any, status: int, rule: str) -> None:
+    with pytest.raises(RequestRejected) as info:
+        to_records(payload, max_records=10)
+    assert (info.value.status, info.value.rule) == (status, rule)
+
+
+def test_malformed_json_is_a_400_and_nan_literals_reach_the_field_check() -> None:
+    with pytest.raises(RequestRejected) as info:
+        parse_json(b'{"age": ')
+    assert info.value.status == 400
+    assert math.isnan(parse_json(b'{"age": NaN}')["age"])
+    assert to_records(parse_json(b'{"age": 1}'), max_records=1) == ([{"age": 1}], True)
+
+
+def test_warmup_records_pass_the_schema(churn_champion: dict[str, str]) -> None:
+    schema = Schema.load(churn_champion["schema"])
+    inputs = prepare(warmup_records(schema), Served.of(schema))
+    assert all(v.shape == (2, 1) for v in inputs.values())
+
+
+# ------------------------------------------------------------------------------------------------ holder
+
+
+def test_holder_is_not_ready_until_a_model_is_loaded(churn_champion: dict[str, str], tmp_path: Path) -> None:
+    registry = copy_registry(churn_champion, tmp_path / "registry")
+    holder = ModelHolder(registry, "churn", "online/challenger")
+    assert not holder.ready
+    assert holder.refresh() is None
+    assert not holder.ready
+    registry.promote(churn_champion["version"], "online/challenger", model="churn", reason="test")
+    loaded = holder.refresh()
+    assert holder.ready
+    assert loaded is not None
+    assert loaded.id == churn_champion["version"]
+
+
+def test_holder_follows_the_pointer_and_never_serves_a_broken_version(
+    churn_champion: dict[str, str], tmp_path: Path
+) -> None:
+    registry = copy_registry(churn_champion, tmp_path / "registry")
+    base = registry.get(churn_champion["version"])
+    holder = ModelHolder(registry, "churn", CHANNEL)
+    first = holder.refresh()
+    assert first is not None
+    assert first.id == base.id
+
+    broken = clone_version(registry, base, tmp_path / "broken", note="broken", onnx=b"this is not an ONNX model")
+    registry.promote(broken, CHANNEL, model="churn", reason="test: a damaged model")
+    assert holder.refresh() is first
+    assert broken in holder.failures
+    assert holder.refresh() is first  # not retried on every poll
+
+    good = clone_version(registry, base, tmp_path / "good", note="retrained")
+    registry.promote(good, CHANNEL, model="churn", reason="test: a good model")
+    second = holder.refresh()
+    assert second is not None
+    assert second.id == good
+    assert holder.current is second
+    record = demo_records(churn_champion, 1)
+    assert predict(second, record).version == good
+    assert predict(first, record).predictions[0].probabilities == predict(second, record).predictions[0].probabilities
+
+
+def test_holder_polls_in_the_background(churn_champion: dict[str, str], tmp_path: Path) -> None:
+    import time
+
+    registry = copy_registry(churn_champion, tmp_path / "registry")
+    base = registry.get(churn_champion["version"])
+    holder = ModelHolder(registry, "churn", CHANNEL)
+    holder.refresh()
+    holder.start(0.05)
+    try:
+        new = clone_version(registry, base, tmp_path / "new", note="polled")
+        registry.promote(new, CHANNEL, model="churn", reason="test")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (holder.current is None or holder.current.id != new):
+            time.sleep(0.05)
+        assert holder.current is not None
+        assert holder.current.id == new
+    finally:
+        holder.stop()
+
+
+def test_a_model_whose_inputs_do_not_match_its_schema_fails_warmup(
+    churn_champion: dict[str, str], tmp_path: Path
+) -> None:
+    registry = copy_registry(churn_champion, tmp_path / "registry")
+    base = registry.get(churn_champion["version"])
+    schema = json.loads(registry.read_bytes(base, "schema.json"))
+    schema["features"] = schema["features"][:-1]
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    files = {n: tmp_path / n for n in base.files if n != "schema.json"}
+    for n in files:
+        files[n].write_bytes(registry.read_bytes(base, n))
+    files["schema.json"] = tmp_path / "schema.json"
+    vid = registry.register("churn", files, dict(base.info)).id
+    holder = ModelHolder(registry, "churn", CHANNEL)
+    holder.refresh()
+    registry.promote(vid, CHANNEL, model="churn", reason="test: schema and model disagree")
+    assert holder.refresh() is not None
+    assert holder.current is not None
+    assert holder.current.id == base.id
+    assert "device_os" in holder.failures[vid]
+
+
+def test_model_info_carries_schema_and_gate(holder: ModelHolder) -> None:
+    assert holder.current is not None
+    info = model_info(holder.current, CHANNEL)
+    assert info.gate["passed"] is True
+    assert info.input_schema["name"] == "churn"
+    assert info.metrics["roc_auc"] > 0.7
+
+
+def test_resolve_model_picks_the_only_model(churn_champion: dict[str, str]) -> None:
+    assert ModelHolder.resolve_model(Registry(churn_champion["registry"]), None) == "churn"
+
+
+# ------------------------------------------------------------------------------------------------ keys
+
+
+def test_keys_are_checked_by_hash_and_scope(monkeypatch: pytest.MonkeyPatch) -> None:
+    entries = [
+        {"name": "app", "sha256": hash_key("k-predict"), "scopes": ["predict"]},
+        {"name": "ops", "sha256": hash_key("k-admin"), "scopes": ["admin", "feedback"]},
+        {"name": "old", "sha256": hash_key("k-old"), "scopes": ["predict"], "revoked": True},
+    ]
+    monkeypatch.setenv("FERRY_ONLINE_API_KEYS", json.dumps(entries))
+    settings = OnlineSettings()
+    assert all(isinstance(e, ApiKeyEntry) for e in settings.api_keys)
+    keys = KeyStore(settings.api_keys)
+    assert keys.check("k-predict", "predict").status == 200
+    assert keys.check("k-predict", "admin").status == 403
+    assert keys.check("k-admin", "feedback").status == 200
+    assert keys.check("k-old", "predict").status == 401
+    assert keys.check("nope", "predict").status == 401
+    assert keys.check(None, "predict").status == 401
+    assert keys.check("k-admin", None).status == 200
+
+
+def test_a_key_is_never_stored_in_clear() -> None:
+    with pytest.raises(ValueError, match="sha256"):
+        ApiKeyEntry(name="x", sha256="my-secret-key", scopes=("predict",))
