@@ -1,0 +1,567 @@
+"""Batch scoring: stream partitions through ``model.onnx``, write partitioned Parquet, resume after a crash.
+
+The plain functions here do all the work; ``flows/batch_score.py`` and ``ferry score`` only wire them up:
+
+- :func:`resolve_version` picks the model version: a pinned id, else the ``batch`` channel, else
+  ``online/champion``.
+- :func:`plan` finds the input partitions (see :mod:`ferry.batch_io`), prepares the output directory and says which
+  partitions a previous run already finished (they are skipped).
+- :func:`score_partition` streams one partition in record batches: each batch is validated against the version's
+  schema (the rules of :func:`ferry.data.validate`), bad rows go to the partition's rejects file with their row id,
+  column, rule and reason, and good rows are scored with :class:`ferry.scoring.OnnxScorer` on
+  :func:`ferry.data.to_onnx_inputs`, the same path as online and edge. The output is written under a temp name and
+  renamed; the manifest record written last is the partition's commit point.
+- :func:`score` runs every pending partition in this process, one after another; a partition that fails is reported
+  and the others still score.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ferry import data as fdata
+from ferry.batch_io import OutputDir, Partition, count_rows, discover_partitions, iter_batches
+from ferry.errors import DataValidationError, FerryError, RegistryError
+from ferry.registry import ModelVersion, Registry
+from ferry.schema import Feature, Schema
+from ferry.scoring import OnnxScorer
+
+__all__ = [
+    "BatchSettings",
+    "LoadedModel",
+    "PartitionResult",
+    "PartitionsFailed",
+    "Plan",
+    "load_model",
+    "plan",
+    "resolve_version",
+    "row_problems",
+    "score",
+    "score_partition",
+]
+
+BoolArray = npt.NDArray[np.bool_]
+REJECT_SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("id", pa.string()),
+        ("column", pa.string()),
+        ("rule", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
+
+
+class BatchSettings(BaseSettings):
+    """How batch scoring picks its model and sizes its work."""
+
+    model_config = SettingsConfigDict(env_prefix="FERRY_BATCH_", extra="ignore")
+
+    channel: str = Field(default="batch", min_length=1, description="Channel whose version batch scoring uses.")
+    fallback_channel: str = Field(
+        default="online/champion", min_length=1, description="Channel used when `channel` points nowhere."
+    )
+    batch_rows: int = Field(
+        default=65_536, ge=1, le=4_000_000, description="Rows per record batch: bounds memory per partition."
+    )
+    threads: int = Field(
+        default=1, ge=1, le=64, description="onnxruntime threads per scoring process (raise only on idle cores)."
+    )
+
+
+class PartitionsFailed(FerryError, RuntimeError):
+    """Some partitions could not be scored; the others were. ``failures`` maps partition key to the error text."""
+
+    def __init__(self, failures: dict[str, str], finished: int, summary: RunSummary | None = None) -> None:
+        self.failures = dict(failures)
+        self.summary = summary
+        lines = "; ".join(f"{k}: {v}" for k, v in sorted(failures.items()))
+        super().__init__(
+            f"{len(failures)} partition(s) failed and {finished} finished: {lines}. Fix or remove the failing "
+            "input and run the same command again: finished partitions are skipped"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    version: ModelVersion
+    schema: Schema
+    scorer: OnnxScorer = field(repr=False)
+
+
+def resolve_version(
+    registry: Registry, *, version: str | None = None, model: str | None = None, settings: BatchSettings | None = None
+) -> ModelVersion:
+    """The version to score with: ``version`` when given, else ``settings.channel``, else its fallback channel."""
+    if version:
+        return registry.get(version, model=model)
+    s = settings or BatchSettings()
+    if model is None:
+        names = registry.models()
+        if len(names) != 1:
+            have = f"it holds {names}" if names else "it holds no models yet; train one first"
+            raise RegistryError(f"registry {registry.url} needs a model name to pick a version: {have}")
+        model = names[0]
+    for channel in (s.channel, s.fallback_channel):
+        vid = registry.channel(model, channel)
+        if vid is not None:
+            return registry.get(vid, model=model)
+    raise RegistryError(
+        f"model {model!r} has no version on channel {s.channel!r} nor on {s.fallback_channel!r}; promote one "
+        f"(ferry promote VERSION --channel {s.channel}) or pass a version"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(registry_url: str, model: str, version_id: str, threads: int) -> LoadedModel:
+    registry = Registry(registry_url)
+    v = registry.get(version_id, model=model)
+    schema = Schema.from_dict(json.loads(registry.read_bytes(v, "schema.json")), source=f"{v.model}/{v.id}")
+    return LoadedModel(v, schema, OnnxScorer(registry.read_bytes(v, "model.onnx"), intra_op_threads=threads))
+
+
+def load_model(registry_url: str, model: str, version_id: str, *, threads: int = 1) -> LoadedModel:
+    """The version's schema and an onnxruntime session over its ``model.onnx`` (cached per process)."""
+    return _load_cached(registry_url, model, version_id, threads)
+
+
+# ----------------------------------------------------------------------------------------------------- validation
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Rows of one batch (``mask``) that break one rule of one column."""
+
+    column: str
+    rule: str
+    mask: BoolArray
+    reason: str
+
+
+def _feature_problems(col: pd.Series[Any], f: Feature) -> list[Problem]:
+    out: list[Problem] = []
+    if f.type == "numeric":
+        values, bad_type, nonfinite = fdata._numeric(col)
+        out.append(Problem(f.name, "numeric_type", bad_type, "value is not a number"))
+        out.append(Problem(f.name, "finite", nonfinite & ~bad_type, "value is infinite or NaN written as a number"))
+        missing = np.isnan(values) & ~bad_type & ~nonfinite
+        if not f.nullable:
+            out.append(Problem(f.name, "not_null", missing, "value is missing and the schema says nullable: false"))
+        low = f.min if f.min is not None else -np.inf
+        high = f.max if f.max is not None else np.inf
+        with np.errstate(invalid="ignore"):
+            outside = ~np.isnan(values) & ~nonfinite & ((values < low) | (values > high))
+        lo = "-inf" if f.min is None else f"{f.min:g}"
+        hi = "inf" if f.max is None else f"{f.max:g}"
+        out.append(Problem(f.name, "range", outside, f"value is outside the declared range [{lo}, {hi}]"))
+        return out
+    codes, labels = fdata._coded_text(col)
+    missing = np.array([label is None for label in labels], dtype=bool)[codes]
+    if not f.nullable:
+        out.append(Problem(f.name, "not_null", missing, "value is missing and the schema says nullable: false"))
+    if f.levels is not None and not f.allow_unknown:
+        known = set(f.levels)
+        unknown = np.array([label is not None and label not in known for label in labels], dtype=bool)[codes]
+        levels = ", ".join(f.levels)
+        out.append(Problem(f.name, "levels", unknown, f"category is not one of the declared levels ({levels})"))
+    return out
+
+
+def row_problems(df: pd.DataFrame, schema: Schema) -> list[Problem]:
+    """Every (column, rule) that some rows of ``df`` break, with the rows, in the order validate() checks them.
+
+    ``df`` is a frame as :func:`ferry.data.read_table` returns it. A missing column is a problem of every row.
+    """
+    n = len(df)
+    problems: list[Problem] = []
+    everyone = np.ones(n, dtype=bool)
+    columns = [c for c in (schema.id, schema.timestamp) if c is not None] + list(schema.feature_names)
+    for name in columns:
+        if name not in df.columns:
+            problems.append(Problem(name, "required", everyone, "required column is missing from the partition"))
+    if schema.timestamp is not None and schema.timestamp in df.columns:
+        stamps, missing, unparsed = fdata._parse_timestamps(df[schema.timestamp])
+        within = ((stamps >= fdata._TS_MIN) & (stamps <= fdata._TS_MAX)).to_numpy(dtype=bool, na_value=False)
+        bad = unparsed | (~missing & ~unparsed & ~within)
+        problems.append(Problem(schema.timestamp, "timestamp_type", bad, "value is not a timestamp (ISO 8601)"))
+        problems.append(Problem(schema.timestamp, "not_null", missing & ~bad, "timestamp is missing"))
+    for f in schema.features:
+        if f.name in df.columns:
+            problems.extend(_feature_problems(df[f.name], f))
+    return [p for p in problems if p.mask.any()]
+
+
+def _split_rows(df: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, BoolArray, list[tuple[int, str, str, str]]]:
+    """(validated good rows, mask of good rows, rejects as (position, column, rule, reason))."""
+    n = len(df)
+    try:
+        return fdata.validate(df, schema, require_target=False), np.ones(n, dtype=bool), []
+    except DataValidationError:
+        pass
+    reasons: dict[int, tuple[str, str, list[str]]] = {}
+    for p in row_problems(df, schema):
+        for pos in np.flatnonzero(p.mask).tolist():
+            if pos in reasons:
+                reasons[pos][2].append(f"{p.column!r} ({p.rule}): {p.reason}")
+            else:
+                reasons[pos] = (p.column, p.rule, [f"{p.column!r} ({p.rule}): {p.reason}"])
+    good = np.ones(n, dtype=bool)
+    good[list(reasons)] = False
+    if not good.any():
+        rejects = [(pos, c, r, "; ".join(why)) for pos, (c, r, why) in sorted(reasons.items())]
+        return df.iloc[:0], good, rejects
+    try:
+        valid = fdata.validate(df[good], schema, require_target=False)
+    except DataValidationError:
+        # A rule that row_problems does not mirror: validate the remaining rows one by one (slow, but exact).
+        for pos in np.flatnonzero(good).tolist():
+            try:
+                fdata.validate(df.iloc[[pos]], schema, require_target=False)
+            except DataValidationError as exc:
+                reasons[pos] = (exc.column, exc.rule, [f"{exc.column!r} ({exc.rule}): {exc.detail}"])
+                good[pos] = False
+        valid = fdata.validate(df[good], schema, require_target=False)
+    rejects = [(pos, c, r, "; ".join(why)) for pos, (c, r, why) in sorted(reasons.items())]
+    return valid, good, rejects
+
+
+# -------------------------------------------------------------------------------------------------------- scoring
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    """What scoring one partition did. Plain data, so it travels between processes and into artifacts."""
+
+    partition: str
+    input: str
+    rows: int
+    scored: int
+    rejected: int
+    seconds: float
+    output: str
+    rejects: str | None
+    version: str
+    model: str
+    skipped: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _output_schema(id_field: pa.Field, schema: Schema) -> pa.Schema:
+    probs = [pa.field(f"prob_{c}", pa.float32()) for c in schema.target_classes]
+    return pa.schema(
+        [
+            id_field,
+            pa.field("prediction", pa.int64()),
+            *probs,
+            pa.field("model_version", pa.string()),
+            pa.field("scored_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
+def score_partition(
+    part: Partition,
+    out: OutputDir,
+    model: LoadedModel,
+    *,
+    batch_rows: int = 65_536,
+    storage_options: dict[str, Any] | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> PartitionResult:
+    """Score one partition into ``out`` and record it in the manifest; nothing is left half-written on failure.
+
+    ``on_rows`` is called with the number of input rows after each record batch (for progress bars).
+    """
+    schema, v = model.schema, model.version
+    started = time.perf_counter()
+    scored_at = pa.scalar(datetime.now(UTC), type=pa.timestamp("us", tz="UTC"))
+    tmp_scores, tmp_rejects = out.tmp(part.key, "scores"), out.tmp(part.key, "rejects")
+    id_name = schema.id or "row"
+    rows = scored = rejected = 0
+    writer: pq.ParquetWriter | None = None
+    reject_writer: pq.ParquetWriter | None = None
+    handles: list[Any] = []
+    try:
+        for batch in iter_batches(part, batch_rows=batch_rows, storage_options=storage_options):
+            n = batch.num_rows
+            frame = fdata._normalise_dtypes(batch.to_pandas())
+            valid, good, bad = _split_rows(frame, schema)
+            if schema.id is not None and schema.id in batch.schema.names:
+                ids = batch.column(schema.id)
+            else:
+                ids = pa.array(np.arange(rows, rows + n, dtype=np.int64))
+            if bad:
+                if reject_writer is None:
+                    handles.append(out.fs.open(tmp_rejects, "wb"))
+                    reject_writer = pq.ParquetWriter(handles[-1], REJECT_SCHEMA)
+                positions = np.array([b[0] for b in bad], dtype=np.int64)
+                reject_writer.write_table(
+                    pa.table(
+                        {
+                            "row": pa.array(positions + rows),
+                            "id": pa.array([fdata._show_id(x) for x in ids.take(positions).to_pylist()], pa.string()),
+                            "column": [b[1] for b in bad],
+                            "rule": [b[2] for b in bad],
+                            "reason": [b[3] for b in bad],
+                        },
+                        schema=REJECT_SCHEMA,
+                    )
+                )
+            k = int(good.sum())
+            if k:
+                scores = model.scorer.score(fdata.to_onnx_inputs(valid, schema))
+                good_ids = ids if k == n else ids.filter(pa.array(good))
+                if writer is None:
+                    id_field = pa.field(id_name, good_ids.type)
+                    handles.append(out.fs.open(tmp_scores, "wb"))
+                    writer = pq.ParquetWriter(handles[-1], _output_schema(id_field, schema))
+                columns: list[Any] = [good_ids, pa.array(scores.labels.astype(np.int64, copy=False))]
+                columns += [pa.array(scores.probabilities[:, j]) for j in range(scores.probabilities.shape[1])]
+                columns += [pa.repeat(pa.scalar(v.id), k), pa.repeat(scored_at, k)]
+                writer.write_table(pa.Table.from_arrays(columns, schema=writer.schema))
+            rows += n
+            scored += k
+            rejected += len(bad)
+            if on_rows is not None:
+                on_rows(n)
+        for w in (writer, reject_writer):
+            if w is not None:
+                w.close()
+        for h in handles:
+            h.close()
+        if rows == 0:
+            raise DataValidationError("(all)", "rows", f"partition {part.url} has no rows; remove it or fill it")
+        if writer is None:  # every row was rejected: still write an empty, typed output
+            empty = _output_schema(pa.field(id_name, pa.string()), schema).empty_table()
+            with out.fs.open(tmp_scores, "wb") as fh:
+                pq.write_table(empty, fh)
+        out.publish(tmp_scores, out.scores(part.key))
+        if reject_writer is not None:
+            out.publish(tmp_rejects, out.rejects(part.key))
+        else:
+            out.discard(out.rejects(part.key))  # a stale one from an earlier, different attempt
+    except BaseException:
+        for h in handles:
+            h.close()
+        out.discard(tmp_scores, tmp_rejects)
+        raise
+    result = PartitionResult(
+        partition=part.key,
+        input=part.url,
+        rows=rows,
+        scored=scored,
+        rejected=rejected,
+        seconds=round(time.perf_counter() - started, 4),
+        output=out.location("scores", f"{part.key}.parquet"),
+        rejects=out.location("rejects", f"{part.key}.parquet") if rejected else None,
+        version=v.id,
+        model=v.model,
+    )
+    out.write_manifest(part.key, {**result.to_dict(), "input_size": part.size, "finished_at": _now()})
+    return result
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+# ----------------------------------------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run will do: every partition, which are already finished, and with which version."""
+
+    input: str
+    output: str
+    registry_url: str
+    model: str
+    version: str
+    partitions: list[Partition]
+    finished: dict[str, PartitionResult]
+
+    @property
+    def pending(self) -> list[Partition]:
+        return [p for p in self.partitions if p.key not in self.finished]
+
+
+def plan(
+    input_url: str,
+    output_url: str,
+    registry: Registry,
+    *,
+    version: str | None = None,
+    model: str | None = None,
+    settings: BatchSettings | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> Plan:
+    """Resolve the version, list partitions, prepare the output and read what earlier runs finished.
+
+    Refuses (RegistryError) to add to an output that another model version already wrote to, so one output never
+    mixes versions.
+    """
+    v = resolve_version(registry, version=version, model=model, settings=settings)
+    parts = discover_partitions(input_url, storage_options=storage_options)
+    out = OutputDir(output_url, storage_options=storage_options)
+    out.prepare()
+    out.clear_tmp()
+    records = out.read_manifest()
+    others = sorted({str(r["version"]) for r in records.values()} - {v.id})
+    if others:
+        raise RegistryError(
+            f"output {output_url} already holds partitions scored by version(s) {', '.join(others)}, not {v.id}; "
+            "write to a new output, or pin that version"
+        )
+    keys = {p.key for p in parts}
+    finished = {
+        k: PartitionResult(**{**{f: r[f] for f in _RESULT_FIELDS if f in r}, "skipped": True})
+        for k, r in records.items()
+        if k in keys and out.fs.exists(out.scores(k))
+    }
+    return Plan(input_url, output_url, registry.url, v.model, v.id, parts, finished)
+
+
+_RESULT_FIELDS = tuple(PartitionResult.__dataclass_fields__)
+
+
+def run_partition(
+    part: dict[str, Any],
+    output_url: str,
+    registry_url: str,
+    model: str,
+    version: str,
+    *,
+    settings: BatchSettings | None = None,
+    storage_options: dict[str, Any] | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """:func:`score_partition` from references only (what a task in another process or on Dask receives)."""
+    s = settings or BatchSettings()
+    loaded = load_model(registry_url, model, version, threads=s.threads)
+    out = OutputDir(output_url, storage_options=storage_options)
+    return score_partition(
+        Partition.from_dict(part),
+        out,
+        loaded,
+        batch_rows=s.batch_rows,
+        storage_options=storage_options,
+        on_rows=on_rows,
+    ).to_dict()
+
+
+@dataclass
+class RunSummary:
+    """Totals of a run, over scored and skipped partitions."""
+
+    model: str
+    version: str
+    output: str
+    partitions: int
+    skipped: int
+    rows: int
+    scored: int
+    rejected: int
+    seconds: float
+    failures: dict[str, str]
+    results: list[dict[str, Any]]
+
+    @property
+    def rows_per_s(self) -> float:
+        fresh = sum(r["rows"] for r in self.results if not r["skipped"])
+        return fresh / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rows_per_s": self.rows_per_s}
+
+
+def summarise(p: Plan, results: list[dict[str, Any]], failures: dict[str, str], seconds: float) -> RunSummary:
+    every = [r.to_dict() for r in p.finished.values()] + results
+    return RunSummary(
+        model=p.model,
+        version=p.version,
+        output=p.output,
+        partitions=len(p.partitions),
+        skipped=len(p.finished),
+        rows=sum(r["rows"] for r in every),
+        scored=sum(r["scored"] for r in every),
+        rejected=sum(r["rejected"] for r in every),
+        seconds=round(seconds, 4),
+        failures=failures,
+        results=sorted(every, key=lambda r: str(r["partition"])),
+    )
+
+
+def score(
+    input_url: str,
+    output_url: str,
+    registry: Registry,
+    *,
+    version: str | None = None,
+    model: str | None = None,
+    settings: BatchSettings | None = None,
+    storage_options: dict[str, Any] | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> RunSummary:
+    """Score every pending partition of ``input_url`` into ``output_url`` in this process.
+
+    A partition that fails (corrupt file, unreadable storage) does not stop the others; when any failed, the
+    summary is complete for the rest and PartitionsFailed is raised at the end, naming each failure.
+    """
+    s = settings or BatchSettings()
+    started = time.perf_counter()
+    p = plan(input_url, output_url, registry, version=version, model=model, settings=s, storage_options=storage_options)
+    if on_plan is not None:
+        on_plan(p)
+    results: list[dict[str, Any]] = []
+    failures: dict[str, str] = {}
+    for part in p.pending:
+        try:
+            results.append(
+                run_partition(
+                    part.to_dict(),
+                    output_url,
+                    p.registry_url,
+                    p.model,
+                    p.version,
+                    settings=s,
+                    storage_options=storage_options,
+                    on_rows=on_rows,
+                )
+            )
+        except FerryError as exc:
+            failures[part.key] = str(exc)
+    summary = summarise(p, results, failures, time.perf_counter() - started)
+    if failures:
+        raise PartitionsFailed(failures, finished=len(summary.results), summary=summary)
+    return summary
+
+
+def expected_rows(p: Plan, *, storage_options: dict[str, Any] | None = None) -> int | None:
+    """Rows still to score, when every pending partition is Parquet (read from footers); else None."""
+    total = 0
+    for part in p.pending:
+        n = count_rows(part, storage_options=storage_options)
+        if n is None:
+            return None
+        total += n
+    return total

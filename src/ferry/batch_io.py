@@ -1,0 +1,266 @@
+"""Files of a batch-scoring run: finding the input partitions, streaming them, and writing outputs atomically.
+
+An input is one CSV or Parquet file, a directory (every such file below it, recursively) or a glob, on a local path
+or any fsspec URL. Each file is one **partition**: it is read in record batches (never whole), and its output is one
+Parquet file. The output directory holds::
+
+    scores/<key>.parquet       id, prediction, prob_<class>..., model_version, scored_at
+    rejects/<key>.parquet      rows that broke the schema: row, id, column, rule, reason (only when there are any)
+    _manifest/<key>.json       one record per finished partition; a rerun skips the partitions recorded here
+    _tmp/                      files being written; renamed into place when complete
+
+``<key>`` is the partition's path relative to the input root, with ``/`` replaced by ``__`` and the suffix dropped,
+so it is stable across runs and unique within one input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from ferry.errors import DataFormatError
+
+__all__ = [
+    "OutputDir",
+    "Partition",
+    "discover_partitions",
+    "iter_batches",
+]
+
+_CSV_SUFFIXES = (".csv.gz", ".csv")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]")
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One input file: where it is, its format, its stable key and its size in bytes. Plain data (picklable)."""
+
+    url: str
+    key: str
+    format: str  # "parquet" or "csv"
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Partition:
+        return cls(url=str(raw["url"]), key=str(raw["key"]), format=str(raw["format"]), size=int(raw["size"]))
+
+
+def _format_of(path: str) -> str | None:
+    name = path.lower()
+    if name.endswith(_CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(_PARQUET_SUFFIXES):
+        return "parquet"
+    return None
+
+
+def _key(relative: str) -> str:
+    stem = relative
+    for suffix in (*_CSV_SUFFIXES, *_PARQUET_SUFFIXES):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return _KEY_UNSAFE.sub("_", stem.strip("/").replace("/", "__")) or "part"
+
+
+def _open_fs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    except (ValueError, ImportError) as exc:
+        raise DataFormatError(f"{url}: cannot open this URL ({exc}); check the protocol and storage_options") from None
+    return fs, str(path)
+
+
+def _full(fs: Any, path: str, like: str) -> str:
+    """``path`` in the same form as the user's input: a plain path locally, a full URL elsewhere."""
+    return path if "://" not in like else str(fs.unstrip_protocol(path))
+
+
+def discover_partitions(url: str, *, storage_options: dict[str, Any] | None = None) -> list[Partition]:
+    """The partitions of ``url`` (a file, a directory or a glob), sorted by key; DataFormatError when there are none.
+
+    In a directory, files whose names start with ``.`` or ``_`` are skipped (temp files, markers), as are files
+    that are neither CSV nor Parquet.
+    """
+    fs, path = _open_fs(url, storage_options)
+    if _GLOB_CHARS.search(path):
+        root = _GLOB_CHARS.split(path, 1)[0].rpartition("/")[0]
+        found = [p for p in sorted(fs.glob(path)) if not fs.isdir(p)]
+        if not found:
+            raise DataFormatError(f"{url}: the pattern matches no files; check the path or URL")
+    elif not fs.exists(path):
+        raise DataFormatError(f"{url}: not found; check the path or URL")
+    elif fs.isdir(path):
+        root = path.rstrip("/")
+        found = sorted(
+            p
+            for p in fs.find(path)
+            if not any(part.startswith((".", "_")) for part in p[len(root) :].split("/") if part)
+        )
+    else:
+        root = path.rpartition("/")[0]
+        found = [path]
+    parts: list[Partition] = []
+    skipped: list[str] = []
+    for p in found:
+        fmt = _format_of(p)
+        if fmt is None:
+            skipped.append(p.rpartition("/")[2])
+            continue
+        relative = p[len(root) :] if root and p.startswith(root) else p.rpartition("/")[2]
+        parts.append(Partition(url=_full(fs, p, url), key=_key(relative), format=fmt, size=int(fs.size(p))))
+    if not parts:
+        extra = f" (skipped {', '.join(skipped[:5])})" if skipped else ""
+        raise DataFormatError(f"{url}: holds no CSV or Parquet files{extra}; name them .csv, .csv.gz, .parquet or .pq")
+    keys = [p.key for p in parts]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise DataFormatError(f"{url}: several files map to the same partition key {dupes}; rename one of them")
+    return sorted(parts, key=lambda p: p.key)
+
+
+def count_rows(part: Partition, *, storage_options: dict[str, Any] | None = None) -> int | None:
+    """Rows of a Parquet partition from its footer (cheap); None for CSV or when the footer cannot be read."""
+    if part.format != "parquet":
+        return None
+    fs, path = _open_fs(part.url, storage_options)
+    try:
+        with fs.open(path, "rb") as fh:
+            return int(pq.ParquetFile(fh).metadata.num_rows)
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+
+
+def iter_batches(
+    part: Partition, *, batch_rows: int, storage_options: dict[str, Any] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of one partition, at most ``batch_rows`` rows each, read with one thread.
+
+    CSV columns are read as text and typed by validation (so a stray word in a numeric column rejects that row
+    rather than the whole file). Every way the file can be unreadable becomes a DataFormatError naming it.
+    """
+    fs, path = _open_fs(part.url, storage_options)
+    try:
+        with fs.open(path, "rb", compression="infer" if part.format == "csv" else None) as fh:
+            if part.format == "parquet":
+                reader = pq.ParquetFile(fh)
+                yield from reader.iter_batches(batch_size=batch_rows, use_threads=False)
+            else:
+                yield from _csv_batches(fh, batch_rows)
+    except DataFormatError:
+        raise
+    except (pa.ArrowException, OSError, ValueError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        raise DataFormatError(
+            f"{part.url}: cannot read this {part.format} partition ({exc}); it is corrupt or truncated, write it again"
+        ) from None
+
+
+def _csv_batches(fh: Any, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    # Read the header first so every column can be declared as text.
+    probe = pacsv.open_csv(fh, read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 16))
+    names = probe.schema.names
+    fh.seek(0)
+    reader = pacsv.open_csv(
+        fh,
+        read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 22),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names}, strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
+    )
+    for batch in reader:
+        for start in range(0, batch.num_rows, batch_rows):
+            yield batch.slice(start, batch_rows)
+
+
+class OutputDir:
+    """The output location of a run (local path or fsspec URL) and its atomic writes."""
+
+    def __init__(self, url: str, *, storage_options: dict[str, Any] | None = None) -> None:
+        self.url = url
+        self.storage_options = dict(storage_options or {})
+        fs, root = _open_fs(url, storage_options)
+        self.fs = fs
+        self.root = root.rstrip("/")
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def location(self, *parts: str) -> str:
+        """A user-facing location: a local path, or a full URL."""
+        return _full(self.fs, self.path(*parts), self.url)
+
+    def scores(self, key: str) -> str:
+        return self.path("scores", f"{key}.parquet")
+
+    def rejects(self, key: str) -> str:
+        return self.path("rejects", f"{key}.parquet")
+
+    def manifest(self, key: str) -> str:
+        return self.path("_manifest", f"{key}.json")
+
+    def tmp(self, key: str, what: str) -> str:
+        return self.path("_tmp", f"{key}.{what}.{uuid.uuid4().hex}.parquet")
+
+    def prepare(self) -> None:
+        for sub in ("scores", "rejects", "_manifest", "_tmp"):
+            self.fs.makedirs(self.path(sub), exist_ok=True)
+
+    def clear_tmp(self) -> None:
+        """Remove files a crashed run left in ``_tmp`` (call it before any partition of a new run starts)."""
+        with contextlib.suppress(FileNotFoundError):
+            for p in self.fs.ls(self.path("_tmp"), detail=False):
+                self.fs.rm(p)
+
+    def publish(self, tmp: str, final: str) -> None:
+        """Rename a complete temp file into place (atomic on a local disk, copy-then-delete on object stores)."""
+        self.fs.mv(tmp, final)
+
+    def discard(self, *paths: str) -> None:
+        for p in paths:
+            with contextlib.suppress(FileNotFoundError):
+                if self.fs.exists(p):
+                    self.fs.rm(p)
+
+    def read_manifest(self) -> dict[str, dict[str, Any]]:
+        """Every finished partition's record, by key."""
+        out: dict[str, dict[str, Any]] = {}
+        try:
+            names = self.fs.ls(self.path("_manifest"), detail=False)
+        except FileNotFoundError:
+            return out
+        for p in sorted(names):
+            if not str(p).endswith(".json"):
+                continue
+            with self.fs.open(p, "rb") as fh:
+                try:
+                    record = json.loads(fh.read())
+                except ValueError as exc:
+                    raise DataFormatError(
+                        f"{self.location('_manifest')}: record {p} is not valid JSON ({exc}); delete it to redo "
+                        "that partition"
+                    ) from None
+            out[str(record["partition"])] = record
+        return out
+
+    def write_manifest(self, key: str, record: dict[str, Any]) -> None:
+        """The commit point of a partition: written to a temp name, then renamed."""
+        tmp = self.path("_tmp", f"{key}.manifest.{uuid.uuid4().hex}.json")
+        with self.fs.open(tmp, "wb") as fh:
+            fh.write((json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+        self.fs.mv(tmp, self.manifest(key))

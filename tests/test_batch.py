@@ -1,0 +1,297 @@
+"""Batch scoring core: partitions, bit-identical scores, rejects, corrupt partitions, version choice, resumption."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ferry import batch
+from ferry.batch_io import discover_partitions
+from ferry.data import read_table, to_onnx_inputs, validate
+from ferry.errors import DataFormatError, DataValidationError, RegistryError
+from ferry.registry import Registry
+from ferry.schema import Schema
+from ferry.scoring import OnnxScorer
+
+
+def _source(champion: dict[str, str]) -> pa.Table:
+    return pq.read_table(champion["data"])
+
+
+def write_partitions(champion: dict[str, str], where: Path, n: int = 3, *, csv: int = 1) -> list[Path]:
+    """The champion's training data cut into ``n`` Parquet partitions plus ``csv`` CSV ones, in subdirectories."""
+    table = _source(champion)
+    cuts = np.linspace(0, table.num_rows, n + csv + 1).astype(int)
+    paths = []
+    for i in range(n + csv):
+        piece = table.slice(cuts[i], cuts[i + 1] - cuts[i])
+        sub = where / f"day={i:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        if i < n:
+            path = sub / "part.parquet"
+            pq.write_table(piece, path)
+        else:
+            path = sub / "part.csv"
+            piece.to_pandas().to_csv(path, index=False)
+        paths.append(path)
+    return paths
+
+
+def reference_scores(champion: dict[str, str], path: Path | str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The whole file through read_table -> validate -> to_onnx_inputs -> OnnxScorer (the online/edge path)."""
+    registry = Registry(champion["registry"])
+    v = registry.get(champion["version"])
+    schema = Schema.from_dict(json.loads(registry.read_bytes(v, "schema.json")))
+    frame = validate(read_table(path), schema, require_target=False)
+    scores = OnnxScorer(registry.read_bytes(v, "model.onnx")).score(to_onnx_inputs(frame, schema))
+    return frame, scores.labels, scores.probabilities
+
+
+def read_scores(out: Path) -> pd.DataFrame:
+    return pq.read_table(out / "scores").to_pandas()
+
+
+def without_time(df: pd.DataFrame) -> pd.DataFrame:
+    return df.drop(columns=["scored_at"]).sort_values("customer_id").reset_index(drop=True)
+
+
+@pytest.fixture
+def registry(churn_champion: dict[str, str]) -> Registry:
+    return Registry(churn_champion["registry"])
+
+
+# -------------------------------------------------------------------------------------------------- partitions
+
+
+def test_discovers_files_directories_and_globs(tmp_path: Path, churn_champion: dict[str, str]) -> None:
+    write_partitions(churn_champion, tmp_path / "in", n=2, csv=1)
+    (tmp_path / "in" / "_SUCCESS").write_text("")
+    (tmp_path / "in" / "notes.txt").write_text("not data")
+    parts = discover_partitions(str(tmp_path / "in"))
+    assert [(p.key, p.format) for p in parts] == [
+        ("day=00__part", "parquet"),
+        ("day=01__part", "parquet"),
+        ("day=02__part", "csv"),
+    ]
+    assert [p.key for p in discover_partitions(str(tmp_path / "in" / "day=0*" / "*.parquet"))] == [
+        "day=00__part",
+        "day=01__part",
+    ]
+    single = discover_partitions(str(tmp_path / "in" / "day=02" / "part.csv"))
+    assert [(p.key, p.format) for p in single] == [("part", "csv")]
+    with pytest.raises(DataFormatError, match="not found"):
+        discover_partitions(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataFormatError, match="no CSV or Parquet"):
+        discover_partitions(str(tmp_path / "empty"))
+    with pytest.raises(DataFormatError, match="matches no files"):
+        discover_partitions(str(tmp_path / "in" / "*.pq"))
+
+
+def test_discovers_fsspec_urls(tmp_path: Path, churn_champion: dict[str, str]) -> None:
+    write_partitions(churn_champion, tmp_path / "in", n=2, csv=0)
+    parts = discover_partitions(f"file://{tmp_path / 'in'}")
+    assert [p.key for p in parts] == ["day=00__part", "day=01__part"]
+    assert all(p.url.startswith("file://") for p in parts)
+
+
+# -------------------------------------------------------------------------------------------------- scoring
+
+
+def test_scores_match_onnx_scorer_bit_for_bit(
+    tmp_path: Path, churn_champion: dict[str, str], registry: Registry
+) -> None:
+    paths = write_partitions(churn_champion, tmp_path / "in", n=3, csv=1)
+    summary = batch.score(
+        str(tmp_path / "in"), str(tmp_path / "out"), registry, settings=batch.BatchSettings(batch_rows=700)
+    )
+    assert (summary.partitions, summary.skipped, summary.rejected) == (4, 0, 0)
+    assert summary.rows == summary.scored == 6000
+    for path, key in zip(paths, ["day=00__part", "day=01__part", "day=02__part", "day=03__part"], strict=True):
+        frame, labels, probs = reference_scores(churn_champion, path)
+        got = pq.read_table(tmp_path / "out" / "scores" / f"{key}.parquet")
+        assert got.column_names == ["customer_id", "prediction", "prob_0", "prob_1", "model_version", "scored_at"]
+        assert got.column("customer_id").to_pylist() == frame["customer_id"].tolist()
+        np.testing.assert_array_equal(got.column("prediction").to_numpy(), labels)
+        assert got.column("prob_0").type == pa.float32()
+        # bit-identical, not merely close
+        assert got.column("prob_0").to_numpy().tobytes() == probs[:, 0].tobytes()
+        assert got.column("prob_1").to_numpy().tobytes() == probs[:, 1].tobytes()
+        assert set(got.column("model_version").to_pylist()) == {churn_champion["version"]}
+    manifest = sorted((tmp_path / "out" / "_manifest").iterdir())
+    assert len(manifest) == 4
+    assert list((tmp_path / "out" / "_tmp").iterdir()) == []
+    assert not (tmp_path / "out" / "rejects").exists() or list((tmp_path / "out" / "rejects").iterdir()) == []
+
+
+def test_rerun_skips_finished_partitions(tmp_path: Path, churn_champion: dict[str, str], registry: Registry) -> None:
+    write_partitions(churn_champion, tmp_path / "in", n=2, csv=0)
+    first = batch.score(str(tmp_path / "in"), str(tmp_path / "out"), registry)
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out" / "scores").iterdir()}
+    again = batch.score(str(tmp_path / "in"), str(tmp_path / "out"), registry)
+    assert (again.skipped, again.rows, again.scored) == (2, first.rows, first.scored)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out" / "scores").iterdir()} == before
+    assert len(read_scores(tmp_path / "out")) == 6000
+
+
+# -------------------------------------------------------------------------------------------------- rejects
+
+
+def _bad_rows(churn_champion: dict[str, str]) -> pd.DataFrame:
+    df = _source(churn_champion).slice(0, 40).to_pandas()
+    df["tenure_months"] = df["tenure_months"].astype(object)
+    df.loc[3, "tenure_months"] = "twelve"  # wrong type
+    df.loc[5, "plan"] = "platinum"  # unknown category, schema forbids it
+    df.loc[7, "tenure_months"] = -5.0  # outside the range
+    df.loc[9, "contract"] = None  # missing, not nullable
+    df.loc[11, "region"] = "mars"  # unknown but allowed (no levels)
+    df.loc[13, "device_os"] = "windows"  # unknown but allow_unknown: true
+    return df
+
+
+def test_bad_rows_go_to_rejects_with_id_and_reason(
+    tmp_path: Path, churn_champion: dict[str, str], registry: Registry
+) -> None:
+    df = _bad_rows(churn_champion)
+    (tmp_path / "in").mkdir()
+    df.to_csv(tmp_path / "in" / "a.csv", index=False)
+    table = pa.Table.from_pandas(df.astype({"tenure_months": str}), preserve_index=False)
+    pq.write_table(table, tmp_path / "in" / "b.parquet")
+    missing = _source(churn_champion).slice(100, 10).drop_columns(["plan"])
+    pq.write_table(missing, tmp_path / "in" / "c.parquet")
+
+    summary = batch.score(str(tmp_path / "in"), str(tmp_path / "out"), registry)
+    assert (summary.rows, summary.rejected, summary.scored) == (90, 4 + 4 + 10, 90 - 18)
+    for key in ("a", "b"):
+        rejects = pq.read_table(tmp_path / "out" / "rejects" / f"{key}.parquet").to_pandas()
+        ids = df["customer_id"]
+        assert rejects[["row", "id", "column", "rule"]].values.tolist() == [
+            [3, ids[3], "tenure_months", "numeric_type"],
+            [5, ids[5], "plan", "levels"],
+            [7, ids[7], "tenure_months", "range"],
+            [9, ids[9], "contract", "not_null"],
+        ]
+        assert "not one of the declared levels (basic, standard, premium)" in rejects["reason"][1]
+        scored = pq.read_table(tmp_path / "out" / "scores" / f"{key}.parquet").to_pandas()
+        assert len(scored) == 36
+        assert {ids[11], ids[13]} <= set(scored["customer_id"])  # allowed unknowns are scored
+        assert not set(rejects["id"]) & set(scored["customer_id"])  # never both, never dropped
+    rejects_c = pq.read_table(tmp_path / "out" / "rejects" / "c.parquet").to_pandas()
+    assert len(rejects_c) == 10
+    assert set(rejects_c["column"]) == {"plan"}
+    assert set(rejects_c["rule"]) == {"required"}
+    assert pq.read_table(tmp_path / "out" / "scores" / "c.parquet").num_rows == 0
+
+    # the good rows score exactly as the shared path scores them
+    good = df.drop(index=[3, 5, 7, 9]).astype({"tenure_months": float})
+    good.to_parquet(tmp_path / "good.parquet")
+    _, labels, probs = reference_scores(churn_champion, tmp_path / "good.parquet")
+    got = pq.read_table(tmp_path / "out" / "scores" / "a.parquet")
+    assert got.column("prob_1").to_numpy().tobytes() == probs[:, 1].tobytes()
+    np.testing.assert_array_equal(got.column("prediction").to_numpy(), labels)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "rule"),
+    [
+        ("tenure_months", "x", "numeric_type"),
+        ("tenure_months", float("inf"), "finite"),
+        ("tenure_months", None, "not_null"),
+        ("age", 7.0, "range"),
+        ("plan", "platinum", "levels"),
+        ("contract", None, "not_null"),
+        ("signup_at", "not a date", "timestamp_type"),
+        ("signup_at", None, "not_null"),
+    ],
+)
+def test_row_problems_agree_with_validate(churn_champion: dict[str, str], column: str, value: Any, rule: str) -> None:
+    registry = Registry(churn_champion["registry"])
+    v = registry.get(churn_champion["version"])
+    schema = Schema.from_dict(json.loads(registry.read_bytes(v, "schema.json")))
+    df = read_table(churn_champion["data"]).head(5).astype({column: object})
+    df.loc[2, column] = value
+    with pytest.raises(DataValidationError) as caught:
+        validate(df, schema, require_target=False)
+    problems = batch.row_problems(df, schema)
+    assert [(p.column, p.rule) for p in problems] == [(caught.value.column, caught.value.rule)] == [(column, rule)]
+    assert np.flatnonzero(problems[0].mask).tolist() == [2]
+
+
+# -------------------------------------------------------------------------------------------- corrupt partitions
+
+
+def test_corrupt_partition_fails_clearly_and_the_others_score(
+    tmp_path: Path, churn_champion: dict[str, str], registry: Registry
+) -> None:
+    paths = write_partitions(churn_champion, tmp_path / "in", n=3, csv=0)
+    good_bytes = paths[1].read_bytes()
+    paths[1].write_bytes(good_bytes[: len(good_bytes) // 2])  # truncated
+    (tmp_path / "in" / "day=09").mkdir()
+    (tmp_path / "in" / "day=09" / "part.parquet").write_bytes(b"PAR1 this is not parquet at all")
+
+    with pytest.raises(batch.PartitionsFailed) as caught:
+        batch.score(str(tmp_path / "in"), str(tmp_path / "out"), registry)
+    assert set(caught.value.failures) == {"day=01__part", "day=09__part"}
+    assert "corrupt or truncated" in caught.value.failures["day=01__part"]
+    assert str(paths[1]) in caught.value.failures["day=01__part"]
+    summary = caught.value.summary
+    assert summary is not None
+    assert summary.scored == 4000
+    assert sorted(p.name for p in (tmp_path / "out" / "scores").iterdir()) == [
+        "day=00__part.parquet",
+        "day=02__part.parquet",
+    ]
+    assert list((tmp_path / "out" / "_tmp").iterdir()) == []
+
+    # repair the input and rerun: only the failed partitions are scored now
+    paths[1].write_bytes(good_bytes)
+    shutil.rmtree(tmp_path / "in" / "day=09")
+    again = batch.score(str(tmp_path / "in"), str(tmp_path / "out"), registry)
+    assert (again.skipped, again.scored) == (2, 6000)
+    assert without_time(read_scores(tmp_path / "out"))["customer_id"].is_unique
+
+
+# -------------------------------------------------------------------------------------------- version choice
+
+
+def _second_version(registry: Registry, first: str, tmp_path: Path) -> str:
+    """Register the same model under a different lineage, so it gets its own id (no training needed)."""
+    v = registry.get(first)
+    files = {}
+    for name in ("model.onnx", "schema.json", "lineage.json"):
+        data = registry.read_bytes(v, name)
+        if name == "lineage.json":
+            data = json.dumps({**json.loads(data), "note": "second"}).encode()
+        (tmp_path / name).write_bytes(data)
+        files[name] = tmp_path / name
+    return registry.register(v.model, files, {"gate": {"passed": True}}).id
+
+
+def test_version_batch_channel_then_champion_then_pinned(tmp_path: Path, churn_champion: dict[str, str]) -> None:
+    shutil.copytree(churn_champion["registry"], tmp_path / "registry")
+    registry = Registry(str(tmp_path / "registry"))
+    first = churn_champion["version"]
+    assert batch.resolve_version(registry).id == first  # no batch channel: online/champion
+    second = _second_version(registry, first, tmp_path)
+    registry.promote(second, "batch", reason="test batch channel")
+    assert batch.resolve_version(registry).id == second
+    assert batch.resolve_version(registry, version=first[:8]).id == first
+    settings = batch.BatchSettings(channel="batch-nightly", fallback_channel="edge/stable")
+    with pytest.raises(RegistryError, match="no version on channel 'batch-nightly' nor on 'edge/stable'"):
+        batch.resolve_version(registry, settings=settings)
+    with pytest.raises(RegistryError, match="holds no models"):
+        batch.resolve_version(Registry(str(tmp_path / "empty")))
+
+    write_partitions(churn_champion, tmp_path / "in", n=1, csv=0)
+    batch.score(str(tmp_path / "in"), str(tmp_path / "out"), registry)
+    assert set(read_scores(tmp_path / "out")["model_version"]) == {second}
+    with pytest.raises(RegistryError, match=f"already holds partitions scored by version\\(s\\) {second}"):
+        batch.score(str(tmp_path / "in"), str(tmp_path / "out"), registry, version=first)
