@@ -1,0 +1,94 @@
+"""The ferry online service: a BentoML adapter over ``ferry.online`` (run ``bentoml serve`` in this directory).
+
+It serves the version that ``FERRY_ONLINE_CHANNEL`` (default ``online/champion``) of ``FERRY_ONLINE_MODEL`` points
+to in the registry at ``FERRY_REGISTRY_URL``, polls the pointer and swaps to a new version once it is warmed.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import bentoml
+from bentoml.exceptions import BentoMLException
+
+from ferry.online.auth import ApiKeyMiddleware
+from ferry.online.holder import LoadedModel, ModelHolder
+from ferry.online.limits import BodyLimitMiddleware
+from ferry.online.predict import ModelInfo, PredictResponse, model_info, predict
+from ferry.online.records import RequestRejected, to_records
+from ferry.online.settings import OnlineSettings
+from ferry.registry import Registry
+
+
+class Rejected(BentoMLException):
+    """A request ferry refuses; BentoML answers with this status and the message naming the field."""
+
+    def __init__(self, exc: RequestRejected) -> None:
+        super().__init__(str(exc), error_code=HTTPStatus(exc.status))
+
+
+class NotReady(BentoMLException):
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+@bentoml.service(
+    name="ferry-online",
+    workers=1,
+    traffic={"timeout": 10, "max_concurrency": 64},
+    logging={"access": {"enabled": False}},
+)
+class Online:
+    """Predictions from the model a channel points to."""
+
+    holder: ModelHolder
+
+    def __init__(self) -> None:
+        self.settings = OnlineSettings()
+        registry = Registry.from_settings()
+        model = ModelHolder.resolve_model(registry, self.settings.model)
+        self.holder = ModelHolder(
+            registry, model, self.settings.channel, intra_op_threads=self.settings.intra_op_threads
+        )
+        self.holder.refresh()
+        self.holder.start(self.settings.poll_interval_s)
+
+    def __is_ready__(self) -> bool:
+        return self.holder.ready
+
+    def _loaded(self) -> LoadedModel:
+        loaded = self.holder.current
+        if loaded is None:
+            raise NotReady("no model is loaded yet; wait until /readyz answers 200")
+        return loaded
+
+    @bentoml.api
+    def predict(self, records: list[dict[str, Any]] | dict[str, Any]) -> PredictResponse:
+        """Score one record or a list of records."""
+        loaded = self._loaded()
+        try:
+            rows, _ = to_records(records, max_records=self.settings.max_records)
+            return predict(loaded, rows)
+        except RequestRejected as exc:
+            raise Rejected(exc) from None
+
+    @bentoml.api(route="/model")
+    def model(self) -> ModelInfo:
+        """The version, schema, gate summary and metrics of the model being served."""
+        return model_info(self._loaded(), self.holder.channel)
+
+    @bentoml.api(route="/refresh")
+    def refresh(self) -> ModelInfo:
+        """Read the channel pointer now (admin scope) and answer what is served afterwards."""
+        self.holder.refresh()
+        return model_info(self._loaded(), self.holder.channel)
+
+    def __del__(self) -> None:
+        holder = getattr(self, "holder", None)
+        if holder is not None:
+            holder.stop(timeout_s=1.0)
+
+
+# Listed outermost first: a request without a valid key is refused before its body is read.
+Online.add_asgi_middleware(ApiKeyMiddleware)
+Online.add_asgi_middleware(BodyLimitMiddleware)

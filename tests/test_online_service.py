@@ -1,0 +1,270 @@
+"""The BentoML service in-process: ``Online.to_asgi()`` under Starlette's TestClient, over a real registry."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+from test_online import clone_version, copy_registry, demo_records, expected_probabilities
+
+from ferry.online.auth import hash_key
+
+pytestmark = [
+    # bentoml 1.4 (importing bentoml): pathspec deprecated the pattern factory bentoml builds its ignore spec with
+    pytest.mark.filterwarnings("ignore:GitWildMatchPattern:DeprecationWarning"),
+    # bentoml 1.4 (building its IO models): calls a pydantic hook that pydantic 2.11 deprecated
+    pytest.mark.filterwarnings(
+        "ignore:The `__get_pydantic_core_schema__` method of the `BaseModel` class is deprecated"
+        ":pydantic.warnings.PydanticDeprecatedSince211"
+    ),
+    # bentoml 1.4 (per request): reads model_fields from a model instance, deprecated in pydantic 2.11
+    pytest.mark.filterwarnings(
+        "ignore:Accessing the 'model_fields' attribute on the instance is deprecated"
+        ":pydantic.warnings.PydanticDeprecatedSince211"
+    ),
+    # starlette 1.x: its TestClient warns that it still runs on httpx
+    pytest.mark.filterwarnings(
+        "ignore:Using `httpx` with `starlette.testclient` is deprecated"
+        ":starlette.exceptions.StarletteDeprecationWarning"
+    ),
+]
+
+SERVICE = Path(__file__).resolve().parents[1] / "bentos" / "online" / "service.py"
+KEYS = {"predict": "key-predict", "feedback": "key-feedback", "admin": "key-admin", "revoked": "key-revoked"}
+
+
+def key_entries() -> list[dict[str, Any]]:
+    return [
+        {"name": "app", "sha256": hash_key(KEYS["predict"]), "scopes": ["predict"]},
+        {"name": "labeller", "sha256": hash_key(KEYS["feedback"]), "scopes": ["feedback"]},
+        {"name": "ops", "sha256": hash_key(KEYS["admin"]), "scopes": ["admin"]},
+        {"name": "old", "sha256": hash_key(KEYS["revoked"]), "scopes": ["predict", "admin"], "revoked": True},
+    ]
+
+
+def auth(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEYS[name]}"}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    """bentos/online/service.py, imported once (BENTOML_HOME in a temporary directory)."""
+    os.environ.setdefault("BENTOML_HOME", str(tmp_path_factory.mktemp("bentoml-home")))
+    if "ferry_online_service" in sys.modules:
+        return sys.modules["ferry_online_service"]
+    spec = importlib.util.spec_from_file_location("ferry_online_service", SERVICE)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ferry_online_service"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def app(service: ModuleType) -> Any:
+    """The ASGI app, built once: BentoML registers its Prometheus metrics when the app is built.
+
+    Each TestClient runs the app's lifespan, which creates a new service instance from the environment of its test.
+    """
+    return service.Online.to_asgi()
+
+
+@pytest.fixture
+def client_for(app: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Start the service over a registry directory; every client is closed (lifespan ends) after its test."""
+    from starlette.testclient import TestClient
+
+    opened: list[Any] = []
+
+    def start(registry: str, **env: str) -> Any:
+        monkeypatch.setenv("FERRY_REGISTRY_URL", registry)
+        monkeypatch.setenv("FERRY_ONLINE_API_KEYS", json.dumps(key_entries()))
+        monkeypatch.setenv("FERRY_ONLINE_POLL_INTERVAL_S", "0.1")
+        for name, value in env.items():
+            monkeypatch.setenv(f"FERRY_ONLINE_{name.upper()}", value)
+        client = TestClient(app)
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    yield start
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(client_for: Any, churn_champion: dict[str, str]) -> Any:
+    return client_for(churn_champion["registry"])
+
+
+def test_predictions_equal_onnx_scorer(client: Any, churn_champion: dict[str, str]) -> None:
+    records = demo_records(churn_champion, 50, offset=100)
+    response = client.post("/predict", json={"records": records}, headers=auth("predict"))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["version"] == churn_champion["version"]
+    got = np.array([[p["probabilities"]["0"], p["probabilities"]["1"]] for p in body["predictions"]])
+    assert np.array_equal(got, expected_probabilities(churn_champion, records).astype(np.float64))
+
+    single = client.post("/predict", json={"records": records[0]}, headers=auth("predict")).json()
+    assert single["predictions"][0]["probabilities"] == body["predictions"][0]["probabilities"]
+    assert single["predictions"][0]["prediction_id"] != body["predictions"][0]["prediction_id"]
+
+
+def test_model_endpoint_describes_the_served_version(client: Any, churn_champion: dict[str, str]) -> None:
+    body = client.post("/model", headers=auth("predict")).json()
+    assert body["version"] == churn_champion["version"]
+    assert body["channel"] == "online/champion"
+    assert body["gate"]["passed"] is True
+    assert [f["name"] for f in body["input_schema"]["features"]][:2] == ["tenure_months", "monthly_charges"]
+
+
+def _record(churn_champion: dict[str, str], **changes: Any) -> dict[str, Any]:
+    return {**demo_records(churn_champion, 1)[0], **changes}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"age": "forty"}, "age"),
+        ({"plan": "platinum"}, "plan"),
+        ({"num_lines": 0}, "num_lines"),
+        ({"satisfaction_score": [3]}, "satisfaction_score"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_fields_get_422_naming_the_field(
+    client: Any, churn_champion: dict[str, str], changes: dict[str, Any], field: str
+) -> None:
+    response = client.post("/predict", json={"records": _record(churn_champion, **changes)}, headers=auth("predict"))
+    assert response.status_code == 422, response.text
+    assert f"field '{field}'" in response.text
+
+
+def test_a_missing_field_and_nan_get_422(client: Any, churn_champion: dict[str, str]) -> None:
+    record = _record(churn_champion)
+    del record["contract"]
+    response = client.post("/predict", json={"records": record}, headers=auth("predict"))
+    assert response.status_code == 422
+    assert "field 'contract'" in response.text
+    text = json.dumps({"records": _record(churn_champion, monthly_charges=math.nan)})
+    assert "NaN" in text
+    headers = {**auth("predict"), "Content-Type": "application/json"}
+    response = client.post("/predict", content=text.encode(), headers=headers)
+    assert response.status_code == 422
+    assert "field 'monthly_charges'" in response.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"records": ', b"[1, 2]", b'{"records": 5}', b'{"rows": []}', b"\xff\xfe", b""],
+)
+def test_malformed_bodies_get_400_never_500(client: Any, body: bytes) -> None:
+    headers = {**auth("predict"), "Content-Type": "application/json"}
+    response = client.post("/predict", content=body, headers=headers)
+    assert 400 <= response.status_code < 500, response.text
+
+
+def test_a_huge_body_gets_413(client: Any, churn_champion: dict[str, str]) -> None:
+    record = _record(churn_champion)
+    body = json.dumps({"records": [record] * 6000}).encode()
+    assert len(body) > 1 << 20
+    response = client.post("/predict", content=body, headers={**auth("predict"), "Content-Type": "application/json"})
+    assert response.status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the streamed size is counted
+        for start in range(0, len(body), 65536):
+            yield body[start : start + 65536]
+
+    response = client.post(
+        "/predict", content=chunks(), headers={**auth("predict"), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+def test_too_many_records_get_413(client_for: Any, churn_champion: dict[str, str]) -> None:
+    client = client_for(churn_champion["registry"], max_records="3")
+    records = demo_records(churn_champion, 4)
+    response = client.post("/predict", json={"records": records}, headers=auth("predict"))
+    assert response.status_code == 413
+    assert client.post("/predict", json={"records": records[:3]}, headers=auth("predict")).status_code == 200
+
+
+ENDPOINTS = {"/predict": "predict", "/model": "predict", "/refresh": "admin"}
+
+
+@pytest.mark.parametrize("path", sorted(ENDPOINTS))
+@pytest.mark.parametrize(
+    ("key", "status"),
+    [(None, 401), ("wrong", 401), ("revoked", 401), ("scope", 403), ("right", 200)],
+)
+def test_keys_by_endpoint(client: Any, churn_champion: dict[str, str], path: str, key: str | None, status: int) -> None:
+    scope = ENDPOINTS[path]
+    if key is None:
+        headers = {}
+    elif key == "wrong":
+        headers = {"Authorization": "Bearer not-a-key"}
+    elif key == "revoked":
+        headers = auth("revoked")
+    elif key == "scope":
+        headers = auth("feedback")
+    else:
+        headers = {"X-API-Key": KEYS[scope]}
+    body = {"records": _record(churn_champion)} if path == "/predict" else None
+    response = client.post(path, json=body, headers=headers)
+    assert response.status_code == status, response.text
+    if status == 401:
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/livez", "/readyz"])
+def test_probes_are_open(client: Any, path: str) -> None:
+    # /metrics needs the Prometheus directory that `bentoml serve` sets up: see test_online_serve.py
+    response = client.get(path)
+    assert response.status_code == 200, response.text
+
+
+def test_other_paths_need_a_key(client: Any) -> None:
+    assert client.get("/docs.json").status_code == 401
+    assert client.get("/docs.json", headers=auth("feedback")).status_code == 200
+
+
+def test_not_ready_without_a_model(client_for: Any, churn_champion: dict[str, str], tmp_path: Path) -> None:
+    registry = copy_registry(churn_champion, tmp_path / "registry")
+    client = client_for(registry.url, channel="online/challenger")
+    assert client.get("/readyz").status_code == 503
+    response = client.post("/predict", json={"records": _record(churn_champion)}, headers=auth("predict"))
+    assert response.status_code == 503
+    registry.promote(churn_champion["version"], "online/challenger", model="churn", reason="test")
+    assert client.post("/refresh", headers=auth("admin")).json()["version"] == churn_champion["version"]
+    assert client.get("/readyz").status_code == 200
+
+
+def test_promotion_switches_the_answering_version(
+    client_for: Any, churn_champion: dict[str, str], tmp_path: Path
+) -> None:
+    registry = copy_registry(churn_champion, tmp_path / "registry")
+    base = registry.get(churn_champion["version"])
+    client = client_for(registry.url)
+    record = {"records": _record(churn_champion)}
+    before = client.post("/predict", json=record, headers=auth("predict")).json()
+    broken = clone_version(registry, base, tmp_path / "broken", note="broken", onnx=b"\x00 not onnx")
+    registry.promote(broken, "online/champion", model="churn", reason="test: damaged")
+    assert client.post("/refresh", headers=auth("admin")).json()["version"] == base.id
+    assert client.post("/predict", json=record, headers=auth("predict")).json()["version"] == base.id
+    new = clone_version(registry, base, tmp_path / "new", note="retrained")
+    registry.promote(new, "online/champion", model="churn", reason="test")
+    assert client.post("/refresh", headers=auth("admin")).json()["version"] == new
+    after = client.post("/predict", json=record, headers=auth("predict")).json()
+    assert after["version"] == new
+    assert after["predictions"][0]["probabilities"] == before["predictions"][0]["probabilities"]
