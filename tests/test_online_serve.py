@@ -1,0 +1,212 @@
+"""The online service as users run it: a real ``bentoml serve`` subprocess on 127.0.0.1, stopped by its PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from test_online import clone_version, copy_registry, demo_records, expected_probabilities
+
+from ferry.online.auth import hash_key
+from ferry.registry import Registry
+
+pytestmark = pytest.mark.integration
+
+BENTO_DIR = Path(__file__).resolve().parents[1] / "bentos" / "online"
+KEY = "serve-test-key"
+ADMIN = "serve-test-admin"
+START_TIMEOUT_S = 120.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    registry: Registry
+
+    def post(self, path: str, body: Any = None, *, key: str | None = KEY, timeout: float = 10.0) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.post(self.url + path, json=body, headers=headers, timeout=timeout)
+
+
+def start_server(registry: Registry, tmp: Path, **env: str) -> Server:
+    port = free_port()
+    log = tmp / f"serve-{port}.log"
+    keys = [
+        {"name": "tests", "sha256": hash_key(KEY), "scopes": ["predict"]},
+        {"name": "ops", "sha256": hash_key(ADMIN), "scopes": ["admin"]},
+    ]
+    environ = {
+        **os.environ,
+        "BENTOML_HOME": str(tmp / "bentoml-home"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "FERRY_REGISTRY_URL": registry.url,
+        "FERRY_ONLINE_API_KEYS": json.dumps(keys),
+        "FERRY_ONLINE_POLL_INTERVAL_S": "0.2",
+        **{f"FERRY_ONLINE_{k.upper()}": v for k, v in env.items()},
+    }
+    bentoml = Path(sys.executable).parent / "bentoml"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(bentoml), "serve", "service:Online", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=BENTO_DIR,
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(f"http://127.0.0.1:{port}", process, log, registry)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"bentoml serve exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    stop_server(server)
+    raise AssertionError(f"bentoml serve was not ready within {START_TIMEOUT_S:.0f} s:\n{log.read_text()[-4000:]}")
+
+
+def stop_server(server: Server) -> None:
+    """SIGTERM to the server's own PID; SIGKILL to its own process group if it does not stop in time."""
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("serve")
+    registry = copy_registry(churn_champion, tmp / "registry")
+    running = start_server(registry, tmp)
+    try:
+        yield running
+    finally:
+        stop_server(running)
+
+
+def test_served_predictions_equal_onnx_scorer(server: Server, churn_champion: dict[str, str]) -> None:
+    records = demo_records(churn_champion, 20, offset=300)
+    response = server.post("/predict", {"records": records})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["version"] == churn_champion["version"]
+    got = [[p["probabilities"]["0"], p["probabilities"]["1"]] for p in body["predictions"]]
+    assert got == expected_probabilities(churn_champion, records).astype(float).tolist()
+
+
+def test_probes_and_metrics_are_open_and_apis_are_not(server: Server) -> None:
+    for path in ("/healthz", "/livez", "/readyz", "/metrics"):
+        assert httpx.get(server.url + path, timeout=10).status_code == 200, path
+    assert "bentoml_service_request_total" in httpx.get(server.url + "/metrics", timeout=10).text
+    assert server.post("/model", key=None).status_code == 401
+    assert server.post("/model", key="wrong").status_code == 401
+    assert server.post("/model", key=ADMIN).status_code == 403
+    assert server.post("/model").status_code == 200
+
+
+def test_bad_input_gets_4xx_over_http(server: Server, churn_champion: dict[str, str]) -> None:
+    record = demo_records(churn_champion, 1)[0]
+    bad = server.post("/predict", {"records": {**record, "plan": "platinum"}})
+    assert bad.status_code == 422
+    assert "plan" in bad.text
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    malformed = httpx.post(server.url + "/predict", content=b'{"records": [', headers=headers, timeout=10)
+    assert malformed.status_code == 400
+    huge = httpx.post(server.url + "/predict", content=b"[" + b" " * (2 << 20) + b"]", headers=headers, timeout=10)
+    assert huge.status_code == 413
+
+
+@dataclass
+class Load:
+    """A client loop in a thread: counts statuses and answering versions until stopped."""
+
+    server: Server
+    record: dict[str, Any]
+    statuses: Counter[int] = field(default_factory=Counter)
+    versions: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        headers = {"Authorization": f"Bearer {KEY}"}
+        with httpx.Client(base_url=self.server.url, headers=headers, timeout=10) as client:
+            while not self.stop.is_set():
+                try:
+                    response = client.post("/predict", json={"records": self.record})
+                except httpx.HTTPError as exc:
+                    self.errors.append(repr(exc))
+                    continue
+                self.statuses[response.status_code] += 1
+                if response.status_code == 200:
+                    version = response.json()["version"]
+                    if not self.versions or self.versions[-1] != version:
+                        self.versions.append(version)
+
+
+def wait_for(condition: Any, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_swap_under_load_drops_nothing_and_a_broken_model_never_serves(
+    server: Server, churn_champion: dict[str, str], tmp_path: Path
+) -> None:
+    registry = server.registry
+    base = registry.get(churn_champion["version"])
+    load = Load(server, demo_records(churn_champion, 1)[0])
+    threads = [threading.Thread(target=load.run, daemon=True) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        assert wait_for(lambda: sum(load.statuses.values()) >= 20, 30)
+        new = clone_version(registry, base, tmp_path / "new", note="swap under load")
+        registry.promote(new, "online/champion", model="churn", reason="test: swap under load")
+        assert wait_for(lambda: load.versions[-1:] == [new], 30), load.versions
+        broken = clone_version(registry, base, tmp_path / "broken", note="broken", onnx=b"not a model")
+        registry.promote(broken, "online/champion", model="churn", reason="test: a broken model")
+        served_before = sum(load.statuses.values())
+        assert wait_for(lambda: sum(load.statuses.values()) >= served_before + 50, 30)
+        time.sleep(1.0)  # several polls after the broken promotion
+    finally:
+        load.stop.set()
+        for t in threads:
+            t.join(15)
+    assert load.errors == []
+    assert set(load.statuses) == {200}, load.statuses
+    assert load.versions[0] == base.id
+    assert load.versions[-1] == new
+    assert broken not in load.versions
+    assert server.post("/model").json()["version"] == new
+    assert "gets no traffic" in server.log.read_text()
