@@ -1,0 +1,194 @@
+"""Edge bundles and the TUF repository, checked by python-tuf's own client over a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from tuf.api.exceptions import ExpiredMetadataError
+from tuf.ngclient import Updater
+
+from ferry.bundle import MEMBERS, build_bundle
+from ferry.data import to_onnx_inputs
+from ferry.registry import Registry
+from ferry.schema import Schema
+from ferry.scoring import OnnxScorer
+from ferry.tufrepo import KeyStore, TufRepository, describe, target_name
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def repo_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "repo"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def static_host(repo_dir: Path) -> Iterator[str]:
+    """Python's http.server serving the repository directory on a free loopback port; stopped by its PID."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(repo_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def client(url: str, trusted_root: bytes, work: Path) -> Updater:
+    meta, cache = work / "metadata", work / "targets"
+    meta.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    return Updater(
+        metadata_dir=str(meta),
+        metadata_base_url=f"{url}/metadata/",
+        target_base_url=f"{url}/targets/",
+        target_dir=str(cache),
+        bootstrap=trusted_root,
+    )
+
+
+def fetch(updater: Updater, name: str) -> bytes:
+    """Refreshes the top-level metadata on first use (get_targetinfo does), then downloads and verifies."""
+    info = updater.get_targetinfo(name)
+    assert info is not None, f"no target {name}"
+    return Path(updater.download_target(info)).read_bytes()
+
+
+def test_bundle_holds_the_model_and_a_golden_sample_that_reproduces(churn_champion: dict[str, str]) -> None:
+    registry = Registry(churn_champion["registry"])
+    version = registry.get(churn_champion["version"])
+    bundle = build_bundle(registry, version)
+    assert build_bundle(registry, version).data == bundle.data  # reproducible bytes
+    with tarfile.open(fileobj=io.BytesIO(bundle.data)) as tar:
+        assert tar.getnames() == list(MEMBERS)
+        assert all(m.isfile() for m in tar.getmembers())
+        manifest = json.loads(tar.extractfile("bundle.json").read())  # type: ignore[union-attr]
+        model = tar.extractfile("model.onnx").read()  # type: ignore[union-attr]
+    assert model == registry.read_bytes(version, "model.onnx")
+    assert manifest["version"] == version.id
+    assert manifest["outputs"] == ["label", "probabilities"]
+    assert manifest["gate"]["passed"] is True
+    schema = Schema.from_dict(manifest["schema"])
+    rows = pd.DataFrame(manifest["golden"]["rows"], columns=list(schema.feature_names))
+    scores = OnnxScorer(model).score(to_onnx_inputs(rows, schema))
+    assert len(rows) == 32
+    np.testing.assert_array_equal(scores.probabilities, np.asarray(manifest["golden"]["probabilities"], np.float32))
+
+
+def test_publish_is_verified_by_the_tuf_client(
+    churn_champion: dict[str, str], repo_dir: Path, static_host: str, tmp_path: Path
+) -> None:
+    registry = Registry(churn_champion["registry"])
+    version = registry.get(churn_champion["version"])
+    repo = TufRepository(str(repo_dir), KeyStore(tmp_path / "keys"))
+    repo.init()
+    bundle = build_bundle(registry, version)
+    name = target_name("churn", "edge/stable")
+    first = repo.publish(name, bundle.data, custom={"version": version.id})
+    assert first.changed
+    assert first.targets_version == 2
+    again = repo.publish(name, bundle.data, custom={"version": version.id})
+    assert not again.changed
+    assert again.timestamp_version == first.timestamp_version
+    assert (repo_dir / "targets" / "churn" / "edge-stable" / f"{bundle.sha256}.bundle.tar").exists()
+    assert not list(repo_dir.rglob("*.pem"))  # keys never land in the served repository
+
+    updater = client(static_host, repo.trusted_root(), tmp_path / "device")
+    assert fetch(updater, name) == bundle.data
+    assert updater.get_targetinfo(name).custom == {"version": version.id}  # type: ignore[union-attr]
+
+    repo.publish(name, b"a newer bundle", custom={"version": "next"})
+    newer = client(static_host, repo.trusted_root(), tmp_path / "device")
+    assert fetch(newer, name) == b"a newer bundle"
+    assert describe(repo)["targets"][name]["version"] == "next"
+
+
+def test_timestamp_refresh_and_key_rotation_keep_clients_working(
+    repo_dir: Path, static_host: str, tmp_path: Path
+) -> None:
+    repo = TufRepository(str(repo_dir), KeyStore(tmp_path / "keys"))
+    repo.init()
+    repo.publish("m/edge-beta/bundle.tar", b"one")
+    device = tmp_path / "device"
+    assert fetch(client(static_host, repo.trusted_root(), device), "m/edge-beta/bundle.tar") == b"one"
+    assert repo.refresh_timestamp() == 3
+    for role in ("timestamp", "targets", "root"):
+        repo.rotate_key(role)
+    repo.publish("m/edge-beta/bundle.tar", b"two")
+    assert repo.root_version() == 4
+    assert fetch(client(static_host, repo.trusted_root(), device), "m/edge-beta/bundle.tar") == b"two"
+    assert (tmp_path / "keys" / "root.pem.old").exists()
+
+
+def test_expired_timestamp_is_refused_by_clients(repo_dir: Path, static_host: str, tmp_path: Path) -> None:
+    repo = TufRepository(str(repo_dir), KeyStore(tmp_path / "keys"), expiry={"timestamp": timedelta(seconds=-1)})
+    repo.init()
+    repo.publish("m/edge-beta/bundle.tar", b"one")
+    with pytest.raises(ExpiredMetadataError):
+        client(static_host, repo.trusted_root(), tmp_path / "device").refresh()
+
+
+def test_init_refuses_an_existing_repository(repo_dir: Path, tmp_path: Path) -> None:
+    from ferry.errors import ConfigError
+
+    repo = TufRepository(str(repo_dir), KeyStore(tmp_path / "keys"))
+    repo.init()
+    with pytest.raises(ConfigError, match="already holds"):
+        repo.init()
+
+
+PUBLISHER = """
+import sys
+from ferry.tufrepo import KeyStore, TufRepository
+repo = TufRepository(sys.argv[1], KeyStore(sys.argv[2]))
+for i in range(5):
+    repo.publish(f"m/edge-{sys.argv[3]}/bundle.tar", f"{sys.argv[3]}-{i}".encode())
+"""
+
+
+def test_racing_publishers_leave_consistent_metadata(repo_dir: Path, static_host: str, tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    repo = TufRepository(str(repo_dir), KeyStore(keys))
+    repo.init()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", PUBLISHER, str(repo_dir), str(keys), tag]) for tag in ("a", "b", "c")
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    state = describe(repo)
+    assert state["snapshot"] == 1 + 15
+    assert state["timestamp"]["version"] == 1 + 15
+    updater = client(static_host, repo.trusted_root(), tmp_path / "device")
+    for tag in ("a", "b", "c"):
+        assert fetch(updater, f"m/edge-{tag}/bundle.tar") == f"{tag}-4".encode()
