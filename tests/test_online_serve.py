@@ -210,3 +210,50 @@ def test_swap_under_load_drops_nothing_and_a_broken_model_never_serves(
     assert broken not in load.versions
     assert server.post("/model").json()["version"] == new
     assert "gets no traffic" in server.log.read_text()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: SIGTERM to `bentoml serve` (1.4) resets connections whose requests are in flight; "
+    "SIGINT does the same. The issue asks for them to complete; not solved yet",
+)
+def test_sigterm_lets_requests_in_flight_complete(churn_champion: dict[str, str], tmp_path: Path) -> None:
+    registry = copy_registry(churn_champion, tmp_path / "registry")
+    running = start_server(registry, tmp_path)
+    records = demo_records(churn_champion, 1000)  # a request that takes a moment to validate and score
+    results: list[int | str] = []
+    started = time.monotonic()
+    assert running.post("/predict", {"records": records}, timeout=30).status_code == 200
+    took = time.monotonic() - started
+
+    def call() -> None:
+        try:
+            results.append(running.post("/predict", {"records": records}, timeout=30).status_code)
+        except httpx.HTTPError as exc:
+            results.append(repr(exc))
+
+    try:
+        callers = [threading.Thread(target=call) for _ in range(3)]
+        for t in callers:
+            t.start()
+        time.sleep(took / 3)
+        running.process.send_signal(signal.SIGTERM)
+        for t in callers:
+            t.join(60)
+        assert running.process.wait(timeout=30) is not None
+    finally:
+        stop_server(running)
+    assert results == [200, 200, 200], (took, results)
+
+
+def test_bentoml_build_works_offline(tmp_path: Path) -> None:
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "home"), "BENTOML_DO_NOT_TRACK": "true"}
+    bentoml = Path(sys.executable).parent / "bentoml"
+    done = subprocess.run(
+        [str(bentoml), "build", "--output", "tag"], cwd=BENTO_DIR, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    built = list((tmp_path / "home" / "bentos" / "ferry-online").glob("*/bento.yaml"))
+    assert len(built) == 1
+    assert (built[0].parent / "src" / "service.py").read_bytes() == (BENTO_DIR / "service.py").read_bytes()
+    assert "ferry[online]" in (built[0].parent / "env" / "python" / "requirements.txt").read_text()
