@@ -175,6 +175,78 @@ def demo(
     status(registry=registry)
 
 
+@app.command()
+def score(
+    input: Annotated[
+        str, typer.Option("--input", "-i", help="CSV/Parquet file, directory or glob; path or fsspec URL.")
+    ],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output directory (path or fsspec URL) for Parquet.")],
+    version: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--version", help="Pin a version id (default: the batch channel, else online/champion)."),
+    ] = None,
+    model: ModelOpt = None,
+    batch_rows: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--batch-rows", min=1, max=4_000_000, help="Rows per record batch (bounds memory)."),
+    ] = None,
+    registry: RegistryOpt = None,
+) -> None:
+    """Score a dataset with a model version into partitioned Parquet; a rerun skips finished partitions."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ferry import batch
+
+    try:
+        settings = batch.BatchSettings() if batch_rows is None else batch.BatchSettings(batch_rows=batch_rows)
+    except ValueError as exc:
+        raise _fail(exc) from exc
+    columns = (TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        bar = progress.add_task("rows", total=None)
+
+        def on_plan(p: batch.Plan) -> None:
+            progress.update(bar, total=batch.expected_rows(p))
+
+        try:
+            summary = batch.score(
+                input,
+                output,
+                _registry(registry),
+                version=version,
+                model=model,
+                settings=settings,
+                on_plan=on_plan,
+                on_rows=lambda n: progress.advance(bar, n),
+            )
+            failures: dict[str, str] = {}
+        except batch.PartitionsFailed as exc:
+            if exc.summary is None:
+                raise _fail(exc) from exc
+            summary, failures = exc.summary, exc.failures
+        except FerryError as exc:
+            raise _fail(exc) from exc
+    _print_batch(summary.to_dict())
+    if failures:
+        for key, why in sorted(failures.items()):
+            Console(stderr=True).print(f"[bold red]failed[/] {escape(key)}: {escape(why)}")
+        raise _fail(FerryError(f"{len(failures)} partition(s) failed; fix them and run the same command again"))
+
+
+def _print_batch(s: dict[str, Any]) -> None:
+    table = Table(title=f"batch score of {s['model']}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    table.add_row("version", s["version"])
+    table.add_row("partitions", f"{s['partitions']} ({s['skipped']} finished earlier, {len(s['failures'])} failed)")
+    table.add_row("rows", f"{s['rows']:,} ({s['scored']:,} scored, {s['rejected']:,} rejected)")
+    table.add_row("time", f"{s['seconds']:.2f} s ({s['rows_per_s']:,.0f} rows/s)")
+    table.add_row("output", s["output"])
+    if s["rejected"]:
+        table.add_row("rejects", f"{s['output'].rstrip('/')}/rejects/ (row, id, column, rule, reason)")
+    _out().print(table)
+
+
 @models_app.command("list")
 def models_list(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
     """Every registered version, newest last, with its headline metrics and gate verdict."""

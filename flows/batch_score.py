@@ -1,0 +1,194 @@
+"""The ``batch-score`` Prefect flow: one task per input partition over :mod:`ferry.batch`, fanned out by a task runner.
+
+Tasks receive references (partition URL and key, output URL, registry URL, version id) and return small dicts, never
+frames. The runner is chosen per run:
+
+- ``process`` (default): a local process pool (``workers`` processes, one onnxruntime thread each);
+- ``thread``: a thread pool in the flow's process (cheapest start, for small inputs);
+- ``dask``: a Dask cluster through prefect-dask, at ``cluster_address`` (implied when an address is given).
+
+Run it with ``ferry score`` (which calls the same core functions without Prefect) or deploy it from
+``prefect.yaml``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.futures import PrefectFuture, as_completed
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+
+from ferry import batch as core
+from ferry.batch_io import Partition
+from ferry.errors import MissingExtra
+from ferry.registry import Registry
+from ferry.settings import StorageSettings
+
+
+@task(name="plan-batch", retries=1, retry_delay_seconds=2)
+def plan_batch(
+    input: str, output: str, registry_url: str, version: str | None, model: str | None, settings: core.BatchSettings
+) -> dict[str, Any]:
+    """Resolve the version, list partitions and read the manifest; returns references only."""
+    p = core.plan(input, output, Registry(registry_url), version=version, model=model, settings=settings)
+    get_run_logger().info(
+        "scoring %d partition(s) of %s with %s/%s (%d already finished)",
+        len(p.partitions),
+        input,
+        p.model,
+        p.version,
+        len(p.finished),
+    )
+    return {
+        "model": p.model,
+        "version": p.version,
+        "pending": [part.to_dict() for part in p.pending],
+        "finished": [r.to_dict() for r in p.finished.values()],
+        "partitions": len(p.partitions),
+    }
+
+
+@task(name="score-partition", retries=2, retry_delay_seconds=1, task_run_name="score-{partition[key]}")
+def score_partition(
+    partition: dict[str, Any], output: str, registry_url: str, model: str, version: str, settings: core.BatchSettings
+) -> dict[str, Any]:
+    """Score one partition; retried on failure. Finished partitions are never redone (see the manifest)."""
+    result = core.run_partition(partition, output, registry_url, model, version, settings=settings)
+    rate = result["rows"] / result["seconds"] if result["seconds"] > 0 else 0.0
+    get_run_logger().info(
+        "%s: %d rows, %d scored, %d rejected in %.2f s (%.0f rows/s)",
+        result["partition"],
+        result["rows"],
+        result["scored"],
+        result["rejected"],
+        result["seconds"],
+        rate,
+    )
+    return result
+
+
+def make_runner(runner: str, cluster_address: str | None, workers: int) -> TaskRunner[Any]:
+    """The task runner for ``runner``; a cluster address means Dask."""
+    if cluster_address or runner == "dask":
+        if not cluster_address:
+            raise ValueError("runner 'dask' needs cluster_address, e.g. tcp://scheduler:8786")
+        try:
+            from prefect_dask.task_runners import DaskTaskRunner
+        except ModuleNotFoundError as exc:
+            raise MissingExtra("batch", "prefect-dask") from exc
+        dask_runner: TaskRunner[Any] = DaskTaskRunner(address=cluster_address)
+        return dask_runner
+    if runner == "thread":
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if runner == "process":
+        return ProcessPoolTaskRunner(max_workers=workers)
+    raise ValueError(f"runner must be 'process', 'thread' or 'dask', got {runner!r}")
+
+
+@flow(name="batch-score", description="Score partitioned CSV/Parquet with a registered model version into Parquet.")
+def batch_score(
+    input: str,
+    output: str,
+    version: str | None = None,
+    model: str | None = None,
+    registry_url: str | None = None,
+    runner: Literal["process", "thread", "dask"] = "process",
+    cluster_address: str | None = None,
+    workers: int = 2,
+    batch_rows: int = 65_536,
+) -> dict[str, Any]:
+    """Score ``input`` (a CSV/Parquet file, directory or glob; local or fsspec URL) into ``output``.
+
+    The version is ``version`` when given, else the ``batch`` channel's, else ``online/champion``'s. Partitions
+    finished by an earlier run of the same output are skipped. The flow fails, after every other partition has
+    finished, when some partition still fails after its retries.
+    """
+    started = time.perf_counter()
+    logger = get_run_logger()
+    registry_url = registry_url or StorageSettings().registry_url
+    settings = core.BatchSettings(batch_rows=batch_rows)
+    planned = plan_batch(input, output, registry_url, version, model, settings)
+    results: list[dict[str, Any]] = []
+    failures: dict[str, str] = {}
+    pending = planned["pending"]
+    if pending:
+        with make_runner(runner, cluster_address, workers) as task_runner:
+            futures: dict[PrefectFuture[dict[str, Any]], str] = {}
+            for part in pending:
+                params = {
+                    "partition": part,
+                    "output": output,
+                    "registry_url": registry_url,
+                    "model": planned["model"],
+                    "version": planned["version"],
+                    "settings": settings,
+                }
+                futures[task_runner.submit(score_partition, params)] = part["key"]
+            for done, future in enumerate(as_completed(list(futures)), start=1):
+                key = futures[future]
+                try:
+                    results.append(future.result())
+                except Exception as exc:
+                    failures[key] = str(exc)
+                    logger.error("%s failed after retries: %s", key, exc)
+                rows = sum(r["rows"] for r in results)
+                elapsed = time.perf_counter() - started
+                logger.info(
+                    "progress: %d/%d partitions, %d rows, %.0f rows/s", done, len(pending), rows, rows / elapsed
+                )
+    plan_obj = core.Plan(
+        input,
+        output,
+        registry_url,
+        planned["model"],
+        planned["version"],
+        [Partition.from_dict(p) for p in pending],
+        {r["partition"]: core.PartitionResult(**r) for r in planned["finished"]},
+    )
+    summary = core.summarise(plan_obj, results, failures, time.perf_counter() - started)
+    summary.partitions = planned["partitions"]
+    outcome = summary.to_dict()
+    _publish_artifacts(outcome)
+    if failures:
+        raise core.PartitionsFailed(failures, finished=len(summary.results), summary=summary)
+    return outcome
+
+
+def _publish_artifacts(outcome: dict[str, Any]) -> None:
+    key = outcome["model"].replace("_", "-")
+    failed = outcome["failures"]
+    lines = [
+        f"# batch score: {outcome['model']} version `{outcome['version']}`",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| partitions | {outcome['partitions']} ({outcome['skipped']} finished earlier, {len(failed)} failed) |",
+        f"| rows | {outcome['rows']:,} |",
+        f"| scored | {outcome['scored']:,} |",
+        f"| rejected | {outcome['rejected']:,} |",
+        f"| time | {outcome['seconds']:.2f} s |",
+        f"| rows/s | {outcome['rows_per_s']:,.0f} |",
+        f"| output | {outcome['output']} |",
+    ]
+    lines += [f"| failed: {k} | {v} |" for k, v in sorted(failed.items())]
+    create_markdown_artifact("\n".join(lines), key=f"{key}-batch-score", description="Batch scoring summary")
+    rows = [
+        {k: r[k] for k in ("partition", "rows", "scored", "rejected", "seconds", "skipped", "output", "rejects")}
+        for r in outcome["results"]
+    ]
+    if rows:
+        create_table_artifact(rows, key=f"{key}-batch-partitions", description="Partitions of the batch run")
+    create_link_artifact(
+        _as_link(outcome["output"]),
+        link_text="batch output",
+        key=f"{key}-batch-output",
+        description="Where the scores (scores/), rejects (rejects/) and manifest (_manifest/) are",
+    )
+
+
+def _as_link(location: str) -> str:
+    return location if "://" in location else Path(location).resolve().as_uri()
