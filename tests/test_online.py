@@ -309,3 +309,90 @@ def test_keys_are_checked_by_hash_and_scope(monkeypatch: pytest.MonkeyPatch) -> 
 def test_a_key_is_never_stored_in_clear() -> None:
     with pytest.raises(ValueError, match="sha256"):
         ApiKeyEntry(name="x", sha256="my-secret-key", scopes=("predict",))
+
+
+# ------------------------------------------------------------------------------------------------ logs and metrics
+
+
+def _read_log(files: list[str]) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def test_prediction_log_drops_pii_and_flushes_per_buffer(
+    churn_champion: dict[str, str], holder: ModelHolder, tmp_path: Path
+) -> None:
+    from ferry.online.logs import PredictionLog
+
+    assert holder.current is not None
+    records = demo_records(churn_champion, 25)
+    plog = PredictionLog(str(tmp_path / "registry"), "churn", sample_rate=1.0, buffer_rows=10)
+    response = predict(holder.current, records[:5])
+    assert plog.record(holder.current, records[:5], response) == 5
+    assert plog.files == []  # buffered
+    more = predict(holder.current, records[5:])
+    assert plog.record(holder.current, records[5:], more) == 20
+    assert len(plog.files) == 1  # the buffer was full: all 25 rows written
+    assert plog.flush() is None
+    response = response.model_copy(update={"predictions": response.predictions + more.predictions})
+    logged = _read_log(plog.files)
+    assert len(logged) == 25
+    assert not {"email", "phone", "churned"} & set(logged.columns)
+    assert logged["prediction_id"].tolist() == [p.prediction_id for p in response.predictions]
+    assert logged["p_positive"].tolist() == [p.probabilities["1"] for p in response.predictions]
+    assert logged["customer_id"].tolist() == [r["customer_id"] for r in records]
+    assert set(logged["version"]) == {churn_champion["version"]}
+    assert all("/models/churn/online/predictions/" in f for f in plog.files)
+
+
+def test_prediction_log_samples_at_the_configured_rate(churn_champion: dict[str, str], holder: ModelHolder) -> None:
+    from ferry.online.logs import PredictionLog
+
+    assert holder.current is not None
+    records = demo_records(churn_champion, 2000)
+    response = predict(holder.current, records)
+    plog = PredictionLog("unused", "churn", sample_rate=0.1, buffer_rows=10_000, seed=3)
+    logged = plog.record(holder.current, records, response)
+    assert 150 <= logged <= 250
+    none = PredictionLog("unused", "churn", sample_rate=0.0, buffer_rows=1)
+    assert none.record(holder.current, records, response) == 0
+
+
+def test_feedback_joins_logged_predictions(churn_champion: dict[str, str], holder: ModelHolder, tmp_path: Path) -> None:
+    from ferry.online.logs import FeedbackLog, Flusher, PredictionLog
+    from ferry.online.predict import FeedbackItem, check_feedback
+
+    assert holder.current is not None
+    records = demo_records(churn_champion, 30)
+    url = str(tmp_path / "registry")
+    plog = PredictionLog(url, "churn", sample_rate=1.0, buffer_rows=1000)
+    flog = FeedbackLog(url, "churn", buffer_rows=1000)
+    flusher = Flusher([plog, flog], 3600).start()
+    response = predict(holder.current, records)
+    plog.record(holder.current, records, response)
+    items = [
+        FeedbackItem(prediction_id=p.prediction_id, label=r["churned"])
+        for p, r in zip(response.predictions, records, strict=True)
+    ]
+    flog.record(check_feedback(holder.current, items))
+    flusher.stop()
+    joined = _read_log(plog.files).merge(_read_log(flog.files), on="prediction_id")
+    assert len(joined) == 30
+    assert joined["label"].tolist() == [str(r["churned"]) for r in records]
+    with pytest.raises(RequestRejected, match=r"\[0\]\.label"):
+        check_feedback(holder.current, [FeedbackItem(prediction_id="0" * 32, label="maybe")])
+
+
+def test_metrics_count_versions_and_scores() -> None:
+    from ferry.online.metrics import OnlineMetrics
+
+    metrics = OnlineMetrics()
+    metrics.request("v1", "ok")
+    metrics.request("v1", "ok")
+    metrics.request("v2", "rejected")
+    metrics.scores("v1", [0.05, 0.55, 1.0])
+    text = metrics.render()
+    assert 'ferry_online_requests_total{version="v1",outcome="ok"} 2' in text
+    assert 'ferry_online_requests_total{version="v2",outcome="rejected"} 1' in text
+    assert 'ferry_online_score_bucket{version="v1",le="0.1"} 1' in text
+    assert 'ferry_online_score_bucket{version="v1",le="0.6"} 2' in text
+    assert 'ferry_online_score_count{version="v1"} 3' in text

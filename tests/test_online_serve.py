@@ -209,6 +209,9 @@ def test_swap_under_load_drops_nothing_and_a_broken_model_never_serves(
     assert load.versions[-1] == new
     assert broken not in load.versions
     assert server.post("/model").json()["version"] == new
+    metrics = httpx.get(server.url + "/metrics", timeout=10).text
+    assert f'ferry_online_requests_total{{version="{new}",outcome="ok"}}' in metrics
+    assert f'ferry_online_score_count{{version="{base.id}"}}' in metrics
     assert "gets no traffic" in server.log.read_text()
 
 

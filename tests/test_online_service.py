@@ -200,7 +200,7 @@ def test_too_many_records_get_413(client_for: Any, churn_champion: dict[str, str
     assert client.post("/predict", json={"records": records[:3]}, headers=auth("predict")).status_code == 200
 
 
-ENDPOINTS = {"/predict": "predict", "/model": "predict", "/refresh": "admin"}
+ENDPOINTS = {"/predict": "predict", "/model": "predict", "/refresh": "admin", "/feedback": "feedback"}
 
 
 @pytest.mark.parametrize("path", sorted(ENDPOINTS))
@@ -217,10 +217,12 @@ def test_keys_by_endpoint(client: Any, churn_champion: dict[str, str], path: str
     elif key == "revoked":
         headers = auth("revoked")
     elif key == "scope":
-        headers = auth("feedback")
+        headers = auth("admin" if scope != "admin" else "feedback")
     else:
         headers = {"X-API-Key": KEYS[scope]}
     body = {"records": _record(churn_champion)} if path == "/predict" else None
+    if path == "/feedback":
+        body = {"items": [{"prediction_id": "0" * 32, "label": 1}]}
     response = client.post(path, json=body, headers=headers)
     assert response.status_code == status, response.text
     if status == 401:
@@ -268,3 +270,30 @@ def test_promotion_switches_the_answering_version(
     after = client.post("/predict", json=record, headers=auth("predict")).json()
     assert after["version"] == new
     assert after["predictions"][0]["probabilities"] == before["predictions"][0]["probabilities"]
+
+
+def test_feedback_by_scope_and_joined_to_prediction_logs(
+    client_for: Any, churn_champion: dict[str, str], tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    registry = copy_registry(churn_champion, tmp_path / "registry")
+    client = client_for(registry.url, prediction_sample_rate="1", log_buffer_rows="1")
+    records = demo_records(churn_champion, 4)
+    predictions = client.post("/predict", json={"records": records}, headers=auth("predict")).json()["predictions"]
+    items = [
+        {"prediction_id": p["prediction_id"], "label": r["churned"]} for p, r in zip(predictions, records, strict=True)
+    ]
+    assert client.post("/feedback", json={"items": items}, headers=auth("predict")).status_code == 403
+    response = client.post("/feedback", json={"items": items}, headers=auth("feedback"))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"stored": 4}
+    bad = client.post("/feedback", json={"items": [{"prediction_id": "x", "label": 1}]}, headers=auth("feedback"))
+    assert bad.status_code == 400
+    assert "prediction_id" in bad.text
+    root = tmp_path / "registry" / "models" / "churn" / "online"
+    logged = pd.concat([pd.read_parquet(f) for f in sorted((root / "predictions").rglob("*.parquet"))])
+    labels = pd.concat([pd.read_parquet(f) for f in sorted((root / "feedback").rglob("*.parquet"))])
+    joined = logged.merge(labels, on="prediction_id")
+    assert sorted(joined["prediction_id"]) == sorted(p["prediction_id"] for p in predictions)
+    assert "email" not in logged.columns

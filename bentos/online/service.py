@@ -15,7 +15,17 @@ from bentoml.exceptions import BentoMLException
 from ferry.online.auth import ApiKeyMiddleware
 from ferry.online.holder import LoadedModel, ModelHolder
 from ferry.online.limits import BodyLimitMiddleware
-from ferry.online.predict import ModelInfo, PredictResponse, model_info, predict
+from ferry.online.logs import FeedbackLog, Flusher, PredictionLog
+from ferry.online.metrics import OnlineMetrics
+from ferry.online.predict import (
+    FeedbackAck,
+    FeedbackItem,
+    ModelInfo,
+    PredictResponse,
+    check_feedback,
+    model_info,
+    predict,
+)
 from ferry.online.records import RequestRejected, to_records
 from ferry.online.settings import OnlineSettings
 from ferry.registry import Registry
@@ -50,8 +60,23 @@ class Online:
         self.holder = ModelHolder(
             registry, model, self.settings.channel, intra_op_threads=self.settings.intra_op_threads
         )
+        self.metrics = OnlineMetrics()
+        buffer = self.settings.log_buffer_rows
+        self.prediction_log = PredictionLog(
+            registry.url, model, sample_rate=self.settings.prediction_sample_rate, buffer_rows=buffer
+        )
+        self.feedback_log = FeedbackLog(registry.url, model, buffer_rows=buffer)
+        self.flusher = Flusher([self.prediction_log, self.feedback_log], self.settings.log_flush_interval_s).start()
         self.holder.refresh()
         self.holder.start(self.settings.poll_interval_s)
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        self.holder.stop(timeout_s=1.0)
+        self.flusher.stop(timeout_s=1.0)
+
+    def __metrics__(self, content: str) -> str:
+        return content + self.metrics.render()
 
     def __is_ready__(self) -> bool:
         return self.holder.ready
@@ -68,9 +93,24 @@ class Online:
         loaded = self._loaded()
         try:
             rows, _ = to_records(records, max_records=self.settings.max_records)
-            return predict(loaded, rows)
+            response = predict(loaded, rows)
+        except RequestRejected as exc:
+            self.metrics.request(loaded.id, "rejected")
+            raise Rejected(exc) from None
+        positive = str(loaded.schema.target_classes[1])
+        self.metrics.request(loaded.id, "ok")
+        self.metrics.scores(loaded.id, [p.probabilities[positive] for p in response.predictions])
+        self.prediction_log.record(loaded, rows, response)
+        return response
+
+    @bentoml.api(route="/feedback")
+    def feedback(self, items: list[FeedbackItem]) -> FeedbackAck:
+        """Ground-truth labels by prediction id (feedback scope), stored for the monitor flow."""
+        try:
+            pairs = check_feedback(self._loaded(), items)
         except RequestRejected as exc:
             raise Rejected(exc) from None
+        return FeedbackAck(stored=self.feedback_log.record(pairs))
 
     @bentoml.api(route="/model")
     def model(self) -> ModelInfo:
@@ -82,11 +122,6 @@ class Online:
         """Read the channel pointer now (admin scope) and answer what is served afterwards."""
         self.holder.refresh()
         return model_info(self._loaded(), self.holder.channel)
-
-    def __del__(self) -> None:
-        holder = getattr(self, "holder", None)
-        if holder is not None:
-            holder.stop(timeout_s=1.0)
 
 
 # Listed outermost first: a request without a valid key is refused before its body is read.

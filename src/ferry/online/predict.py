@@ -9,9 +9,18 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ferry.online.holder import LoadedModel
-from ferry.online.records import prepare
+from ferry.online.records import RequestRejected, prepare
 
-__all__ = ["ModelInfo", "PredictResponse", "Prediction", "model_info", "predict"]
+__all__ = [
+    "FeedbackAck",
+    "FeedbackItem",
+    "ModelInfo",
+    "PredictResponse",
+    "Prediction",
+    "check_feedback",
+    "model_info",
+    "predict",
+]
 
 
 class Prediction(BaseModel):
@@ -24,6 +33,15 @@ class PredictResponse(BaseModel):
     model: str = Field(description="The model's name.")
     version: str = Field(description="The version that answered.")
     predictions: list[Prediction] = Field(description="One entry per record, in request order.")
+
+
+class FeedbackItem(BaseModel):
+    prediction_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="The id a predict response gave.")
+    label: int | str = Field(description="The true class, one of the schema's target_classes.")
+
+
+class FeedbackAck(BaseModel):
+    stored: int = Field(description="How many labels were stored.")
 
 
 class ModelInfo(BaseModel):
@@ -69,3 +87,17 @@ def model_info(loaded: LoadedModel, channel: str) -> ModelInfo:
         gate=dict(gate) if isinstance(gate, Mapping) else {},
         metrics=dict(metrics) if isinstance(metrics, Mapping) else {},
     )
+
+
+def check_feedback(loaded: LoadedModel, items: Sequence[FeedbackItem]) -> list[tuple[str, str]]:
+    """(prediction id, label) pairs; RequestRejected (422) naming the item whose label is not a target class."""
+    classes = [str(c) for c in loaded.schema.target_classes]
+    out = []
+    for i, item in enumerate(items):
+        label = str(item.label)
+        if isinstance(item.label, bool) or label not in classes:
+            raise RequestRejected(
+                422, f"[{i}].label", "target_classes", f"{item.label!r} is not one of the classes {', '.join(classes)}"
+            )
+        out.append((item.prediction_id, label))
+    return out

@@ -43,6 +43,15 @@ class OnlineSettings(BaseSettings):
     )
     max_records: int = Field(default=1000, ge=1, le=100_000, description="Most records one predict request may hold.")
     intra_op_threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads per session.")
+    prediction_sample_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Share of predictions written to the prediction log (0 = none)."
+    )
+    log_buffer_rows: int = Field(
+        default=1000, ge=1, le=1_000_000, description="Rows a log buffers before it writes a Parquet file."
+    )
+    log_flush_interval_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Buffered log rows are written at least this often."
+    )
     api_keys: tuple[ApiKeyEntry, ...] = Field(
         default=(),
         description='API keys as JSON: [{"name": ..., "sha256": ..., "scopes": ["predict"]}]. None: every '

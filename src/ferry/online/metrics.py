@@ -1,0 +1,55 @@
+"""Prometheus text for what BentoML does not count: requests per version and the prediction distribution."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+__all__ = ["BUCKETS", "OnlineMetrics"]
+
+BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+class OnlineMetrics:
+    """Counters kept by the service process, rendered in the Prometheus text format."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: Counter[tuple[str, str]] = Counter()  # (version, outcome)
+        self.buckets: Counter[tuple[str, float]] = Counter()  # (version, le)
+        self.count: Counter[str] = Counter()
+        self.total: dict[str, float] = {}
+
+    def request(self, version: str, outcome: str) -> None:
+        with self._lock:
+            self.requests[(version, outcome)] += 1
+
+    def scores(self, version: str, p_positive: list[float]) -> None:
+        with self._lock:
+            for p in p_positive:
+                for le in BUCKETS:
+                    if p <= le:
+                        self.buckets[(version, le)] += 1
+                self.count[version] += 1
+                self.total[version] = self.total.get(version, 0.0) + p
+
+    def render(self) -> str:
+        with self._lock:
+            lines = [
+                "# HELP ferry_online_requests_total Predict requests by answering version and outcome.",
+                "# TYPE ferry_online_requests_total counter",
+            ]
+            for (version, outcome), n in sorted(self.requests.items()):
+                lines.append(f'ferry_online_requests_total{{version="{version}",outcome="{outcome}"}} {n}')
+            lines += [
+                "# HELP ferry_online_score Probability of the positive class, by version.",
+                "# TYPE ferry_online_score histogram",
+            ]
+            for version in sorted(self.count):
+                for le in BUCKETS:
+                    n = self.buckets[(version, le)]
+                    lines.append(f'ferry_online_score_bucket{{version="{version}",le="{le}"}} {n}')
+                lines.append(f'ferry_online_score_bucket{{version="{version}",le="+Inf"}} {self.count[version]}')
+                lines.append(f'ferry_online_score_sum{{version="{version}"}} {self.total[version]!r}')
+                lines.append(f'ferry_online_score_count{{version="{version}"}} {self.count[version]}')
+        return "\n".join(lines) + "\n"
