@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -52,3 +52,46 @@ def churn_champion(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     version, gate, _ = loop(data, schema, registry, root / "runs")
     assert gate["passed"], gate["reasons"]
     return {"registry": str(root / "registry"), "version": version.id, "schema": str(schema), "data": str(data)}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def serve_dir() -> Iterator[Callable[[Path], str]]:
+    """Start Python's http.server on a directory (127.0.0.1, free port); returns its URL. Stopped by PID."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(directory: Path) -> str:
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(directory)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                return url
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import subprocess
 import sys
 import tarfile
-import time
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -28,12 +25,6 @@ from ferry.scoring import OnnxScorer
 from ferry.tufrepo import KeyStore, TufRepository, describe, target_name
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def repo_dir(tmp_path: Path) -> Path:
     d = tmp_path / "repo"
@@ -42,28 +33,8 @@ def repo_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def static_host(repo_dir: Path) -> Iterator[str]:
-    """Python's http.server serving the repository directory on a free loopback port; stopped by its PID."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(repo_dir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+def static_host(repo_dir: Path, serve_dir: Callable[[Path], str]) -> str:
+    return serve_dir(repo_dir)
 
 
 def client(url: str, trusted_root: bytes, work: Path) -> Updater:

@@ -1,0 +1,1 @@
+"""ferry-edge: the device agent."""

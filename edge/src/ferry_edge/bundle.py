@@ -1,0 +1,88 @@
+"""Unpacking a bundle that TUF has already verified, refusing anything but the two expected regular files."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from ferry_edge.errors import BundleRejected
+
+MEMBERS = frozenset({"bundle.json", "model.onnx"})
+MAX_MEMBER_BYTES = 512 * 1024 * 1024
+REQUIRED = {
+    "format": int,
+    "model": str,
+    "version": str,
+    "model_sha256": str,
+    "schema": dict,
+    "outputs": list,
+    "golden": dict,
+}
+
+
+def target_name(model: str, channel: str) -> str:
+    """The TUF target that follows ``channel`` of ``model`` (the publisher uses the same rule)."""
+    return f"{model}/{channel.replace('/', '-')}/bundle.tar"
+
+
+def parse_manifest(raw: bytes) -> dict[str, Any]:
+    try:
+        manifest = json.loads(raw)
+    except ValueError as exc:
+        raise BundleRejected(f"bundle.json is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise BundleRejected("bundle.json is not a JSON object")
+    for key, kind in REQUIRED.items():
+        if not isinstance(manifest.get(key), kind):
+            raise BundleRejected(f"bundle.json field {key!r} is missing or not a {kind.__name__}")
+    if manifest["format"] != 1:
+        raise BundleRejected(f"bundle format {manifest['format']} is not supported by this agent (1)")
+    return manifest
+
+
+def unpack(data: bytes, dest: Path) -> dict[str, Any]:
+    """Write the bundle's two files into the new directory ``dest`` and return its manifest.
+
+    Refuses links, directories, devices, path traversal, unexpected or duplicate members and oversized members, and
+    a model.onnx whose sha256 differs from the manifest's. ``dest`` appears complete (renamed from a temp dir) or
+    not at all.
+    """
+    if dest.exists():
+        raise BundleRejected(f"{dest} already exists")
+    files: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            for member in tar.getmembers():
+                if member.name not in MEMBERS or not member.isreg():
+                    raise BundleRejected(f"bundle member {member.name!r} ({member.type!r}) is not allowed")
+                if member.name in files:
+                    raise BundleRejected(f"bundle member {member.name!r} appears twice")
+                if member.size > MAX_MEMBER_BYTES:
+                    raise BundleRejected(f"bundle member {member.name!r} is {member.size} bytes, over the cap")
+                handle = tar.extractfile(member)
+                if handle is None:
+                    raise BundleRejected(f"bundle member {member.name!r} cannot be read")
+                files[member.name] = handle.read()
+    except (tarfile.TarError, EOFError) as exc:
+        raise BundleRejected(f"the bundle is not a readable tar file: {exc}") from exc
+    if set(files) != MEMBERS:
+        raise BundleRejected(f"the bundle lacks {sorted(MEMBERS - set(files))}")
+    manifest = parse_manifest(files["bundle.json"])
+    if hashlib.sha256(files["model.onnx"]).hexdigest() != manifest["model_sha256"]:
+        raise BundleRejected("model.onnx does not match the sha256 in bundle.json")
+    tmp = dest.with_name(f".{dest.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, blob in files.items():
+        with open(tmp / name, "wb") as fh:
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.rename(tmp, dest)
+    return manifest

@@ -1,0 +1,130 @@
+"""``ferry-edge``: init, sync, predict and status for a device (argparse only: the agent stays dependency-light)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from ferry_edge.agent import Agent
+from ferry_edge.errors import EdgeError, InputError
+
+
+def _home(args: argparse.Namespace) -> Path:
+    return Path(args.home or os.environ.get("FERRY_EDGE_HOME") or Path.home() / ".ferry-edge")
+
+
+def _rows_csv(stream: TextIO, numeric: set[str]) -> Iterator[dict[str, Any]]:
+    for i, raw in enumerate(csv.DictReader(stream)):
+        row: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key in numeric:
+                if value is None or value.strip() == "":
+                    row[key] = None
+                else:
+                    try:
+                        row[key] = float(value)
+                    except ValueError:
+                        raise InputError(key, f"expected a number, got {value!r}", row=i) from None
+            else:
+                row[key] = None if value in (None, "") else value
+        yield row
+
+
+def _rows_jsonl(stream: TextIO) -> Iterator[dict[str, Any]]:
+    for i, line in enumerate(stream):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise InputError("<line>", f"not valid JSON: {exc}", row=i) from None
+            if not isinstance(row, dict):
+                raise InputError("<line>", "each line must be a JSON object", row=i)
+            yield row
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    Agent.init(
+        _home(args), repo_url=args.repo, model=args.model, channel=args.channel, trusted_root=args.root.read_bytes()
+    )
+    print(f"initialised {_home(args)} for {args.model} on {args.channel} from {args.repo}")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    home = _home(args)
+    if args.repo or args.root:
+        if not (args.repo and args.root and args.model):
+            print("error: first sync needs --repo, --root and --model (or run `ferry-edge init`)", file=sys.stderr)
+            return 2
+        root = args.root.read_bytes()
+        Agent.init(home, repo_url=args.repo, model=args.model, channel=args.channel, trusted_root=root)
+    result = Agent(home).sync()
+    print(json.dumps({"changed": result.changed, "version": result.version, "sha256": result.sha256}))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    model = Agent(_home(args)).active()
+    stream = open(args.input) if args.input != "-" else sys.stdin  # noqa: SIM115
+    try:
+        fmt = args.format or ("csv" if str(args.input).endswith(".csv") else "jsonl")
+        numeric = {f["name"] for f in model.features if f["type"] == "numeric"}
+        rows = list(_rows_csv(stream, numeric) if fmt == "csv" else _rows_jsonl(stream))
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+    for p in model.predict(rows):
+        print(json.dumps({"prediction": p.prediction, "probabilities": p.probabilities, "version": p.version}))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    print(json.dumps(Agent(_home(args)).status(), indent=2))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ferry-edge", description="ferry's device agent.")
+    p.add_argument("--home", help="agent state directory (default: $FERRY_EDGE_HOME or ~/.ferry-edge)")
+    sub = p.add_subparsers(dest="command", required=True)
+    init = sub.add_parser("init", help="provision: repository URL, model, channel and the trusted root")
+    init.add_argument("--repo", required=True)
+    init.add_argument("--model", required=True)
+    init.add_argument("--channel", default="edge/stable")
+    init.add_argument("--root", type=Path, required=True, help="the repository's 1.root.json, given out of band")
+    init.set_defaults(func=cmd_init)
+    sync = sub.add_parser("sync", help="verify, self-test and install the channel's current bundle")
+    sync.add_argument("--repo")
+    sync.add_argument("--model")
+    sync.add_argument("--channel", default="edge/stable")
+    sync.add_argument("--root", type=Path)
+    sync.set_defaults(func=cmd_sync)
+    predict = sub.add_parser("predict", help="score CSV or JSON-lines rows offline with the active model")
+    predict.add_argument("input", nargs="?", default="-", help="file, or - for standard input")
+    predict.add_argument("--format", choices=["csv", "jsonl"])
+    predict.set_defaults(func=cmd_predict)
+    status = sub.add_parser("status", help="active and previous version, last sync and last error")
+    status.set_defaults(func=cmd_status)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except EdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

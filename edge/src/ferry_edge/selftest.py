@@ -1,0 +1,67 @@
+"""The golden-sample self-test, run in a child process before a new model is switched in.
+
+``python -m ferry_edge.selftest DIR [--budget-ms N]`` prints a JSON report and exits 0 when the model reproduces
+its golden outputs (within tolerance, no NaN, right shapes) and scores one row within the latency budget.
+A model that crashes onnxruntime takes only this child process down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TOLERANCE = 1e-6
+
+
+def check(directory: Path, *, budget_ms: float) -> dict[str, Any]:
+    from ferry_edge.model import EdgeModel
+
+    model = EdgeModel(directory)
+    golden = model.manifest["golden"]
+    rows = golden["rows"]
+    expected = np.asarray(golden["probabilities"], dtype=np.float64)
+    labels, probs = model.run(model.prepare(rows))
+    problems: list[str] = []
+    if probs.shape != expected.shape or labels.shape != (len(rows),):
+        problems.append(f"output shapes {labels.shape}/{probs.shape}, expected ({len(rows)},)/{expected.shape}")
+    elif np.isnan(probs).any():
+        problems.append("the model outputs NaN")
+    else:
+        diff = float(np.abs(probs.astype(np.float64) - expected).max(initial=0.0))
+        if diff > TOLERANCE:
+            problems.append(f"golden outputs differ by {diff:.3g} (> {TOLERANCE:g})")
+        if [int(x) for x in labels] != list(golden["labels"]):
+            problems.append("golden labels differ")
+    single = model.prepare(rows[:1])
+    timings = []
+    for _ in range(20):
+        start = time.perf_counter()
+        model.run(single)
+        timings.append((time.perf_counter() - start) * 1000)
+    p50 = float(np.median(timings))
+    if p50 > budget_ms:
+        problems.append(f"single-row latency p50 {p50:.2f} ms is over the {budget_ms:g} ms budget")
+    return {"version": model.version, "ok": not problems, "problems": problems, "p50_ms": p50, "rows": len(rows)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ferry_edge.selftest")
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--budget-ms", type=float, default=50.0)
+    args = parser.parse_args(argv)
+    try:
+        report = check(args.directory, budget_ms=args.budget_ms)
+    except Exception as exc:  # any failure to run the sample is a failed self-test
+        report = {"ok": False, "problems": [f"{type(exc).__name__}: {exc}"]}
+    print(json.dumps(report))
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""The device agent against a real static HTTP host: install, self-test, switch, and refusing bad models."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from ferry_edge.agent import Agent
+from ferry_edge.bundle import target_name, unpack
+from ferry_edge.errors import BundleRejected, InputError, NoModel, SyncError
+
+from ferry import bundle as publisher_bundle
+from ferry import tufrepo
+from ferry.bundle import build_bundle
+from ferry.data import to_onnx_inputs, validate
+from ferry.registry import Registry
+from ferry.schema import Schema
+from ferry.scoring import OnnxScorer
+from ferry.tufrepo import KeyStore, TufRepository
+
+NAME = target_name("churn", "edge/stable")
+
+
+def retar(data: bytes, change: Callable[[dict[str, bytes]], None]) -> bytes:
+    """The bundle with its members edited, re-packed (a bundle a compromised build could produce)."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+    change(members)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, blob in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return out.getvalue()
+
+
+class Setup:
+    """A published repository with the churn champion, served over HTTP, and an agent that has synced it."""
+
+    def __init__(self, root: Path, champion: dict[str, str], serve: Callable[[Path], str]) -> None:
+        self.root = root
+        self.registry = Registry(champion["registry"])
+        self.version = self.registry.get(champion["version"])
+        self.repo_dir = root / "repo"
+        self.repo = TufRepository(str(self.repo_dir), KeyStore(root / "keys"))
+        self.repo.init()
+        self.bundle = build_bundle(self.registry, self.version)
+        self.repo.publish(NAME, self.bundle.data, custom={"version": self.version.id})
+        self.url = serve(self.repo_dir)
+        self.agent = Agent.init(
+            root / "device",
+            repo_url=self.url,
+            model="churn",
+            channel="edge/stable",
+            trusted_root=self.repo.trusted_root(),
+        )
+        self.data = champion["data"]
+        self.schema = Schema.load(champion["schema"])
+
+    def rows(self, n: int = 50) -> list[dict[str, Any]]:
+        frame = validate(pd.read_parquet(self.data).head(n), self.schema, require_target=False)
+        out = []
+        for _, r in frame.iterrows():
+            row: dict[str, Any] = {}
+            for f in self.schema.features:
+                v = r[f.name]
+                row[f.name] = None if v is None or (isinstance(v, float) and np.isnan(v)) else v
+            out.append(row)
+        return out
+
+
+@pytest.fixture
+def setup(tmp_path: Path, churn_champion: dict[str, str], serve_dir: Callable[[Path], str]) -> Setup:
+    return Setup(tmp_path, churn_champion, serve_dir)
+
+
+def test_sync_installs_and_predictions_equal_the_registry_model(setup: Setup) -> None:
+    result = setup.agent.sync()
+    assert result.changed
+    assert result.version == setup.version.id
+    assert result.sha256 == setup.bundle.sha256
+    assert not setup.agent.sync().changed  # second sync: up to date
+    rows = setup.rows()
+    got = setup.agent.active().predict(rows)
+    expected = OnnxScorer(setup.registry.read_bytes(setup.version, "model.onnx")).score(
+        to_onnx_inputs(validate(pd.read_parquet(setup.data).head(50), setup.schema, require_target=False), setup.schema)
+    )
+    np.testing.assert_array_equal(np.asarray([p.probabilities for p in got], np.float32), expected.probabilities)
+    assert [p.prediction for p in got] == [int(x) for x in expected.labels]
+    status = setup.agent.status()
+    assert status["active_version"] == setup.version.id
+    assert status["active_sha256"] == setup.bundle.sha256
+    assert status["last_error"] is None
+    assert not status["stale"]
+
+
+def test_new_version_switches_and_keeps_the_previous(setup: Setup) -> None:
+    setup.agent.sync()
+    newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], "v-next")}))
+    setup.repo.publish(NAME, newer)
+    assert setup.agent.sync().version == "v-next"
+    status = setup.agent.status()
+    assert status["active_version"] == "v-next"
+    assert status["previous_version"] == setup.version.id
+    assert len(list((setup.agent.home / "versions").iterdir())) == 2
+
+
+def _with_version(raw: bytes, version: str) -> bytes:
+    manifest = json.loads(raw)
+    manifest["version"] = version
+    return json.dumps(manifest).encode()
+
+
+def _break_golden(raw: bytes) -> bytes:
+    manifest = json.loads(raw)
+    manifest["version"] = "v-bad"
+    manifest["golden"]["probabilities"][0] = [0.5, 0.5]
+    return json.dumps(manifest).encode()
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda m: m.update({"bundle.json": _break_golden(m["bundle.json"])}), "self-test failed"),
+        (lambda m: m.update({"model.onnx": m["model.onnx"][:-50]}), "sha256"),
+        (lambda m: m.update({"extra.txt": b"x"}), "not allowed"),
+        (lambda m: m.update({"../model.onnx": m["model.onnx"]}), "not allowed"),
+        (lambda m: m.pop("bundle.json"), "lacks"),
+        (lambda m: m.update({"bundle.json": b"{not json"}), "not valid JSON"),
+    ],
+    ids=["golden-mismatch", "truncated-model", "extra-member", "path-traversal", "no-manifest", "bad-manifest"],
+)
+def test_signed_but_bad_bundles_never_switch_in(
+    setup: Setup, change: Callable[[dict[str, bytes]], None], problem: str
+) -> None:
+    setup.agent.sync()
+    setup.repo.publish(NAME, retar(setup.bundle.data, change))
+    with pytest.raises(BundleRejected, match=problem):
+        setup.agent.sync()
+    assert setup.agent.active().version == setup.version.id  # the old model keeps answering
+    assert setup.agent.active().predict(setup.rows(3))
+    assert problem.split()[0] in setup.agent.status()["last_error"] or "rejected" in setup.agent.status()["last_error"]
+    with pytest.raises(BundleRejected, match="rejected before"):  # not downloaded and tried again and again
+        setup.agent.sync()
+
+
+def test_unpack_refuses_links_and_directories(tmp_path: Path) -> None:
+    for kind in (tarfile.SYMTYPE, tarfile.DIRTYPE, tarfile.LNKTYPE):
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as tar:
+            info = tarfile.TarInfo("model.onnx")
+            info.type = kind
+            info.linkname = "/etc/passwd"
+            tar.addfile(info)
+        with pytest.raises(BundleRejected, match="not allowed"):
+            unpack(out.getvalue(), tmp_path / f"d{kind!r}")
+        assert not (tmp_path / f"d{kind!r}").exists()
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset % len(data)] ^= 0x01 << (offset % 8)
+    path.write_bytes(bytes(data))
+
+
+def tamper_variants(new_blob: Path, old_blob: Path) -> list[tuple[str, Callable[[Path], None]]]:
+    """More than 100 ways to tamper with the newest published state; each edits a copy of the repository."""
+    newest = [Path("metadata/timestamp.json"), Path("metadata/3.snapshot.json"), Path("metadata/3.targets.json")]
+    variants: list[tuple[str, Callable[[Path], None]]] = []
+    for rel in [*newest, new_blob]:
+        for k in range(24):
+            variants.append((f"flip {rel} #{k}", lambda r, rel=rel, k=k: _flip(r / rel, k * 7919 + k)))
+        variants.append((f"truncate {rel}", lambda r, rel=rel: (r / rel).write_bytes((r / rel).read_bytes()[:-17])))
+        variants.append((f"empty {rel}", lambda r, rel=rel: (r / rel).write_bytes(b"")))
+    variants.append(("swap target", lambda r: shutil.copy(r / old_blob, r / new_blob)))
+    variants.append(("grow target", lambda r: (r / new_blob).write_bytes((r / new_blob).read_bytes() + bytes(1 << 20))))
+
+    def drop_signatures(r: Path, rel: Path = newest[2]) -> None:
+        md = json.loads((r / rel).read_text())
+        md["signatures"] = []
+        (r / rel).write_text(json.dumps(md))
+
+    def wrong_key(r: Path, rel: Path = newest[2]) -> None:
+        from securesystemslib.signer import CryptoSigner
+        from tuf.api.metadata import Metadata
+
+        md = Metadata.from_bytes((r / rel).read_bytes())
+        md.signatures.clear()
+        md.sign(CryptoSigner.generate_ed25519())
+        (r / rel).write_bytes(md.to_bytes())
+
+    variants += [("drop signatures", drop_signatures), ("wrong key", wrong_key)]
+    return variants
+
+
+def test_tampered_repositories_install_nothing(setup: Setup, tmp_path: Path, serve_dir: Callable[[Path], str]) -> None:
+    setup.agent.sync()
+    newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], "v-next")}))
+    setup.repo.publish(NAME, newer)
+    blobs = {p.name.split(".")[0]: p.relative_to(setup.repo_dir) for p in (setup.repo_dir / "targets").rglob("*.tar")}
+    variants = tamper_variants(blobs[publisher_bundle.sha256_bytes(newer)], blobs[setup.bundle.sha256])
+    assert len(variants) >= 100
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    host = serve_dir(copies)  # one static host serves every tampered copy under /t<i>/
+    installed = []
+    for i, (name, tamper) in enumerate(variants):
+        repo = copies / f"t{i}"
+        shutil.copytree(setup.repo_dir, repo)
+        tamper(repo)
+        home = tmp_path / "homes" / f"h{i}"
+        shutil.copytree(setup.agent.home, home, symlinks=True)
+        config = json.loads((home / "config.json").read_text())
+        config["repo_url"] = f"{host}/t{i}"
+        (home / "config.json").write_text(json.dumps(config))
+        agent = Agent(home)
+        try:
+            agent.sync()
+            installed.append(name)
+        except (SyncError, BundleRejected):
+            pass
+        assert agent.active().version == setup.version.id, name  # the old model keeps answering
+        assert [d.name for d in (home / "versions").iterdir() if "v-next" in d.name] == [], name
+        shutil.rmtree(repo)
+        shutil.rmtree(home)
+    assert installed == []
+
+
+def test_replayed_old_metadata_is_refused_even_after_a_restart(setup: Setup) -> None:
+    old_timestamp = (setup.repo_dir / "metadata" / "timestamp.json").read_bytes()
+    setup.agent.sync()
+    newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], "v-next")}))
+    setup.repo.publish(NAME, newer)
+    assert setup.agent.sync().version == "v-next"
+    (setup.repo_dir / "metadata" / "timestamp.json").write_bytes(old_timestamp)  # rollback attack
+    for agent in (setup.agent, Agent(setup.agent.home)):  # the same device, and after a restart
+        with pytest.raises(SyncError, match="did not verify"):
+            agent.sync()
+        assert agent.active().version == "v-next"
+
+
+def test_expired_timestamp_is_refused_and_reported_stale(
+    tmp_path: Path, churn_champion: dict[str, str], serve_dir: Callable[[Path], str]
+) -> None:
+    setup = Setup(tmp_path, churn_champion, serve_dir)
+    setup.agent.sync()
+    from datetime import timedelta
+
+    frozen = TufRepository(
+        str(setup.repo_dir), KeyStore(tmp_path / "keys"), expiry={"timestamp": timedelta(seconds=-1)}
+    )
+    frozen.refresh_timestamp()
+    with pytest.raises(SyncError, match="Expired"):
+        setup.agent.sync()
+    status = setup.agent.status()
+    assert status["stale"] is True
+    assert "Expired" in status["last_error"]
+    assert status["active_version"] == setup.version.id
+
+
+def test_runtime_crashes_roll_back_and_the_count_survives_restarts(setup: Setup) -> None:
+    setup.agent.sync()
+    newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], "v-next")}))
+    setup.repo.publish(NAME, newer)
+    setup.agent.sync()
+    assert not setup.agent.record_crash()
+    assert not Agent(setup.agent.home).record_crash()  # a restart keeps the count
+    assert Agent(setup.agent.home).record_crash()  # third crash: roll back
+    assert setup.agent.active().version == setup.version.id
+    with pytest.raises(BundleRejected, match="rejected before"):  # and the crashing bundle is not reinstalled
+        setup.agent.sync()
+
+
+def test_inputs_are_checked_against_the_bundle_schema(setup: Setup) -> None:
+    setup.agent.sync()
+    model = setup.agent.active()
+    good = setup.rows(1)[0]
+    with pytest.raises(InputError, match=r"'tenure_months'.*expected a number"):
+        model.predict([{**good, "tenure_months": "twelve"}])
+    with pytest.raises(InputError, match=r"'plan'.*not one of"):
+        model.predict([{**good, "plan": "platinum"}])
+    with pytest.raises(InputError, match=r"'contract'.*missing"):
+        model.predict([{k: v for k, v in good.items() if k != "contract"}])
+    with pytest.raises(InputError, match=r"'support_calls'.*null"):
+        model.predict([{**good, "support_calls": None}])
+
+
+def test_no_model_before_the_first_sync(setup: Setup) -> None:
+    with pytest.raises(NoModel):
+        setup.agent.active()
+
+
+def test_cli_predicts_offline_and_the_agent_imports_no_heavy_library(setup: Setup, tmp_path: Path) -> None:
+    setup.agent.sync()
+    rows = setup.rows(5)
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in rows))
+    code = (
+        "import sys, runpy; sys.argv = ['ferry-edge', '--home', sys.argv[1], 'predict', sys.argv[2]];"
+        "from ferry_edge.cli import main; rc = main();"
+        "bad = [m for m in ('pandas', 'sklearn', 'prefect', 'bentoml', 'ferry') if m in sys.modules];"
+        "print('HEAVY', bad, file=sys.stderr); sys.exit(rc)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(setup.agent.home), str(jsonl)], capture_output=True, text=True, check=True
+    )
+    assert "HEAVY []" in out.stderr
+    lines = [json.loads(x) for x in out.stdout.splitlines()]
+    assert len(lines) == 5
+    assert all(line["version"] == setup.version.id for line in lines)
+    expected = setup.agent.active().predict(rows)
+    assert [line["probabilities"] for line in lines] == [p.probabilities for p in expected]
+
+
+def test_publisher_and_agent_agree_on_target_names() -> None:
+    assert tufrepo.target_name("churn", "edge/beta") == target_name("churn", "edge/beta")
