@@ -1,0 +1,248 @@
+"""Batch scoring throughput and peak memory: ferry's streaming path against a naive and an in-memory baseline.
+
+    uv run python bench/batch.py [--rows 200000] [--partitions 4] [--skip-flow]
+
+A HistGradientBoosting churn model is trained (20,000 demo rows) and promoted in a temporary registry; ``--rows`` demo
+rows are written as ``--partitions`` Parquet files. Then, each in its own subprocess (so peak RSS figures do not mix)
+and all on the same files:
+
+1. naive: ``pandas.read_parquet`` of everything, ferry's validation, then the scikit-learn pipeline's
+   ``predict_proba`` (one OpenMP thread);
+2. onnx in memory: onnxruntime on arrays already in memory (loading is not timed): the practical limit;
+3. ferry: :func:`ferry.batch.score`, end to end (plan, stream, validate, score, write Parquet, manifest);
+4. unless ``--skip-flow``: the ``batch-score`` flow against the bare function on the same input (thread runner, one
+   worker), and the flow on a Dask ``LocalCluster`` of 1 and of 2 single-threaded worker processes.
+
+Every path uses one onnxruntime/OpenMP thread per process. Figures are printed as rows/s, peak RSS and ratios
+against the baselines measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+CHUNK = 250_000
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------------------------------------------- setup
+
+
+def prepare(root: Path, rows: int, partitions: int) -> dict[str, str]:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ferry import demo
+    from ferry import retrain as core
+    from ferry.registry import Registry
+    from ferry.settings import GateSettings, TrainSettings
+
+    schema = root / "schema.yaml"
+    schema.write_text(demo.churn_schema().dump_yaml())
+    train = demo.write_demo(root / "train", n_rows=20_000, seed=1, fmt="parquet")
+    registry = Registry(str(root / "registry"))
+    run = core.new_run_dir(root / "runs")
+    gate = GateSettings()
+    core.ingest(str(train), str(schema), run)
+    core.check_data_quality(run, gate)
+    core.split_data(run, TrainSettings())
+    core.train_candidate(run, TrainSettings())
+    core.evaluate_candidate(run)
+    core.export_onnx(run)
+    core.check_parity(run, gate)
+    core.run_gate(run, registry, gate)
+    core.write_lineage(run)
+    version = core.register_candidate(run, registry)
+    registry.promote(version.id, "online/champion", reason="bench", force=True)
+
+    data = root / "input"
+    data.mkdir()
+    per_part = -(-rows // partitions)
+    written = 0
+    for p in range(partitions):
+        n_part = min(per_part, rows - written)
+        with pq.ParquetWriter(data / f"part-{p:03d}.parquet", _arrow_schema()) as writer:
+            done = 0
+            while done < n_part:
+                n = min(CHUNK, n_part - done)
+                frame = demo.make_churn(n, seed=1000 + p * 1000 + done // CHUNK)
+                frame["customer_id"] = np.array([f"C{written + done + i:09d}" for i in range(n)], dtype=object)
+                writer.write_table(pa.Table.from_pandas(frame, schema=_arrow_schema(), preserve_index=False))
+                done += n
+        written += n_part
+    return {"registry": str(root / "registry"), "version": version.id, "input": str(data), "run": str(run)}
+
+
+def _arrow_schema() -> Any:
+    import pyarrow as pa
+
+    from ferry import demo
+
+    return pa.Schema.from_pandas(demo.make_churn(50, seed=0), preserve_index=False)
+
+
+# ------------------------------------------------------------------------------------------------------ workers
+
+
+def _model(setup: dict[str, str]) -> Any:
+    from ferry import batch
+
+    return batch.load_model(setup["registry"], "churn", setup["version"])
+
+
+def worker_naive(setup: dict[str, str]) -> dict[str, Any]:
+    import pandas as pd
+    from threadpoolctl import threadpool_limits
+
+    from ferry.artifacts import load_pipeline
+    from ferry.data import validate
+    from ferry.train import model_frame
+
+    schema = _model(setup).schema
+    pipeline = load_pipeline(Path(setup["run"]) / "model.skops")
+    start = time.perf_counter()
+    with threadpool_limits(1):
+        frame = validate(pd.read_parquet(setup["input"]), schema, require_target=False)
+        prob = pipeline.predict_proba(model_frame(frame, schema))
+    return {"seconds": time.perf_counter() - start, "rows": len(prob)}
+
+
+def worker_onnx(setup: dict[str, str]) -> dict[str, Any]:
+    import pandas as pd
+
+    from ferry.data import to_onnx_inputs, validate
+
+    model = _model(setup)
+    inputs = to_onnx_inputs(validate(pd.read_parquet(setup["input"]), model.schema, require_target=False), model.schema)
+    rows = len(next(iter(inputs.values())))
+    start = time.perf_counter()
+    model.scorer.score(inputs)
+    return {"seconds": time.perf_counter() - start, "rows": rows}
+
+
+def worker_ferry(setup: dict[str, str]) -> dict[str, Any]:
+    from ferry import batch
+    from ferry.registry import Registry
+
+    out = Path(setup["out"]) / "ferry"
+    start = time.perf_counter()
+    summary = batch.score(setup["input"], str(out), Registry(setup["registry"]), version=setup["version"])
+    return {"seconds": time.perf_counter() - start, "rows": summary.scored}
+
+
+def worker_flow(setup: dict[str, str]) -> dict[str, Any]:
+    from distributed import LocalCluster
+    from prefect.testing.utilities import prefect_test_harness
+
+    from ferry import batch
+    from ferry.registry import Registry
+    from flows.batch_score import batch_score
+
+    out = Path(setup["out"])
+    common = {"input": setup["input"], "registry_url": setup["registry"], "version": setup["version"]}
+    times: dict[str, Any] = {}
+    with prefect_test_harness(server_startup_timeout=300):
+        batch_score(output=str(out / "warm"), runner="thread", workers=1, **common)  # warm-up: first flow run
+        start = time.perf_counter()
+        summary = batch.score(setup["input"], str(out / "bare"), Registry(setup["registry"]), version=setup["version"])
+        times["bare"] = time.perf_counter() - start
+        start = time.perf_counter()
+        batch_score(output=str(out / "flow"), runner="thread", workers=1, **common)
+        times["flow"] = time.perf_counter() - start
+        for n in (1, 2):
+            with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+                start = time.perf_counter()
+                batch_score(output=str(out / f"dask{n}"), cluster_address=str(cluster.scheduler_address), **common)
+                times[f"dask{n}"] = time.perf_counter() - start
+    times["rows"] = summary.scored
+    return times
+
+
+WORKERS = {"naive": worker_naive, "onnx": worker_onnx, "ferry": worker_ferry, "flow": worker_flow}
+
+
+def run_worker(name: str, setup: dict[str, str]) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", name, "--setup", json.dumps(setup)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"worker {name} failed:\n{proc.stderr[-4000:]}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+# --------------------------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=200_000, help="rows to score (e.g. 2000000)")
+    parser.add_argument("--partitions", type=int, default=4, help="Parquet files the rows are split into")
+    parser.add_argument("--skip-flow", action="store_true", help="skip the Prefect flow and Dask measurements")
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--setup", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        result = WORKERS[args.worker](json.loads(args.setup))
+        result["peak_rss_mb"] = peak_rss_mb()
+        print(json.dumps(result))
+        return
+
+    root = Path(tempfile.mkdtemp(prefix="ferry-bench-batch-"))
+    try:
+        start = time.perf_counter()
+        setup = prepare(root, args.rows, args.partitions)
+        size = sum(p.stat().st_size for p in Path(setup["input"]).iterdir()) / 2**20
+        print(
+            f"{args.rows:,} rows in {args.partitions} Parquet files ({size:.0f} MiB), prepared in "
+            f"{time.perf_counter() - start:.0f} s; model {setup['version']} (HistGradientBoosting)"
+        )
+        results: dict[str, dict[str, Any]] = {}
+        for name in ("naive", "onnx", "ferry"):
+            out = root / f"out-{name}"
+            results[name] = run_worker(name, {**setup, "out": str(out)})
+            shutil.rmtree(out, ignore_errors=True)
+        rate = {k: r["rows"] / r["seconds"] for k, r in results.items()}
+        print(f"{'path':<28}{'rows/s':>12}{'seconds':>10}{'peak RSS MB':>13}")
+        labels = {
+            "naive": "naive pandas + sklearn",
+            "onnx": "onnxruntime in memory",
+            "ferry": "ferry score (streaming)",
+        }
+        for name, r in results.items():
+            print(f"{labels[name]:<28}{rate[name]:>12,.0f}{r['seconds']:>10.2f}{r['peak_rss_mb']:>13,.0f}")
+        print(f"ferry / onnx in memory: {rate['ferry'] / rate['onnx']:.2f}x rows/s (goal >= 0.85)")
+        print(f"ferry / naive:          {rate['ferry'] / rate['naive']:.2f}x rows/s (goal >= 3)")
+        print(f"peak RSS ferry / naive: {results['ferry']['peak_rss_mb'] / results['naive']['peak_rss_mb']:.2f}x")
+        if not args.skip_flow:
+            f = run_worker("flow", {**setup, "out": str(root / "out-flow")})
+            print(
+                f"bare ferry.batch.score {f['bare']:.2f} s, batch-score flow (thread runner, 1 worker) "
+                f"{f['flow']:.2f} s: flow / bare {f['flow'] / f['bare']:.2f}x"
+            )
+            print(
+                f"flow on Dask LocalCluster: 1 worker {f['dask1']:.2f} s, 2 workers {f['dask2']:.2f} s: "
+                f"speed-up {f['dask1'] / f['dask2']:.2f}x (goal >= 1.7)"
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
