@@ -5,6 +5,7 @@
 | :class:`StorageSettings` | ``FERRY_`` | where the registry lives (any fsspec URL) and who is acting |
 | :class:`GateSettings` | ``FERRY_GATE_`` | thresholds the gate compares a candidate against |
 | :class:`TrainSettings` | ``FERRY_TRAIN_`` | the estimator, its small CV search, split and seed |
+| :class:`EdgeSettings` | ``FERRY_EDGE_`` | where edge bundles are published (a TUF repository) and its keys |
 """
 
 from __future__ import annotations
@@ -116,3 +117,26 @@ class TrainSettings(BaseSettings):
     reference_rows: int = Field(
         default=5000, ge=100, le=1_000_000, description="Rows of training data kept with the version for drift checks."
     )
+
+
+class EdgeSettings(BaseSettings):
+    """The TUF repository that devices pull bundles from, and the keys that sign it."""
+
+    model_config = SettingsConfigDict(env_prefix="FERRY_EDGE_", extra="ignore")
+
+    repo_url: str = Field(
+        default=".ferry/edge-repo",
+        min_length=1,
+        description="Root of the TUF repository (serve it with any static file host): a directory or fsspec URL.",
+    )
+    keys_dir: str = Field(
+        default=".ferry/edge-keys",
+        min_length=1,
+        description="Local directory of the signing keys (one ed25519 PEM file per role). Never inside repo_url.",
+    )
+    timestamp_expiry_hours: float = Field(
+        default=24, gt=0, le=24 * 30, description="Validity of timestamp metadata; re-signed by the edge-resign flow."
+    )
+    snapshot_expiry_days: float = Field(default=7, gt=0, le=365, description="Validity of snapshot metadata.")
+    targets_expiry_days: float = Field(default=90, gt=0, le=3650, description="Validity of targets metadata.")
+    root_expiry_days: float = Field(default=365, gt=0, le=3650, description="Validity of root metadata.")
