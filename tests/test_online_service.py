@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -92,6 +93,8 @@ def client_for(app: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.setenv("FERRY_ONLINE_POLL_INTERVAL_S", "0.1")
         for name, value in env.items():
             monkeypatch.setenv(f"FERRY_ONLINE_{name.upper()}", value)
+        while opened:  # one service instance per app at a time: close the previous client first
+            opened.pop().__exit__(None, None, None)
         client = TestClient(app)
         client.__enter__()
         opened.append(client)
@@ -297,3 +300,77 @@ def test_feedback_by_scope_and_joined_to_prediction_logs(
     joined = logged.merge(labels, on="prediction_id")
     assert sorted(joined["prediction_id"]) == sorted(p["prediction_id"] for p in predictions)
     assert "email" not in logged.columns
+
+
+# ------------------------------------------------------------------------------------------------ routing
+
+
+@pytest.fixture(scope="module")
+def pair(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, str, str]:
+    """A registry whose online/challenger points at a second version of the champion's model."""
+    tmp = tmp_path_factory.mktemp("routing")
+    registry = copy_registry(churn_champion, tmp / "registry")
+    base = registry.get(churn_champion["version"])
+    challenger = clone_version(registry, base, tmp / "challenger", note="challenger")
+    registry.promote(challenger, "online/challenger", model="churn", reason="test: challenger")
+    return registry, base.id, challenger
+
+
+def _versions(client: Any, record: dict[str, Any], n: int, key: str | None = None) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    for _ in range(n):
+        body: dict[str, Any] = {"records": record} if key is None else {"records": record, "route_key": key}
+        response = client.post("/predict", json=body, headers=auth("predict"))
+        assert response.status_code == 200, response.text
+        seen[response.json()["version"]] += 1
+    return seen
+
+
+def test_service_canary_answers_from_both_versions(
+    client_for: Any,
+    pair: tuple[Any, str, str],
+    churn_champion: dict[str, str],
+) -> None:
+    registry, champion, challenger = pair
+    client = client_for(registry.url, routing="canary", challenger_percent="50")
+    seen = _versions(client, demo_records(churn_champion, 1)[0], 200)
+    assert set(seen) == {champion, challenger}
+    assert 60 <= seen[challenger] <= 140, seen
+
+
+def test_service_ab_is_sticky(
+    client_for: Any,
+    pair: tuple[Any, str, str],
+    churn_champion: dict[str, str],
+) -> None:
+    registry, champion, challenger = pair
+    client = client_for(registry.url, routing="ab", challenger_percent="50")
+    record = demo_records(churn_champion, 1)[0]
+    sides = {}
+    for key in [f"c{i}" for i in range(30)]:
+        seen = _versions(client, record, 3, key)
+        assert len(seen) == 1, seen
+        sides[key] = next(iter(seen))
+    assert set(sides.values()) == {champion, challenger}
+
+
+def test_service_shadow_never_changes_a_response(
+    client_for: Any,
+    pair: tuple[Any, str, str],
+    churn_champion: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    registry, champion, challenger = pair
+    records = demo_records(churn_champion, 20)
+    plain = client_for(registry.url).post("/predict", json={"records": records}, headers=auth("predict")).json()
+    client = client_for(registry.url, routing="shadow", prediction_sample_rate="1", log_buffer_rows="1")
+    shadowed = client.post("/predict", json={"records": records}, headers=auth("predict")).json()
+    assert shadowed["version"] == champion
+    strip = [{k: v for k, v in p.items() if k != "prediction_id"} for p in plain["predictions"]]
+    assert [{k: v for k, v in p.items() if k != "prediction_id"} for p in shadowed["predictions"]] == strip
+    import pandas as pd
+
+    files = sorted((Path(registry.url) / "models" / "churn" / "online" / "predictions").rglob("*.parquet"))
+    logged = pd.concat([pd.read_parquet(f) for f in files])
+    assert set(logged.loc[logged["role"] == "shadow", "version"]) == {challenger}
+    assert (logged["role"] == "shadow").sum() >= 20

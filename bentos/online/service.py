@@ -6,6 +6,7 @@ to in the registry at ``FERRY_REGISTRY_URL``, polls the pointer and swaps to a n
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Any
 
@@ -27,8 +28,11 @@ from ferry.online.predict import (
     predict,
 )
 from ferry.online.records import RequestRejected, to_records
+from ferry.online.routing import Router
 from ferry.online.settings import OnlineSettings
 from ferry.registry import Registry
+
+log = logging.getLogger("ferry.online")
 
 
 class Rejected(BentoMLException):
@@ -67,12 +71,22 @@ class Online:
         )
         self.feedback_log = FeedbackLog(registry.url, model, buffer_rows=buffer)
         self.flusher = Flusher([self.prediction_log, self.feedback_log], self.settings.log_flush_interval_s).start()
+        self.router = Router(self.settings.routing, self.settings.challenger_percent)
+        self.challenger: ModelHolder | None = None
+        if self.settings.routing != "champion":
+            self.challenger = ModelHolder(
+                registry, model, self.settings.challenger_channel, intra_op_threads=self.settings.intra_op_threads
+            )
+            self.challenger.refresh()
+            self.challenger.start(self.settings.poll_interval_s)
         self.holder.refresh()
         self.holder.start(self.settings.poll_interval_s)
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
         self.holder.stop(timeout_s=1.0)
+        if self.challenger is not None:
+            self.challenger.stop(timeout_s=1.0)
         self.flusher.stop(timeout_s=1.0)
 
     def __metrics__(self, content: str) -> str:
@@ -88,9 +102,10 @@ class Online:
         return loaded
 
     @bentoml.api
-    def predict(self, records: list[dict[str, Any]] | dict[str, Any]) -> PredictResponse:
-        """Score one record or a list of records."""
-        loaded = self._loaded()
+    def predict(self, records: list[dict[str, Any]] | dict[str, Any], route_key: str | None = None) -> PredictResponse:
+        """Score one record or a list of records. ``route_key`` keeps a caller on one side of an A/B test."""
+        route = self.router.route(self._loaded(), self.challenger.current if self.challenger else None, route_key)
+        loaded = route.answer
         try:
             rows, _ = to_records(records, max_records=self.settings.max_records)
             response = predict(loaded, rows)
@@ -101,7 +116,22 @@ class Online:
         self.metrics.request(loaded.id, "ok")
         self.metrics.scores(loaded.id, [p.probabilities[positive] for p in response.predictions])
         self.prediction_log.record(loaded, rows, response)
+        if route.shadow is not None:
+            self._shadow(route.shadow, rows, response)
         return response
+
+    def _shadow(self, challenger: LoadedModel, rows: list[Any], answer: PredictResponse) -> None:
+        """Score the same rows with the challenger; count agreement and log it; the answer is never changed."""
+        try:
+            shadow = predict(challenger, rows)
+        except Exception as exc:
+            self.metrics.request(challenger.id, "shadow_failed")
+            log.warning("shadow version %s could not score a request: %s", challenger.id, exc)
+            return
+        agree = sum(a.prediction == b.prediction for a, b in zip(answer.predictions, shadow.predictions, strict=True))
+        self.metrics.request(challenger.id, "shadow")
+        self.metrics.shadow(agree, len(rows))
+        self.prediction_log.record(challenger, rows, shadow, role="shadow")
 
     @bentoml.api(route="/feedback")
     def feedback(self, items: list[FeedbackItem]) -> FeedbackAck:

@@ -92,8 +92,15 @@ class PredictionLog(ParquetLog):
         self.sample_rate = sample_rate
         self._random = random.Random(seed)
 
-    def record(self, loaded: LoadedModel, records: Sequence[Mapping[str, Any]], response: PredictResponse) -> int:
-        """Log the sampled ones of these predictions; returns how many were logged."""
+    def record(
+        self,
+        loaded: LoadedModel,
+        records: Sequence[Mapping[str, Any]],
+        response: PredictResponse,
+        *,
+        role: str = "answer",
+    ) -> int:
+        """Log the sampled ones of these predictions (``role``: answer or shadow); returns how many were logged."""
         if self.sample_rate <= 0:
             return 0
         schema = loaded.schema
@@ -108,6 +115,7 @@ class PredictionLog(ParquetLog):
                 "ts": ts,
                 "model": response.model,
                 "version": response.version,
+                "role": role,
                 "prediction": str(p.prediction),
                 "p_positive": p.probabilities[positive],
             }

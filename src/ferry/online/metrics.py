@@ -19,6 +19,8 @@ class OnlineMetrics:
         self.buckets: Counter[tuple[str, float]] = Counter()  # (version, le)
         self.count: Counter[str] = Counter()
         self.total: dict[str, float] = {}
+        self.shadow_rows = 0
+        self.shadow_agree = 0
 
     def request(self, version: str, outcome: str) -> None:
         with self._lock:
@@ -32,6 +34,12 @@ class OnlineMetrics:
                         self.buckets[(version, le)] += 1
                 self.count[version] += 1
                 self.total[version] = self.total.get(version, 0.0) + p
+
+    def shadow(self, agree: int, rows: int) -> None:
+        """The challenger predicted the same class as the champion on ``agree`` of ``rows`` shadowed rows."""
+        with self._lock:
+            self.shadow_agree += agree
+            self.shadow_rows += rows
 
     def render(self) -> str:
         with self._lock:
@@ -52,4 +60,12 @@ class OnlineMetrics:
                 lines.append(f'ferry_online_score_bucket{{version="{version}",le="+Inf"}} {self.count[version]}')
                 lines.append(f'ferry_online_score_sum{{version="{version}"}} {self.total[version]!r}')
                 lines.append(f'ferry_online_score_count{{version="{version}"}} {self.count[version]}')
+            if self.shadow_rows:
+                lines += [
+                    "# HELP ferry_online_shadow_agreement Share of shadowed rows where the challenger agreed.",
+                    "# TYPE ferry_online_shadow_agreement gauge",
+                    f"ferry_online_shadow_agreement {self.shadow_agree / self.shadow_rows!r}",
+                    "# TYPE ferry_online_shadow_rows_total counter",
+                    f"ferry_online_shadow_rows_total {self.shadow_rows}",
+                ]
         return "\n".join(lines) + "\n"

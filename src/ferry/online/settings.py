@@ -35,6 +35,17 @@ class OnlineSettings(BaseSettings):
     channel: str = Field(
         default="online/champion", min_length=1, max_length=100, description="Channel whose version is served."
     )
+    routing: Literal["champion", "shadow", "canary", "ab"] = Field(
+        default="champion",
+        description="champion alone, or with the challenger: shadow (scores, never answers), canary (a random "
+        "share of requests) or ab (a sticky share of route keys).",
+    )
+    challenger_channel: str = Field(
+        default="online/challenger", min_length=1, max_length=100, description="Channel of the challenger."
+    )
+    challenger_percent: float = Field(
+        default=10.0, ge=0, le=100, description="Share of requests (canary) or of route keys (ab) for the challenger."
+    )
     poll_interval_s: float = Field(
         default=2.0, ge=0.05, le=3600, description="How often the channel pointer is read for a new version."
     )
