@@ -325,3 +325,69 @@ def test_cli_predicts_offline_and_the_agent_imports_no_heavy_library(setup: Setu
 
 def test_publisher_and_agent_agree_on_target_names() -> None:
     assert tufrepo.target_name("churn", "edge/beta") == target_name("churn", "edge/beta")
+
+
+def _fake_model(manifest: dict[str, Any], *, columns: int, fill: float) -> bytes:
+    """An ONNX model with the bundle's inputs whose probabilities are ``fill`` in ``columns`` columns."""
+    from onnx import TensorProto, helper
+
+    inputs = [
+        helper.make_tensor_value_info(
+            f["name"], TensorProto.FLOAT if f["type"] == "numeric" else TensorProto.STRING, [None, 1]
+        )
+        for f in manifest["schema"]["features"]
+    ]
+    x = next(f["name"] for f in manifest["schema"]["features"] if f["type"] == "numeric")
+    nodes = [
+        helper.make_node("Constant", [], ["fill"], value=helper.make_tensor("fill", TensorProto.FLOAT, [], [fill])),
+        helper.make_node("Mul", [x, "fill"], ["col0"]),
+        helper.make_node("Add", ["col0", "fill"], ["col"]),
+        helper.make_node("Sub", ["col", "col"], ["zero"]),
+        helper.make_node("Add", ["zero", "fill"], ["filled"]),
+        helper.make_node("Concat", ["filled"] * columns, ["probabilities"], axis=1),
+        helper.make_node("Greater", [x, x], ["gt"]),
+        helper.make_node("Cast", ["gt"], ["label2d"], to=TensorProto.INT64),
+        helper.make_node("Constant", [], ["axes"], value=helper.make_tensor("axes", TensorProto.INT64, [1], [1])),
+        helper.make_node("Squeeze", ["label2d", "axes"], ["label"]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+        helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, columns]),
+    ]
+    graph = helper.make_graph(nodes, "fake", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())
+
+
+@pytest.mark.parametrize(
+    ("columns", "fill", "problem"),
+    [(2, float("nan"), "NaN"), (3, 0.3, "shapes")],
+    ids=["nan-output", "wrong-shape"],
+)
+def test_models_that_misbehave_fail_the_self_test(setup: Setup, columns: int, fill: float, problem: str) -> None:
+    setup.agent.sync()
+
+    def swap_model(members: dict[str, bytes]) -> None:
+        import hashlib
+
+        manifest = json.loads(members["bundle.json"])
+        members["model.onnx"] = _fake_model(manifest, columns=columns, fill=fill)
+        manifest["model_sha256"] = hashlib.sha256(members["model.onnx"]).hexdigest()
+        manifest["version"] = "v-broken"
+        members["bundle.json"] = json.dumps(manifest).encode()
+
+    setup.repo.publish(NAME, retar(setup.bundle.data, swap_model))
+    with pytest.raises(BundleRejected, match=problem):
+        setup.agent.sync()
+    assert setup.agent.active().version == setup.version.id
+
+
+def test_a_model_over_the_latency_budget_is_rejected(setup: Setup) -> None:
+    config = json.loads((setup.agent.home / "config.json").read_text())
+    config["budget_ms"] = 1e-6
+    (setup.agent.home / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleRejected, match="latency"):
+        setup.agent.sync()
+    with pytest.raises(NoModel):
+        setup.agent.active()
