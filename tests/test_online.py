@@ -396,3 +396,17 @@ def test_metrics_count_versions_and_scores() -> None:
     assert 'ferry_online_score_bucket{version="v1",le="0.1"} 1' in text
     assert 'ferry_online_score_bucket{version="v1",le="0.6"} 2' in text
     assert 'ferry_online_score_count{version="v1"} 3' in text
+
+
+def test_importing_ferry_online_starts_nothing_and_imports_no_bentoml() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, threading;"
+        "import ferry.online.auth, ferry.online.holder, ferry.online.limits, ferry.online.logs, ferry.online.metrics,"
+        " ferry.online.predict, ferry.online.records, ferry.online.routing, ferry.online.settings;"
+        "print('bentoml' in sys.modules, threading.active_count())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["False", "1"]
