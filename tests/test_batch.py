@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -295,3 +296,55 @@ def test_version_batch_channel_then_champion_then_pinned(tmp_path: Path, churn_c
     assert set(read_scores(tmp_path / "out")["model_version"]) == {second}
     with pytest.raises(RegistryError, match=f"already holds partitions scored by version\\(s\\) {second}"):
         batch.score(str(tmp_path / "in"), str(tmp_path / "out"), registry, version=first)
+
+
+# -------------------------------------------------------------------------------------------------- prefetch
+
+
+def test_prefetch_keeps_order_raises_in_order_and_stops_when_closed() -> None:
+    import threading
+
+    from ferry.batch_io import prefetch
+
+    assert list(prefetch(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise DataFormatError("partition x: broken at batch 3")
+
+    gen_failing = prefetch(failing())
+    assert [next(gen_failing), next(gen_failing)] == [1, 2]
+    with pytest.raises(DataFormatError, match="broken at batch 3"):
+        next(gen_failing)
+
+    produced: list[int] = []
+    closed = threading.Event()
+
+    def endless() -> Iterator[int]:
+        try:
+            i = 0
+            while True:
+                produced.append(i)
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    gen = prefetch(endless(), depth=2)
+    assert next(gen) == 0
+    gen.close()
+    assert closed.is_set()
+    assert len(produced) <= 5  # bounded read-ahead, not the whole input
+
+
+def test_threaded_and_plain_reading_give_the_same_output(
+    tmp_path: Path, churn_champion: dict[str, str], registry: Registry
+) -> None:
+    write_partitions(churn_champion, tmp_path / "in", n=1, csv=1)
+    for name, threaded in (("plain", False), ("threaded", True)):
+        settings = batch.BatchSettings(batch_rows=500, prefetch=threaded)
+        batch.score(str(tmp_path / "in"), str(tmp_path / name), registry, settings=settings)
+    pd.testing.assert_frame_equal(
+        without_time(read_scores(tmp_path / "plain")), without_time(read_scores(tmp_path / "threaded"))
+    )

@@ -20,24 +20,23 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ferry import data as fdata
-from ferry.batch_io import OutputDir, Partition, count_rows, discover_partitions, iter_batches
+from ferry.batch_io import OutputDir, Partition, count_rows, discover_partitions, iter_batches, prefetch
+from ferry.batch_rows import row_problems, split_rows
 from ferry.errors import DataValidationError, FerryError, RegistryError
 from ferry.registry import ModelVersion, Registry
-from ferry.schema import Feature, Schema
+from ferry.schema import Schema
 from ferry.scoring import OnnxScorer
 
 __all__ = [
@@ -54,7 +53,6 @@ __all__ = [
     "score_partition",
 ]
 
-BoolArray = npt.NDArray[np.bool_]
 REJECT_SCHEMA = pa.schema(
     [
         ("row", pa.int64()),
@@ -80,6 +78,10 @@ class BatchSettings(BaseSettings):
     )
     threads: int = Field(
         default=1, ge=1, le=64, description="onnxruntime threads per scoring process (raise only on idle cores)."
+    )
+    prefetch: bool = Field(
+        default=True,
+        description="Read and validate the next record batch in a second thread while onnxruntime scores this one.",
     )
 
 
@@ -142,106 +144,6 @@ def load_model(registry_url: str, model: str, version_id: str, *, threads: int =
     return _load_cached(registry_url, model, version_id, threads)
 
 
-# ----------------------------------------------------------------------------------------------------- validation
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Rows of one batch (``mask``) that break one rule of one column."""
-
-    column: str
-    rule: str
-    mask: BoolArray
-    reason: str
-
-
-def _feature_problems(col: pd.Series[Any], f: Feature) -> list[Problem]:
-    out: list[Problem] = []
-    if f.type == "numeric":
-        values, bad_type, nonfinite = fdata._numeric(col)
-        out.append(Problem(f.name, "numeric_type", bad_type, "value is not a number"))
-        out.append(Problem(f.name, "finite", nonfinite & ~bad_type, "value is infinite or NaN written as a number"))
-        missing = np.isnan(values) & ~bad_type & ~nonfinite
-        if not f.nullable:
-            out.append(Problem(f.name, "not_null", missing, "value is missing and the schema says nullable: false"))
-        low = f.min if f.min is not None else -np.inf
-        high = f.max if f.max is not None else np.inf
-        with np.errstate(invalid="ignore"):
-            outside = ~np.isnan(values) & ~nonfinite & ((values < low) | (values > high))
-        lo = "-inf" if f.min is None else f"{f.min:g}"
-        hi = "inf" if f.max is None else f"{f.max:g}"
-        out.append(Problem(f.name, "range", outside, f"value is outside the declared range [{lo}, {hi}]"))
-        return out
-    codes, labels = fdata._coded_text(col)
-    missing = np.array([label is None for label in labels], dtype=bool)[codes]
-    if not f.nullable:
-        out.append(Problem(f.name, "not_null", missing, "value is missing and the schema says nullable: false"))
-    if f.levels is not None and not f.allow_unknown:
-        known = set(f.levels)
-        unknown = np.array([label is not None and label not in known for label in labels], dtype=bool)[codes]
-        levels = ", ".join(f.levels)
-        out.append(Problem(f.name, "levels", unknown, f"category is not one of the declared levels ({levels})"))
-    return out
-
-
-def row_problems(df: pd.DataFrame, schema: Schema) -> list[Problem]:
-    """Every (column, rule) that some rows of ``df`` break, with the rows, in the order validate() checks them.
-
-    ``df`` is a frame as :func:`ferry.data.read_table` returns it. A missing column is a problem of every row.
-    """
-    n = len(df)
-    problems: list[Problem] = []
-    everyone = np.ones(n, dtype=bool)
-    columns = [c for c in (schema.id, schema.timestamp) if c is not None] + list(schema.feature_names)
-    for name in columns:
-        if name not in df.columns:
-            problems.append(Problem(name, "required", everyone, "required column is missing from the partition"))
-    if schema.timestamp is not None and schema.timestamp in df.columns:
-        stamps, missing, unparsed = fdata._parse_timestamps(df[schema.timestamp])
-        within = ((stamps >= fdata._TS_MIN) & (stamps <= fdata._TS_MAX)).to_numpy(dtype=bool, na_value=False)
-        bad = unparsed | (~missing & ~unparsed & ~within)
-        problems.append(Problem(schema.timestamp, "timestamp_type", bad, "value is not a timestamp (ISO 8601)"))
-        problems.append(Problem(schema.timestamp, "not_null", missing & ~bad, "timestamp is missing"))
-    for f in schema.features:
-        if f.name in df.columns:
-            problems.extend(_feature_problems(df[f.name], f))
-    return [p for p in problems if p.mask.any()]
-
-
-def _split_rows(df: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, BoolArray, list[tuple[int, str, str, str]]]:
-    """(validated good rows, mask of good rows, rejects as (position, column, rule, reason))."""
-    n = len(df)
-    try:
-        return fdata.validate(df, schema, require_target=False), np.ones(n, dtype=bool), []
-    except DataValidationError:
-        pass
-    reasons: dict[int, tuple[str, str, list[str]]] = {}
-    for p in row_problems(df, schema):
-        for pos in np.flatnonzero(p.mask).tolist():
-            if pos in reasons:
-                reasons[pos][2].append(f"{p.column!r} ({p.rule}): {p.reason}")
-            else:
-                reasons[pos] = (p.column, p.rule, [f"{p.column!r} ({p.rule}): {p.reason}"])
-    good = np.ones(n, dtype=bool)
-    good[list(reasons)] = False
-    if not good.any():
-        rejects = [(pos, c, r, "; ".join(why)) for pos, (c, r, why) in sorted(reasons.items())]
-        return df.iloc[:0], good, rejects
-    try:
-        valid = fdata.validate(df[good], schema, require_target=False)
-    except DataValidationError:
-        # A rule that row_problems does not mirror: validate the remaining rows one by one (slow, but exact).
-        for pos in np.flatnonzero(good).tolist():
-            try:
-                fdata.validate(df.iloc[[pos]], schema, require_target=False)
-            except DataValidationError as exc:
-                reasons[pos] = (exc.column, exc.rule, [f"{exc.column!r} ({exc.rule}): {exc.detail}"])
-                good[pos] = False
-        valid = fdata.validate(df[good], schema, require_target=False)
-    rejects = [(pos, c, r, "; ".join(why)) for pos, (c, r, why) in sorted(reasons.items())]
-    return valid, good, rejects
-
-
 # -------------------------------------------------------------------------------------------------------- scoring
 
 
@@ -265,6 +167,46 @@ class PartitionResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """One record batch, validated: its row count, the ids and ONNX inputs of good rows, and a rejects table."""
+
+    rows: int
+    ids: pa.Array | pa.ChunkedArray
+    inputs: dict[str, np.ndarray[Any, Any]] | None
+    rejects: pa.Table | None
+
+
+def _prepare(
+    part: Partition, schema: Schema, batch_rows: int, storage_options: dict[str, Any] | None
+) -> Generator[_Prepared, None, None]:
+    offset = 0
+    wanted = [c for c in (schema.id, schema.timestamp) if c is not None] + list(schema.feature_names)
+    for batch in iter_batches(part, batch_rows=batch_rows, columns=wanted, storage_options=storage_options):
+        n = batch.num_rows
+        valid, good, bad = split_rows(fdata._normalise_dtypes(batch.to_pandas()), schema)
+        if schema.id is not None and schema.id in batch.schema.names:
+            ids = batch.column(schema.id)
+        else:
+            ids = pa.array(np.arange(offset, offset + n, dtype=np.int64))
+        rejects = None
+        if bad:
+            positions = np.array([b[0] for b in bad], dtype=np.int64)
+            shown = [fdata._show_id(x) for x in ids.take(positions).to_pylist()]
+            columns = {
+                "row": pa.array(positions + offset),
+                "id": pa.array(shown, pa.string()),
+                "column": [b[1] for b in bad],
+                "rule": [b[2] for b in bad],
+                "reason": [b[3] for b in bad],
+            }
+            rejects = pa.table(columns, schema=REJECT_SCHEMA)
+        k = int(good.sum())
+        inputs = fdata.to_onnx_inputs(valid, schema) if k else None
+        yield _Prepared(n, ids if k == n else ids.filter(pa.array(good)), inputs, rejects)
+        offset += n
+
+
 def _output_schema(id_field: pa.Field, schema: Schema) -> pa.Schema:
     probs = [pa.field(f"prob_{c}", pa.float32()) for c in schema.target_classes]
     return pa.schema(
@@ -286,10 +228,12 @@ def score_partition(
     batch_rows: int = 65_536,
     storage_options: dict[str, Any] | None = None,
     on_rows: Callable[[int], None] | None = None,
+    threaded: bool = True,
 ) -> PartitionResult:
     """Score one partition into ``out`` and record it in the manifest; nothing is left half-written on failure.
 
-    ``on_rows`` is called with the number of input rows after each record batch (for progress bars).
+    ``on_rows`` is called with the number of input rows after each record batch (for progress bars). With
+    ``threaded``, the next record batch is read and validated in a second thread while onnxruntime scores this one.
     """
     schema, v = model.schema, model.version
     started = time.perf_counter()
@@ -300,49 +244,30 @@ def score_partition(
     writer: pq.ParquetWriter | None = None
     reject_writer: pq.ParquetWriter | None = None
     handles: list[Any] = []
+    prepared = _prepare(part, schema, batch_rows, storage_options)
+    source: Generator[_Prepared, None, None] = prefetch(prepared, depth=2) if threaded else prepared
     try:
-        for batch in iter_batches(part, batch_rows=batch_rows, storage_options=storage_options):
-            n = batch.num_rows
-            frame = fdata._normalise_dtypes(batch.to_pandas())
-            valid, good, bad = _split_rows(frame, schema)
-            if schema.id is not None and schema.id in batch.schema.names:
-                ids = batch.column(schema.id)
-            else:
-                ids = pa.array(np.arange(rows, rows + n, dtype=np.int64))
-            if bad:
+        for b in source:
+            if b.rejects is not None:
                 if reject_writer is None:
                     handles.append(out.fs.open(tmp_rejects, "wb"))
                     reject_writer = pq.ParquetWriter(handles[-1], REJECT_SCHEMA)
-                positions = np.array([b[0] for b in bad], dtype=np.int64)
-                reject_writer.write_table(
-                    pa.table(
-                        {
-                            "row": pa.array(positions + rows),
-                            "id": pa.array([fdata._show_id(x) for x in ids.take(positions).to_pylist()], pa.string()),
-                            "column": [b[1] for b in bad],
-                            "rule": [b[2] for b in bad],
-                            "reason": [b[3] for b in bad],
-                        },
-                        schema=REJECT_SCHEMA,
-                    )
-                )
-            k = int(good.sum())
-            if k:
-                scores = model.scorer.score(fdata.to_onnx_inputs(valid, schema))
-                good_ids = ids if k == n else ids.filter(pa.array(good))
+                reject_writer.write_table(b.rejects)
+            if b.inputs is not None:
+                scores = model.scorer.score(b.inputs)
+                k = len(b.ids)
                 if writer is None:
-                    id_field = pa.field(id_name, good_ids.type)
                     handles.append(out.fs.open(tmp_scores, "wb"))
-                    writer = pq.ParquetWriter(handles[-1], _output_schema(id_field, schema))
-                columns: list[Any] = [good_ids, pa.array(scores.labels.astype(np.int64, copy=False))]
+                    writer = pq.ParquetWriter(handles[-1], _output_schema(pa.field(id_name, b.ids.type), schema))
+                columns: list[Any] = [b.ids, pa.array(scores.labels.astype(np.int64, copy=False))]
                 columns += [pa.array(scores.probabilities[:, j]) for j in range(scores.probabilities.shape[1])]
                 columns += [pa.repeat(pa.scalar(v.id), k), pa.repeat(scored_at, k)]
                 writer.write_table(pa.Table.from_arrays(columns, schema=writer.schema))
-            rows += n
-            scored += k
-            rejected += len(bad)
+                scored += k
+            rows += b.rows
+            rejected += 0 if b.rejects is None else b.rejects.num_rows
             if on_rows is not None:
-                on_rows(n)
+                on_rows(b.rows)
         for w in (writer, reject_writer):
             if w is not None:
                 w.close()
@@ -360,6 +285,7 @@ def score_partition(
         else:
             out.discard(out.rejects(part.key))  # a stale one from an earlier, different attempt
     except BaseException:
+        source.close()  # stops the prefetch thread, which closes the reader
         for h in handles:
             h.close()
         out.discard(tmp_scores, tmp_rejects)
@@ -465,6 +391,7 @@ def run_partition(
         batch_rows=s.batch_rows,
         storage_options=storage_options,
         on_rows=on_rows,
+        threaded=s.prefetch,
     ).to_dict()
 
 

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import queue
 import re
+import threading
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 import pyarrow as pa
@@ -36,7 +38,10 @@ __all__ = [
     "Partition",
     "discover_partitions",
     "iter_batches",
+    "prefetch",
 ]
+
+T = TypeVar("T")
 
 _CSV_SUFFIXES = (".csv.gz", ".csv")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -148,9 +153,16 @@ def count_rows(part: Partition, *, storage_options: dict[str, Any] | None = None
 
 
 def iter_batches(
-    part: Partition, *, batch_rows: int, storage_options: dict[str, Any] | None = None
+    part: Partition,
+    *,
+    batch_rows: int,
+    columns: list[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of one partition, at most ``batch_rows`` rows each, read with one thread.
+
+    ``columns`` limits reading to those columns (the ones the schema uses); names the file lacks are left out, so
+    validation reports them as missing.
 
     CSV columns are read as text and typed by validation (so a stray word in a numeric column rejects that row
     rather than the whole file). Every way the file can be unreadable becomes a DataFormatError naming it.
@@ -160,9 +172,11 @@ def iter_batches(
         with fs.open(path, "rb", compression="infer" if part.format == "csv" else None) as fh:
             if part.format == "parquet":
                 reader = pq.ParquetFile(fh)
-                yield from reader.iter_batches(batch_size=batch_rows, use_threads=False)
+                names = reader.schema_arrow.names
+                wanted = None if columns is None else [c for c in names if c in set(columns)]
+                yield from reader.iter_batches(batch_size=batch_rows, columns=wanted, use_threads=False)
             else:
-                yield from _csv_batches(fh, batch_rows)
+                yield from _csv_batches(fh, batch_rows, columns)
     except DataFormatError:
         raise
     except (pa.ArrowException, OSError, ValueError, EOFError, zlib.error, UnicodeDecodeError) as exc:
@@ -171,16 +185,19 @@ def iter_batches(
         ) from None
 
 
-def _csv_batches(fh: Any, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _csv_batches(fh: Any, batch_rows: int, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
     # Read the header first so every column can be declared as text.
     probe = pacsv.open_csv(fh, read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 16))
-    names = probe.schema.names
+    names = [c for c in probe.schema.names if columns is None or c in set(columns)]
     fh.seek(0)
     reader = pacsv.open_csv(
         fh,
         read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 22),
         convert_options=pacsv.ConvertOptions(
-            column_types={n: pa.string() for n in names}, strings_can_be_null=True, quoted_strings_can_be_null=False
+            column_types={n: pa.string() for n in names},
+            include_columns=names,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
         ),
     )
     for batch in reader:
@@ -264,3 +281,57 @@ class OutputDir:
         with self.fs.open(tmp, "wb") as fh:
             fh.write((json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
         self.fs.mv(tmp, self.manifest(key))
+
+
+_DONE = object()
+
+
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def prefetch(items: Iterator[T], *, depth: int = 2) -> Generator[T, None, None]:
+    """Yield ``items`` while a background thread computes up to ``depth`` of them ahead.
+
+    Work that releases the GIL in the consumer (onnxruntime, Parquet writes) then overlaps with the producer's.
+    The producer's exceptions are re-raised here, in order; closing this generator stops the producer.
+    """
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as exc:
+            put(_Raised(exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="ferry-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        worker.join()
