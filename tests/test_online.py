@@ -410,3 +410,52 @@ def test_importing_ferry_online_starts_nothing_and_imports_no_bentoml() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.split() == ["False", "1"]
+
+
+def _same_inputs(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    return a.keys() == b.keys() and all(
+        a[k].dtype == b[k].dtype
+        and a[k].shape == b[k].shape
+        and np.array_equal(a[k], b[k], equal_nan=a[k].dtype != object)
+        for k in a
+    )
+
+
+def test_the_fast_path_agrees_with_ferry_data_on_every_record(churn_champion: dict[str, str]) -> None:
+    """Valid records take a pandas-free path; it must give ferry.data's arrays and refuse what ferry.data refuses."""
+    from ferry.online.records import _columns, _fast_inputs, slow_inputs
+
+    served = Served.of(Schema.load(churn_champion["schema"]))
+    rng = np.random.default_rng(5)
+    base = demo_records(churn_champion, 1500)
+    edits: list[tuple[str, Any]] = [
+        ("plan", "platinum"), ("plan", " basic"), ("plan", ""), ("plan", "   "), ("payment_method", ""),
+        ("payment_method", "crypto"), ("device_os", "  "), ("region", "x"), ("region", None), ("contract", None),
+        ("age", 17.99), ("age", 120), ("age", 120.01), ("tenure_months", -0.0), ("tenure_months", -1e-9),
+        ("total_charges", None), ("satisfaction_score", 0.5), ("num_lines", 50), ("monthly_charges", 1e30),
+        ("support_calls", None), ("data_usage_gb", 3),
+    ]  # fmt: skip
+    accepted = refused = 0
+    for i, record in enumerate(base):
+        record = dict(record)
+        for _ in range(int(rng.integers(0, 3))):
+            name, value = edits[int(rng.integers(len(edits)))]
+            record[name] = value
+        columns = _columns([record], served)
+        fast = _fast_inputs(columns, served)
+        try:
+            slow = slow_inputs(columns, served, 1)
+        except RequestRejected:
+            assert fast is None, (i, record)
+            refused += 1
+            continue
+        assert fast is not None, (i, record)
+        assert _same_inputs(fast, slow), (i, record)
+        accepted += 1
+    assert accepted > 300
+    assert refused > 300
+    batch = demo_records(churn_champion, 500)
+    columns = _columns(batch, served)
+    fast_batch = _fast_inputs(columns, served)
+    assert fast_batch is not None
+    assert _same_inputs(fast_batch, slow_inputs(columns, served, len(batch)))

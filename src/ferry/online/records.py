@@ -2,7 +2,9 @@
 
 JSON is typed, so types are checked strictly first (numeric features take JSON numbers, categorical ones strings,
 either may be null); then the schema's own rules run through :func:`ferry.data.validate` (nullable, range, levels),
-so a record is judged online exactly as a row is in training and batch. Every feature must be present; the id,
+so a record is judged online exactly as a row is in training and batch. Records that pass every rule take a
+pandas-free path that applies the same rules (a request is dominated by pandas otherwise); any failure goes
+through ``ferry.data`` itself, so errors read the same as in training. Every feature must be present; the id,
 timestamp, target and PII fields may be sent and are ignored (PII never reaches the model or a log).
 """
 
@@ -21,7 +23,7 @@ from ferry.data import to_onnx_inputs, validate
 from ferry.errors import DataError, DataValidationError
 from ferry.schema import Schema
 
-__all__ = ["RequestRejected", "Served", "parse_json", "prepare", "to_records"]
+__all__ = ["RequestRejected", "Served", "parse_json", "prepare", "slow_inputs", "to_records"]
 
 
 class RequestRejected(DataError):
@@ -46,13 +48,16 @@ class Served:
     schema: Schema
     features: Schema
     allowed: frozenset[str]
+    levels: dict[str, frozenset[str]]  # categorical features that refuse unknown categories
 
     @classmethod
     def of(cls, schema: Schema) -> Served:
         features = schema.model_copy(update={"id": None, "timestamp": None})
         extra = {schema.target, *schema.pii}
         extra.update(c for c in (schema.id, schema.timestamp) if c is not None)
-        return cls(schema=schema, features=features, allowed=frozenset({*schema.feature_names, *extra}))
+        levels = {f.name: frozenset(f.levels) for f in schema.features if f.levels is not None and not f.allow_unknown}
+        allowed = frozenset({*schema.feature_names, *extra})
+        return cls(schema=schema, features=features, allowed=allowed, levels=levels)
 
 
 def _reject_constant(name: str) -> float:
@@ -135,12 +140,56 @@ def _columns(records: Sequence[Mapping[str, Any]], served: Served) -> dict[str, 
     return columns
 
 
+def _fast_inputs(columns: dict[str, np.ndarray[Any, Any]], served: Served) -> dict[str, np.ndarray[Any, Any]] | None:
+    """The ONNX inputs when every value passes every schema rule, else None (then the full check names the fault).
+
+    Applies the rules of :func:`ferry.data.validate` to JSON-typed columns without pandas: missing values, the
+    declared range, declared levels; blank strings count as missing. ``tests/test_online.py`` checks that it gives
+    the same arrays as ``validate`` + ``to_onnx_inputs`` and refuses whatever those refuse.
+    """
+    inputs: dict[str, np.ndarray[Any, Any]] = {}
+    for feature in served.schema.features:
+        values = columns[feature.name]
+        if feature.type == "numeric":
+            missing = np.isnan(values)
+            if not feature.nullable and missing.any():
+                return None
+            present = values[~missing]
+            if (feature.min is not None and (present < feature.min).any()) or (
+                feature.max is not None and (present > feature.max).any()
+            ):
+                return None
+            inputs[feature.name] = values.astype(np.float32).reshape(-1, 1)
+        else:
+            text = np.empty(len(values), dtype=object)
+            known = served.levels.get(feature.name)
+            for i, value in enumerate(values):
+                if value is None or not value.strip():
+                    if not feature.nullable:
+                        return None
+                    text[i] = ""
+                elif known is not None and value not in known:
+                    return None
+                else:
+                    text[i] = value
+            inputs[feature.name] = text.reshape(-1, 1)
+    return inputs
+
+
 def prepare(records: Sequence[Mapping[str, Any]], served: Served) -> dict[str, np.ndarray[Any, Any]]:
     """The input dict of ``model.onnx`` for these records, or RequestRejected (422) naming the first bad field."""
-    frame = pd.DataFrame(_columns(records, served))
+    columns = _columns(records, served)
+    fast = _fast_inputs(columns, served)
+    if fast is not None:
+        return fast
+    return slow_inputs(columns, served, len(records))
+
+
+def slow_inputs(columns: dict[str, np.ndarray[Any, Any]], served: Served, n: int) -> dict[str, np.ndarray[Any, Any]]:
+    """The same through :func:`ferry.data.validate` and :func:`ferry.data.to_onnx_inputs` (the batch path)."""
     try:
-        checked = validate(frame, served.features, require_target=False)
+        checked = validate(pd.DataFrame(columns), served.features, require_target=False)
     except DataValidationError as exc:
-        shown = f"; e.g. {', '.join(exc.examples)}" if exc.examples and len(records) > 1 else ""
+        shown = f"; e.g. {', '.join(exc.examples)}" if exc.examples and n > 1 else ""
         raise RequestRejected(422, exc.column, exc.rule, exc.detail + shown) from None
     return to_onnx_inputs(checked, served.features)

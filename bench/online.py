@@ -1,0 +1,240 @@
+"""Throughput and latency of the online service against a bare Starlette/uvicorn endpoint on the same model.
+
+    uv run python bench/online.py [--registry DIR] [--duration 15] [--concurrency 1 8 32]
+
+Needs ``wrk`` on the PATH (Debian: ``apt-get install wrk``); the load generator is not Python, so it does not
+compete with the servers for the interpreter. Both servers run one worker with onnxruntime at one intra-op thread
+on 127.0.0.1, serve the version ``online/champion`` points to, and get the same single-record request body:
+
+1. **bare**: a Starlette route that parses the JSON, builds the ONNX inputs by hand and runs the session (no
+   validation, no auth, no logs): the practical limit;
+2. **ferry**: ``bentoml serve service:Online`` from ``bentos/online`` with an API key.
+
+Without ``--registry`` a churn model is trained on 6,000 demo rows into a temporary directory first. Prints
+req/s, p50, p99 and non-2xx counts per server and concurrency, and ferry/bare ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+KEY = "bench-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bare_app(registry_url: str) -> Any:
+    """A Starlette app with one route: JSON in, the same onnxruntime session, JSON out."""
+    import numpy as np
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from ferry.registry import Registry
+    from ferry.schema import Schema
+    from ferry.scoring import OnnxScorer
+
+    registry = Registry(registry_url)
+    model = registry.models()[0]
+    version = registry.get(registry.channel(model, "online/champion") or "", model=model)
+    schema = Schema.from_dict(json.loads(registry.read_bytes(version, "schema.json")))
+    scorer = OnnxScorer(registry.read_bytes(version, "model.onnx"))
+    numeric = set(schema.numeric_features)
+
+    async def predict(request: Request) -> Response:
+        record = json.loads(await request.body())["records"]
+        inputs = {}
+        for name in schema.feature_names:
+            value = record.get(name)
+            if name in numeric:
+                inputs[name] = np.array([[np.nan if value is None else value]], dtype=np.float32)
+            else:
+                inputs[name] = np.array([["" if value is None else value]], dtype=object)
+        scores = scorer.score(inputs)
+        body = {"version": version.id, "probabilities": scores.probabilities[0].tolist()}
+        return Response(json.dumps(body), media_type="application/json")
+
+    return Starlette(routes=[Route("/predict", predict, methods=["POST"])])
+
+
+def train_registry(root: Path) -> str:
+    sys.path.insert(0, str(REPO / "tests"))
+    from helpers import loop
+
+    from ferry import demo
+    from ferry.registry import Registry
+
+    schema = root / "schema.yaml"
+    schema.write_text(demo.churn_schema().dump_yaml())
+    data = demo.write_demo(root / "data", n_rows=6000, seed=11, fmt="parquet")
+    registry = Registry(str(root / "registry"))
+    loop(data, schema, registry, root / "runs")
+    return registry.url
+
+
+def one_record(registry_url: str) -> dict[str, Any]:
+    from ferry import demo
+    from ferry.registry import Registry
+    from ferry.schema import Schema
+
+    registry = Registry(registry_url)
+    model = registry.models()[0]
+    version = registry.get(registry.channel(model, "online/champion") or "", model=model)
+    schema = Schema.from_dict(json.loads(registry.read_bytes(version, "schema.json")))
+    frame = demo.make_churn(50, seed=5)
+    row = json.loads(frame.iloc[[7]].to_json(orient="records", date_format="iso"))[0]
+    return {name: row[name] for name in schema.feature_names}
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code in (200, 405):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise SystemExit(f"server not ready within {timeout_s} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        raise ValueError(f"cannot read the latency {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def wrk(url: str, script: Path, concurrency: int, duration: int) -> dict[str, float]:
+    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*timeout (\d+)", out)
+    return {
+        "rps": rps,
+        "p50": p50,
+        "p99": p99,
+        "non2xx": float(bad.group(1)) if bad else 0.0,
+        "timeouts": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+def lua(path: Path, body: dict[str, Any], headers: dict[str, str]) -> Path:
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}"]
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--registry", help="registry whose online/champion is served (default: train one)")
+    parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--serve-bare", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_bare:
+        import uvicorn
+
+        uvicorn.run(bare_app(args.serve_bare), host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+        return
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed; on Debian: apt-get install wrk")
+
+    tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-online-"))
+    try:
+        registry = args.registry or train_registry(tmp)
+        body = {"records": one_record(registry)}
+        from ferry.online.auth import hash_key
+
+        env = {
+            **os.environ,
+            "BENTOML_HOME": str(tmp / "bentoml-home"),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "FERRY_REGISTRY_URL": str(Path(registry).resolve()),
+            "FERRY_ONLINE_API_KEYS": json.dumps([{"name": "bench", "sha256": hash_key(KEY), "scopes": ["predict"]}]),
+            "OMP_NUM_THREADS": "1",
+        }
+        results: dict[str, dict[int, dict[str, float]]] = {}
+        for name in ("bare", "ferry"):
+            port = free_port()
+            if name == "bare":
+                cmd = [sys.executable, __file__, "--serve-bare", env["FERRY_REGISTRY_URL"], "--port", str(port)]
+                cwd, ready, headers = REPO, f"http://127.0.0.1:{port}/predict", {"Content-Type": "application/json"}
+            else:
+                cmd = [str(Path(sys.executable).parent / "bentoml"), "serve", "service:Online"]
+                cmd += ["--host", "127.0.0.1", "--port", str(port)]
+                cwd, ready = REPO / "bentos" / "online", f"http://127.0.0.1:{port}/readyz"
+                headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+            log = (tmp / f"{name}.log").open("wb")
+            process = subprocess.Popen(
+                cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            try:
+                wait_ready(ready, process)
+                script = lua(tmp / f"{name}.lua", body, headers)
+                url = f"http://127.0.0.1:{port}/predict"
+                wrk(url, script, 4, 3)  # warm-up
+                results[name] = {c: wrk(url, script, c, args.duration) for c in args.concurrency}
+            finally:
+                stop(process)
+                log.close()
+        print(f"online predict, one record per request, {args.duration} s per run, wrk -t1 on 127.0.0.1, 1 worker")
+        print(f"{'server':8} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'timeouts':>8}")
+        for name, runs in results.items():
+            for c, r in runs.items():
+                print(
+                    f"{name:8} {c:>4} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
+                    f"{r['non2xx']:>8.0f} {r['timeouts']:>8.0f}"
+                )
+        for c in args.concurrency:
+            b, f = results["bare"][c], results["ferry"][c]
+            print(
+                f"c={c}: ferry/bare throughput {f['rps'] / b['rps']:.2f}x, "
+                f"ferry p99/p50 {f['p99'] / f['p50']:.1f}x, bare p99/p50 {b['p99'] / b['p50']:.1f}x"
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
