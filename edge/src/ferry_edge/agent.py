@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,14 @@ from ferry_edge.errors import BundleRejected, ConfigError, NoModel, SyncError
 from ferry_edge.model import EdgeModel
 
 DEFAULTS: dict[str, Any] = {"budget_ms": 50.0, "max_crashes": 3, "max_bundle_bytes": 512 * 1024 * 1024}
+#: Named points of an install. Setting FERRY_EDGE_PAUSE_AT to one makes the agent stop there (tests kill it there).
+INSTALL_STEPS = ("downloaded", "unpacked", "self-tested", "switched")
+
+
+def _pause_point(step: str) -> None:
+    if os.environ.get("FERRY_EDGE_PAUSE_AT") == step:
+        print(f"paused at {step}", file=sys.stderr, flush=True)
+        time.sleep(3600)
 
 
 def _now() -> str:
@@ -148,6 +157,7 @@ class Agent:
             if sha in state.get("rejected", {}):
                 raise BundleRejected(f"bundle {sha[:12]} was rejected before: {state['rejected'][sha]}")
             path = updater.find_cached_target(info) or updater.download_target(info)
+            _pause_point("downloaded")
             return self._install(Path(path).read_bytes(), sha)
         except BundleRejected as exc:
             self._reject(exc)
@@ -176,6 +186,7 @@ class Agent:
         try:
             manifest = unpack(data, staging)
             dest = self.home / "versions" / f"{manifest['version']}-{sha[:12]}"
+            _pause_point("unpacked")
             report = self._selftest(staging)
             if not report.get("ok"):
                 raise BundleRejected(f"self-test failed: {'; '.join(report.get('problems', ['no report']))}")
@@ -187,10 +198,12 @@ class Agent:
             shutil.rmtree(staging, ignore_errors=True)
             exc.sha256 = sha  # type: ignore[attr-defined]
             raise
+        _pause_point("self-tested")
         old = self._link("current")
         if old is not None and old != dest:
             _point(self.home / "previous", old)
         _point(self.home / "current", dest)
+        _pause_point("switched")
         self._save_state(
             active_version=manifest["version"],
             active_sha256=sha,

@@ -84,6 +84,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from ferry_edge.daemon import Schedule, run
+
+    schedule = Schedule(interval_s=args.interval, jitter=args.jitter, max_backoff_s=args.max_backoff)
+    return run(Agent(_home(args)), schedule)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     print(json.dumps(Agent(_home(args)).status(), indent=2))
     return 0
@@ -109,6 +116,11 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("input", nargs="?", default="-", help="file, or - for standard input")
     predict.add_argument("--format", choices=["csv", "jsonl"])
     predict.set_defaults(func=cmd_predict)
+    run = sub.add_parser("run", help="sync on an interval with jitter and backoff until SIGTERM")
+    run.add_argument("--interval", type=float, default=300.0, help="seconds between syncs (default 300)")
+    run.add_argument("--jitter", type=float, default=0.1, help="relative jitter of each wait (default 0.1)")
+    run.add_argument("--max-backoff", type=float, default=3600.0, help="longest wait while offline (default 3600)")
+    run.set_defaults(func=cmd_run)
     status = sub.add_parser("status", help="active and previous version, last sync and last error")
     status.set_defaults(func=cmd_status)
     return p
