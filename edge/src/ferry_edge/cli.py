@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -79,8 +80,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
     finally:
         if stream is not sys.stdin:
             stream.close()
-    for p in model.predict(rows):
+    predictions = model.predict(rows)
+    from ferry_edge.telemetry import DriftSketch
+
+    sketch_path = _home(args) / "sketch.json"
+    sketch = DriftSketch.load(sketch_path, model.features)
+    sketch.update(rows)
+    sketch.save(sketch_path)
+    for p in predictions:
         print(json.dumps({"prediction": p.prediction, "probabilities": p.probabilities, "version": p.version}))
+    return 0
+
+
+def cmd_heartbeat(args: argparse.Namespace) -> int:
+    """Send one heartbeat (queued on disk when the collector is unreachable); the sketch then starts afresh."""
+    from ferry_edge.telemetry import DriftSketch, Heartbeats
+
+    home = _home(args)
+    agent = Agent(home)
+    sketch = None
+    sketch_path = home / "sketch.json"
+    with contextlib.suppress(EdgeError):
+        sketch = DriftSketch.load(sketch_path, agent.active().features)
+    beats = Heartbeats(home, args.collector)
+    sent = beats.send(beats.build(agent.status(), sketch))
+    sketch_path.unlink(missing_ok=True)
+    print(json.dumps({"sent": sent, "queued": beats.queued()}))
     return 0
 
 
@@ -116,6 +141,9 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("input", nargs="?", default="-", help="file, or - for standard input")
     predict.add_argument("--format", choices=["csv", "jsonl"])
     predict.set_defaults(func=cmd_predict)
+    beat = sub.add_parser("heartbeat", help="send version, health and a drift sketch to a collector")
+    beat.add_argument("--collector", required=True, help="http(s) URL (JSON POST) or a directory")
+    beat.set_defaults(func=cmd_heartbeat)
     run = sub.add_parser("run", help="sync on an interval with jitter and backoff until SIGTERM")
     run.add_argument("--interval", type=float, default=300.0, help="seconds between syncs (default 300)")
     run.add_argument("--jitter", type=float, default=0.1, help="relative jitter of each wait (default 0.1)")

@@ -1,0 +1,182 @@
+"""Heartbeats: version, sha256, health and a compact drift sketch of recent inputs — never raw rows.
+
+The sketch keeps, per numeric feature, a bounded uniform sample of recent values (in memory only) from which the
+heartbeat sends count, missing count and quantiles; per categorical feature, counts of the most frequent values.
+A collector is either an ``http(s)://`` URL (JSON POST) or a directory (one JSON file per heartbeat, written
+atomically) that the monitor flow reads. Heartbeats that cannot be delivered wait in a queue directory on disk,
+capped in bytes (oldest dropped first), and go out before the next new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+class DriftSketch:
+    def __init__(self, features: Sequence[Mapping[str, Any]], *, sample_size: int = 1000, top_k: int = 50) -> None:
+        self.features = list(features)
+        self.sample_size = sample_size
+        self.top_k = top_k
+        self.rows = 0
+        self._rng = random.Random(0)
+        self._seen: dict[str, int] = {}
+        self._samples: dict[str, list[float]] = {f["name"]: [] for f in self.features if f["type"] == "numeric"}
+        self._missing: Counter[str] = Counter()
+        self._counts: dict[str, Counter[str]] = {f["name"]: Counter() for f in self.features if f["type"] != "numeric"}
+
+    def update(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        for row in rows:
+            self.rows += 1
+            for name, sample in self._samples.items():
+                v = row.get(name)
+                if v is None or (isinstance(v, float) and v != v):
+                    self._missing[name] += 1
+                    continue
+                seen = self._seen.get(name, 0) + 1
+                self._seen[name] = seen
+                if len(sample) < self.sample_size:
+                    sample.append(float(v))
+                else:  # reservoir sampling keeps a uniform sample of everything seen
+                    j = self._rng.randrange(seen)
+                    if j < self.sample_size:
+                        sample[j] = float(v)
+            for name, counts in self._counts.items():
+                v = row.get(name)
+                if v is None:
+                    self._missing[name] += 1
+                else:
+                    counts[str(v)] += 1
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue the sketch in another process (kept on the device, never sent)."""
+        return {
+            "rows": self.rows,
+            "seen": self._seen,
+            "samples": self._samples,
+            "missing": dict(self._missing),
+            "counts": {k: dict(v) for k, v in self._counts.items()},
+        }
+
+    @classmethod
+    def load(cls, path: Path, features: Sequence[Mapping[str, Any]]) -> DriftSketch:
+        sketch = cls(features)
+        try:
+            saved = json.loads(path.read_text())
+        except (FileNotFoundError, ValueError):
+            return sketch
+        if set(saved.get("samples", {})) != set(sketch._samples) or set(saved.get("counts", {})) != set(sketch._counts):
+            return sketch  # another model's features: start afresh
+        sketch.rows = int(saved["rows"])
+        sketch._seen = {k: int(v) for k, v in saved["seen"].items()}
+        sketch._samples = {k: [float(x) for x in v] for k, v in saved["samples"].items()}
+        sketch._missing = Counter(saved["missing"])
+        sketch._counts = {k: Counter(v) for k, v in saved["counts"].items()}
+        return sketch
+
+    def save(self, path: Path) -> None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self.state(), fh)
+        os.replace(tmp, path)
+
+    def to_dict(self) -> dict[str, Any]:
+        numeric = {}
+        for name, sample in self._samples.items():
+            qs = np.quantile(np.asarray(sample), QUANTILES).tolist() if sample else []
+            numeric[name] = {
+                "count": self._seen.get(name, 0),
+                "missing": self._missing[name],
+                "quantiles": dict(zip([f"p{int(q * 100)}" for q in QUANTILES], qs, strict=False)),
+            }
+        categorical = {}
+        for name, counts in self._counts.items():
+            top = dict(counts.most_common(self.top_k))
+            other = sum(counts.values()) - sum(top.values())
+            categorical[name] = {"missing": self._missing[name], "counts": top, "other": other}
+        return {"rows": self.rows, "numeric": numeric, "categorical": categorical}
+
+
+class Heartbeats:
+    """Build, send and queue heartbeats for one agent home."""
+
+    def __init__(self, home: Path, collector: str, *, queue_cap_bytes: int = 1 << 20, timeout_s: float = 5.0) -> None:
+        self.home = Path(home)
+        self.collector = collector
+        self.queue = self.home / "heartbeats"
+        self.queue_cap_bytes = queue_cap_bytes
+        self.timeout_s = timeout_s
+        self.queue.mkdir(parents=True, exist_ok=True)
+
+    def build(self, status: Mapping[str, Any], sketch: DriftSketch | None) -> dict[str, Any]:
+        return {
+            "id": uuid.uuid4().hex,
+            "device": status.get("device") or os.uname().nodename,
+            "model": status.get("model"),
+            "channel": status.get("channel"),
+            "version": status.get("active_version"),
+            "sha256": status.get("active_sha256"),
+            "health": {
+                "ok": not status.get("last_error"),
+                "last_error": status.get("last_error"),
+                "stale": status.get("stale"),
+            },
+            "sent_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "sketch": sketch.to_dict() if sketch is not None else None,
+        }
+
+    def _deliver(self, body: bytes) -> None:
+        if self.collector.startswith(("http://", "https://")):
+            request = urllib.request.Request(
+                self.collector, data=body, method="POST", headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                if response.status >= 300:
+                    raise OSError(f"collector answered {response.status}")
+            return
+        directory = Path(self.collector.removeprefix("file://"))
+        directory.mkdir(parents=True, exist_ok=True)
+        name = json.loads(body)["id"]
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hb.")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(body)
+        os.replace(tmp, directory / f"{name}.json")
+
+    def _enqueue(self, body: bytes) -> None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        (self.queue / f"{stamp}-{uuid.uuid4().hex[:6]}.json").write_bytes(body)
+        queued = sorted(self.queue.glob("*.json"))
+        total = sum(p.stat().st_size for p in queued)
+        while queued and total > self.queue_cap_bytes:  # the cap keeps the newest
+            oldest = queued.pop(0)
+            total -= oldest.stat().st_size
+            oldest.unlink()
+
+    def queued(self) -> int:
+        return len(list(self.queue.glob("*.json")))
+
+    def send(self, heartbeat: Mapping[str, Any]) -> bool:
+        """Deliver queued heartbeats, oldest first, then this one; on failure queue it. True when all went out."""
+        body = json.dumps(heartbeat, sort_keys=True).encode()
+        try:
+            for path in sorted(self.queue.glob("*.json")):
+                self._deliver(path.read_bytes())
+                path.unlink()
+            self._deliver(body)
+        except OSError:
+            self._enqueue(body)
+            return False
+        return True
