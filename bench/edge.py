@@ -1,0 +1,156 @@
+"""Figures for the edge agent, each against a baseline measured in the same run.
+
+    uv run python bench/edge.py
+
+- install size of the agent's environment vs onnxruntime + numpy alone (two fresh virtual environments);
+- cold start (process start, imports, model load, first prediction), median of 7, vs the same with bare onnxruntime;
+- single-row latency p50/p99 in-process through the agent vs onnxruntime on prepared arrays;
+- bundle size vs model.onnx.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+
+def site_size(venv: Path) -> int:
+    site = next(venv.glob("lib/python*/site-packages"))
+    return sum(p.stat().st_size for p in site.rglob("*") if p.is_file())
+
+
+def make_venv(path: Path, *packages: str) -> int:
+    found = shutil.which("uv")
+    uv = [found] if found else ["python3", "-m", "uv"]  # the scripts install uv for the system python
+    subprocess.run([*uv, "venv", "-q", "--python", sys._base_executable, str(path)], check=True)
+    env = {**os.environ, "VIRTUAL_ENV": str(path)}
+    subprocess.run([*uv, "pip", "install", "-q", *packages], check=True, env=env)
+    return site_size(path)
+
+
+def cold(cmd: list[str], runs: int = 7) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    from helpers import loop
+
+    from ferry import demo
+    from ferry.bundle import build_bundle
+    from ferry.registry import Registry
+    from ferry.tufrepo import KeyStore, TufRepository, target_name
+
+    with tempfile.TemporaryDirectory(prefix="ferry-edge-bench-") as tmp:
+        root = Path(tmp)
+        schema = root / "schema.yaml"
+        schema.write_text(demo.churn_schema().dump_yaml())
+        data = demo.write_demo(root / "data", n_rows=5000, seed=1, fmt="parquet")
+        registry = Registry(str(root / "registry"))
+        version, _, _ = loop(data, schema, registry, root / "runs")
+        model_bytes = registry.read_bytes(version, "model.onnx")
+        bundle = build_bundle(registry, version)
+        repo = TufRepository(str(root / "repo"), KeyStore(root / "keys"))
+        repo.init()
+        repo.publish(target_name("churn", "edge/stable"), bundle.data)
+        port_proc = subprocess.Popen(
+            [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(root / "repo")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            line = port_proc.stdout.readline() if port_proc.stdout else ""
+            port = int(line.split("port ")[1].split()[0])
+            url = f"http://127.0.0.1:{port}"
+            for _ in range(50):
+                try:
+                    urllib.request.urlopen(url, timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            from ferry_edge.agent import Agent
+
+            agent = Agent.init(
+                root / "device", repo_url=url, model="churn", channel="edge/stable", trusted_root=repo.trusted_root()
+            )
+            agent.sync()
+        finally:
+            port_proc.terminate()
+            port_proc.wait()
+
+        model = agent.active()
+        row = model.manifest["golden"]["rows"][0]
+        prepared = model.prepare([row])
+        # in-process latency
+        agent_t, raw_t = [], []
+        for _ in range(3000):
+            t = time.perf_counter()
+            model.predict([row])
+            agent_t.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            model.session.run(None, prepared)
+            raw_t.append(time.perf_counter() - t)
+
+        def pct(xs: list[float], q: float) -> float:
+            return sorted(xs)[int(q * (len(xs) - 1))] * 1e3
+
+        (root / "row.json").write_text(json.dumps(row))
+        (root / "model.onnx").write_bytes(model_bytes)
+        agent_cold = cold(
+            [
+                sys.executable,
+                "-c",
+                "import json,sys; from ferry_edge.agent import Agent;"
+                f"Agent({str(root / 'device')!r}).active().predict([json.load(open({str(root / 'row.json')!r}))])",
+            ]
+        )
+        raw_cold = cold(
+            [
+                sys.executable,
+                "-c",
+                "import numpy as np, onnxruntime as ort, json;"
+                f"s = ort.InferenceSession({str(root / 'model.onnx')!r}, providers=['CPUExecutionProvider']);"
+                f"row = json.load(open({str(root / 'row.json')!r}));"
+                "feeds = {i.name: (np.array([[row[i.name] if row[i.name] is not None else np.nan]], np.float32)"
+                " if i.type == 'tensor(float)' else np.array([[row[i.name] or '']], object)) for i in s.get_inputs()};"
+                "s.run(None, feeds)",
+            ]
+        )
+        base_size = make_venv(root / "venv-ort", "onnxruntime", "numpy")
+        agent_size = make_venv(root / "venv-agent", str(REPO / "edge"))
+
+    mb = 1024 * 1024
+    print(f"{'figure':<38}{'agent':>12}{'baseline':>12}{'ratio':>8}")
+    print(f"{'install size (MB)':<38}{agent_size / mb:>12.1f}{base_size / mb:>12.1f}{agent_size / base_size:>8.2f}")
+    print(f"{'  added by the agent (MB)':<38}{(agent_size - base_size) / mb:>12.1f}")
+    print(f"{'cold start, median (s)':<38}{agent_cold:>12.3f}{raw_cold:>12.3f}{agent_cold / raw_cold:>8.2f}")
+    print(
+        f"{'single row p50 (ms)':<38}{pct(agent_t, 0.5):>12.3f}{pct(raw_t, 0.5):>12.3f}{pct(agent_t, 0.5) / pct(raw_t, 0.5):>8.2f}"
+    )
+    print(
+        f"{'single row p99 (ms)':<38}{pct(agent_t, 0.99):>12.3f}{pct(raw_t, 0.99):>12.3f}{pct(agent_t, 0.99) / pct(raw_t, 0.99):>8.2f}"
+    )
+    print(
+        f"{'bundle vs model.onnx (KB)':<38}{len(bundle.data) / 1024:>12.1f}{len(model_bytes) / 1024:>12.1f}{len(bundle.data) / len(model_bytes):>8.2f}"
+    )
+    print("baselines: a venv with onnxruntime+numpy only; bare onnxruntime on the same row and model")
+
+
+if __name__ == "__main__":
+    main()
