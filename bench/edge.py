@@ -136,19 +136,17 @@ def main() -> None:
         agent_size = make_venv(root / "venv-agent", str(REPO / "edge"))
 
     mb = 1024 * 1024
+    rows = [
+        ("install size (MB)", agent_size / mb, base_size / mb),
+        ("cold start, median (s)", agent_cold, raw_cold),
+        ("single row p50 (ms)", pct(agent_t, 0.5), pct(raw_t, 0.5)),
+        ("single row p99 (ms)", pct(agent_t, 0.99), pct(raw_t, 0.99)),
+        ("bundle vs model.onnx (KB)", len(bundle.data) / 1024, len(model_bytes) / 1024),
+    ]
     print(f"{'figure':<38}{'agent':>12}{'baseline':>12}{'ratio':>8}")
-    print(f"{'install size (MB)':<38}{agent_size / mb:>12.1f}{base_size / mb:>12.1f}{agent_size / base_size:>8.2f}")
-    print(f"{'  added by the agent (MB)':<38}{(agent_size - base_size) / mb:>12.1f}")
-    print(f"{'cold start, median (s)':<38}{agent_cold:>12.3f}{raw_cold:>12.3f}{agent_cold / raw_cold:>8.2f}")
-    print(
-        f"{'single row p50 (ms)':<38}{pct(agent_t, 0.5):>12.3f}{pct(raw_t, 0.5):>12.3f}{pct(agent_t, 0.5) / pct(raw_t, 0.5):>8.2f}"
-    )
-    print(
-        f"{'single row p99 (ms)':<38}{pct(agent_t, 0.99):>12.3f}{pct(raw_t, 0.99):>12.3f}{pct(agent_t, 0.99) / pct(raw_t, 0.99):>8.2f}"
-    )
-    print(
-        f"{'bundle vs model.onnx (KB)':<38}{len(bundle.data) / 1024:>12.1f}{len(model_bytes) / 1024:>12.1f}{len(bundle.data) / len(model_bytes):>8.2f}"
-    )
+    for name, mine, base in rows:
+        print(f"{name:<38}{mine:>12.3f}{base:>12.3f}{mine / base:>8.2f}")
+    print(f"{'added by the agent (MB)':<38}{(agent_size - base_size) / mb:>12.1f}")
     print("baselines: a venv with onnxruntime+numpy only; bare onnxruntime on the same row and model")
 
 
