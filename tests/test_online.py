@@ -459,3 +459,51 @@ def test_the_fast_path_agrees_with_ferry_data_on_every_record(churn_champion: di
     fast_batch = _fast_inputs(columns, served)
     assert fast_batch is not None
     assert _same_inputs(fast_batch, slow_inputs(columns, served, len(batch)))
+
+
+# ------------------------------------------------------------------------------------------------ load shedding
+
+
+def test_load_shedding_answers_503_with_retry_after_and_recovers() -> None:
+    import asyncio
+
+    from ferry.online.shed import LoadShedMiddleware
+
+    async def scenario() -> tuple[list[int], list[dict[str, str]], int, int]:
+        gate = asyncio.Event()
+
+        async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+            await gate.wait()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        shed = LoadShedMiddleware(slow_app, max_in_flight=3, retry_after_s=2)
+
+        async def call(path: str = "/predict") -> tuple[int, dict[str, str]]:
+            sent: list[dict[str, Any]] = []
+
+            async def send(message: dict[str, Any]) -> None:
+                sent.append(message)
+
+            async def receive() -> dict[str, Any]:
+                return {"type": "http.request", "body": b"", "more_body": False}
+
+            await shed({"type": "http", "path": path, "headers": []}, receive, send)
+            start = sent[0]
+            return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}
+
+        busy = [asyncio.ensure_future(call()) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        over = await asyncio.wait_for(asyncio.gather(*(call() for _ in range(5))), 5)
+        probe_task = asyncio.ensure_future(call("/readyz"))  # probes are never shed (it waits on the gate too)
+        await asyncio.sleep(0.01)
+        gate.set()
+        done = await asyncio.wait_for(asyncio.gather(*busy, probe_task), 5)
+        after, _ = await asyncio.wait_for(call(), 5)
+        return [s for s, _ in over] + [s for s, _ in done], [h for _, h in over], after, shed.shed
+
+    statuses, headers, after, shed_count = asyncio.run(scenario())
+    assert statuses == [503] * 5 + [200] * 4
+    assert all(h["retry-after"] == "2" for h in headers)
+    assert after == 200
+    assert shed_count == 5

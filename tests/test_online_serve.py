@@ -260,3 +260,35 @@ def test_bentoml_build_works_offline(tmp_path: Path) -> None:
     assert len(built) == 1
     assert (built[0].parent / "src" / "service.py").read_bytes() == (BENTO_DIR / "service.py").read_bytes()
     assert "ferry[online]" in (built[0].parent / "env" / "python" / "requirements.txt").read_text()
+
+
+def test_overload_is_shed_with_503_and_retry_after_never_504(churn_champion: dict[str, str], tmp_path: Path) -> None:
+    registry = copy_registry(churn_champion, tmp_path / "registry")
+    running = start_server(registry, tmp_path, max_in_flight="2")
+    records = demo_records(churn_champion, 1000)  # each request takes a while, so 16 at once overload 2 slots
+    results: list[tuple[int, str | None]] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        try:
+            response = running.post("/predict", {"records": records}, timeout=60)
+            outcome = (response.status_code, response.headers.get("retry-after"))
+        except httpx.HTTPError as exc:
+            outcome = (-1, repr(exc))
+        with lock:
+            results.append(outcome)
+
+    try:
+        callers = [threading.Thread(target=call) for _ in range(16)]
+        for t in callers:
+            t.start()
+        for t in callers:
+            t.join(90)
+        statuses = Counter(status for status, _ in results)
+        assert set(statuses) <= {200, 503}, results
+        assert statuses[503] >= 1, statuses
+        assert statuses[200] >= 2, statuses
+        assert all(retry == "1" for status, retry in results if status == 503)
+        assert running.post("/predict", {"records": records[:1]}).status_code == 200  # recovered
+    finally:
+        stop_server(running)

@@ -30,6 +30,7 @@ from ferry.online.predict import (
 from ferry.online.records import RequestRejected, to_records
 from ferry.online.routing import Router
 from ferry.online.settings import OnlineSettings
+from ferry.online.shed import LoadShedMiddleware
 from ferry.registry import Registry
 
 log = logging.getLogger("ferry.online")
@@ -49,7 +50,9 @@ class NotReady(BentoMLException):
 @bentoml.service(
     name="ferry-online",
     workers=1,
-    traffic={"timeout": 10, "max_concurrency": 64},
+    # BentoML's own limits sit above ferry's shedding (FERRY_ONLINE_MAX_IN_FLIGHT, 32 by default), so a request
+    # over capacity gets 503 + Retry-After at once rather than a queue that ends in 504.
+    traffic={"timeout": 30, "max_concurrency": 64},
     logging={"access": {"enabled": False}},
 )
 class Online:
@@ -154,6 +157,8 @@ class Online:
         return model_info(self._loaded(), self.holder.channel)
 
 
-# Listed outermost first: a request without a valid key is refused before its body is read.
+# Listed outermost first: overload is shed before anything else, and a request without a valid key is refused
+# before its body is read.
+Online.add_asgi_middleware(LoadShedMiddleware)
 Online.add_asgi_middleware(ApiKeyMiddleware)
 Online.add_asgi_middleware(BodyLimitMiddleware)

@@ -8,6 +8,10 @@
 | :mod:`ferry.online.predict` | one request's answer: predictions, probabilities, version, prediction ids |
 | :mod:`ferry.online.auth` | API keys with scopes (stored as sha256 hashes) and the ASGI middleware that checks them |
 | :mod:`ferry.online.limits` | the ASGI middleware that refuses bodies over the configured size with 413 |
+| :mod:`ferry.online.shed` | the ASGI middleware that answers 503 + Retry-After over ``max_in_flight`` |
+| :mod:`ferry.online.routing` | champion, shadow, canary or sticky A/B between champion and challenger |
+| :mod:`ferry.online.logs` | sampled prediction logs and feedback, buffered into Parquet files in the registry |
+| :mod:`ferry.online.metrics` | per-version request counts, score histogram and shadow agreement for ``/metrics`` |
 
 Importing this package starts nothing: no thread, no I/O, no BentoML.
 """

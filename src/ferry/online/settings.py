@@ -53,6 +53,14 @@ class OnlineSettings(BaseSettings):
         default=1 << 20, ge=1024, le=1 << 30, description="Largest request body; larger ones get 413."
     )
     max_records: int = Field(default=1000, ge=1, le=100_000, description="Most records one predict request may hold.")
+    max_in_flight: int = Field(
+        default=32,
+        ge=1,
+        le=10_000,
+        description="Requests handled at once; more get 503 with Retry-After at once (keep it below BentoML's "
+        "max_concurrency of 64 so the service, not BentoML, sheds).",
+    )
+    retry_after_s: int = Field(default=1, ge=1, le=3600, description="Retry-After of a shed request, in seconds.")
     intra_op_threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads per session.")
     prediction_sample_rate: float = Field(
         default=0.0, ge=0, le=1, description="Share of predictions written to the prediction log (0 = none)."
