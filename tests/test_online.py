@@ -507,3 +507,17 @@ def test_load_shedding_answers_503_with_retry_after_and_recovers() -> None:
     assert all(h["retry-after"] == "2" for h in headers)
     assert after == 200
     assert shed_count == 5
+
+
+def test_a_pinned_holder_ignores_the_channel(churn_champion: dict[str, str], tmp_path: Path) -> None:
+    registry = copy_registry(churn_champion, tmp_path / "registry")
+    base = registry.get(churn_champion["version"])
+    holder = ModelHolder(registry, "churn", CHANNEL, pinned=base.id[:8])
+    first = holder.refresh()
+    assert first is not None
+    assert first.id == base.id
+    new = clone_version(registry, base, tmp_path / "new", note="not for the pinned service")
+    registry.promote(new, CHANNEL, model="churn", reason="test")
+    assert holder.refresh() is first
+    with pytest.raises(ValueError, match="version"):
+        OnlineSettings(version="not-hex")

@@ -374,3 +374,14 @@ def test_service_shadow_never_changes_a_response(
     logged = pd.concat([pd.read_parquet(f) for f in files])
     assert set(logged.loc[logged["role"] == "shadow", "version"]) == {challenger}
     assert (logged["role"] == "shadow").sum() >= 20
+
+
+def test_a_pinned_service_keeps_its_version(client_for: Any, churn_champion: dict[str, str], tmp_path: Path) -> None:
+    registry = copy_registry(churn_champion, tmp_path / "registry")
+    base = registry.get(churn_champion["version"])
+    client = client_for(registry.url, version=base.id)
+    new = clone_version(registry, base, tmp_path / "new", note="newer")
+    registry.promote(new, "online/champion", model="churn", reason="test")
+    assert client.post("/refresh", headers=auth("admin")).json()["version"] == base.id
+    response = client.post("/predict", json={"records": _record(churn_champion)}, headers=auth("predict"))
+    assert response.json()["version"] == base.id

@@ -65,7 +65,11 @@ class Online:
         registry = Registry.from_settings()
         model = ModelHolder.resolve_model(registry, self.settings.model)
         self.holder = ModelHolder(
-            registry, model, self.settings.channel, intra_op_threads=self.settings.intra_op_threads
+            registry,
+            model,
+            self.settings.channel,
+            intra_op_threads=self.settings.intra_op_threads,
+            pinned=self.settings.version,
         )
         self.metrics = OnlineMetrics()
         buffer = self.settings.log_buffer_rows

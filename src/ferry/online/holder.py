@@ -72,12 +72,15 @@ def _check_scores(scores: Scores, n: int) -> None:
 
 
 class ModelHolder:
-    """Serves the version that ``channel`` of ``model`` points to. Constructing it does no I/O."""
+    """Serves the version that ``channel`` of ``model`` points to (or the ``pinned`` version). No I/O here."""
 
-    def __init__(self, registry: Registry, model: str, channel: str, *, intra_op_threads: int = 1) -> None:
+    def __init__(
+        self, registry: Registry, model: str, channel: str, *, intra_op_threads: int = 1, pinned: str | None = None
+    ) -> None:
         self.registry = registry
         self.model = model
         self.channel = channel
+        self.pinned = pinned
         self.intra_op_threads = intra_op_threads
         self.failures: dict[str, str] = {}
         self._current: LoadedModel | None = None
@@ -123,8 +126,12 @@ class ModelHolder:
         Errors reading the pointer or loading the version are logged and leave the current model serving.
         """
         with self._refresh_lock:
+            target: str | None
             try:
-                target = self.registry.channel(self.model, self.channel)
+                if self.pinned is not None:
+                    target = self.registry.get(self.pinned, model=self.model).id
+                else:
+                    target = self.registry.channel(self.model, self.channel)
             except Exception as exc:
                 log.error("cannot read channel %s of %s: %s", self.channel, self.model, exc)
                 return self._current

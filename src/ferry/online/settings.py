@@ -35,6 +35,11 @@ class OnlineSettings(BaseSettings):
     channel: str = Field(
         default="online/champion", min_length=1, max_length=100, description="Channel whose version is served."
     )
+    version: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{4,16}$",
+        description="Serve exactly this version (id or unique prefix) instead of following the channel.",
+    )
     routing: Literal["champion", "shadow", "canary", "ab"] = Field(
         default="champion",
         description="champion alone, or with the challenger: shadow (scores, never answers), canary (a random "
