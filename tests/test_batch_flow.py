@@ -91,3 +91,9 @@ def test_process_runner_scores_the_rest_when_one_partition_is_corrupt(
         "day=01__part.parquet",
     ]
     assert len(read_scores(tmp_path / "out")) == 6000
+    # the process pool wrote what the plain function writes for the same partitions
+    registry = Registry(churn_champion["registry"])
+    batch.score(str(tmp_path / "in" / "day=0[01]" / "*.parquet"), str(tmp_path / "plain"), registry)
+    pd.testing.assert_frame_equal(
+        without_time(read_scores(tmp_path / "out")), without_time(read_scores(tmp_path / "plain"))
+    )

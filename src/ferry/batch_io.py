@@ -169,14 +169,14 @@ def iter_batches(
     """
     fs, path = _open_fs(part.url, storage_options)
     try:
-        with fs.open(path, "rb", compression="infer" if part.format == "csv" else None) as fh:
-            if part.format == "parquet":
+        if part.format == "parquet":
+            with fs.open(path, "rb") as fh:
                 reader = pq.ParquetFile(fh)
                 names = reader.schema_arrow.names
                 wanted = None if columns is None else [c for c in names if c in set(columns)]
                 yield from reader.iter_batches(batch_size=batch_rows, columns=wanted, use_threads=False)
-            else:
-                yield from _csv_batches(fh, batch_rows, columns)
+        else:
+            yield from _csv_batches(fs, path, batch_rows, columns)
     except DataFormatError:
         raise
     except (pa.ArrowException, OSError, ValueError, EOFError, zlib.error, UnicodeDecodeError) as exc:
@@ -185,24 +185,26 @@ def iter_batches(
         ) from None
 
 
-def _csv_batches(fh: Any, batch_rows: int, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
-    # Read the header first so every column can be declared as text.
-    probe = pacsv.open_csv(fh, read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 16))
-    names = [c for c in probe.schema.names if columns is None or c in set(columns)]
-    fh.seek(0)
-    reader = pacsv.open_csv(
-        fh,
-        read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 22),
-        convert_options=pacsv.ConvertOptions(
-            column_types={n: pa.string() for n in names},
-            include_columns=names,
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-        ),
+def _csv_batches(fs: Any, path: str, batch_rows: int, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
+    # The header is read through its own handle first, so every column can be declared as text. (Sharing one handle
+    # and seeking back raced with the probe reader's read-ahead.)
+    with fs.open(path, "rb", compression="infer") as fh:
+        probe = pacsv.open_csv(fh, read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 16))
+        names = [c for c in probe.schema.names if columns is None or c in set(columns)]
+        probe.close()
+    convert = pacsv.ConvertOptions(
+        column_types={n: pa.string() for n in names},
+        include_columns=names,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
     )
-    for batch in reader:
-        for start in range(0, batch.num_rows, batch_rows):
-            yield batch.slice(start, batch_rows)
+    with fs.open(path, "rb", compression="infer") as fh:
+        reader = pacsv.open_csv(
+            fh, read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 22), convert_options=convert
+        )
+        for batch in reader:
+            for start in range(0, batch.num_rows, batch_rows):
+                yield batch.slice(start, batch_rows)
 
 
 class OutputDir:
