@@ -348,3 +348,26 @@ def test_threaded_and_plain_reading_give_the_same_output(
     pd.testing.assert_frame_equal(
         without_time(read_scores(tmp_path / "plain")), without_time(read_scores(tmp_path / "threaded"))
     )
+
+
+def test_reads_and_writes_fsspec_urls(tmp_path: Path, churn_champion: dict[str, str], registry: Registry) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    paths = write_partitions(churn_champion, tmp_path / "in", n=1, csv=1)
+    for path in paths:
+        fs.pipe(f"/batch-test/in/{path.parent.name}/{path.name}", path.read_bytes())
+    try:
+        summary = batch.score("memory://batch-test/in", "memory://batch-test/out", registry)
+        assert (summary.partitions, summary.scored) == (2, 6000)
+        output = summary.results[0]["output"]  # fsspec spells memory URLs memory:///path
+        assert output.startswith("memory://")
+        assert output.endswith("/batch-test/out/scores/day=00__part.parquet")
+        with fs.open("/batch-test/out/scores/day=01__part.parquet", "rb") as fh:
+            got = pq.read_table(fh)
+        _, labels, probs = reference_scores(churn_champion, paths[1])
+        assert got.column("prob_1").to_numpy().tobytes() == probs[:, 1].tobytes()
+        np.testing.assert_array_equal(got.column("prediction").to_numpy(), labels)
+        assert batch.score("memory://batch-test/in", "memory://batch-test/out", registry).skipped == 2
+    finally:
+        fs.rm("/batch-test", recursive=True)
