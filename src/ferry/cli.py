@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ferry.cli_edge import edge_app
 from ferry.errors import FerryError, MissingExtra
 from ferry.settings import StorageSettings, TrainSettings
 from ferry.summary import fmt, gate_rows, metric_rows
@@ -22,6 +23,7 @@ models_app = typer.Typer(help="Inspect registered model versions.", no_args_is_h
 audit_app = typer.Typer(help="Inspect the audit log of channel moves.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(audit_app, name="audit")
+app.add_typer(edge_app, name="edge")
 
 
 def _out() -> Console:
