@@ -216,10 +216,10 @@ def test_swap_under_load_drops_nothing_and_a_broken_model_never_serves(
 
 
 @pytest.mark.xfail(
-    strict=True,
-    reason="known gap: SIGTERM (or SIGINT) to the `bentoml serve` process (1.4's circus arbiter) resets connections "
-    "whose requests are in flight, while SIGTERM to its worker process lets them complete (checked by hand); "
-    "the issue asks for them to complete; not solved yet",
+    strict=False,  # the outcome depends on timing: some runs drop in-flight requests, some do not
+    reason="known gap: SIGTERM (or SIGINT) to the `bentoml serve` process (1.4's circus arbiter) often resets "
+    "connections whose requests are in flight, while SIGTERM to its worker process lets them complete (checked by "
+    "hand); the issue asks for them to complete every time; not solved yet",
 )
 def test_sigterm_lets_requests_in_flight_complete(churn_champion: dict[str, str], tmp_path: Path) -> None:
     registry = copy_registry(churn_champion, tmp_path / "registry")
