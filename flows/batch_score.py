@@ -14,7 +14,6 @@ Run it with ``ferry score`` (which calls the same core functions without Prefect
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
@@ -27,6 +26,7 @@ from ferry.batch_io import Partition
 from ferry.errors import MissingExtra
 from ferry.registry import Registry
 from ferry.settings import StorageSettings
+from ferry.summary import as_link
 
 
 @task(name="plan-batch", retries=1, retry_delay_seconds=2)
@@ -183,12 +183,8 @@ def _publish_artifacts(outcome: dict[str, Any]) -> None:
     if rows:
         create_table_artifact(rows, key=f"{key}-batch-partitions", description="Partitions of the batch run")
     create_link_artifact(
-        _as_link(outcome["output"]),
+        as_link(outcome["output"]),
         link_text="batch output",
         key=f"{key}-batch-output",
         description="Where the scores (scores/), rejects (rejects/) and manifest (_manifest/) are",
     )
-
-
-def _as_link(location: str) -> str:
-    return location if "://" in location else Path(location).resolve().as_uri()

@@ -16,7 +16,7 @@ from ferry import retrain as core
 from ferry.artifacts import read_json
 from ferry.registry import Registry
 from ferry.settings import GateSettings, StorageSettings, TrainSettings
-from ferry.summary import gate_rows, markdown_summary, metric_rows
+from ferry.summary import as_link, gate_rows, markdown_summary, metric_rows
 
 
 @task(name="ingest", retries=2, retry_delay_seconds=5)
@@ -179,18 +179,14 @@ def _publish_artifacts(outcome: dict[str, Any]) -> None:
         description=f"Gate checks of {outcome['version']}: {'passed' if outcome['gate_passed'] else 'rejected'}",
     )
     create_link_artifact(
-        _as_link(outcome["gate_html"]),
+        as_link(outcome["gate_html"]),
         link_text="Evidently model-quality report",
         key=f"{key}-gate-report",
         description="Evidently report behind the gate's model checks",
     )
     create_link_artifact(
-        _as_link(outcome["data_quality_html"]),
+        as_link(outcome["data_quality_html"]),
         link_text="Evidently data-quality report",
         key=f"{key}-data-quality-report",
         description="Evidently report behind the gate's data checks",
     )
-
-
-def _as_link(location: str) -> str:
-    return location if "://" in location else Path(location).resolve().as_uri()

@@ -4,6 +4,7 @@ Markdown. The Prefect artifacts and the CLI's rich tables are both drawn from th
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from ferry.evaluate import METRIC_NAMES
@@ -107,3 +108,8 @@ def markdown_summary(outcome: dict[str, Any]) -> str:
     ]
     lines += ["## Gate", "", markdown_table(gate_rows(outcome["checks"]))]
     return "\n".join(lines)
+
+
+def as_link(location: str) -> str:
+    """A URL for a Prefect link artifact: URLs as they are, local paths as absolute file:// URIs."""
+    return location if "://" in location else Path(location).resolve().as_uri()
