@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,19 @@ def serve_dir() -> Iterator[Callable[[Path], str]]:
     for proc in procs:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def pair(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, str, str]:
+    """A registry whose ``online/challenger`` points at a second version of the champion's model.
+
+    Returns ``(registry, champion_id, challenger_id)``; used by the online routing tests.
+    """
+    from test_online import clone_version, copy_registry
+
+    tmp = tmp_path_factory.mktemp("routing")
+    registry = copy_registry(churn_champion, tmp / "registry")
+    base = registry.get(churn_champion["version"])
+    challenger = clone_version(registry, base, tmp / "challenger", note="challenger")
+    registry.promote(challenger, "online/challenger", model="churn", reason="test: challenger")
+    return registry, base.id, challenger

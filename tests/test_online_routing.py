@@ -5,22 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from test_online import clone_version, copy_registry
 
 from ferry.online.holder import LoadedModel, ModelHolder
 from ferry.online.routing import Router, ab_bucket
 from ferry.registry import Registry
-
-
-@pytest.fixture(scope="module")
-def pair(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Registry, str, str]:
-    """A registry whose online/challenger points at a second version of the champion's model."""
-    tmp = tmp_path_factory.mktemp("routing")
-    registry = copy_registry(churn_champion, tmp / "registry")
-    base = registry.get(churn_champion["version"])
-    challenger = clone_version(registry, base, tmp / "challenger", note="challenger")
-    registry.promote(challenger, "online/challenger", model="churn", reason="test: challenger")
-    return registry, base.id, challenger
 
 
 @pytest.fixture(scope="module")

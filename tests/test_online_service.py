@@ -305,17 +305,6 @@ def test_feedback_by_scope_and_joined_to_prediction_logs(
 # ------------------------------------------------------------------------------------------------ routing
 
 
-@pytest.fixture(scope="module")
-def pair(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, str, str]:
-    """A registry whose online/challenger points at a second version of the champion's model."""
-    tmp = tmp_path_factory.mktemp("routing")
-    registry = copy_registry(churn_champion, tmp / "registry")
-    base = registry.get(churn_champion["version"])
-    challenger = clone_version(registry, base, tmp / "challenger", note="challenger")
-    registry.promote(challenger, "online/challenger", model="churn", reason="test: challenger")
-    return registry, base.id, challenger
-
-
 def _versions(client: Any, record: dict[str, Any], n: int, key: str | None = None) -> Counter[str]:
     seen: Counter[str] = Counter()
     for _ in range(n):
