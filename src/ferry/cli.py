@@ -156,25 +156,105 @@ def demo(
     rows: Annotated[int, typer.Option(min=2000, max=2_000_000, help="Rows in each demo batch.")] = 20_000,
     drift: Annotated[float, typer.Option(min=0.0, max=1.0, help="Drift of the second batch (0 to 1).")] = 0.8,
     directory: Annotated[Path, typer.Option("--dir", help="Where the demo data is written.")] = Path(".ferry/demo"),
+    sample_rows: Annotated[
+        int, typer.Option("--sample-rows", min=10, max=20_000, help="Rows scored on every surface and compared.")
+    ] = 2000,
     registry: RegistryOpt = None,
 ) -> None:
-    """Generate churn data, train and promote a first model, then retrain on a drifted batch and show the verdict."""
+    """Train and promote a first model and serve it; retrain on drifted data and watch the service switch; score a
+    batch; sync an edge device from a static host; check that all three answer bit for bit the same."""
+    from contextlib import ExitStack
+
+    from ferry import cli_demo
     from ferry import demo as demo_mod
 
+    out = _out()
+    schema = demo_mod.churn_schema()
     try:
         flow = _retrain_flow()
+        reg = _registry(registry)
         directory.mkdir(parents=True, exist_ok=True)
         schema_path = directory / "schema.yaml"
-        schema_path.write_text(demo_mod.churn_schema().dump_yaml())
-        _out().rule("[bold]1. baseline data: train and promote the first model")
-        base = demo_mod.write_demo(directory / "baseline", n_rows=rows, seed=1, drift=0.0, fmt="parquet")
-        print_outcome(flow(data=str(base), schema_file=str(schema_path), registry_url=registry))
-        _out().rule(f"[bold]2. drifted data (drift={drift}): retrain, gate against the champion")
-        drifted = demo_mod.write_demo(directory / "drifted", n_rows=rows, seed=2, drift=drift, fmt="parquet")
-        print_outcome(flow(data=str(drifted), schema_file=str(schema_path), registry_url=registry))
+        schema_path.write_text(schema.dump_yaml())
+        online = cli_demo.has_extra("bentoml")
+        edge = cli_demo.has_extra("ferry_edge", "tuf")
+        with ExitStack() as stack:
+            out.rule("[bold]1. baseline data: train and promote the first model")
+            base = demo_mod.write_demo(directory / "baseline", n_rows=rows, seed=1, drift=0.0, fmt="parquet")
+            print_outcome(flow(data=str(base), schema_file=str(schema_path), registry_url=reg.url))
+            drifted_frame = demo_mod.make_churn(rows, seed=2, drift=drift)
+            frame, sample = cli_demo.sample(drifted_frame, schema, sample_rows)
+            service: cli_demo.DemoService | None = None
+            served = None
+            if online:
+                out.rule("[bold]2. online: bentoml serve answers with the champion")
+                service = stack.enter_context(cli_demo.DemoService(reg, directory))
+                out.print(f"serving on {service.url} (log: {service.log})")
+                served = cli_demo.show_answers(service, sample[:3], schema, "POST /predict, the first three rows:")
+            else:
+                out.print("[yellow]online step skipped: install the `online` extra[/]")
+            out.rule(f"[bold]3. drifted data (drift={drift}): retrain, gate against the champion")
+            drifted = demo_mod.write_demo(directory / "drifted", n_rows=rows, seed=2, drift=drift, fmt="parquet")
+            outcome = flow(data=str(drifted), schema_file=str(schema_path), registry_url=reg.url)
+            print_outcome(outcome)
+            champion = reg.channel(outcome["model"], "online/champion")
+            if service is not None and champion is not None and champion != served:
+                cli_demo.wait_for_version(service, sample, champion)
+                note = "the same service, not restarted, followed the channel pointer"
+                cli_demo.show_answers(service, sample[:3], schema, f"POST /predict again ({note}; was {served}):")
+            out.rule("[bold]4. batch: score the drifted rows with the champion")
+            output = cli_demo.batch_step(reg, frame, directory)
+            if edge and champion is not None:
+                out.rule("[bold]5. edge: publish a signed bundle, a device syncs it from a static host")
+                device_model = cli_demo.edge_step(reg, outcome["model"], champion, directory)
+                if service is not None:
+                    out.rule("[bold]6. parity: the same rows online, in batch and on the device")
+                    cli_demo.parity_step(cli_demo.surfaces_scores(service, output, device_model, sample, schema))
+            elif not edge:
+                out.print("[yellow]edge step skipped: install the `edge` extra[/]")
     except FerryError as exc:
         raise _fail(exc) from exc
-    status(registry=registry)
+    status(registry=reg.url)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 to serve other machines.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to bind.")] = 3000,
+    model: ModelOpt = None,
+    channel: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--channel", "-c", help="Channel to follow (default online/champion)."),
+    ] = None,
+    version: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--version", help="Serve exactly this version instead of following the channel."),
+    ] = None,
+    registry: RegistryOpt = None,
+) -> None:
+    """Run the online service: `bentoml serve` of bentos/online on the model a channel points to.
+
+    Every FERRY_ONLINE_* variable (API keys, routing, limits) applies; these options override their variables.
+    """
+    import os
+    import sys
+
+    from ferry import serving
+
+    try:
+        reg = _registry(registry)
+        env = {"FERRY_REGISTRY_URL": reg.url, "BENTOML_DO_NOT_TRACK": os.environ.get("BENTOML_DO_NOT_TRACK", "true")}
+        for name, value in (("MODEL", model), ("CHANNEL", channel), ("VERSION", version)):
+            if value is not None:
+                env[f"FERRY_ONLINE_{name}"] = value
+        command = serving.serve_command(host, port)
+        directory = serving.bento_dir()
+    except FerryError as exc:
+        raise _fail(exc) from exc
+    _out().print(f"serving {reg.url} on http://{host}:{port} ({' '.join(command[1:])} in {directory})")
+    sys.stdout.flush()
+    os.chdir(directory)
+    os.execve(command[0], command, {**os.environ, **env})
 
 
 @app.command()

@@ -1,0 +1,160 @@
+"""The same rows through the three surfaces (online service, batch scoring, edge agent), compared bit for bit.
+
+Every surface runs the same ``model.onnx`` on the same float32/string encoding of a record, so their outputs must be
+identical, not merely close. :func:`compare` checks that on the raw float32 bits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow.parquet as pq
+
+from ferry.schema import Schema
+
+__all__ = ["Parity", "Scores", "batch_scores", "compare", "edge_scores", "online_scores", "records"]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What one surface answered for a list of rows, in the rows' order."""
+
+    surface: str
+    versions: tuple[str, ...]
+    ids: tuple[str, ...]
+    predictions: npt.NDArray[np.int64]
+    probabilities: npt.NDArray[np.float32]  # (rows, classes), in the schema's target_classes order
+
+
+@dataclass(frozen=True)
+class Parity:
+    surfaces: tuple[str, str]
+    rows: int
+    mismatched_rows: int
+    max_abs_diff: float
+    same_version: bool
+
+    @property
+    def identical(self) -> bool:
+        return self.rows > 0 and self.mismatched_rows == 0 and self.same_version
+
+
+def records(frame: pd.DataFrame, schema: Schema) -> list[dict[str, Any]]:
+    """The id and feature columns of ``frame`` as JSON-ready records: Python scalars, None for a missing value.
+
+    Floats keep every bit (no decimal rounding as ``DataFrame.to_json`` does), so each surface sees the same value.
+    """
+    columns = [c for c in (schema.id, *schema.feature_names) if c is not None]
+    out: list[dict[str, Any]] = []
+    for row in frame[columns].to_dict(orient="records"):
+        out.append({str(k): None if _missing(v) else _scalar(v) for k, v in row.items()})
+    return out
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA
+
+
+def _scalar(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _ids(rows: Sequence[Mapping[str, Any]], schema: Schema) -> tuple[str, ...]:
+    return tuple(str(r[schema.id]) if schema.id else str(i) for i, r in enumerate(rows))
+
+
+class _Poster(Protocol):
+    def post(self, path: str, body: Any, *, key: str, timeout: float = ...) -> Any: ...
+
+
+def online_scores(
+    service: _Poster, key: str, rows: Sequence[Mapping[str, Any]], schema: Schema, *, chunk: int = 500
+) -> Scores:
+    """POST ``rows`` to the service's ``/predict`` in chunks; JSON numbers carry float32 values exactly."""
+    classes = [str(c) for c in schema.target_classes]
+    versions: list[str] = []
+    predictions: list[int] = []
+    probabilities: list[list[float]] = []
+    for start in range(0, len(rows), chunk):
+        part = list(rows[start : start + chunk])
+        answer = service.post("/predict", {"records": part}, key=key)
+        for p in answer["predictions"]:
+            versions.append(answer["version"])
+            predictions.append(int(p["prediction"]))
+            probabilities.append([p["probabilities"][c] for c in classes])
+    return Scores(
+        "online",
+        tuple(versions),
+        _ids(rows, schema),
+        np.asarray(predictions, dtype=np.int64),
+        _float32(probabilities, len(classes)),
+    )
+
+
+def batch_scores(output_dir: str | Path, rows: Sequence[Mapping[str, Any]], schema: Schema) -> Scores:
+    """Read a ``ferry score`` output directory and put its rows in the order of ``rows`` (joined by id)."""
+    if schema.id is None:
+        raise ValueError("joining batch output back to rows needs the schema's id column")
+    files = sorted((Path(output_dir) / "scores").glob("*.parquet"))
+    table = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+    table[schema.id] = table[schema.id].astype(str)
+    ids = _ids(rows, schema)
+    indexed = table.set_index(schema.id).loc[list(ids)]
+    prob_columns = [f"prob_{c}" for c in schema.target_classes]
+    return Scores(
+        "batch",
+        tuple(indexed["model_version"].astype(str)),
+        ids,
+        indexed["prediction"].to_numpy(dtype=np.int64),
+        indexed[prob_columns].to_numpy(dtype=np.float32),
+    )
+
+
+class _EdgeModel(Protocol):
+    version: str
+
+    def predict(self, rows: Sequence[Mapping[str, Any]]) -> Sequence[Any]: ...
+
+
+def edge_scores(model: _EdgeModel, rows: Sequence[Mapping[str, Any]], schema: Schema) -> Scores:
+    """Score ``rows`` with an edge agent's active model (``ferry_edge.model.EdgeModel``)."""
+    answers = model.predict(rows)
+    return Scores(
+        "edge",
+        tuple(a.version for a in answers),
+        _ids(rows, schema),
+        np.asarray([a.prediction for a in answers], dtype=np.int64),
+        _float32([a.probabilities for a in answers], len(schema.target_classes)),
+    )
+
+
+def _float32(values: Sequence[Sequence[float]], classes: int) -> npt.NDArray[np.float32]:
+    array = np.asarray(values, dtype=np.float64).reshape(-1, classes)
+    narrowed = array.astype(np.float32)
+    if not np.array_equal(narrowed.astype(np.float64), array, equal_nan=True):
+        raise ValueError("probabilities are not float32 values; a surface changed them on the way")
+    return narrowed
+
+
+def compare(a: Scores, b: Scores) -> Parity:
+    """Row-by-row comparison on the float32 bit patterns, the predicted class and the version."""
+    if a.ids != b.ids:
+        raise ValueError(f"{a.surface} and {b.surface} scored different rows; compare the same rows in the same order")
+    bits_a = a.probabilities.view(np.uint32)
+    bits_b = b.probabilities.view(np.uint32)
+    differs = (bits_a != bits_b).any(axis=1) | (a.predictions != b.predictions)
+    diff = np.abs(a.probabilities.astype(np.float64) - b.probabilities.astype(np.float64))
+    return Parity(
+        surfaces=(a.surface, b.surface),
+        rows=len(a.ids),
+        mismatched_rows=int(differs.sum()),
+        max_abs_diff=float(diff.max()) if diff.size else 0.0,
+        same_version=a.versions == b.versions,
+    )
