@@ -47,3 +47,34 @@ def test_publish_status_resign_rotate(
     code, out = edge("rotate", "--role", "nobody")
     assert code == 2
     assert "not one of" in out
+
+
+def test_thresholds_from_the_environment_and_rotating_a_second_key(
+    churn_champion: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(churn_champion["registry"], tmp_path / "registry")
+    monkeypatch.setenv("FERRY_REGISTRY_URL", str(tmp_path / "registry"))
+    monkeypatch.setenv("FERRY_EDGE_REPO_URL", str(tmp_path / "repo"))
+    monkeypatch.setenv("FERRY_EDGE_KEYS_DIR", str(tmp_path / "keys"))
+    monkeypatch.setenv("FERRY_EDGE_THRESHOLDS", '{"root": 2, "targets": 2}')
+    Registry(str(tmp_path / "registry")).promote(churn_champion["version"], "edge/beta", model="churn", reason="t")
+    runner = CliRunner()
+
+    def edge(*args: str) -> tuple[int, str]:
+        result = runner.invoke(edge_app, list(args), env={"COLUMNS": "200"})
+        return result.exit_code, result.output
+
+    assert edge("publish", "--model", "churn")[0] == 0
+    code, out = edge("status")
+    assert code == 0
+    assert "root 2 of 2, targets 2 of 2, snapshot 1 of 1, timestamp 1 of 1" in out
+    code, out = edge("rotate", "--role", "targets", "--slot", "2")
+    assert code == 0, out
+    assert (tmp_path / "keys" / "targets-2.pem.old").exists()
+    code, out = edge("rotate", "--role", "targets", "--slot", "3")
+    assert code == 2
+    assert "targets-3.pem" in out
+    monkeypatch.setenv("FERRY_EDGE_THRESHOLDS", '{"targetz": 2}')
+    code, out = edge("status")
+    assert code == 2
+    assert "'targetz' is not a TUF role" in out

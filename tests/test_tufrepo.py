@@ -163,3 +163,87 @@ def test_racing_publishers_leave_consistent_metadata(repo_dir: Path, static_host
     updater = client(static_host, repo.trusted_root(), tmp_path / "device")
     for tag in ("a", "b", "c"):
         assert fetch(updater, f"m/edge-{tag}/bundle.tar") == f"{tag}-4".encode()
+
+
+THRESHOLDS = {"root": 2, "targets": 2, "timestamp": 2}
+
+
+def test_thresholds_put_several_keys_in_root_and_every_signature_on_the_metadata(
+    repo_dir: Path, static_host: str, tmp_path: Path
+) -> None:
+    keys = KeyStore(tmp_path / "keys")
+    repo = TufRepository(str(repo_dir), keys, thresholds=THRESHOLDS)
+    repo.init()
+    repo.publish("m/edge-beta/bundle.tar", b"one")
+    assert keys.slots("targets") == [1, 2]
+    assert keys.slots("snapshot") == [1]
+    roles = describe(repo)["roles"]
+    assert roles["targets"] == {"threshold": 2, "keys": 2}
+    assert roles["snapshot"] == {"threshold": 1, "keys": 1}
+    targets = json.loads((repo_dir / "metadata" / "2.targets.json").read_text())
+    assert len(targets["signatures"]) == 2
+    device = tmp_path / "device"
+    assert fetch(client(static_host, repo.trusted_root(), device), "m/edge-beta/bundle.tar") == b"one"
+
+    # A rotation of one root key and one targets key: the device follows the new root and the new targets key.
+    assert repo.rotate_key("root", slot=2) == 2
+    assert repo.rotate_key("targets", slot=1) == 3
+    repo.publish("m/edge-beta/bundle.tar", b"two")
+    assert fetch(client(static_host, repo.trusted_root(), device), "m/edge-beta/bundle.tar") == b"two"
+    assert (tmp_path / "keys" / "root-2.pem.old").exists()
+
+
+def test_metadata_one_signature_short_of_its_threshold_is_refused(
+    repo_dir: Path, static_host: str, tmp_path: Path
+) -> None:
+    from tuf.api.exceptions import UnsignedMetadataError
+
+    repo = TufRepository(str(repo_dir), KeyStore(tmp_path / "keys"), thresholds=THRESHOLDS)
+    repo.init()
+    repo.publish("m/edge-beta/bundle.tar", b"one")
+    path = repo_dir / "metadata" / "2.targets.json"
+    md = json.loads(path.read_text())
+    md["signatures"] = md["signatures"][:1]
+    path.write_text(json.dumps(md))
+    updater = client(static_host, repo.trusted_root(), tmp_path / "device")
+    with pytest.raises(UnsignedMetadataError, match="targets"):
+        updater.get_targetinfo("m/edge-beta/bundle.tar")
+
+
+def test_a_missing_key_file_stops_the_publish_before_anything_is_written(repo_dir: Path, tmp_path: Path) -> None:
+    from ferry.errors import ConfigError
+
+    keys = KeyStore(tmp_path / "keys")
+    repo = TufRepository(str(repo_dir), keys, thresholds=THRESHOLDS)
+    repo.init()
+    before = sorted(p.name for p in (repo_dir / "metadata").iterdir())
+    timestamp = (repo_dir / "metadata" / "timestamp.json").read_bytes()
+    keys.path("timestamp", 2).unlink()
+    with pytest.raises(ConfigError, match=r"'timestamp' needs 2 signatures but only 1"):
+        repo.publish("m/edge-beta/bundle.tar", b"one")
+    assert sorted(p.name for p in (repo_dir / "metadata").iterdir()) == before
+    assert (repo_dir / "metadata" / "timestamp.json").read_bytes() == timestamp
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "message"),
+    [({"owner": 2}, "'owner' is not a TUF role"), ({"root": 0}, "root must be"), ({"targets": "2"}, "targets must be")],
+)
+def test_bad_thresholds_are_named(tmp_path: Path, thresholds: dict[str, int], message: str) -> None:
+    from ferry.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        TufRepository(str(tmp_path / "repo"), KeyStore(tmp_path / "keys"), thresholds=thresholds)
+
+
+def test_rotating_a_key_root_does_not_trust_is_refused(repo_dir: Path, tmp_path: Path) -> None:
+    from ferry.errors import ConfigError
+
+    keys = KeyStore(tmp_path / "keys")
+    repo = TufRepository(str(repo_dir), keys)
+    repo.init()
+    keys.path("targets").unlink()
+    keys.create("targets")  # a stranger's key in the targets slot
+    with pytest.raises(ConfigError, match="not a key root v1 trusts"):
+        repo.rotate_key("targets")
+    assert repo.root_version() == 1

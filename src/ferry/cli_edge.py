@@ -60,6 +60,8 @@ def status() -> None:
     except FerryError as exc:
         raise _fail(exc) from exc
     out = Console()
+    roles = ", ".join(f"{r} {v['threshold']} of {v['keys']}" for r, v in state["roles"].items())
+    out.print(f"signatures needed: {roles}")
     out.print(
         f"root v{state['root']}, snapshot v{state['snapshot']}, timestamp v{state['timestamp']['version']} "
         f"(expires {state['timestamp']['expires']})"
@@ -85,12 +87,17 @@ def resign() -> None:
 
 
 @edge_app.command("rotate")
-def rotate(role: Annotated[str, typer.Option("--role", help="root, targets, snapshot or timestamp.")]) -> None:
-    """Replace a role's signing key through a new root version (the old key file is kept as <role>.pem.old)."""
+def rotate(
+    role: Annotated[str, typer.Option("--role", help="root, targets, snapshot or timestamp.")],
+    slot: Annotated[
+        int, typer.Option("--slot", min=1, help="Which of the role's keys: 1 is <role>.pem, N <role>-N.pem.")
+    ] = 1,
+) -> None:
+    """Replace one of a role's signing keys through a new root version (the old file is kept as <file>.old)."""
     from ferry.publish import open_repository
 
     try:
-        version = open_repository().rotate_key(role)
+        version = open_repository().rotate_key(role, slot=slot)
     except FerryError as exc:
         raise _fail(exc) from exc
     Console().print(f"{role} key rotated: root is now v{version}")

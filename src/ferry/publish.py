@@ -19,7 +19,7 @@ def open_repository(settings: EdgeSettings | None = None) -> TufRepository:
         "targets": timedelta(days=settings.targets_expiry_days),
         "root": timedelta(days=settings.root_expiry_days),
     }
-    return TufRepository(settings.repo_url, KeyStore(settings.keys_dir), expiry=expiry)
+    return TufRepository(settings.repo_url, KeyStore(settings.keys_dir), expiry=expiry, thresholds=settings.thresholds)
 
 
 def publish_channel(registry: Registry, repo: TufRepository, model: str, channel: str) -> PublishResult:

@@ -140,3 +140,8 @@ class EdgeSettings(BaseSettings):
     snapshot_expiry_days: float = Field(default=7, gt=0, le=365, description="Validity of snapshot metadata.")
     targets_expiry_days: float = Field(default=90, gt=0, le=3650, description="Validity of targets metadata.")
     root_expiry_days: float = Field(default=365, gt=0, le=3650, description="Validity of root metadata.")
+    thresholds: dict[str, int] = Field(
+        default_factory=dict,
+        description='Signatures each role needs, e.g. {"root": 2, "targets": 2}; 1 for a role not named. '
+        "Read when the repository is created.",
+    )
