@@ -33,7 +33,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ferry import data as fdata
 from ferry.batch_io import OutputDir, Partition, count_rows, discover_partitions, iter_batches, prefetch
-from ferry.batch_rows import row_problems, split_rows
+from ferry.batch_rows import check_batch, row_problems
 from ferry.errors import DataValidationError, FerryError, RegistryError
 from ferry.registry import ModelVersion, Registry
 from ferry.schema import Schema
@@ -182,15 +182,23 @@ def _prepare(
 ) -> Generator[_Prepared, None, None]:
     offset = 0
     wanted = [c for c in (schema.id, schema.timestamp) if c is not None] + list(schema.feature_names)
-    for batch in iter_batches(part, batch_rows=batch_rows, columns=wanted, storage_options=storage_options):
+    batches = iter_batches(
+        part,
+        batch_rows=batch_rows,
+        columns=wanted,
+        dictionary=list(schema.feature_names),
+        storage_options=storage_options,
+    )
+    for batch in batches:
         n = batch.num_rows
-        valid, good, bad = split_rows(fdata._normalise_dtypes(batch.to_pandas()), schema)
+        checked = check_batch(batch, schema)
         if schema.id is not None and schema.id in batch.schema.names:
             ids = batch.column(schema.id)
         else:
             ids = pa.array(np.arange(offset, offset + n, dtype=np.int64))
         rejects = None
-        if bad:
+        if checked.rejects:
+            bad = checked.rejects
             positions = np.array([b[0] for b in bad], dtype=np.int64)
             shown = [fdata._show_id(x) for x in ids.take(positions).to_pylist()]
             columns = {
@@ -201,9 +209,8 @@ def _prepare(
                 "reason": [b[3] for b in bad],
             }
             rejects = pa.table(columns, schema=REJECT_SCHEMA)
-        k = int(good.sum())
-        inputs = fdata.to_onnx_inputs(valid, schema) if k else None
-        yield _Prepared(n, ids if k == n else ids.filter(pa.array(good)), inputs, rejects)
+        all_good = not checked.rejects
+        yield _Prepared(n, ids if all_good else ids.filter(pa.array(checked.good)), checked.inputs, rejects)
         offset += n
 
 
