@@ -16,15 +16,21 @@ from ferry_edge.cli import main as edge_main
 from test_edge_agent import Setup
 
 COLLECTOR = """
-import sys, uuid
+import json, sys, uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 out = Path(sys.argv[2])
+token = sys.argv[3] if len(sys.argv) > 3 else None
 class H(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        (out / (uuid.uuid4().hex + ".json")).write_bytes(body)
-        self.send_response(204)
+        if token and self.headers.get("Authorization") != "Bearer " + token:
+            self.send_response(401)
+        elif json.loads(body).get("device") == "malformed":
+            self.send_response(422)
+        else:
+            (out / (uuid.uuid4().hex + ".json")).write_bytes(body)
+            self.send_response(204)
         self.end_headers()
     def do_GET(self):
         self.send_response(200)
@@ -41,14 +47,18 @@ def collector_port() -> int:
 
 
 @pytest.fixture
-def collector(collector_port: int, tmp_path: Path) -> Iterator[Callable[[], Path]]:
-    """Start (on demand) a real HTTP collector that stores every POSTed heartbeat as a file."""
+def collector(collector_port: int, tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """Start (on demand) a real HTTP collector that stores every POSTed heartbeat as a file.
+
+    With a token it answers 401 to a request without that bearer token; it answers 422 to device "malformed".
+    """
     received = tmp_path / "received"
     received.mkdir()
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start() -> Path:
-        procs.append(subprocess.Popen([sys.executable, "-c", COLLECTOR, str(collector_port), str(received)]))
+    def start(token: str | None = None) -> Path:
+        args = [sys.executable, "-c", COLLECTOR, str(collector_port), str(received), *([token] if token else [])]
+        procs.append(subprocess.Popen(args))
         deadline = time.monotonic() + 15
         while True:
             try:
@@ -131,3 +141,37 @@ def test_the_queue_is_capped(tmp_path: Path) -> None:
     kept = sorted(json.loads(p.read_text())["id"] for p in (tmp_path / "heartbeats").glob("*.json"))
     assert "29" in kept
     assert "0" not in kept
+
+
+def test_a_token_is_sent_and_a_refused_heartbeat_never_blocks_the_queue(
+    tmp_path: Path,
+    churn_champion: dict[str, str],
+    serve_dir: Callable[[Path], str],
+    collector: Callable[..., Path],
+    collector_port: int,
+) -> None:
+    from ferry_edge.agent import Agent
+    from ferry_edge.telemetry import Heartbeats
+
+    setup = Setup(tmp_path, churn_champion, serve_dir)
+    setup.agent.sync()
+    received = collector("s3cret")
+    url = f"http://127.0.0.1:{collector_port}/telemetry"
+    status = Agent(setup.agent.home).status()
+    anonymous = Heartbeats(setup.agent.home, url, timeout_s=2)
+    assert anonymous.send(anonymous.build(status, None)) is False  # 401: kept for later, not dropped
+    assert anonymous.queued() == 1
+    assert anonymous.refused == []
+
+    beats = Heartbeats(setup.agent.home, url, token="s3cret", timeout_s=2)
+    bad = beats.build({**status, "device": "malformed"}, None)
+    assert beats.send(bad) is False  # 422: dropped, with the reason
+    assert beats.queued() == 0
+    assert len(beats.refused) == 1
+    assert "422" in beats.refused[0]
+    assert len(list(received.glob("*.json"))) == 1  # the queued one went out first, with the token
+
+    beats._enqueue(json.dumps(bad).encode())
+    assert beats.send(beats.build(status, None)) is True  # a refused queued heartbeat does not block this one
+    assert beats.queued() == 0
+    assert len(list(received.glob("*.json"))) == 2

@@ -102,11 +102,11 @@ def cmd_heartbeat(args: argparse.Namespace) -> int:
     sketch_path = home / "sketch.json"
     with contextlib.suppress(EdgeError):
         sketch = DriftSketch.load(sketch_path, agent.active().features)
-    beats = Heartbeats(home, args.collector)
+    beats = Heartbeats(home, args.collector, token=args.token or os.environ.get("FERRY_EDGE_COLLECTOR_TOKEN"))
     sent = beats.send(beats.build(agent.status(), sketch))
     sketch_path.unlink(missing_ok=True)
-    print(json.dumps({"sent": sent, "queued": beats.queued()}))
-    return 0
+    print(json.dumps({"sent": sent, "queued": beats.queued(), "refused": beats.refused}))
+    return 0 if not beats.refused else 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -143,6 +143,7 @@ def parser() -> argparse.ArgumentParser:
     predict.set_defaults(func=cmd_predict)
     beat = sub.add_parser("heartbeat", help="send version, health and a drift sketch to a collector")
     beat.add_argument("--collector", required=True, help="http(s) URL (JSON POST) or a directory")
+    beat.add_argument("--token", help="bearer token for an HTTP collector (default: $FERRY_EDGE_COLLECTOR_TOKEN)")
     beat.set_defaults(func=cmd_heartbeat)
     run = sub.add_parser("run", help="sync on an interval with jitter and backoff until SIGTERM")
     run.add_argument("--interval", type=float, default=300.0, help="seconds between syncs (default 300)")

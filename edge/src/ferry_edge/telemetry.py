@@ -3,8 +3,10 @@
 The sketch keeps, per numeric feature, a bounded uniform sample of recent values (in memory only) from which the
 heartbeat sends count, missing count and quantiles; per categorical feature, counts of the most frequent values.
 A collector is either an ``http(s)://`` URL (JSON POST) or a directory (one JSON file per heartbeat, written
-atomically) that the monitor flow reads. Heartbeats that cannot be delivered wait in a queue directory on disk,
-capped in bytes (oldest dropped first), and go out before the next new one.
+atomically) that the monitor flow reads; an HTTP collector may ask for a bearer token (the online service's
+``telemetry`` endpoint does). Heartbeats that cannot be delivered wait in a queue directory on disk, capped in bytes
+(oldest dropped first), and go out before the next new one. A heartbeat the collector refuses as malformed (400,
+413, 422) is dropped rather than retried forever, so it never blocks the ones behind it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import random
 import tempfile
+import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
@@ -24,6 +27,12 @@ from typing import Any
 import numpy as np
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+REFUSED = frozenset({400, 413, 422})
+"""Answers that mean the collector will never take this heartbeat; anything else (401, 429, 5xx) is retried later."""
+
+
+class HeartbeatRefused(Exception):
+    """The collector refused a heartbeat as malformed; retrying it would not help."""
 
 
 class DriftSketch:
@@ -113,9 +122,19 @@ class DriftSketch:
 class Heartbeats:
     """Build, send and queue heartbeats for one agent home."""
 
-    def __init__(self, home: Path, collector: str, *, queue_cap_bytes: int = 1 << 20, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        home: Path,
+        collector: str,
+        *,
+        token: str | None = None,
+        queue_cap_bytes: int = 1 << 20,
+        timeout_s: float = 5.0,
+    ) -> None:
         self.home = Path(home)
         self.collector = collector
+        self.token = token
+        self.refused: list[str] = []
         self.queue = self.home / "heartbeats"
         self.queue_cap_bytes = queue_cap_bytes
         self.timeout_s = timeout_s
@@ -140,12 +159,19 @@ class Heartbeats:
 
     def _deliver(self, body: bytes) -> None:
         if self.collector.startswith(("http://", "https://")):
-            request = urllib.request.Request(
-                self.collector, data=body, method="POST", headers={"Content-Type": "application/json"}
-            )
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                if response.status >= 300:
-                    raise OSError(f"collector answered {response.status}")
+            headers = {"Content-Type": "application/json"}
+            if self.token:
+                headers["Authorization"] = f"Bearer {self.token}"
+            request = urllib.request.Request(self.collector, data=body, method="POST", headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    if response.status >= 300:
+                        raise OSError(f"collector answered {response.status}")
+            except urllib.error.HTTPError as exc:
+                if exc.code in REFUSED:
+                    detail = exc.read()[:300].decode(errors="replace")
+                    raise HeartbeatRefused(f"collector answered {exc.code}: {detail}") from exc
+                raise
             return
         directory = Path(self.collector.removeprefix("file://"))
         directory.mkdir(parents=True, exist_ok=True)
@@ -169,13 +195,22 @@ class Heartbeats:
         return len(list(self.queue.glob("*.json")))
 
     def send(self, heartbeat: Mapping[str, Any]) -> bool:
-        """Deliver queued heartbeats, oldest first, then this one; on failure queue it. True when all went out."""
+        """Deliver queued heartbeats, oldest first, then this one; on failure queue it. True when this one went out.
+
+        Heartbeats the collector refuses as malformed are dropped, and their reasons kept in ``refused``.
+        """
         body = json.dumps(heartbeat, sort_keys=True).encode()
         try:
             for path in sorted(self.queue.glob("*.json")):
-                self._deliver(path.read_bytes())
+                try:
+                    self._deliver(path.read_bytes())
+                except HeartbeatRefused as exc:
+                    self.refused.append(str(exc))
                 path.unlink()
             self._deliver(body)
+        except HeartbeatRefused as exc:
+            self.refused.append(str(exc))
+            return False
         except OSError:
             self._enqueue(body)
             return False
