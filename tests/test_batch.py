@@ -371,3 +371,32 @@ def test_reads_and_writes_fsspec_urls(tmp_path: Path, churn_champion: dict[str, 
         assert batch.score("memory://batch-test/in", "memory://batch-test/out", registry).skipped == 2
     finally:
         fs.rm("/batch-test", recursive=True)
+
+
+def test_write_behind_keeps_order_and_reraises_a_failed_write() -> None:
+    import threading
+
+    from ferry.batch_io import WriteBehind
+
+    for threaded in (True, False):
+        seen: list[int] = []
+        writes = WriteBehind(depth=2, threaded=threaded)
+        for i in range(100):
+            writes.submit(seen.append, i)
+        writes.drain()
+        writes.close()
+        assert seen == list(range(100))
+
+    def fail(_: int) -> None:
+        raise OSError("disk full")
+
+    main = threading.get_ident()
+    where: list[int] = []
+    writes = WriteBehind(depth=1)
+    writes.submit(lambda _: where.append(threading.get_ident()), 0)
+    writes.submit(fail, 1)
+    with pytest.raises(OSError, match="disk full"):
+        writes.submit(seen.append, 2)  # depth 1: the next submit waits for the failed write and re-raises
+    writes.close()
+    assert len(where) == 1
+    assert where[0] != main  # the write ran in the background thread

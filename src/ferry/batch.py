@@ -32,7 +32,15 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ferry import data as fdata
-from ferry.batch_io import OutputDir, Partition, count_rows, discover_partitions, iter_batches, prefetch
+from ferry.batch_io import (
+    OutputDir,
+    Partition,
+    WriteBehind,
+    count_rows,
+    discover_partitions,
+    iter_batches,
+    prefetch,
+)
 from ferry.batch_rows import check_batch, row_problems
 from ferry.errors import DataValidationError, FerryError, RegistryError
 from ferry.registry import ModelVersion, Registry
@@ -240,7 +248,8 @@ def score_partition(
     """Score one partition into ``out`` and record it in the manifest; nothing is left half-written on failure.
 
     ``on_rows`` is called with the number of input rows after each record batch (for progress bars). With
-    ``threaded``, the next record batch is read and validated in a second thread while onnxruntime scores this one.
+    ``threaded``, the next record batch is read and validated in a second thread, and the previous one is written
+    in a third, while onnxruntime scores this one.
     """
     schema, v = model.schema, model.version
     started = time.perf_counter()
@@ -253,13 +262,14 @@ def score_partition(
     handles: list[Any] = []
     prepared = _prepare(part, schema, batch_rows, storage_options)
     source: Generator[_Prepared, None, None] = prefetch(prepared, depth=2) if threaded else prepared
+    writes = WriteBehind(depth=2, threaded=threaded)
     try:
         for b in source:
             if b.rejects is not None:
                 if reject_writer is None:
                     handles.append(out.fs.open(tmp_rejects, "wb"))
                     reject_writer = pq.ParquetWriter(handles[-1], REJECT_SCHEMA)
-                reject_writer.write_table(b.rejects)
+                writes.submit(reject_writer.write_table, b.rejects)
             if b.inputs is not None:
                 scores = model.scorer.score(b.inputs)
                 k = len(b.ids)
@@ -269,12 +279,14 @@ def score_partition(
                 columns: list[Any] = [b.ids, pa.array(scores.labels.astype(np.int64, copy=False))]
                 columns += [pa.array(scores.probabilities[:, j]) for j in range(scores.probabilities.shape[1])]
                 columns += [pa.repeat(pa.scalar(v.id), k), pa.repeat(scored_at, k)]
-                writer.write_table(pa.Table.from_arrays(columns, schema=writer.schema))
+                writes.submit(writer.write_table, pa.Table.from_arrays(columns, schema=writer.schema))
                 scored += k
             rows += b.rows
             rejected += 0 if b.rejects is None else b.rejects.num_rows
             if on_rows is not None:
                 on_rows(b.rows)
+        writes.drain()
+        writes.close()
         for w in (writer, reject_writer):
             if w is not None:
                 w.close()
@@ -293,6 +305,7 @@ def score_partition(
             out.discard(out.rejects(part.key))  # a stale one from an earlier, different attempt
     except BaseException:
         source.close()  # stops the prefetch thread, which closes the reader
+        writes.close()  # waits for a write in progress before its file is closed
         for h in handles:
             h.close()
         out.discard(tmp_scores, tmp_rejects)

@@ -15,6 +15,7 @@ so it is stable across runs and unique within one input.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import queue
@@ -22,7 +23,8 @@ import re
 import threading
 import uuid
 import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
@@ -36,6 +38,7 @@ from ferry.errors import DataFormatError
 __all__ = [
     "OutputDir",
     "Partition",
+    "WriteBehind",
     "discover_partitions",
     "iter_batches",
     "prefetch",
@@ -296,6 +299,41 @@ _DONE = object()
 class _Raised:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
+
+
+class WriteBehind:
+    """Runs writes in one background thread, in the order they were submitted, at most ``depth`` behind.
+
+    The caller's thread then scores the next record batch while the previous one is encoded and written (Parquet
+    encoding and file writes release the GIL). A failed write is re-raised by the next :meth:`submit` or by
+    :meth:`drain`. With ``threaded=False`` every write runs at once, in the caller's thread.
+    """
+
+    def __init__(self, *, depth: int = 2, threaded: bool = True) -> None:
+        self._depth = depth
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferry-write") if threaded else None
+        self._pending: collections.deque[Future[None]] = collections.deque()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._pool is None:
+            fn(*args)
+            return
+        self._pending.append(self._pool.submit(fn, *args))
+        while len(self._pending) > self._depth:
+            self._pending.popleft().result()
+
+    def drain(self) -> None:
+        """Wait for every submitted write; re-raise the first failure."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def close(self) -> None:
+        """Drop writes not yet started and wait for the running one (after a failure elsewhere)."""
+        for f in self._pending:
+            f.cancel()
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 def prefetch(items: Iterator[T], *, depth: int = 2) -> Generator[T, None, None]:
