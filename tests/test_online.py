@@ -422,8 +422,11 @@ def _same_inputs(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
 
 
 def test_the_fast_path_agrees_with_ferry_data_on_every_record(churn_champion: dict[str, str]) -> None:
-    """Valid records take a pandas-free path; it must give ferry.data's arrays and refuse what ferry.data refuses."""
-    from ferry.online.records import _columns, _fast_inputs, slow_inputs
+    """Valid records take a pandas-free path; it must give ferry.data's arrays and refuse what ferry.data refuses.
+
+    Both pandas-free paths are checked: numpy over columns (lists) and value by value (a few records).
+    """
+    from ferry.online.records import SMALL, _columns, _fast_inputs, _small_inputs, slow_inputs
 
     served = Served.of(Schema.load(churn_champion["schema"]))
     rng = np.random.default_rng(5)
@@ -443,14 +446,18 @@ def test_the_fast_path_agrees_with_ferry_data_on_every_record(churn_champion: di
             record[name] = value
         columns = _columns([record], served)
         fast = _fast_inputs(columns, served)
+        small = _small_inputs([record], served)
         try:
             slow = slow_inputs(columns, served, 1)
         except RequestRejected:
             assert fast is None, (i, record)
+            assert small is None, (i, record)
             refused += 1
             continue
         assert fast is not None, (i, record)
+        assert small is not None, (i, record)
         assert _same_inputs(fast, slow), (i, record)
+        assert _same_inputs(small, slow), (i, record)
         accepted += 1
     assert accepted > 300
     assert refused > 300
@@ -459,6 +466,13 @@ def test_the_fast_path_agrees_with_ferry_data_on_every_record(churn_champion: di
     fast_batch = _fast_inputs(columns, served)
     assert fast_batch is not None
     assert _same_inputs(fast_batch, slow_inputs(columns, served, len(batch)))
+    few = batch[:SMALL]
+    small_batch = _small_inputs(few, served)
+    assert small_batch is not None
+    assert _same_inputs(small_batch, slow_inputs(_columns(few, served), served, len(few)))
+    for wrong in ({"age": "40"}, {"age": True}, {"plan": 3}, {"colour": "red"}, {"age": math.inf}):
+        assert _small_inputs([*few[:2], {**few[2], **wrong}], served) is None, wrong
+    assert _small_inputs([{k: v for k, v in few[0].items() if k != "plan"}], served) is None
 
 
 # ------------------------------------------------------------------------------------------------ load shedding

@@ -374,3 +374,42 @@ def test_a_pinned_service_keeps_its_version(client_for: Any, churn_champion: dic
     assert client.post("/refresh", headers=auth("admin")).json()["version"] == base.id
     response = client.post("/predict", json={"records": _record(churn_champion)}, headers=auth("predict"))
     assert response.json()["version"] == base.id
+
+
+# ------------------------------------------------------------------------------------------------ the fast lane
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b'{"records": ', 400),
+        (b"[1, 2]", 400),
+        (b'{"records": 5}', 400),
+        (b'{"records": [1]}', 400),
+        (b'{"rows": []}', 400),
+        (b'{"records": [], "route_key": null}', 422),
+        (b'{"records": {"age": 3}}', 422),
+        (b"OK", 200),
+    ],
+)
+def test_the_fast_lane_answers_what_the_typed_api_answers(
+    client: Any, service: ModuleType, churn_champion: dict[str, str], body: bytes, status: int
+) -> None:
+    """POST /predict takes the fast lane; with the lane closed BentoML's typed API answers: same status, same data."""
+    if body == b"OK":
+        body = json.dumps({"records": demo_records(churn_champion, 3), "route_key": "k"}).encode()
+    headers = {**auth("predict"), "Content-Type": "application/json"}
+    lane = service.LANE
+    fast = client.post("/predict", content=body, headers=headers)
+    answerer, lane.answerer = lane.answerer, None
+    try:
+        typed = client.post("/predict", content=body, headers=headers)
+    finally:
+        lane.answerer = answerer
+    assert fast.status_code == typed.status_code == status, (fast.text, typed.text)
+    assert "server" not in fast.headers  # answered by the lane, not by BentoML's endpoint
+    assert typed.headers["server"].startswith("BentoML")
+    if status == 200:
+        strip = [{k: v for k, v in p.items() if k != "prediction_id"} for p in fast.json()["predictions"]]
+        assert strip == [{k: v for k, v in p.items() if k != "prediction_id"} for p in typed.json()["predictions"]]
+        assert fast.json()["version"] == typed.json()["version"] == churn_champion["version"]

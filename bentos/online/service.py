@@ -6,6 +6,7 @@ to in the registry at ``FERRY_REGISTRY_URL``, polls the pointer and swaps to a n
 
 from __future__ import annotations
 
+import gc
 import logging
 from http import HTTPStatus
 from typing import Any
@@ -13,8 +14,10 @@ from typing import Any
 import bentoml
 from bentoml.exceptions import BentoMLException
 
+from ferry.online.answer import Answerer, NotReadyError
 from ferry.online.auth import ApiKeyMiddleware
 from ferry.online.holder import LoadedModel, ModelHolder
+from ferry.online.lane import Lane, PredictLaneMiddleware
 from ferry.online.limits import BodyLimitMiddleware
 from ferry.online.logs import FeedbackLog, Flusher, PredictionLog
 from ferry.online.metrics import OnlineMetrics
@@ -25,9 +28,8 @@ from ferry.online.predict import (
     PredictResponse,
     check_feedback,
     model_info,
-    predict,
 )
-from ferry.online.records import RequestRejected, to_records
+from ferry.online.records import RequestRejected
 from ferry.online.routing import Router
 from ferry.online.settings import OnlineSettings
 from ferry.online.shed import LoadShedMiddleware
@@ -47,6 +49,10 @@ class NotReady(BentoMLException):
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
 
 
+LANE = Lane()
+"""The fast lane for ``POST /predict``; the service instance attaches its :class:`Answerer` when it starts."""
+
+
 @bentoml.service(
     name="ferry-online",
     workers=1,
@@ -54,6 +60,10 @@ class NotReady(BentoMLException):
     # over capacity gets 503 + Retry-After at once rather than a queue that ends in 504.
     traffic={"timeout": 30, "max_concurrency": 64},
     logging={"access": {"enabled": False}},
+    # OpenTelemetry's ASGI middleware opened a span per request and per ASGI message even with tracing off (no
+    # exporter): a quarter of the worker's CPU on one-record predict requests. The hot path is left out of it;
+    # remove this line when you configure a tracing exporter and want predict spans.
+    tracing={"excluded_urls": ["/predict$"]},
 )
 class Online:
     """Predictions from the model a channel points to."""
@@ -88,9 +98,25 @@ class Online:
             self.challenger.start(self.settings.poll_interval_s)
         self.holder.refresh()
         self.holder.start(self.settings.poll_interval_s)
+        self.answerer = Answerer(
+            self.holder,
+            challenger=self.challenger,
+            router=self.router,
+            metrics=self.metrics,
+            prediction_log=self.prediction_log,
+            max_records=self.settings.max_records,
+        )
+        LANE.retry_after_s = self.settings.retry_after_s
+        LANE.answerer = self.answerer
+        # Everything loaded so far (BentoML, onnxruntime, pydantic models, the warmed session) lives as long as the
+        # process: move it out of the collector's sight, so a full collection walks only what requests allocate.
+        gc.collect()
+        gc.freeze()
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
+        if LANE.answerer is self.answerer:
+            LANE.answerer = None
         self.holder.stop(timeout_s=1.0)
         if self.challenger is not None:
             self.challenger.stop(timeout_s=1.0)
@@ -103,42 +129,24 @@ class Online:
         return self.holder.ready
 
     def _loaded(self) -> LoadedModel:
-        loaded = self.holder.current
-        if loaded is None:
-            raise NotReady("no model is loaded yet; wait until /readyz answers 200")
-        return loaded
+        try:
+            return self.answerer.loaded()
+        except NotReadyError as exc:
+            raise NotReady(str(exc)) from None
 
     @bentoml.api
     def predict(self, records: list[dict[str, Any]] | dict[str, Any], route_key: str | None = None) -> PredictResponse:
-        """Score one record or a list of records. ``route_key`` keeps a caller on one side of an A/B test."""
-        route = self.router.route(self._loaded(), self.challenger.current if self.challenger else None, route_key)
-        loaded = route.answer
-        try:
-            rows, _ = to_records(records, max_records=self.settings.max_records)
-            response = predict(loaded, rows)
-        except RequestRejected as exc:
-            self.metrics.request(loaded.id, "rejected")
-            raise Rejected(exc) from None
-        positive = str(loaded.schema.target_classes[1])
-        self.metrics.request(loaded.id, "ok")
-        self.metrics.scores(loaded.id, [p.probabilities[positive] for p in response.predictions])
-        self.prediction_log.record(loaded, rows, response)
-        if route.shadow is not None:
-            self._shadow(route.shadow, rows, response)
-        return response
+        """Score one record or a list of records. ``route_key`` keeps a caller on one side of an A/B test.
 
-    def _shadow(self, challenger: LoadedModel, rows: list[Any], answer: PredictResponse) -> None:
-        """Score the same rows with the challenger; count agreement and log it; the answer is never changed."""
+        Over HTTP, ``POST /predict`` is answered by the fast lane (``ferry.online.lane``) with this same contract
+        and the same :meth:`Answerer.answer`; this method serves in-process calls and documents the API.
+        """
         try:
-            shadow = predict(challenger, rows)
-        except Exception as exc:
-            self.metrics.request(challenger.id, "shadow_failed")
-            log.warning("shadow version %s could not score a request: %s", challenger.id, exc)
-            return
-        agree = sum(a.prediction == b.prediction for a, b in zip(answer.predictions, shadow.predictions, strict=True))
-        self.metrics.request(challenger.id, "shadow")
-        self.metrics.shadow(agree, len(rows))
-        self.prediction_log.record(challenger, rows, shadow, role="shadow")
+            return self.answerer.answer(records, route_key)
+        except RequestRejected as exc:
+            raise Rejected(exc) from None
+        except NotReadyError as exc:
+            raise NotReady(str(exc)) from None
 
     @bentoml.api(route="/feedback")
     def feedback(self, items: list[FeedbackItem]) -> FeedbackAck:
@@ -166,3 +174,4 @@ class Online:
 Online.add_asgi_middleware(LoadShedMiddleware)
 Online.add_asgi_middleware(ApiKeyMiddleware)
 Online.add_asgi_middleware(BodyLimitMiddleware)
+Online.add_asgi_middleware(PredictLaneMiddleware, lane=LANE)

@@ -176,8 +176,75 @@ def _fast_inputs(columns: dict[str, np.ndarray[Any, Any]], served: Served) -> di
     return inputs
 
 
+SMALL = 8
+"""Requests of up to this many records are checked value by value in Python (:func:`_small_inputs`): for a few
+records that is several times cheaper than the per-call overhead of the numpy reductions in :func:`_fast_inputs`."""
+
+
+def _small_inputs(records: Sequence[Mapping[str, Any]], served: Served) -> dict[str, np.ndarray[Any, Any]] | None:
+    """The ONNX inputs when every record is well-typed and passes every rule, else None (then the full check runs).
+
+    The same rules as :func:`_columns` + :func:`_fast_inputs`, value by value; ``tests/test_online.py`` checks
+    that all three paths agree on every record.
+    """
+    for record in records:
+        for key in record:
+            if key not in served.allowed:
+                return None
+    inputs: dict[str, np.ndarray[Any, Any]] = {}
+    for feature in served.schema.features:
+        name = feature.name
+        if feature.type == "numeric":
+            numbers: list[float] = []
+            for record in records:
+                if name not in record:
+                    return None
+                value = record[name]
+                if value is None:
+                    if not feature.nullable:
+                        return None
+                    numbers.append(math.nan)
+                    continue
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    return None
+                number = float(value)
+                if (
+                    not math.isfinite(number)
+                    or (feature.min is not None and number < feature.min)
+                    or (feature.max is not None and number > feature.max)
+                ):
+                    return None
+                numbers.append(number)
+            inputs[name] = np.array(numbers, dtype=np.float64).astype(np.float32).reshape(-1, 1)
+        else:
+            known = served.levels.get(name)
+            texts: list[str] = []
+            for record in records:
+                if name not in record:
+                    return None
+                value = record[name]
+                if value is not None and not isinstance(value, str):
+                    return None
+                if value is None or not value.strip():
+                    if not feature.nullable:
+                        return None
+                    texts.append("")
+                elif known is not None and value not in known:
+                    return None
+                else:
+                    texts.append(value)
+            text = np.empty((len(texts), 1), dtype=object)
+            text[:, 0] = texts
+            inputs[name] = text
+    return inputs
+
+
 def prepare(records: Sequence[Mapping[str, Any]], served: Served) -> dict[str, np.ndarray[Any, Any]]:
     """The input dict of ``model.onnx`` for these records, or RequestRejected (422) naming the first bad field."""
+    if len(records) <= SMALL:
+        small = _small_inputs(records, served)
+        if small is not None:
+            return small
     columns = _columns(records, served)
     fast = _fast_inputs(columns, served)
     if fast is not None:

@@ -1,0 +1,107 @@
+"""One predict request, end to end: route, check, score, count, log, shadow. Shared by every way in.
+
+The BentoML API method (``Online.predict``) and the HTTP fast lane (:mod:`ferry.online.lane`) both call
+:meth:`Answerer.answer`, so they cannot disagree on validation, routing, metrics or prediction logs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from ferry.errors import FerryError
+from ferry.online.holder import LoadedModel, ModelHolder
+from ferry.online.logs import PredictionLog
+from ferry.online.metrics import OnlineMetrics
+from ferry.online.predict import PredictResponse, predict
+from ferry.online.records import RequestRejected, to_records
+from ferry.online.routing import Router
+
+__all__ = ["Answerer", "NotReadyError", "check_envelope"]
+
+log = logging.getLogger("ferry.online")
+
+
+class NotReadyError(FerryError, RuntimeError):
+    """No model is loaded and warmed yet: the request gets 503 and should be retried once /readyz answers 200."""
+
+
+def check_envelope(payload: Any) -> tuple[Any, str | None]:
+    """A predict body ``{"records": <record or list of records>, "route_key": <str or null>}`` -> its two parts.
+
+    Shape errors get 400 naming the field, as the typed BentoML API answers them; the records themselves are
+    judged afterwards by :func:`~ferry.online.records.to_records` and the schema (422 naming the field).
+    """
+    if not isinstance(payload, Mapping):
+        raise RequestRejected(400, None, "body", f"expected a JSON object, got {type(payload).__name__}")
+    if "records" not in payload:
+        raise RequestRejected(400, "records", "required", "is missing; send a record or a list of records")
+    records = payload["records"]
+    if not isinstance(records, Mapping) and not (
+        isinstance(records, list) and all(isinstance(r, Mapping) for r in records)
+    ):
+        raise RequestRejected(400, "records", "type", "expected a record (object) or a list of records (objects)")
+    route_key = payload.get("route_key")
+    if route_key is not None and not isinstance(route_key, str):
+        raise RequestRejected(400, "route_key", "type", f"expected a string or null, got {type(route_key).__name__}")
+    return records, route_key
+
+
+class Answerer:
+    """Answers predict requests from ``holder`` (and ``challenger`` as ``router`` decides); thread-safe."""
+
+    def __init__(
+        self,
+        holder: ModelHolder,
+        *,
+        router: Router,
+        metrics: OnlineMetrics,
+        prediction_log: PredictionLog,
+        max_records: int,
+        challenger: ModelHolder | None = None,
+    ) -> None:
+        self.holder = holder
+        self.challenger = challenger
+        self.router = router
+        self.metrics = metrics
+        self.prediction_log = prediction_log
+        self.max_records = max_records
+
+    def loaded(self) -> LoadedModel:
+        loaded = self.holder.current
+        if loaded is None:
+            raise NotReadyError("no model is loaded yet; wait until /readyz answers 200")
+        return loaded
+
+    def answer(self, records: Any, route_key: str | None = None) -> PredictResponse:
+        """Score one record or a list of records; RequestRejected names the field, NotReadyError before warm-up."""
+        challenger = self.challenger.current if self.challenger is not None else None
+        route = self.router.route(self.loaded(), challenger, route_key)
+        loaded = route.answer
+        try:
+            rows, _ = to_records(records, max_records=self.max_records)
+            response = predict(loaded, rows)
+        except RequestRejected:
+            self.metrics.request(loaded.id, "rejected")
+            raise
+        positive = str(loaded.schema.target_classes[1])
+        self.metrics.request(loaded.id, "ok")
+        self.metrics.scores(loaded.id, [p.probabilities[positive] for p in response.predictions])
+        self.prediction_log.record(loaded, rows, response)
+        if route.shadow is not None:
+            self._shadow(route.shadow, rows, response)
+        return response
+
+    def _shadow(self, challenger: LoadedModel, rows: list[Any], answer: PredictResponse) -> None:
+        """Score the same rows with the challenger; count agreement and log it; the answer is never changed."""
+        try:
+            shadow = predict(challenger, rows)
+        except Exception as exc:
+            self.metrics.request(challenger.id, "shadow_failed")
+            log.warning("shadow version %s could not score a request: %s", challenger.id, exc)
+            return
+        agree = sum(a.prediction == b.prediction for a, b in zip(answer.predictions, shadow.predictions, strict=True))
+        self.metrics.request(challenger.id, "shadow")
+        self.metrics.shadow(agree, len(rows))
+        self.prediction_log.record(challenger, rows, shadow, role="shadow")
