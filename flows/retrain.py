@@ -139,6 +139,11 @@ def retrain(
     gate = run_gate(run_dir, registry_url, gate_settings, champion_channel)
     version = register(run_dir, registry_url)
     promoted = promote(registry_url, version["id"], version["model"], channels, reason)
+    published: list[dict[str, Any]] = []
+    if edge_channels := [c for c in promoted if c.startswith("edge/")]:
+        from flows.edge import publish_one  # needs the edge extra only when an edge channel moved
+
+        published = [publish_one(registry_url, version["model"], c) for c in edge_channels]
 
     registry = Registry(registry_url)
     v = registry.get(version["id"], model=version["model"])
@@ -159,6 +164,7 @@ def retrain(
         "reasons": gate["reasons"],
         "champion": gate["champion"],
         "promoted": promoted,
+        "published": published,
         "run_dir": run_dir,
     }
     _publish_artifacts(outcome)

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_online import clone_version
 from typer.testing import CliRunner
 
 from ferry.cli_edge import edge_app
@@ -78,3 +79,45 @@ def test_thresholds_from_the_environment_and_rotating_a_second_key(
     code, out = edge("status")
     assert code == 2
     assert "'targetz' is not a TUF role" in out
+
+
+def test_promote_and_rollback_on_an_edge_channel_publish_the_bundle(
+    churn_champion: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ferry.cli import app
+    from ferry.publish import open_repository
+    from ferry.tufrepo import describe
+
+    registry_dir = tmp_path / "registry"
+    shutil.copytree(churn_champion["registry"], registry_dir)
+    monkeypatch.setenv("FERRY_REGISTRY_URL", str(registry_dir))
+    monkeypatch.setenv("FERRY_EDGE_REPO_URL", str(tmp_path / "repo"))
+    monkeypatch.setenv("FERRY_EDGE_KEYS_DIR", str(tmp_path / "keys"))
+    first = churn_champion["version"]
+    reg = Registry(str(registry_dir))
+    second = clone_version(reg, reg.get(first), tmp_path / "clone", note="second")
+    runner = CliRunner()
+
+    def ferry(*args: str) -> tuple[int, str]:
+        result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
+        return result.exit_code, result.output
+
+    def published() -> str:
+        return str(describe(open_repository())["targets"]["churn/edge-stable/bundle.tar"]["version"])
+
+    code, out = ferry("promote", first, "--channel", "edge/stable", "--reason", "field release")
+    assert code == 0, out
+    assert "edge/stable: published churn/edge-stable/bundle.tar" in out
+    assert published() == first
+    assert ferry("promote", second, "-c", "edge/stable", "-r", "next release")[0] == 0
+    assert published() == second
+    code, out = ferry("rollback", "--channel", "edge/stable", "--reason", "bad field reports")
+    assert code == 0, out
+    assert published() == first
+    code, out = ferry("promote", second, "-c", "edge/stable", "-r", "again", "--no-publish")
+    assert code == 0
+    assert "published" not in out
+    assert published() == first  # moved, but not published: devices keep the old bundle
+    code, out = ferry("promote", second, "-c", "online/champion", "-r", "online only")
+    assert code == 0
+    assert "published" not in out

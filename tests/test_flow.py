@@ -28,22 +28,32 @@ def artifacts_of(flow_run_id: Any) -> dict[str, Any]:
     return asyncio.run(read())
 
 
-def test_retrain_flow_leaves_a_version_and_readable_artifacts(prefect_server: None, ferry_env: Path) -> None:
+def test_retrain_flow_leaves_a_version_and_readable_artifacts(
+    prefect_server: None, ferry_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ferry.publish import open_repository
+    from ferry.tufrepo import describe
     from flows.retrain import retrain
 
+    monkeypatch.setenv("FERRY_EDGE_REPO_URL", str(ferry_env / "edge-repo"))
+    monkeypatch.setenv("FERRY_EDGE_KEYS_DIR", str(ferry_env / "edge-keys"))
     schema = ferry_env / "schema.yaml"
     schema.write_text(demo.churn_schema().dump_yaml())
     data = demo.write_demo(ferry_env / "data", n_rows=5000, seed=3, fmt="parquet")
 
-    state = retrain(data=str(data), schema_file=str(schema), return_state=True)
+    channels = ["online/champion", "edge/beta"]
+    state = retrain(data=str(data), schema_file=str(schema), promote_to=channels, return_state=True)
     assert state.is_completed()
     outcome = state.result()
     assert outcome["gate_passed"], outcome["reasons"]
-    assert outcome["promoted"] == ["online/champion"]
+    assert outcome["promoted"] == channels
 
     registry = Registry(str(ferry_env / "registry"))
     assert registry.channel("churn", "online/champion") == outcome["version"]
     assert Path(outcome["gate_html"]).exists()
+    # The edge channel that moved is published in the same run.
+    assert [p["target"] for p in outcome["published"]] == ["churn/edge-beta/bundle.tar"]
+    assert describe(open_repository())["targets"]["churn/edge-beta/bundle.tar"]["version"] == outcome["version"]
 
     found = artifacts_of(state.state_details.flow_run_id)
     assert set(found) == {

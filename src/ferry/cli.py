@@ -36,6 +36,9 @@ RegistryOpt = Annotated[
     typer.Option("--registry", envvar="FERRY_REGISTRY_URL", help="Registry root: a directory or fsspec URL."),
 ]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model name (default: the only one).")]  # noqa: UP045
+PublishOpt = Annotated[
+    bool, typer.Option("--publish/--no-publish", help="Publish the bundle when the channel is an edge/... one.")
+]
 
 
 def _registry(url: str | None) -> Any:
@@ -410,17 +413,42 @@ def promote(
     force: Annotated[
         bool, typer.Option(help="Promote even though the version's gate did not pass (recorded).")
     ] = False,
+    publish: PublishOpt = True,
     registry: RegistryOpt = None,
 ) -> None:
-    """Point a channel at a version, recording who, when and why in the audit log."""
+    """Point a channel at a version, recording who, when and why in the audit log. An edge/... channel is then
+    published as a signed bundle (devices see it on their next sync)."""
     try:
-        rec = _registry(registry).promote(version, channel, reason=reason, force=force)
+        reg = _registry(registry)
+        rec = reg.promote(version, channel, reason=reason, force=force)
     except FerryError as exc:
         raise _fail(exc) from exc
     _out().print(
         f"[green]{rec.channel}[/]: {rec.from_version or '(none)'} -> [bold]{rec.to_version}[/] "
         f"(audit record {rec.seq}, by {rec.actor})"
     )
+    if publish:
+        _publish_edge(reg, rec.model, rec.channel)
+
+
+def _publish_edge(registry: Any, model: str, channel: str) -> None:
+    """Publish an edge channel right after it moved; other channels need nothing."""
+    if not channel.startswith("edge/"):
+        return
+    try:
+        from ferry.publish import open_repository, publish_channel
+
+        result = publish_channel(registry, open_repository(), model, channel)
+    except ImportError as exc:
+        raise _fail(MissingExtra("edge", exc.name or "tuf")) from exc
+    except FerryError as exc:
+        Console(stderr=True).print(
+            f"[bold red]error:[/] {channel} moved, but its bundle was not published: {exc}; "
+            f"fix it and run `ferry edge publish --model {model} --channel {channel}`"
+        )
+        raise typer.Exit(code=2) from exc
+    state = "published" if result.changed else "already published"
+    _out().print(f"{channel}: {state} {result.target} (sha256 {result.sha256[:16]}, {result.length} B)")
 
 
 @app.command()
@@ -428,9 +456,10 @@ def rollback(
     channel: Annotated[str, typer.Option("--channel", "-c", help="Channel to move back, e.g. online/champion.")],
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why: recorded in the audit log.")] = "manual rollback",
     model: ModelOpt = None,
+    publish: PublishOpt = True,
     registry: RegistryOpt = None,
 ) -> None:
-    """Point a channel back at the version it had before its last move."""
+    """Point a channel back at the version it had before its last move (an edge/... channel is then published)."""
     try:
         reg = _registry(registry)
         rec = reg.rollback(channel, model=_one_model(reg, model), reason=reason)
@@ -440,6 +469,8 @@ def rollback(
         f"[yellow]{rec.channel}[/]: {rec.from_version} -> [bold]{rec.to_version}[/] "
         f"(audit record {rec.seq}, by {rec.actor})"
     )
+    if publish:
+        _publish_edge(reg, rec.model, rec.channel)
 
 
 @app.command()
