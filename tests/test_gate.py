@@ -129,3 +129,50 @@ def test_gate_result_round_trips_through_json() -> None:
 
     again = gate.GateResult.from_dict(json.loads(result.to_json()))
     assert again == result
+
+
+def test_input_drift_is_detected_on_drifted_data_and_not_on_fresh_reference_data(tmp_path: Path) -> None:
+    from ferry.demo import churn_schema, make_churn
+    from ferry.gate import input_drift
+
+    schema = churn_schema()
+    reference = make_churn(3000, seed=31)
+    same = input_drift(reference, make_churn(2000, seed=32), schema)
+    assert not same.drifted
+    assert same.drifted_share < 0.2
+    current = make_churn(2000, seed=33, drift=1.0)
+    drifted = input_drift(reference, current, schema, drift_share=0.3, html_path=tmp_path / "d.html")
+    assert drifted.drifted
+    assert not input_drift(reference, current, schema, drift_share=0.9).drifted  # the share is the user's to set
+    assert {"device_os", "support_calls", "contract"} <= set(drifted.drifted_features)
+    assert len(drifted.columns) == len(schema.features)
+    assert all(c.method and c.threshold is not None for c in drifted.columns)
+    assert (tmp_path / "d.html").stat().st_size > 10_000
+    assert (tmp_path / "d.evidently.json").exists()
+    assert drifted.to_dict()["drifted"] is True
+
+
+def test_prediction_drift_on_a_probability_column() -> None:
+    from ferry.gate import data_drift
+
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame({"p": rng.beta(2, 8, 4000)})
+    assert not data_drift(reference, pd.DataFrame({"p": rng.beta(2, 8, 3000)}), numeric=["p"]).drifted
+    shifted = data_drift(reference, pd.DataFrame({"p": rng.beta(5, 5, 3000)}), numeric=["p"])
+    assert shifted.drifted
+    assert shifted.drifted_features == ["p"]
+
+
+@pytest.mark.parametrize(
+    ("current", "message"),
+    [
+        (pd.DataFrame({"q": [0.1]}), r"current data lacks column\(s\) \['p'\]"),
+        (pd.DataFrame({"p": []}), "current data has no rows"),
+    ],
+)
+def test_drift_names_a_missing_column_or_an_empty_sample(current: pd.DataFrame, message: str) -> None:
+    from ferry.errors import GateError
+    from ferry.gate import data_drift
+
+    with pytest.raises(GateError, match=message):
+        data_drift(pd.DataFrame({"p": [0.1, 0.2]}), current, numeric=["p"])

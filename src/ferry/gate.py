@@ -4,6 +4,9 @@ Evidently 0.7 computes the data-quality and model-quality metrics and runs their
 snapshots into our own frozen :class:`Check` and :class:`GateResult` types, adds ferry's own checks (ONNX parity,
 calibration, behavioural tests) and decides. The rest of ferry never imports Evidently.
 
+:func:`input_drift` compares new inputs with a version's reference sample (Evidently's per-column drift tests)
+and returns our own :class:`DriftResult`; batch scoring records it as evidence of each run.
+
 The gate **fails closed**: an Evidently error, a missing champion artifact or a timeout produces a failed
 :class:`GateResult` whose ``error`` says why. The first model of a project (no champion) is judged on the
 absolute floors alone.
@@ -284,3 +287,151 @@ def fail_closed(fn: Callable[[], list[Check]], checks: list[Check]) -> str | Non
     except Exception as exc:  # any failure of a stage means no promotion; the reason is recorded
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+# ---------------------------------------------------------------------------------------------------- input drift
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    """Evidently's drift test of one feature: the method, its score, the threshold and the verdict.
+
+    For p-value methods (K-S, chi-square) a score *below* the threshold means drift; for distances (Wasserstein,
+    Jensen-Shannon) a score *at or above* it does. ``drifted`` is Evidently's own verdict.
+    """
+
+    feature: str
+    method: str
+    score: float | str | None
+    threshold: float | None
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """Input drift of a sample against a reference: per feature, and for the data set (drifted share >= bound)."""
+
+    drifted: bool
+    drifted_share: float
+    drift_share: float
+    columns: tuple[ColumnDrift, ...]
+    reference_rows: int
+    current_rows: int
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [c.feature for c in self.columns if c.drifted]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["columns"] = [asdict(c) for c in self.columns]
+        return d
+
+
+def input_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    schema: Schema,
+    *,
+    drift_share: float = 0.5,
+    timeout_s: float = 300.0,
+    html_path: Path | None = None,
+) -> DriftResult:
+    """Evidently's drift test of every feature of ``schema``, ``current`` against ``reference``.
+
+    Both frames hold the features as :func:`ferry.data.validate` types them (numeric float64 with NaN, categorical
+    str with None). See :func:`data_drift`.
+    """
+    return data_drift(
+        reference,
+        current,
+        numeric=schema.numeric_features,
+        categorical=schema.categorical_features,
+        drift_share=drift_share,
+        timeout_s=timeout_s,
+        html_path=html_path,
+        what=f"the schema {schema.name}",
+    )
+
+
+def data_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    numeric: Sequence[str],
+    categorical: Sequence[str] = (),
+    drift_share: float = 0.5,
+    timeout_s: float = 300.0,
+    html_path: Path | None = None,
+    what: str = "the columns compared",
+) -> DriftResult:
+    """Evidently's drift test of each column, ``current`` against ``reference``: input drift over the features, or
+    prediction drift over a probability column (the monitor flow uses both).
+
+    Evidently picks the method per column from its type and the sample sizes (K-S or chi-square on small samples,
+    normed Wasserstein or Jensen-Shannon distance on large ones) and its threshold. The data set drifts when at
+    least ``drift_share`` of the columns do (0.5 is Evidently's default). With ``html_path``, Evidently's HTML report
+    and its snapshot JSON (``<stem>.evidently.json``) are saved. Raises GateError when a frame lacks columns or has
+    no rows, when Evidently fails, or after ``timeout_s``.
+    """
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import DriftedColumnsCount, ValueDrift
+
+    features = [*numeric, *categorical]
+    if not features:
+        raise GateError("drift needs at least one column to compare")
+    for name, frame in (("reference", reference), ("current", current)):
+        lacking = [f for f in features if f not in frame.columns]
+        if lacking:
+            raise GateError(f"the {name} data lacks column(s) {lacking}; it does not match {what}")
+        if len(frame) == 0:
+            raise GateError(f"the {name} data has no rows; there is nothing to compare")
+    definition = DataDefinition(numerical_columns=list(numeric), categorical_columns=list(categorical))
+    metrics: list[Any] = [DriftedColumnsCount(columns=features, drift_share=drift_share)]
+    metrics += [ValueDrift(column=f) for f in features]
+
+    def run() -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # scipy's chi-square on empty categories
+            return Report(metrics, include_tests=True).run(
+                Dataset.from_pandas(current[features].reset_index(drop=True), data_definition=definition),
+                Dataset.from_pandas(reference[features].reset_index(drop=True), data_definition=definition),
+            )
+
+    try:
+        snapshot = _with_timeout(run, timeout_s, "the Evidently drift report")
+    except GateError:
+        raise
+    except Exception as exc:  # Evidently's own failures are reported, never taken for "no drift"
+        raise GateError(f"Evidently could not compute drift: {type(exc).__name__}: {exc}") from exc
+    if html_path is not None:
+        _save(snapshot, html_path)
+    d = snapshot.dict()
+    status = {t["metric_config"]["metric_id"]: t["status"] for t in d["tests"]}
+    columns: list[ColumnDrift] = []
+    share = math.nan
+    for m in d["metrics"]:
+        config = m["config"]
+        if config["type"].endswith("DriftedColumnsCount"):
+            share = float(m["value"]["share"])
+        elif config["type"].endswith("ValueDrift"):
+            threshold = config.get("threshold")
+            columns.append(
+                ColumnDrift(
+                    feature=str(config["column"]),
+                    method=str(config.get("method")),
+                    score=_clean(m["value"]),
+                    threshold=float(threshold) if threshold is not None else None,
+                    drifted=status.get(m["id"]) == "FAIL",
+                )
+            )
+    if len(columns) != len(features) or not math.isfinite(share):
+        raise GateError(f"the Evidently drift report is incomplete: {len(columns)} of {len(features)} columns")
+    return DriftResult(
+        drifted=share >= drift_share,
+        drifted_share=share,
+        drift_share=drift_share,
+        columns=tuple(columns),
+        reference_rows=len(reference),
+        current_rows=len(current),
+    )
