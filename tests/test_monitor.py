@@ -1,0 +1,232 @@
+"""The monitor's core: sources read past their cursors, Evidently drift per source and edge cohort, model quality
+from labels, and the alert policy (thresholds, dedupe, cooldown). Plain functions; the flow is tested elsewhere."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ferry_edge.telemetry import DriftSketch, Heartbeats
+
+from ferry import gate, monitor
+from ferry.demo import churn_schema, make_churn
+from ferry.online.holder import ModelHolder
+from ferry.online.logs import FeedbackLog, PredictionLog
+from ferry.online.predict import predict
+from ferry.registry import Registry
+from ferry.showcase import records
+
+SETTINGS = monitor.MonitorSettings(min_rows=100)
+
+
+@pytest.fixture
+def registry(churn_champion: dict[str, str], tmp_path: Path) -> Registry:
+    shutil.copytree(churn_champion["registry"], tmp_path / "registry")
+    return Registry(str(tmp_path / "registry"))
+
+
+@pytest.fixture(scope="module")
+def reference(churn_champion: dict[str, str]) -> Any:
+    registry = Registry(churn_champion["registry"])
+    return monitor.reference_of(registry, registry.get(churn_champion["version"]))
+
+
+def serve_rows(registry: Registry, rows: list[dict[str, Any]], *, labels: bool = False) -> list[str]:
+    """Score ``rows`` as the online service does and log every prediction (and, optionally, its true label)."""
+    holder = ModelHolder(registry, "churn", "online/champion")
+    holder.refresh()
+    loaded = holder.current
+    assert loaded is not None
+    log = PredictionLog(registry.url, "churn", sample_rate=1.0, buffer_rows=10_000)
+    answer = predict(loaded, rows)
+    log.record(loaded, rows, answer)
+    log.flush()
+    ids = [p.prediction_id for p in answer.predictions]
+    if labels:
+        feedback = FeedbackLog(registry.url, "churn")
+        feedback.record([(i, str(p.prediction)) for i, p in zip(ids, answer.predictions, strict=True)])
+        feedback.flush()
+    return ids
+
+
+def test_online_drift_is_found_once_and_the_cursor_moves_on(registry: Registry, reference: Any, tmp_path: Path) -> None:
+    frame, schema = reference
+    serve_rows(registry, records(make_churn(600, seed=41), schema))
+    calm, _ = monitor.online_since(registry, "churn", None, max_rows=5000)
+    assert calm is not None
+    assert calm.rows == 600
+    calm_judgement = monitor.judge(calm, frame, schema, SETTINGS)
+    assert not calm_judgement.drifted, calm_judgement.to_dict()
+
+    serve_rows(registry, records(make_churn(600, seed=42, drift=1.0), schema))
+    drifted, _ = monitor.online_since(registry, "churn", calm.cursor, max_rows=5000)
+    assert drifted is not None
+    assert drifted.rows == 600  # only what came after the cursor
+    j = monitor.judge(drifted, frame, schema, SETTINGS, report_dir=tmp_path / "reports", run="r1")
+    assert j.drifted
+    assert j.input is not None
+    assert {"device_os", "support_calls"} <= set(j.input.drifted_features)
+    assert j.prediction is not None
+    assert j.prediction.drifted  # the champion's scores moved too
+    assert j.report is not None
+    assert Path(j.report).stat().st_size > 10_000
+    assert j.versions == {registry.channel("churn", "online/champion"): 600}
+    assert monitor.online_since(registry, "churn", drifted.cursor, max_rows=5000)[0] is None
+
+
+def test_quality_comes_from_labels_joined_by_prediction_id(registry: Registry, reference: Any) -> None:
+    frame, schema = reference
+    rows = make_churn(400, seed=43)
+    ids = serve_rows(registry, records(rows, schema), labels=True)
+    data, cursor = monitor.online_since(registry, "churn", None, max_rows=5000)
+    assert data is not None
+    assert cursor is not None
+    assert data.labels is not None
+    assert set(data.labels["prediction_id"]) == set(ids)
+    quality = monitor.judge(data, frame, schema, SETTINGS).quality
+    assert quality is not None
+    assert quality["labelled"] == 400
+    assert quality["accuracy"] == 1.0  # the labels sent back were the predictions themselves
+
+
+def test_too_few_rows_are_not_judged(registry: Registry, reference: Any) -> None:
+    frame, schema = reference
+    serve_rows(registry, records(make_churn(50, seed=44, drift=1.0), schema))
+    data, _ = monitor.online_since(registry, "churn", None, max_rows=5000)
+    assert data is not None
+    j = monitor.judge(data, frame, schema, SETTINGS)
+    assert not j.drifted
+    assert j.skipped == "50 new rows, fewer than min_rows=100"
+
+
+def beats_from(tmp_path: Path, name: str, frames: list[Any], channel: str, folder: Path) -> None:
+    """Real devices' heartbeats (ferry_edge's DriftSketch and Heartbeats) written to a folder collector."""
+    schema = churn_schema()
+    features = [{"name": f.name, "type": f.type} for f in schema.features]
+    for i, frame in enumerate(frames):
+        sketch = DriftSketch(features)
+        sketch.update(records(frame, schema))
+        beats = Heartbeats(tmp_path / f"{name}-{i}", str(folder))
+        status = {"device": f"{name}-{i}", "model": "churn", "channel": channel, "active_version": "v"}
+        assert beats.send(beats.build(status, sketch))
+
+
+def test_edge_cohorts_are_judged_from_sketches_alone(registry: Registry, reference: Any, tmp_path: Path) -> None:
+    frame, schema = reference
+    folder = tmp_path / "collector"
+    beats_from(tmp_path, "calm", [make_churn(300, seed=50 + i) for i in range(2)], "edge/stable", folder)
+    beats_from(tmp_path, "hot", [make_churn(300, seed=60 + i, drift=1.0) for i in range(2)], "edge/beta", folder)
+    sources, latest, cursor = monitor.edge_since(registry, "churn", schema, None, folder=str(folder))
+    assert cursor is not None
+    assert sorted(b["device"] for b in latest) == ["calm-0", "calm-1", "hot-0", "hot-1"]
+    by = {s.source: s for s in sources}
+    assert set(by) == {"edge:edge/stable", "edge:edge/beta"}
+    assert by["edge:edge/beta"].rows == 600
+    assert not monitor.judge(by["edge:edge/stable"], frame, schema, SETTINGS).drifted
+    hot = monitor.judge(by["edge:edge/beta"], frame, schema, SETTINGS)
+    assert hot.drifted
+    assert hot.input is not None
+    assert "device_os" in hot.input.drifted_features
+    # Heartbeats carry no rows: nothing but counts, quantiles and category counts left the devices.
+    raw = [json.loads(p.read_text()) for p in folder.glob("*.json")]
+    assert all(set(b["sketch"]) == {"rows", "numeric", "categorical"} for b in raw)
+    assert monitor.edge_since(registry, "churn", schema, cursor, folder=str(folder))[0] == []
+
+
+def test_batch_inputs_are_read_past_the_cursor(registry: Registry, reference: Any) -> None:
+    frame, schema = reference
+    sample = make_churn(300, seed=70, drift=1.0)[list(schema.feature_names)].assign(p_positive=0.5)
+    monitor.record_batch_input(registry, "churn", sample, version="v1", run="r1")
+    data = monitor.batch_since(registry, "churn", None, max_rows=1000)
+    assert data is not None
+    assert data.rows == 300
+    assert data.versions == {"v1": 300}
+    assert monitor.judge(data, frame, schema, SETTINGS).drifted
+    assert monitor.batch_since(registry, "churn", data.cursor, max_rows=1000) is None
+
+
+# ------------------------------------------------------------------------------------------------ the policy
+
+
+def judgement(source: str, features: tuple[str, ...]) -> monitor.Judgement:
+    columns = tuple(gate.ColumnDrift(f, "m", 0.5, 0.1, True) for f in features)
+    drift = gate.DriftResult(bool(features), 0.5 if features else 0.0, 0.3, columns, 1000, 1000)
+    return monitor.Judgement(source, 1000, {}, drift, None, None, None)
+
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_new_drift_asks_for_one_retrain_even_when_several_sources_drift() -> None:
+    state = monitor.MonitorState()
+    policy = monitor.Policy(monitor.MonitorSettings(cooldown_hours=24, renotify_hours=72))
+    out = policy.decide(state, [judgement("online", ("a",)), judgement("batch", ("b",))], T0)
+    assert [(a.source, a.announce, a.retrain) for a in out] == [("online", True, True), ("batch", True, False)]
+    assert state.last_retrain_request == T0.isoformat(timespec="seconds")
+
+
+def test_the_same_drift_is_not_announced_again_until_renotify() -> None:
+    state = monitor.MonitorState()
+    policy = monitor.Policy(monitor.MonitorSettings(cooldown_hours=24, renotify_hours=72))
+    policy.decide(state, [judgement("online", ("a", "b"))], T0)
+    again = policy.decide(state, [judgement("online", ("b", "a"))], T0 + timedelta(hours=5))
+    assert [(a.announce, a.retrain) for a in again] == [(False, False)]
+    assert "same drift" in again[0].why
+    later = policy.decide(state, [judgement("online", ("a", "b"))], T0 + timedelta(hours=73))
+    assert [(a.announce, a.retrain) for a in later] == [(True, True)]
+
+
+def test_a_cooldown_stops_a_retrain_storm_but_new_drift_is_still_announced() -> None:
+    state = monitor.MonitorState()
+    policy = monitor.Policy(monitor.MonitorSettings(cooldown_hours=24, renotify_hours=72))
+    policy.decide(state, [judgement("online", ("a",))], T0)
+    storm = policy.decide(state, [judgement("online", ("a", "c"))], T0 + timedelta(hours=2))
+    assert [(a.announce, a.retrain) for a in storm] == [(True, False)]
+    assert "cooldown 24 h" in storm[0].why
+    after = policy.decide(state, [judgement("online", ("a", "c", "d"))], T0 + timedelta(hours=25))
+    assert [(a.announce, a.retrain) for a in after] == [(True, True)]
+
+
+def test_drift_that_went_away_is_news_when_it_comes_back() -> None:
+    state = monitor.MonitorState()
+    policy = monitor.Policy(monitor.MonitorSettings(cooldown_hours=0, renotify_hours=72))
+    policy.decide(state, [judgement("online", ("a",))], T0)
+    assert policy.decide(state, [judgement("online", ())], T0 + timedelta(hours=1)) == []
+    back = policy.decide(state, [judgement("online", ("a",))], T0 + timedelta(hours=2))
+    assert [(a.announce, a.retrain) for a in back] == [(True, True)]
+
+
+def test_state_and_history_persist_in_the_registry(registry: Registry) -> None:
+    state = monitor.MonitorState(
+        cursors={"online": "2026-01-01/x.parquet"}, last_retrain_request="2026-01-01T00:00:00+00:00"
+    )
+    state.save(registry, "churn")
+    assert monitor.MonitorState.load(registry, "churn") == state
+    monitor.append_history(registry, "churn", [{"source": "online", "drifted": True}])
+    monitor.append_history(registry, "churn", [{"source": "batch", "drifted": False}])
+    assert [h["source"] for h in monitor.history(registry, "churn")] == ["online", "batch"]
+
+
+def test_a_corrupt_state_file_is_named(registry: Registry) -> None:
+    path = Path(registry.url) / "models" / "churn" / "monitor" / "state.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("{not json")
+    with pytest.raises(monitor.FerryError, match="monitor state of 'churn' is not valid JSON"):
+        monitor.MonitorState.load(registry, "churn")
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [({"FERRY_MONITOR_DRIFT_SHARE": "1.5"}, "drift_share"), ({"FERRY_MONITOR_MIN_ROWS": "0"}, "min_rows")],
+)
+def test_bad_settings_name_the_field(env: dict[str, str], field: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValidationError, match=field):
+        monitor.MonitorSettings()
