@@ -71,6 +71,16 @@ def score_partition(
     return result
 
 
+@task(name="check-drift", retries=0, task_run_name="check-drift")
+def check_drift(
+    output: str, registry_url: str, model: str, version: str, settings: core.BatchSettings
+) -> dict[str, Any]:
+    """Input drift of the run's sampled rows against the version's reference; never fails the run."""
+    d = core.check_drift(output, registry_url, model, version, settings=settings)
+    get_run_logger().info("input drift: %s", d["text"])
+    return d
+
+
 def make_runner(runner: str, cluster_address: str | None, workers: int) -> TaskRunner[Any]:
     """The task runner for ``runner``; a cluster address means Dask."""
     if cluster_address or runner == "dask":
@@ -149,8 +159,12 @@ def batch_score(
         [Partition.from_dict(p) for p in pending],
         {r["partition"]: core.PartitionResult(**r) for r in planned["finished"]},
     )
+    drift = (
+        check_drift(output, registry_url, planned["model"], planned["version"], settings) if settings.drift else None
+    )
     summary = core.summarise(plan_obj, results, failures, time.perf_counter() - started)
     summary.partitions = planned["partitions"]
+    summary.drift = drift
     outcome = summary.to_dict()
     _publish_artifacts(outcome)
     if failures:
@@ -173,6 +187,7 @@ def _publish_artifacts(outcome: dict[str, Any]) -> None:
         f"| time | {outcome['seconds']:.2f} s |",
         f"| rows/s | {outcome['rows_per_s']:,.0f} |",
         f"| output | {outcome['output']} |",
+        f"| input drift | {outcome['drift']['text'] if outcome['drift'] else 'not checked (FERRY_BATCH_DRIFT off)'} |",
     ]
     lines += [f"| failed: {k} | {v} |" for k, v in sorted(failed.items())]
     create_markdown_artifact("\n".join(lines), key=f"{key}-batch-score", description="Batch scoring summary")
@@ -182,6 +197,26 @@ def _publish_artifacts(outcome: dict[str, Any]) -> None:
     ]
     if rows:
         create_table_artifact(rows, key=f"{key}-batch-partitions", description="Partitions of the batch run")
+    drift = outcome["drift"]
+    if drift and drift["columns"]:
+        table = [
+            {
+                "feature": c["feature"],
+                "method": c["method"],
+                "drift score": c["score"],
+                "threshold": c["threshold"],
+                "drifted?": "yes" if c["drifted"] else "no",
+            }
+            for c in drift["columns"]
+        ]
+        create_table_artifact(table, key=f"{key}-batch-drift", description=f"Input drift: {drift['text']}")
+    if drift and drift["report"]:
+        create_link_artifact(
+            as_link(drift["report"]),
+            link_text="Evidently input-drift report",
+            key=f"{key}-batch-drift-report",
+            description=f"Input drift against the reference of version {outcome['version']}",
+        )
     create_link_artifact(
         as_link(outcome["output"]),
         link_text="batch output",

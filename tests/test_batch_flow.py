@@ -4,6 +4,7 @@ plain function; a corrupt partition fails the run after the others have scored."
 from __future__ import annotations
 
 import gc
+import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 from test_batch import read_scores, without_time, write_partitions
 
-from ferry import batch
+from ferry import batch, demo
 from ferry.registry import Registry
 
 # The Prefect client that tasks open inside in-process Dask workers leaves a socket to the test server for the
@@ -66,6 +67,15 @@ def test_runners_give_identical_output(
     assert "| scored | 6,000 |" in str(summary.data)
     assert str(tmp_path / "dask") in str(summary.data)
     assert churn_champion["version"] in str(summary.data)
+    assert "| input drift | no drift: 0 of 15 features drifted" in str(summary.data)
+    drift = Artifact.get("churn-batch-drift")
+    assert drift is not None
+    rows = json.loads(str(drift.data))
+    assert [r["feature"] for r in rows] == list(demo.churn_schema().feature_names)
+    assert {r["drifted?"] for r in rows} == {"no"}
+    report = Artifact.get("churn-batch-drift-report")
+    assert report is not None
+    assert (tmp_path / "dask" / "drift" / "report.html").as_uri() in str(report.data)
 
 
 @pytest.mark.slow

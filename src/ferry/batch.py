@@ -18,14 +18,19 @@ The plain functions here do all the work; ``flows/batch_score.py`` and ``ferry s
 from __future__ import annotations
 
 import functools
+import hashlib
+import io
 import json
+import tempfile
 import time
 from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
@@ -41,7 +46,7 @@ from ferry.batch_io import (
     iter_batches,
     prefetch,
 )
-from ferry.batch_rows import check_batch, row_problems
+from ferry.batch_rows import Reservoir, check_batch, row_problems
 from ferry.errors import DataValidationError, FerryError, RegistryError
 from ferry.registry import ModelVersion, Registry
 from ferry.schema import Schema
@@ -53,6 +58,7 @@ __all__ = [
     "PartitionResult",
     "PartitionsFailed",
     "Plan",
+    "check_drift",
     "load_model",
     "plan",
     "resolve_version",
@@ -91,6 +97,17 @@ class BatchSettings(BaseSettings):
         default=True,
         description="Read and validate the next record batch in a second thread while onnxruntime scores this one.",
     )
+    drift: bool = Field(default=True, description="Check input drift against the version's reference (Evidently).")
+    drift_sample_rows: int = Field(
+        default=2_000, ge=100, le=1_000_000, description="Rows sampled at random from each partition for drift."
+    )
+    drift_max_rows: int = Field(
+        default=20_000, ge=100, le=5_000_000, description="At most this many sampled rows go into one drift check."
+    )
+    drift_share: float = Field(
+        default=0.25, gt=0.0, le=1.0, description="The input has drifted when at least this share of features has."
+    )
+    drift_timeout_s: float = Field(default=300.0, gt=0, le=3600, description="Time limit of the drift check.")
 
 
 class PartitionsFailed(FerryError, RuntimeError):
@@ -186,7 +203,11 @@ class _Prepared:
 
 
 def _prepare(
-    part: Partition, schema: Schema, batch_rows: int, storage_options: dict[str, Any] | None
+    part: Partition,
+    schema: Schema,
+    batch_rows: int,
+    storage_options: dict[str, Any] | None,
+    reservoir: Reservoir | None = None,
 ) -> Generator[_Prepared, None, None]:
     offset = 0
     wanted = [c for c in (schema.id, schema.timestamp) if c is not None] + list(schema.feature_names)
@@ -200,6 +221,8 @@ def _prepare(
     for batch in batches:
         n = batch.num_rows
         checked = check_batch(batch, schema)
+        if reservoir is not None:
+            reservoir.add(checked)
         if schema.id is not None and schema.id in batch.schema.names:
             ids = batch.column(schema.id)
         else:
@@ -244,12 +267,14 @@ def score_partition(
     storage_options: dict[str, Any] | None = None,
     on_rows: Callable[[int], None] | None = None,
     threaded: bool = True,
+    sample_rows: int = 0,
 ) -> PartitionResult:
     """Score one partition into ``out`` and record it in the manifest; nothing is left half-written on failure.
 
     ``on_rows`` is called with the number of input rows after each record batch (for progress bars). With
     ``threaded``, the next record batch is read and validated in a second thread, and the previous one is written
-    in a third, while onnxruntime scores this one.
+    in a third, while onnxruntime scores this one. With ``sample_rows``, a random sample of that many good rows
+    (seeded by the partition key) is kept for the run's drift check.
     """
     schema, v = model.schema, model.version
     started = time.perf_counter()
@@ -260,7 +285,9 @@ def score_partition(
     writer: pq.ParquetWriter | None = None
     reject_writer: pq.ParquetWriter | None = None
     handles: list[Any] = []
-    prepared = _prepare(part, schema, batch_rows, storage_options)
+    reservoir = Reservoir(sample_rows, seed=_seed(part.key)) if sample_rows > 0 else None
+    tmp_sample = out.tmp(part.key, "sample")
+    prepared = _prepare(part, schema, batch_rows, storage_options, reservoir)
     source: Generator[_Prepared, None, None] = prefetch(prepared, depth=2) if threaded else prepared
     writes = WriteBehind(depth=2, threaded=threaded)
     try:
@@ -298,6 +325,13 @@ def score_partition(
             empty = _output_schema(pa.field(id_name, pa.string()), schema).empty_table()
             with out.fs.open(tmp_scores, "wb") as fh:
                 pq.write_table(empty, fh)
+        sample = None if reservoir is None else reservoir.sample()
+        if sample is not None:
+            with out.fs.open(tmp_sample, "wb") as fh:
+                pq.write_table(pa.Table.from_pandas(sample, preserve_index=False), fh)
+            out.publish(tmp_sample, out.drift_sample(part.key))
+        else:
+            out.discard(out.drift_sample(part.key))
         out.publish(tmp_scores, out.scores(part.key))
         if reject_writer is not None:
             out.publish(tmp_rejects, out.rejects(part.key))
@@ -308,7 +342,7 @@ def score_partition(
         writes.close()  # waits for a write in progress before its file is closed
         for h in handles:
             h.close()
-        out.discard(tmp_scores, tmp_rejects)
+        out.discard(tmp_scores, tmp_rejects, tmp_sample)
         raise
     result = PartitionResult(
         partition=part.key,
@@ -324,6 +358,10 @@ def score_partition(
     )
     out.write_manifest(part.key, {**result.to_dict(), "input_size": part.size, "finished_at": _now()})
     return result
+
+
+def _seed(key: str) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
 
 
 def _now() -> str:
@@ -412,6 +450,7 @@ def run_partition(
         storage_options=storage_options,
         on_rows=on_rows,
         threaded=s.prefetch,
+        sample_rows=s.drift_sample_rows if s.drift else 0,
     ).to_dict()
 
 
@@ -430,6 +469,7 @@ class RunSummary:
     seconds: float
     failures: dict[str, str]
     results: list[dict[str, Any]]
+    drift: dict[str, Any] | None = None
 
     @property
     def rows_per_s(self) -> float:
@@ -497,10 +537,123 @@ def score(
             )
         except FerryError as exc:
             failures[part.key] = str(exc)
+    drift = (
+        check_drift(output_url, p.registry_url, p.model, p.version, settings=s, storage_options=storage_options)
+        if s.drift
+        else None
+    )
     summary = summarise(p, results, failures, time.perf_counter() - started)
+    summary.drift = drift
     if failures:
         raise PartitionsFailed(failures, finished=len(summary.results), summary=summary)
     return summary
+
+
+# ---------------------------------------------------------------------------------------------------------- drift
+
+
+def _drift_sample(out: OutputDir, keys: list[str], cap: int) -> pd.DataFrame | None:
+    frames = []
+    for key in keys:
+        path = out.drift_sample(key)
+        if out.fs.exists(path):
+            with out.fs.open(path, "rb") as fh:
+                frames.append(pq.read_table(fh).to_pandas())
+    if not frames:
+        return None
+    sample: pd.DataFrame = pd.concat(frames, ignore_index=True)
+    if len(sample) > cap:
+        keep = np.sort(np.random.default_rng(0).choice(len(sample), size=cap, replace=False))
+        sample = sample.iloc[keep].reset_index(drop=True)
+    return sample
+
+
+def _drift_text(d: dict[str, Any]) -> str:
+    if d["status"] in ("drifted", "no drift"):
+        drifted = [c["feature"] for c in d["columns"] if c["drifted"]]
+        text = (
+            f"{d['status']}: {len(drifted)} of {len(d['columns'])} features drifted (share {d['drifted_share']:.2f}, "
+            f"bound {d['drift_share']:g}) on {d['sample_rows']:,} sampled rows against {d['reference_rows']:,} "
+            "reference rows"
+        )
+        return text + (f" ({', '.join(drifted)})" if drifted else "")
+    return f"{d['status']}: {d['detail']}"
+
+
+def check_drift(
+    output_url: str,
+    registry_url: str,
+    model: str,
+    version: str,
+    *,
+    settings: BatchSettings | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Input drift of a run: the finished partitions' samples against the version's reference, with Evidently.
+
+    Writes Evidently's report to ``drift/report.html`` (and its snapshot JSON) in the output, and this summary to
+    ``drift/summary.json``. Never raises for a missing reference or a failing check: ``status`` is ``drifted``,
+    ``no drift``, ``no reference``, ``no sample`` or ``failed``, ``detail``/``text`` say why, and ``columns``
+    holds one row per feature (feature, method, score, threshold, drifted).
+    """
+    from ferry import gate
+
+    s = settings or BatchSettings()
+    started = time.perf_counter()
+    out = OutputDir(output_url, storage_options=storage_options)
+    d: dict[str, Any] = {
+        "status": "failed",
+        "detail": "",
+        "report": None,
+        "columns": [],
+        "drifted_share": None,
+        "drift_share": s.drift_share,
+        "sample_rows": 0,
+        "reference_rows": 0,
+    }
+    try:
+        registry = Registry(registry_url)
+        v = registry.get(version, model=model)
+        schema = Schema.from_dict(json.loads(registry.read_bytes(v, "schema.json")), source=f"{v.model}/{v.id}")
+        sample = _drift_sample(out, sorted(out.read_manifest()), s.drift_max_rows)
+        if "reference.parquet" not in v.files:
+            d["status"] = "no reference"
+            d["detail"] = (
+                f"version {v.model}/{v.id} has no reference sample (reference.parquet), so input drift was not "
+                "checked; versions trained by the retrain flow carry one"
+            )
+        elif sample is None:
+            d["status"] = "no sample"
+            d["detail"] = "no scored rows were sampled (every row was rejected, or the partitions predate sampling)"
+        else:
+            reference = pd.read_parquet(io.BytesIO(registry.read_bytes(v, "reference.parquet")))
+            with tempfile.TemporaryDirectory(prefix="ferry-drift-") as tmp:
+                html = Path(tmp) / "report.html"
+                result = gate.input_drift(
+                    reference,
+                    sample,
+                    schema,
+                    drift_share=s.drift_share,
+                    timeout_s=s.drift_timeout_s,
+                    html_path=html,
+                )
+                for name in ("report.html", "report.evidently.json"):
+                    out.fs.put_file(str(Path(tmp) / name), out.path("drift", name))
+            d.update(
+                status="drifted" if result.drifted else "no drift",
+                report=out.location("drift", "report.html"),
+                columns=[asdict(c) for c in result.columns],
+                drifted_share=result.drifted_share,
+                sample_rows=result.current_rows,
+                reference_rows=result.reference_rows,
+            )
+    except FerryError as exc:
+        d["status"], d["detail"] = "failed", f"the drift check failed ({exc}); the scores are unaffected"
+    d["seconds"] = round(time.perf_counter() - started, 4)
+    d["text"] = _drift_text(d)
+    with out.fs.open(out.path("drift", "summary.json"), "wb") as fh:
+        fh.write((json.dumps(d, indent=2, sort_keys=True, default=str) + "\n").encode())
+    return d
 
 
 def expected_rows(p: Plan, *, storage_options: dict[str, Any] | None = None) -> int | None:

@@ -7,6 +7,8 @@ Parquet file. The output directory holds::
     scores/<key>.parquet       id, prediction, prob_<class>..., model_version, scored_at
     rejects/<key>.parquet      rows that broke the schema: row, id, column, rule, reason (only when there are any)
     _manifest/<key>.json       one record per finished partition; a rerun skips the partitions recorded here
+    _drift/<key>.parquet       a random sample of the partition's good rows (features only), for the drift check
+    drift/report.html          the run's Evidently input-drift report (+ report.evidently.json, summary.json)
     _tmp/                      files being written; renamed into place when complete
 
 ``<key>`` is the partition's path relative to the input root, with ``/`` replaced by ``__`` and the suffix dropped,
@@ -241,11 +243,14 @@ class OutputDir:
     def manifest(self, key: str) -> str:
         return self.path("_manifest", f"{key}.json")
 
+    def drift_sample(self, key: str) -> str:
+        return self.path("_drift", f"{key}.parquet")
+
     def tmp(self, key: str, what: str) -> str:
         return self.path("_tmp", f"{key}.{what}.{uuid.uuid4().hex}.parquet")
 
     def prepare(self) -> None:
-        for sub in ("scores", "rejects", "_manifest", "_tmp"):
+        for sub in ("scores", "rejects", "_manifest", "_drift", "drift", "_tmp"):
             self.fs.makedirs(self.path(sub), exist_ok=True)
 
     def clear_tmp(self) -> None:

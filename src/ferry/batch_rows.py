@@ -30,7 +30,7 @@ from ferry import data as fdata
 from ferry.errors import DataValidationError
 from ferry.schema import Feature, Schema
 
-__all__ = ["Checked", "Problem", "check_batch", "row_problems", "split_rows"]
+__all__ = ["Checked", "Problem", "Reservoir", "Typed", "check_batch", "row_problems", "split_rows"]
 
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float64]
@@ -48,6 +48,40 @@ class Problem:
     reason: str
 
 
+class Typed:
+    """The feature values of a checked batch as :func:`ferry.data.validate` types them, taken only on demand.
+
+    Numeric features are float64 with NaN for missing; categorical ones are str with None for missing. Holds
+    either per-feature arrays of the whole batch (the Arrow route) or the validated frame of its good rows.
+    """
+
+    def __init__(
+        self,
+        numeric: dict[str, FloatArray] | None = None,
+        coded: dict[str, tuple[Codes, ObjectArray]] | None = None,
+        *,
+        order: list[str] | None = None,
+        frame: pd.DataFrame | None = None,
+    ) -> None:
+        self._numeric = numeric or {}
+        self._coded = coded or {}
+        self._order = order or []
+        self._frame = frame
+
+    def take(self, positions: npt.NDArray[np.intp]) -> pd.DataFrame:
+        """The features of the rows at ``positions`` (positions in the batch; good rows only)."""
+        if self._frame is not None:
+            return self._frame.loc[positions].reset_index(drop=True)
+        columns: dict[str, Any] = {}
+        for name in self._order:
+            if name in self._numeric:
+                columns[name] = self._numeric[name][positions]
+            else:
+                codes, labels = self._coded[name]
+                columns[name] = pd.Series(labels[codes[positions]], dtype=object)
+        return pd.DataFrame(columns)
+
+
 @dataclass(frozen=True)
 class Checked:
     """One record batch, checked: which rows are good, why the others are not, and the good rows' ONNX inputs."""
@@ -56,6 +90,7 @@ class Checked:
     good: BoolArray
     rejects: list[tuple[int, str, str, str]]  # (position in the batch, column, rule, every reason)
     inputs: dict[str, np.ndarray[Any, Any]] | None  # None when no row is good
+    typed: Typed | None = None  # the features, for drift samples (None when a feature column is missing)
 
 
 # --------------------------------------------------------------------------------------------------- the rules
@@ -274,8 +309,11 @@ def _column(batch: pa.RecordBatch, name: str) -> pa.Array | None:
 
 def _pandas_route(batch: pa.RecordBatch, schema: Schema) -> Checked:
     valid, good, rejects = split_rows(fdata._normalise_dtypes(batch.to_pandas()), schema)
-    inputs = fdata.to_onnx_inputs(valid, schema) if good.any() else None
-    return Checked(batch.num_rows, good, rejects, inputs)
+    if not good.any():
+        return Checked(batch.num_rows, good, rejects, None)
+    inputs = fdata.to_onnx_inputs(valid, schema)
+    frame = valid[list(schema.feature_names)].set_axis(np.flatnonzero(good))
+    return Checked(batch.num_rows, good, rejects, inputs, Typed(frame=frame))
 
 
 def check_batch(batch: pa.RecordBatch, schema: Schema) -> Checked:
@@ -295,6 +333,8 @@ def check_batch(batch: pa.RecordBatch, schema: Schema) -> Checked:
     if schema.timestamp is not None and (ts := _column(batch, schema.timestamp)) is not None:
         problems.extend(_timestamp_problems(schema.timestamp, *_arrow_timestamp(ts, schema.timestamp)))
     encoders: list[tuple[str, Callable[[BoolArray | None], np.ndarray[Any, Any]]]] = []
+    numeric: dict[str, FloatArray] = {}
+    coded: dict[str, tuple[Codes, ObjectArray]] = {}
     for f in schema.features:
         if (arr := _column(batch, f.name)) is None:
             continue
@@ -302,18 +342,22 @@ def check_batch(batch: pa.RecordBatch, schema: Schema) -> Checked:
             values, bad_type, nonfinite = _arrow_numeric(arr, f.name)
             problems.extend(_numeric_problems(f, values, bad_type, nonfinite))
             encoders.append((f.name, _numeric_encoder(values)))
+            numeric[f.name] = values
         else:
             codes, labels = _arrow_text(arr, f.name)
             problems.extend(_categorical_problems(f, codes, labels))
             encoders.append((f.name, _text_encoder(codes, labels)))
+            coded[f.name] = (codes, labels)
+    typed = Typed(numeric, coded, order=list(schema.feature_names))
     problems = [p for p in problems if p.mask.any()]
     if not problems:
-        return Checked(n, np.ones(n, dtype=bool), [], {name: encode(None) for name, encode in encoders})
+        return Checked(n, np.ones(n, dtype=bool), [], {name: encode(None) for name, encode in encoders}, typed)
     reasons = _reasons(problems)
     good = np.ones(n, dtype=bool)
     good[list(reasons)] = False
-    inputs = {name: encode(good) for name, encode in encoders} if good.any() else None
-    return Checked(n, good, _as_rejects(reasons), inputs)
+    if not good.any():
+        return Checked(n, good, _as_rejects(reasons), None)
+    return Checked(n, good, _as_rejects(reasons), {name: encode(good) for name, encode in encoders}, typed)
 
 
 def _numeric_encoder(values: FloatArray) -> Callable[[BoolArray | None], np.ndarray[Any, Any]]:
@@ -334,3 +378,39 @@ def _text_encoder(codes: Codes, labels: ObjectArray) -> Callable[[BoolArray | No
         return out
 
     return encode
+
+
+class Reservoir:
+    """A uniform random sample of at most ``k`` good rows of a stream of checked batches (seeded: same input, same
+    sample). Each row draws a random key; the ``k`` smallest keys seen so far are kept (bottom-k sampling), so the
+    sample covers the whole partition, not only its first rows, and memory stays at ``k`` rows."""
+
+    def __init__(self, k: int, *, seed: int) -> None:
+        self.k = k
+        self._rng = np.random.default_rng(seed)
+        self._keys = np.zeros(0, dtype=np.float64)
+        self._frame: pd.DataFrame | None = None
+
+    def add(self, checked: Checked) -> None:
+        if self.k <= 0 or checked.typed is None:
+            return
+        positions = np.flatnonzero(checked.good)
+        keys = self._rng.random(len(positions))
+        have = len(self._keys)
+        if have + len(positions) <= self.k:
+            keep_old = np.arange(have)
+            keep_new = np.arange(len(positions))
+        else:
+            every = np.concatenate([self._keys, keys])
+            keep = np.sort(np.argpartition(every, self.k - 1)[: self.k])
+            keep_old, keep_new = keep[keep < have], keep[keep >= have] - have
+        if len(keep_new) == 0:
+            return
+        new = checked.typed.take(positions[keep_new])
+        old = None if self._frame is None else self._frame.iloc[keep_old]
+        self._frame = new if old is None else pd.concat([old, new], ignore_index=True)
+        self._keys = np.concatenate([self._keys[keep_old], keys[keep_new]])
+
+    def sample(self) -> pd.DataFrame | None:
+        """The sampled rows (features only), or None when no good row was seen."""
+        return self._frame

@@ -1,0 +1,134 @@
+"""Input drift of a batch run: per-partition random samples, Evidently against the champion's reference, the report
+next to the output, and a clear summary when the version has no reference (the run still succeeds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from test_batch import _second_version
+
+from ferry import batch, demo
+from ferry.batch_rows import Reservoir, check_batch
+from ferry.registry import Registry
+
+
+def demo_partitions(where: Path, *, drift: float, parts: int = 2, rows: int = 3000) -> Path:
+    where.mkdir(parents=True)
+    for i in range(parts):
+        frame = demo.make_churn(rows, seed=500 + i, drift=drift)
+        frame["customer_id"] = [f"D{i}-{j:06d}" for j in range(rows)]
+        frame.to_parquet(where / f"part-{i}.parquet", index=False)
+    return where
+
+
+@pytest.fixture
+def registry(churn_champion: dict[str, str]) -> Registry:
+    return Registry(churn_champion["registry"])
+
+
+def test_drifted_input_is_detected_and_fresh_input_is_not(tmp_path: Path, registry: Registry) -> None:
+    fresh = batch.score(str(demo_partitions(tmp_path / "fresh", drift=0.0)), str(tmp_path / "out0"), registry)
+    assert fresh.drift is not None
+    assert fresh.drift["status"] == "no drift", fresh.drift["text"]
+    assert fresh.drift["drifted_share"] < 0.25
+
+    drifted = batch.score(str(demo_partitions(tmp_path / "drifted", drift=1.0)), str(tmp_path / "out1"), registry)
+    d = drifted.drift
+    assert d is not None
+    assert d["status"] == "drifted", d["text"]
+    assert d["drifted_share"] >= 0.25
+    flagged = {c["feature"] for c in d["columns"] if c["drifted"]}
+    assert {"device_os", "contract", "support_calls"} <= flagged
+    assert [c["feature"] for c in d["columns"]] == list(demo.churn_schema().feature_names)
+    assert all(c["method"] and c["threshold"] is not None for c in d["columns"])
+    assert d["sample_rows"] == 4000  # 2,000 sampled rows of each 3,000-row partition
+    assert d["reference_rows"] > 1000
+    assert d["text"].startswith("drifted: ")
+    report = tmp_path / "out1" / "drift" / "report.html"
+    assert d["report"] == str(report)
+    assert report.stat().st_size > 10_000
+    assert (tmp_path / "out1" / "drift" / "report.evidently.json").exists()
+    assert json.loads((tmp_path / "out1" / "drift" / "summary.json").read_text())["status"] == "drifted"
+    # the scores themselves are all there
+    assert drifted.scored == 6000
+
+
+def test_samples_cover_each_partition_and_a_rerun_reuses_them(tmp_path: Path, registry: Registry) -> None:
+    source = demo_partitions(tmp_path / "in", drift=0.0)
+    settings = batch.BatchSettings(batch_rows=500, drift_sample_rows=300)
+    first = batch.score(str(source), str(tmp_path / "out"), registry, settings=settings)
+    samples = sorted((tmp_path / "out" / "_drift").iterdir())
+    assert [p.name for p in samples] == ["part-0.parquet", "part-1.parquet"]
+    frame = pq.read_table(samples[0]).to_pandas()
+    assert len(frame) == 300
+    assert list(frame.columns) == list(demo.churn_schema().feature_names)
+    again = batch.score(str(source), str(tmp_path / "out"), registry, settings=settings)
+    assert again.skipped == 2
+    assert again.drift is not None
+    assert first.drift is not None
+    assert again.drift["sample_rows"] == first.drift["sample_rows"] == 600
+    assert again.drift["columns"] == first.drift["columns"]  # same samples, same figures
+    # the sample is drawn from the whole partition, not from its first record batches
+    same = batch.score(str(source), str(tmp_path / "again"), registry, settings=settings)
+    assert same.drift is not None
+    assert pq.read_table(tmp_path / "again" / "_drift" / "part-0.parquet").equals(pq.read_table(samples[0]))
+
+
+def test_a_version_without_reference_still_scores_and_says_so(tmp_path: Path, churn_champion: dict[str, str]) -> None:
+    import shutil
+
+    shutil.copytree(churn_champion["registry"], tmp_path / "registry")
+    registry = Registry(str(tmp_path / "registry"))
+    second = _second_version(registry, churn_champion["version"], tmp_path)
+    assert "reference.parquet" not in registry.get(second).files
+    summary = batch.score(
+        str(demo_partitions(tmp_path / "in", drift=1.0)), str(tmp_path / "out"), registry, version=second
+    )
+    assert summary.scored == 6000
+    assert summary.drift is not None
+    assert summary.drift["status"] == "no reference"
+    assert f"version churn/{second} has no reference sample" in summary.drift["text"]
+    assert summary.drift["report"] is None
+    assert not (tmp_path / "out" / "drift" / "report.html").exists()
+
+
+def test_drift_can_be_switched_off(tmp_path: Path, registry: Registry) -> None:
+    settings = batch.BatchSettings(drift=False)
+    summary = batch.score(
+        str(demo_partitions(tmp_path / "in", drift=1.0, parts=1)), str(tmp_path / "out"), registry, settings=settings
+    )
+    assert summary.drift is None
+    assert list((tmp_path / "out" / "_drift").iterdir()) == []
+
+
+def test_reservoir_samples_uniformly_and_reproducibly() -> None:
+    schema = demo.churn_schema()
+    frame = demo.make_churn(20_000, seed=9).drop(columns=["churned", "email", "phone"])
+    frame["tenure_months"] = np.arange(len(frame), dtype=np.float64) % 600  # marks each row's position
+    frame["num_lines"] = np.arange(len(frame)) // 600 + 1.0
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+
+    def sample(k: int, seed: int) -> pd.DataFrame:
+        reservoir = Reservoir(k, seed=seed)
+        for b in table.to_batches(max_chunksize=1000):
+            reservoir.add(check_batch(b, schema))
+        got = reservoir.sample()
+        assert got is not None
+        return got
+
+    s = sample(1000, seed=1)
+    assert len(s) == 1000
+    position = (s["num_lines"] - 1) * 600 + s["tenure_months"]
+    assert position.is_unique
+    assert position.min() < 1000
+    assert position.max() > 19_000  # from the last record batches too
+    assert 0.4 < (position < 10_000).mean() < 0.6  # about half from each half
+    pd.testing.assert_frame_equal(s, sample(1000, seed=1))
+    assert not s.equals(sample(1000, seed=2))
+    assert len(sample(50_000, seed=1)) == 20_000  # fewer rows than k: all of them
