@@ -12,7 +12,8 @@ Evidently through :func:`ferry.gate.data_drift` (input drift over the features, 
 class's probability where it is known), and decides what to announce with :class:`Policy`:
 
 - a source is judged only with at least ``min_rows`` new rows;
-- the same drift (same source, same drifted features) is not announced again within ``renotify_hours``;
+- drift is news when a feature drifts that was not already announced for the source within ``renotify_hours``
+  (the same drift, or part of it, is not announced again; a drift that went away is news when it comes back);
 - after an announcement that asks for a retrain, no other one does for ``cooldown_hours`` (no retrain storm).
 
 State (cursors, what was announced, the last retrain request) is ``monitor/state.json``; every judgement is a line
@@ -30,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,7 @@ __all__ = [
     "MonitorSettings",
     "MonitorState",
     "Policy",
+    "Seen",
     "SourceData",
     "batch_since",
     "edge_since",
@@ -401,6 +403,7 @@ class Judgement:
             "quality": self.quality,
             "report": self.report,
             "skipped": self.skipped,
+            "fingerprint": self.fingerprint,
         }
 
 
@@ -469,13 +472,31 @@ class Announcement:
     why: str
 
 
+class Verdict(Protocol):
+    """What the policy needs of a judgement (a :class:`Judgement`, or a :class:`Seen` rebuilt from one's dict)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def drifted(self) -> bool: ...
+    @property
+    def fingerprint(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Seen:
+    source: str
+    drifted: bool
+    fingerprint: str
+
+
 @dataclass(frozen=True)
 class Policy:
     """Alert fatigue, on purpose: dedupe the same drift and cool down between retrain requests."""
 
     settings: MonitorSettings
 
-    def decide(self, state: MonitorState, judgements: Sequence[Judgement], now: datetime) -> list[Announcement]:
+    def decide(self, state: MonitorState, judgements: Sequence[Verdict], now: datetime) -> list[Announcement]:
         out: list[Announcement] = []
         retrain_asked = False
         last = _parse(state.last_retrain_request)
@@ -487,7 +508,9 @@ class Policy:
             seen = state.announced.get(j.source)
             when = _parse(seen.get("at")) if seen else None
             fresh = when is not None and now - when < timedelta(hours=self.settings.renotify_hours)
-            if seen and seen.get("fingerprint") == j.fingerprint and fresh:
+            drifted = set(filter(None, j.fingerprint.split(",")))
+            known = set(filter(None, str(seen.get("fingerprint", "")).split(","))) if seen and fresh else set()
+            if seen and fresh and drifted <= known:
                 out.append(Announcement(j.source, False, False, f"same drift announced at {seen['at']}"))
                 continue
             if cooling or retrain_asked:
@@ -499,8 +522,12 @@ class Policy:
                 out.append(Announcement(j.source, True, False, why))
             else:
                 retrain_asked = True
-                out.append(Announcement(j.source, True, True, "new drift"))
-            state.announced[j.source] = {"fingerprint": j.fingerprint, "at": now.isoformat(timespec="seconds")}
+                news = sorted(drifted - known)
+                out.append(Announcement(j.source, True, True, "new drift" + (f": {', '.join(news)}" if known else "")))
+            state.announced[j.source] = {
+                "fingerprint": ",".join(sorted(drifted | known)),
+                "at": now.isoformat(timespec="seconds"),
+            }
         if retrain_asked:
             state.last_retrain_request = now.isoformat(timespec="seconds")
         return out
@@ -511,6 +538,17 @@ def _parse(ts: str | None) -> datetime | None:
         return None
     parsed = datetime.fromisoformat(ts)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def keep_report(registry: Registry, model: str, html: Path) -> str:
+    """Copy an Evidently report (and its snapshot JSON) into ``monitor/reports/``; returns where it now is."""
+    fs, root = _fs(registry)
+    target = _path(root, model, "monitor", "reports", html.name)
+    storage.atomic_write_bytes(fs, target, html.read_bytes())
+    snapshot = html.with_suffix(".evidently.json")
+    if snapshot.exists():
+        storage.atomic_write_bytes(fs, target.removesuffix(".html") + ".evidently.json", snapshot.read_bytes())
+    return target if storage.is_local(fs) else fs.unstrip_protocol(target)
 
 
 def append_history(registry: Registry, model: str, entries: Sequence[Mapping[str, Any]]) -> None:

@@ -1,0 +1,56 @@
+"""The monitor flow for real, under the session's ephemeral Prefect server: artifacts, history, state, and the
+same drift not announced twice."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from test_flow import artifacts_of
+from test_monitor import beats_from, serve_rows
+
+from ferry import monitor as core
+from ferry.demo import churn_schema, make_churn
+from ferry.registry import Registry
+from ferry.showcase import records
+
+pytestmark = pytest.mark.integration
+
+
+def test_monitor_flow_announces_new_drift_once_and_leaves_evidence(
+    prefect_server: None, churn_champion: dict[str, str], tmp_path: Path
+) -> None:
+    from flows.monitor import monitor
+
+    shutil.copytree(churn_champion["registry"], tmp_path / "registry")
+    registry = Registry(str(tmp_path / "registry"))
+    schema = churn_schema()
+    settings = core.MonitorSettings(min_rows=100)
+    folder = tmp_path / "collector"
+    serve_rows(registry, records(make_churn(500, seed=81, drift=1.0), schema))
+    beats_from(tmp_path, "dev", [make_churn(300, seed=82)], "edge/stable", folder)
+
+    state = monitor(registry_url=registry.url, telemetry_folder=str(folder), settings=settings, return_state=True)
+    assert state.is_completed()
+    first = state.result()
+    by = {j["source"]: j for j in first["judgements"]}
+    assert set(by) == {"online", "edge:edge/stable"}
+    assert by["online"]["drifted"]
+    assert not by["edge:edge/stable"]["drifted"]
+    assert [(a["source"], a["announce"], a["retrain"]) for a in first["announcements"]] == [("online", True, True)]
+    assert Path(by["online"]["report"]).stat().st_size > 10_000
+    assert [d["device"] for d in first["devices"]] == ["dev-0"]
+    found = artifacts_of(state.state_details.flow_run_id)
+    assert {"churn-drift", "churn-drift-online", "churn-drift-report-online", "churn-drift-history"} <= set(found)
+    assert "device_os" in str(found["churn-drift-online"].data)
+
+    # Nothing new: nothing judged. The same drift again: judged, but not announced (no second retrain request).
+    assert monitor(registry_url=registry.url, telemetry_folder=str(folder), settings=settings)["judgements"] == []
+    serve_rows(registry, records(make_churn(500, seed=83, drift=1.0), schema))
+    third = monitor(registry_url=registry.url, telemetry_folder=str(folder), settings=settings)
+    assert third["judgements"][0]["drifted"]
+    assert not any(a["retrain"] for a in third["announcements"])  # cooling down whatever the sample shows
+    history = core.history(registry, "churn")
+    assert [(h["source"], h["announced"]) for h in history][:2] == [("online", True), ("edge:edge/stable", False)]
+    assert core.MonitorState.load(registry, "churn").last_retrain_request is not None
