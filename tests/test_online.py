@@ -128,6 +128,7 @@ _DROP = object()
         ({"plan": "platinum"}, "plan", "levels"),
         ({"monthly_charges": math.nan}, "monthly_charges", "finite"),
         ({"monthly_charges": math.inf}, "monthly_charges", "finite"),
+        ({"monthly_charges": 10**400}, "monthly_charges", "finite"),  # a JSON integer too big for a float
         ({"age": 7}, "age", "range"),
         ({"tenure_months": None}, "tenure_months", "not_null"),
         ({"contract": None}, "contract", "not_null"),

@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -41,6 +41,17 @@ class RequestRejected(DataError):
         return {"status": self.status, "field": self.field, "rule": self.rule, "reason": self.reason}
 
 
+class Rule(NamedTuple):
+    """One feature's rules, unpacked for the per-value loop."""
+
+    name: str
+    numeric: bool
+    nullable: bool
+    min: float | None
+    max: float | None
+    levels: frozenset[str] | None  # None: any string
+
+
 @dataclass(frozen=True)
 class Served:
     """The schema as the service applies it: features only (no id, timestamp or target columns required)."""
@@ -49,6 +60,7 @@ class Served:
     features: Schema
     allowed: frozenset[str]
     levels: dict[str, frozenset[str]]  # categorical features that refuse unknown categories
+    rules: tuple[Rule, ...] = ()  # per feature, in schema order, for the value-by-value check of small requests
 
     @classmethod
     def of(cls, schema: Schema) -> Served:
@@ -57,17 +69,23 @@ class Served:
         extra.update(c for c in (schema.id, schema.timestamp) if c is not None)
         levels = {f.name: frozenset(f.levels) for f in schema.features if f.levels is not None and not f.allow_unknown}
         allowed = frozenset({*schema.feature_names, *extra})
-        return cls(schema=schema, features=features, allowed=allowed, levels=levels)
+        rules = tuple(
+            Rule(f.name, f.type == "numeric", f.nullable, f.min, f.max, levels.get(f.name)) for f in schema.features
+        )
+        return cls(schema=schema, features=features, allowed=allowed, levels=levels, rules=rules)
 
 
 def _reject_constant(name: str) -> float:
     return math.nan  # NaN / Infinity literals parse, then the field check names the field that holds them
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def parse_json(body: bytes) -> Any:
-    """Parse a request body; malformed JSON is a 400."""
+    """Parse a request body (UTF-8, -16 or -32, as :func:`json.loads` reads bytes); malformed JSON is a 400."""
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestRejected(400, None, "json", f"the body is not valid JSON ({exc}); send a JSON object") from None
 
@@ -124,7 +142,7 @@ def _columns(records: Sequence[Mapping[str, Any]], served: Served) -> dict[str, 
                     raise RequestRejected(
                         422, _where(name, i, n), "numeric_type", f"expected a number or null, got {value!r}"
                     )
-                number = float(value)
+                number = float(value) if -_FLOAT_MAX_INT <= value <= _FLOAT_MAX_INT else math.inf
                 if not math.isfinite(number):
                     raise RequestRejected(
                         422, _where(name, i, n), "finite", "NaN and infinities are not values; send null for missing"
@@ -176,6 +194,9 @@ def _fast_inputs(columns: dict[str, np.ndarray[Any, Any]], served: Served) -> di
     return inputs
 
 
+_ABSENT = object()
+_FLOAT_MAX_INT = int(np.finfo(np.float64).max)  # a JSON integer beyond this has no float value
+
 SMALL = 8
 """Requests of up to this many records are checked value by value in Python (:func:`_small_inputs`): for a few
 records that is several times cheaper than the per-call overhead of the numpy reductions in :func:`_fast_inputs`."""
@@ -187,55 +208,47 @@ def _small_inputs(records: Sequence[Mapping[str, Any]], served: Served) -> dict[
     The same rules as :func:`_columns` + :func:`_fast_inputs`, value by value; ``tests/test_online.py`` checks
     that all three paths agree on every record.
     """
+    allowed = served.allowed
     for record in records:
         for key in record:
-            if key not in served.allowed:
+            if key not in allowed:
                 return None
     inputs: dict[str, np.ndarray[Any, Any]] = {}
-    for feature in served.schema.features:
-        name = feature.name
-        if feature.type == "numeric":
-            numbers: list[float] = []
-            for record in records:
-                if name not in record:
+    for name, numeric, nullable, low, high, levels in served.rules:
+        values: list[Any] = []
+        for record in records:
+            value = record.get(name, _ABSENT)
+            if value is None:
+                if not nullable:
                     return None
-                value = record[name]
-                if value is None:
-                    if not feature.nullable:
+                values.append(math.nan if numeric else "")
+            elif numeric:
+                kind = type(value)
+                if kind is int:
+                    if not -_FLOAT_MAX_INT <= value <= _FLOAT_MAX_INT:
                         return None
-                    numbers.append(math.nan)
-                    continue
-                if isinstance(value, bool) or not isinstance(value, int | float):
+                    value = float(value)
+                elif kind is not float:
+                    return None  # bool, str, list, ... (the full check names the field)
+                if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
                     return None
-                number = float(value)
-                if (
-                    not math.isfinite(number)
-                    or (feature.min is not None and number < feature.min)
-                    or (feature.max is not None and number > feature.max)
-                ):
+                values.append(value)
+            elif type(value) is not str:
+                return None  # _ABSENT, a number, a list ...
+            elif not value.strip():
+                if not nullable:
                     return None
-                numbers.append(number)
-            inputs[name] = np.array(numbers, dtype=np.float64).astype(np.float32).reshape(-1, 1)
+                values.append("")
+            elif levels is not None and value not in levels:
+                return None
+            else:
+                values.append(value)
+        if numeric:
+            inputs[name] = np.array(values, dtype=np.float32).reshape(-1, 1)
         else:
-            known = served.levels.get(name)
-            texts: list[str] = []
-            for record in records:
-                if name not in record:
-                    return None
-                value = record[name]
-                if value is not None and not isinstance(value, str):
-                    return None
-                if value is None or not value.strip():
-                    if not feature.nullable:
-                        return None
-                    texts.append("")
-                elif known is not None and value not in known:
-                    return None
-                else:
-                    texts.append(value)
-            text = np.empty((len(texts), 1), dtype=object)
-            text[:, 0] = texts
-            inputs[name] = text
+            column = np.empty((len(values), 1), dtype=object)
+            column[:, 0] = values
+            inputs[name] = column
     return inputs
 
 
