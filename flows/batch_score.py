@@ -22,7 +22,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from ferry import batch as core
-from ferry.batch_io import Partition
+from ferry.batch_io import OutputDir, Partition, output_lock
 from ferry.errors import MissingExtra
 from ferry.registry import Registry
 from ferry.settings import StorageSettings
@@ -121,50 +121,53 @@ def batch_score(
     logger = get_run_logger()
     registry_url = registry_url or StorageSettings().registry_url
     settings = core.BatchSettings(batch_rows=batch_rows)
-    planned = plan_batch(input, output, registry_url, version, model, settings)
-    results: list[dict[str, Any]] = []
-    failures: dict[str, str] = {}
-    pending = planned["pending"]
-    if pending:
-        with make_runner(runner, cluster_address, workers) as task_runner:
-            futures: dict[PrefectFuture[dict[str, Any]], str] = {}
-            for part in pending:
-                params = {
-                    "partition": part,
-                    "output": output,
-                    "registry_url": registry_url,
-                    "model": planned["model"],
-                    "version": planned["version"],
-                    "settings": settings,
-                }
-                futures[task_runner.submit(score_partition, params)] = part["key"]
-            for done, future in enumerate(as_completed(list(futures)), start=1):
-                key = futures[future]
-                try:
-                    results.append(future.result())
-                except Exception as exc:
-                    failures[key] = str(exc)
-                    logger.error("%s failed after retries: %s", key, exc)
-                rows = sum(r["rows"] for r in results)
-                elapsed = time.perf_counter() - started
-                logger.info(
-                    "progress: %d/%d partitions, %d rows, %.0f rows/s", done, len(pending), rows, rows / elapsed
-                )
-    plan_obj = core.Plan(
-        input,
-        output,
-        registry_url,
-        planned["model"],
-        planned["version"],
-        [Partition.from_dict(p) for p in pending],
-        {r["partition"]: core.PartitionResult(**r) for r in planned["finished"]},
-    )
-    drift = (
-        check_drift(output, registry_url, planned["model"], planned["version"], settings) if settings.drift else None
-    )
-    summary = core.summarise(plan_obj, results, failures, time.perf_counter() - started)
-    summary.partitions = planned["partitions"]
-    summary.drift = drift
+    with output_lock(OutputDir(output)):  # a second run on this output fails at once, naming this one
+        planned = plan_batch(input, output, registry_url, version, model, settings)
+        results: list[dict[str, Any]] = []
+        failures: dict[str, str] = {}
+        pending = planned["pending"]
+        if pending:
+            with make_runner(runner, cluster_address, workers) as task_runner:
+                futures: dict[PrefectFuture[dict[str, Any]], str] = {}
+                for part in pending:
+                    params = {
+                        "partition": part,
+                        "output": output,
+                        "registry_url": registry_url,
+                        "model": planned["model"],
+                        "version": planned["version"],
+                        "settings": settings,
+                    }
+                    futures[task_runner.submit(score_partition, params)] = part["key"]
+                for done, future in enumerate(as_completed(list(futures)), start=1):
+                    key = futures[future]
+                    try:
+                        results.append(future.result())
+                    except Exception as exc:
+                        failures[key] = str(exc)
+                        logger.error("%s failed after retries: %s", key, exc)
+                    rows = sum(r["rows"] for r in results)
+                    elapsed = time.perf_counter() - started
+                    logger.info(
+                        "progress: %d/%d partitions, %d rows, %.0f rows/s", done, len(pending), rows, rows / elapsed
+                    )
+        plan_obj = core.Plan(
+            input,
+            output,
+            registry_url,
+            planned["model"],
+            planned["version"],
+            [Partition.from_dict(p) for p in pending],
+            {r["partition"]: core.PartitionResult(**r) for r in planned["finished"]},
+        )
+        drift = (
+            check_drift(output, registry_url, planned["model"], planned["version"], settings)
+            if settings.drift
+            else None
+        )
+        summary = core.summarise(plan_obj, results, failures, time.perf_counter() - started)
+        summary.partitions = planned["partitions"]
+        summary.drift = drift
     outcome = summary.to_dict()
     _publish_artifacts(outcome)
     if failures:

@@ -44,6 +44,7 @@ from ferry.batch_io import (
     count_rows,
     discover_partitions,
     iter_batches,
+    output_lock,
     prefetch,
 )
 from ferry.batch_rows import Reservoir, check_batch, row_problems
@@ -512,9 +513,25 @@ def score(
     """Score every pending partition of ``input_url`` into ``output_url`` in this process.
 
     A partition that fails (corrupt file, unreadable storage) does not stop the others; when any failed, the
-    summary is complete for the rest and PartitionsFailed is raised at the end, naming each failure.
+    summary is complete for the rest and PartitionsFailed is raised at the end, naming each failure. The output's
+    lock is held for the whole run: a second run on the same output gets OutputLocked at once, naming the holder.
     """
     s = settings or BatchSettings()
+    with output_lock(OutputDir(output_url, storage_options=storage_options)):
+        return _score(input_url, output_url, registry, version, model, s, storage_options, on_plan, on_rows)
+
+
+def _score(
+    input_url: str,
+    output_url: str,
+    registry: Registry,
+    version: str | None,
+    model: str | None,
+    s: BatchSettings,
+    storage_options: dict[str, Any] | None,
+    on_plan: Callable[[Plan], None] | None,
+    on_rows: Callable[[int], None] | None,
+) -> RunSummary:
     started = time.perf_counter()
     p = plan(input_url, output_url, registry, version=version, model=model, settings=s, storage_options=storage_options)
     if on_plan is not None:

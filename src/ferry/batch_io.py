@@ -10,6 +10,7 @@ Parquet file. The output directory holds::
     _drift/<key>.parquet       a random sample of the partition's good rows (features only), for the drift check
     drift/report.html          the run's Evidently input-drift report (+ report.evidently.json, summary.json)
     _tmp/                      files being written; renamed into place when complete
+    _lock                      held by the run writing the output (who: pid, host, since, command)
 
 ``<key>`` is the partition's path relative to the input root, with ``/`` replaced by ``__`` and the suffix dropped,
 so it is stable across runs and unique within one input.
@@ -20,14 +21,19 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import os
 import queue
 import re
+import socket
+import sys
 import threading
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import fsspec
@@ -35,14 +41,17 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ferry.errors import DataFormatError
+from ferry import storage
+from ferry.errors import DataFormatError, FerryError
 
 __all__ = [
     "OutputDir",
+    "OutputLocked",
     "Partition",
     "WriteBehind",
     "discover_partitions",
     "iter_batches",
+    "output_lock",
     "prefetch",
 ]
 
@@ -296,6 +305,131 @@ class OutputDir:
         with self.fs.open(tmp, "wb") as fh:
             fh.write((json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
         self.fs.mv(tmp, self.manifest(key))
+
+
+# ---------------------------------------------------------------------------------------------------- the lock
+
+
+class OutputLocked(FerryError, RuntimeError):
+    """Another run is writing the same output; ``holder`` says who (pid, host, since, command) when known."""
+
+    def __init__(self, output: str, lock: str, holder: dict[str, Any] | None) -> None:
+        self.output, self.lock, self.holder = output, lock, holder
+        if holder:
+            who = (
+                f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('since')}, running "
+                f"{holder.get('command')!r}"
+            )
+        else:
+            who = "a run that has not said who it is yet"
+        super().__init__(
+            f"output {output} is being written by another run ({who}); two runs must not write one output at "
+            f"once. Wait for it to finish and run the same command again (finished partitions are skipped), or "
+            f"write to another output. If that run is gone, delete {lock}"
+        )
+
+
+def _holder() -> dict[str, Any]:
+    return {
+        "token": uuid.uuid4().hex,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv)[:300],
+    }
+
+
+def _read_holder(fs: Any, path: str) -> dict[str, Any] | None:
+    for _ in range(20):  # the holder writes its record just after taking the lock: give it a moment
+        try:
+            raw = fs.cat_file(path)
+            if raw:
+                found = json.loads(raw)
+                return found if isinstance(found, dict) else None
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.025)
+    return None
+
+
+def _gone(holder: dict[str, Any] | None) -> bool:
+    """True when the holder ran on this machine and its process no longer exists (a crashed run's lock)."""
+    if not holder or holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def output_lock(out: OutputDir) -> Generator[dict[str, Any], None, None]:
+    """Hold ``out``'s ``_lock`` for a whole run; :class:`OutputLocked` at once when another run holds it.
+
+    Locally the lock is an ``fcntl.flock`` on ``_lock`` (the kernel drops it when its holder dies, so a killed run
+    never blocks the next one) and the file records who holds it. Elsewhere ``_lock`` is an object created in
+    exclusive-create mode and deleted on release; one left by a crashed run on this machine (its pid is gone) is
+    taken over, otherwise the error names it so an operator can delete it.
+    """
+    path = out.path("_lock")
+    me = _holder()
+    payload = json.dumps(me, sort_keys=True).encode()
+    out.fs.makedirs(out.root, exist_ok=True)
+    if storage.is_local(out.fs):
+        import fcntl
+
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise OutputLocked(out.location(), out.location("_lock"), _read_holder(out.fs, path)) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, payload, 0)
+            try:
+                yield me
+            finally:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+        return
+    for attempt in range(2):
+        if _create_exclusive(out.fs, path, payload):
+            break
+        holder = _read_holder(out.fs, path)
+        if attempt == 0 and _gone(holder):
+            with contextlib.suppress(FileNotFoundError):
+                out.fs.rm(path)
+            continue
+        raise OutputLocked(out.location(), out.location("_lock"), holder)
+    try:
+        yield me
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            if out.fs.cat_file(path) == payload:
+                out.fs.rm(path)
+
+
+def _create_exclusive(fs: Any, path: str, payload: bytes) -> bool:
+    try:
+        with fs.open(path, "xb") as fh:
+            fh.write(payload)
+    except FileExistsError:
+        return False
+    except (ValueError, NotImplementedError):  # no exclusive-create mode here: check, then create
+        if fs.exists(path):
+            return False
+        fs.pipe_file(path, payload)
+    try:
+        return bool(fs.cat_file(path) == payload)
+    except FileNotFoundError:
+        return False
 
 
 _DONE = object()
