@@ -22,7 +22,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from ferry import batch as core
-from ferry.batch_io import OutputDir, Partition, output_lock
+from ferry.batch_io import OutputDir, Partition, count_rows, output_lock
 from ferry.errors import MissingExtra
 from ferry.registry import Registry
 from ferry.settings import StorageSettings
@@ -56,10 +56,15 @@ def plan_batch(
 def score_partition(
     partition: dict[str, Any], output: str, registry_url: str, model: str, version: str, settings: core.BatchSettings
 ) -> dict[str, Any]:
-    """Score one partition; retried on failure. Finished partitions are never redone (see the manifest)."""
-    result = core.run_partition(partition, output, registry_url, model, version, settings=settings)
+    """Score one partition; retried on failure. Finished partitions are never redone (see the manifest).
+
+    Logs its progress every ``FERRY_BATCH_PROGRESS_S`` seconds while it runs (rows done, share, rows/s)."""
+    logger = get_run_logger()
+    total = count_rows(Partition.from_dict(partition))
+    progress = core.RowProgress(logger.info, partition["key"], total, every_s=settings.progress_s)
+    result = core.run_partition(partition, output, registry_url, model, version, settings=settings, on_rows=progress)
     rate = result["rows"] / result["seconds"] if result["seconds"] > 0 else 0.0
-    get_run_logger().info(
+    logger.info(
         "%s: %d rows, %d scored, %d rejected in %.2f s (%.0f rows/s)",
         result["partition"],
         result["rows"],

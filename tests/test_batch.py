@@ -400,3 +400,32 @@ def test_write_behind_keeps_order_and_reraises_a_failed_write() -> None:
     writes.close()
     assert len(where) == 1
     assert where[0] != main  # the write ran in the background thread
+
+
+def test_row_progress_reports_rows_share_and_rate(
+    tmp_path: Path, churn_champion: dict[str, str], registry: Registry
+) -> None:
+    lines: list[str] = []
+    progress = batch.RowProgress(lines.append, "day=00__part", 6000, every_s=0.0)
+    write_partitions(churn_champion, tmp_path / "in", n=1, csv=0)
+    part = discover_partitions(str(tmp_path / "in"))[0]
+    from ferry.batch_io import count_rows
+
+    assert count_rows(part) == 6000
+    batch.score(
+        str(tmp_path / "in"),
+        str(tmp_path / "out"),
+        registry,
+        settings=batch.BatchSettings(batch_rows=500),
+        on_rows=progress,
+    )
+    assert len(lines) == 12  # one per record batch when every_s is 0
+    assert lines[0].startswith("day=00__part: 500 of 6,000 rows (8%), ")
+    assert lines[-1].startswith("day=00__part: 6,000 of 6,000 rows (100%), ")
+    assert lines[0].endswith(" rows/s")
+    quiet: list[str] = []
+    slow = batch.RowProgress(quiet.append, "x", None, every_s=3600)
+    for _ in range(10):
+        slow(100)
+    assert quiet == []
+    assert slow.rows == 1000

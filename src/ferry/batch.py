@@ -59,6 +59,7 @@ __all__ = [
     "PartitionResult",
     "PartitionsFailed",
     "Plan",
+    "RowProgress",
     "check_drift",
     "load_model",
     "plan",
@@ -97,6 +98,9 @@ class BatchSettings(BaseSettings):
     prefetch: bool = Field(
         default=True,
         description="Read and validate the next record batch in a second thread while onnxruntime scores this one.",
+    )
+    progress_s: float = Field(
+        default=10.0, gt=0, le=3600, description="Seconds between progress lines in the flow's logs."
     )
     drift: bool = Field(default=True, description="Check input drift against the version's reference (Evidently).")
     drift_sample_rows: int = Field(
@@ -671,6 +675,29 @@ def check_drift(
     with out.fs.open(out.path("drift", "summary.json"), "wb") as fh:
         fh.write((json.dumps(d, indent=2, sort_keys=True, default=str) + "\n").encode())
     return d
+
+
+class RowProgress:
+    """An ``on_rows`` callback that reports progress as text at most every ``every_s`` seconds (for flow logs).
+
+    ``report`` receives e.g. ``"day=01: 1,310,720 of 2,500,000 rows (52%), 98,304 rows/s"``; ``total`` is None when
+    unknown (CSV partitions), and the share is then left out.
+    """
+
+    def __init__(self, report: Callable[[str], None], label: str, total: int | None, *, every_s: float = 10.0) -> None:
+        self.report, self.label, self.total, self.every_s = report, label, total, every_s
+        self.rows = 0
+        self._started = self._last = time.perf_counter()
+
+    def __call__(self, n: int) -> None:
+        self.rows += n
+        now = time.perf_counter()
+        if now - self._last < self.every_s:
+            return
+        self._last = now
+        rate = self.rows / (now - self._started) if now > self._started else 0.0
+        share = f" of {self.total:,} rows ({self.rows / self.total:.0%})" if self.total else " rows"
+        self.report(f"{self.label}: {self.rows:,}{share}, {rate:,.0f} rows/s")
 
 
 def expected_rows(p: Plan, *, storage_options: dict[str, Any] | None = None) -> int | None:
