@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from online_support import edge_heartbeat
 from test_online import clone_version, copy_registry, demo_records, expected_probabilities
 
 from ferry.online.auth import hash_key
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.integration
 BENTO_DIR = Path(__file__).resolve().parents[1] / "bentos" / "online"
 KEY = "serve-test-key"
 ADMIN = "serve-test-admin"
+DEVICE = "serve-test-device"
 START_TIMEOUT_S = 120.0
 
 
@@ -55,6 +57,7 @@ def start_server(registry: Registry, tmp: Path, **env: str) -> Server:
     keys = [
         {"name": "tests", "sha256": hash_key(KEY), "scopes": ["predict"]},
         {"name": "ops", "sha256": hash_key(ADMIN), "scopes": ["admin"]},
+        {"name": "devices", "sha256": hash_key(DEVICE), "scopes": ["telemetry"]},
     ]
     environ = {
         **os.environ,
@@ -105,7 +108,7 @@ def stop_server(server: Server) -> None:
 def server(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("serve")
     registry = copy_registry(churn_champion, tmp / "registry")
-    running = start_server(registry, tmp)
+    running = start_server(registry, tmp, log_flush_interval_s="0.5")
     try:
         yield running
     finally:
@@ -293,3 +296,34 @@ def test_overload_is_shed_with_503_and_retry_after_never_504(churn_champion: dic
         assert running.post("/predict", {"records": records[:1]}).status_code == 200  # recovered
     finally:
         stop_server(running)
+
+
+def test_an_edge_heartbeat_is_received_and_stored(
+    server: Server, churn_champion: dict[str, str], tmp_path: Path
+) -> None:
+    """ferry_edge's own Heartbeats client posts to the served /telemetry; the monitor flow finds it in Parquet."""
+    import pandas as pd
+
+    url = server.url + "/telemetry"
+    beats, beat = edge_heartbeat(churn_champion, tmp_path / "device", url, token=DEVICE)
+    assert beats.send(beat) is True, beats.refused
+    assert beats.send({**beat, "health": {"ok": "perhaps"}}) is False  # malformed: refused with 422, dropped
+    assert len(beats.refused) == 1
+    assert "422" in beats.refused[0]
+    assert "health.ok" in beats.refused[0]
+    assert beats.queued() == 0
+    stranger, other = edge_heartbeat(churn_champion, tmp_path / "stranger", url, token=KEY)  # a predict key
+    assert stranger.send(other) is False  # 403: kept for later, not dropped
+    assert stranger.queued() == 1
+    malformed = httpx.post(url, content=b"{", headers={"Authorization": f"Bearer {DEVICE}"}, timeout=10)
+    assert malformed.status_code == 400
+
+    root = Path(server.registry.url) / "models" / "churn" / "online" / "telemetry"
+
+    def stored() -> list[str]:
+        files = sorted(root.rglob("*.parquet"))
+        return [] if not files else list(pd.concat([pd.read_parquet(f) for f in files])["id"])
+
+    assert wait_for(lambda: beat["id"] in stored(), 15)
+    assert stored().count(beat["id"]) == 1
+    assert other["id"] not in stored()

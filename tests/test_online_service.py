@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from online_support import edge_heartbeat
 from test_online import clone_version, copy_registry, demo_records, expected_probabilities
 
 from ferry.online.auth import hash_key
@@ -40,13 +41,20 @@ pytestmark = [
 ]
 
 SERVICE = Path(__file__).resolve().parents[1] / "bentos" / "online" / "service.py"
-KEYS = {"predict": "key-predict", "feedback": "key-feedback", "admin": "key-admin", "revoked": "key-revoked"}
+KEYS = {
+    "predict": "key-predict",
+    "feedback": "key-feedback",
+    "telemetry": "key-telemetry",
+    "admin": "key-admin",
+    "revoked": "key-revoked",
+}
 
 
 def key_entries() -> list[dict[str, Any]]:
     return [
         {"name": "app", "sha256": hash_key(KEYS["predict"]), "scopes": ["predict"]},
         {"name": "labeller", "sha256": hash_key(KEYS["feedback"]), "scopes": ["feedback"]},
+        {"name": "devices", "sha256": hash_key(KEYS["telemetry"]), "scopes": ["telemetry"]},
         {"name": "ops", "sha256": hash_key(KEYS["admin"]), "scopes": ["admin"]},
         {"name": "old", "sha256": hash_key(KEYS["revoked"]), "scopes": ["predict", "admin"], "revoked": True},
     ]
@@ -203,7 +211,13 @@ def test_too_many_records_get_413(client_for: Any, churn_champion: dict[str, str
     assert client.post("/predict", json={"records": records[:3]}, headers=auth("predict")).status_code == 200
 
 
-ENDPOINTS = {"/predict": "predict", "/model": "predict", "/refresh": "admin", "/feedback": "feedback"}
+ENDPOINTS = {
+    "/predict": "predict",
+    "/model": "predict",
+    "/refresh": "admin",
+    "/feedback": "feedback",
+    "/telemetry": "telemetry",
+}
 
 
 @pytest.mark.parametrize("path", sorted(ENDPOINTS))
@@ -211,7 +225,9 @@ ENDPOINTS = {"/predict": "predict", "/model": "predict", "/refresh": "admin", "/
     ("key", "status"),
     [(None, 401), ("wrong", 401), ("revoked", 401), ("scope", 403), ("right", 200)],
 )
-def test_keys_by_endpoint(client: Any, churn_champion: dict[str, str], path: str, key: str | None, status: int) -> None:
+def test_keys_by_endpoint(
+    client: Any, churn_champion: dict[str, str], tmp_path: Path, path: str, key: str | None, status: int
+) -> None:
     scope = ENDPOINTS[path]
     if key is None:
         headers = {}
@@ -226,6 +242,8 @@ def test_keys_by_endpoint(client: Any, churn_champion: dict[str, str], path: str
     body = {"records": _record(churn_champion)} if path == "/predict" else None
     if path == "/feedback":
         body = {"items": [{"prediction_id": "0" * 32, "label": 1}]}
+    if path == "/telemetry":
+        body = edge_heartbeat(churn_champion, tmp_path, "http://unused", token=None)[1]
     response = client.post(path, json=body, headers=headers)
     assert response.status_code == status, response.text
     if status == 401:
@@ -413,3 +431,72 @@ def test_the_fast_lane_answers_what_the_typed_api_answers(
         strip = [{k: v for k, v in p.items() if k != "prediction_id"} for p in fast.json()["predictions"]]
         assert strip == [{k: v for k, v in p.items() if k != "prediction_id"} for p in typed.json()["predictions"]]
         assert fast.json()["version"] == typed.json()["version"] == churn_champion["version"]
+
+
+# ------------------------------------------------------------------------------------------------ telemetry
+
+
+def _telemetry_rows(registry: str) -> Any:
+    import pandas as pd
+
+    files = sorted((Path(registry) / "models" / "churn" / "online" / "telemetry").rglob("*.parquet"))
+    return pd.concat([pd.read_parquet(f) for f in files]) if files else pd.DataFrame()
+
+
+def test_telemetry_stores_a_real_edge_heartbeat(
+    client_for: Any, churn_champion: dict[str, str], tmp_path: Path
+) -> None:
+    registry = copy_registry(churn_champion, tmp_path / "registry")
+    client = client_for(registry.url, log_buffer_rows="1")
+    _, beat = edge_heartbeat(churn_champion, tmp_path / "device", "http://unused", token=None)
+    response = client.post("/telemetry", json=beat, headers=auth("telemetry"))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"stored": 1}
+    rows = _telemetry_rows(registry.url)
+    rows = rows[rows["id"] == beat["id"]]  # other tests' heartbeats may sit in the registry this one copied
+    assert len(rows) == 1
+    assert rows.iloc[0]["version"] == churn_champion["version"]
+    assert rows.iloc[0]["rows"] == 40
+    assert json.loads(rows.iloc[0]["sketch"]) == beat["sketch"]
+    assert client.post("/telemetry", json=beat, headers=auth("predict")).status_code == 403
+
+
+def _set(beat: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    out = json.loads(json.dumps(beat))
+    *parents, last = path.split(".")
+    node = out
+    for part in parents:
+        node = node[part]
+    node[last] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("id", "not-hex", "id"),
+        ("device", "", "device"),
+        ("health.ok", "maybe", "health.ok"),
+        ("sha256", "abc", "sha256"),
+        ("sent_at", "yesterday", "sent_at"),
+        ("model", "fraud", "model"),
+        ("sketch.rows", -1, "sketch.rows"),
+        ("sketch.numeric.age.quantiles.p50", "high", "sketch.numeric.age.quantiles.p50"),
+        ("sketch.categorical.plan.counts", {f"c{i}": 1 for i in range(1001)}, "sketch.categorical.plan.counts"),
+        ("health", None, "health"),
+    ],
+)
+def test_a_malformed_heartbeat_gets_422_naming_the_field(
+    client: Any, churn_champion: dict[str, str], tmp_path: Path, path: str, value: Any, field: str
+) -> None:
+    _, beat = edge_heartbeat(churn_champion, tmp_path, "http://unused", token=None)
+    response = client.post("/telemetry", json=_set(beat, path, value), headers=auth("telemetry"))
+    assert response.status_code == 422, response.text
+    assert f"field '{field}'" in response.text
+
+
+@pytest.mark.parametrize("body", [b"[]", b"5", b"{", b'{"id": 1}', b"null"])
+def test_telemetry_shapes_get_4xx(client: Any, body: bytes) -> None:
+    headers = {**auth("telemetry"), "Content-Type": "application/json"}
+    response = client.post("/telemetry", content=body, headers=headers)
+    assert 400 <= response.status_code < 500, response.text

@@ -33,6 +33,7 @@ from ferry.online.records import RequestRejected
 from ferry.online.routing import Router
 from ferry.online.settings import OnlineSettings
 from ferry.online.shed import LoadShedMiddleware
+from ferry.online.telemetry import Collector, TelemetryAck, TelemetryLog
 from ferry.registry import Registry
 
 log = logging.getLogger("ferry.online")
@@ -87,7 +88,9 @@ class Online:
             registry.url, model, sample_rate=self.settings.prediction_sample_rate, buffer_rows=buffer
         )
         self.feedback_log = FeedbackLog(registry.url, model, buffer_rows=buffer)
-        self.flusher = Flusher([self.prediction_log, self.feedback_log], self.settings.log_flush_interval_s).start()
+        self.telemetry_log = TelemetryLog(registry.url, model, buffer_rows=buffer)
+        logs = [self.prediction_log, self.feedback_log, self.telemetry_log]
+        self.flusher = Flusher(logs, self.settings.log_flush_interval_s).start()
         self.router = Router(self.settings.routing, self.settings.challenger_percent)
         self.challenger: ModelHolder | None = None
         if self.settings.routing != "champion":
@@ -107,7 +110,9 @@ class Online:
             max_records=self.settings.max_records,
         )
         LANE.retry_after_s = self.settings.retry_after_s
+        self.collector = Collector(self.telemetry_log, model)
         LANE.answerer = self.answerer
+        LANE.collector = self.collector
         # Everything loaded so far (BentoML, onnxruntime, pydantic models, the warmed session) lives as long as the
         # process: move it out of the collector's sight, so a full collection walks only what requests allocate.
         gc.collect()
@@ -117,6 +122,7 @@ class Online:
     def shutdown(self) -> None:
         if LANE.answerer is self.answerer:
             LANE.answerer = None
+            LANE.collector = None
         self.holder.stop(timeout_s=1.0)
         if self.challenger is not None:
             self.challenger.stop(timeout_s=1.0)
@@ -156,6 +162,19 @@ class Online:
         except RequestRejected as exc:
             raise Rejected(exc) from None
         return FeedbackAck(stored=self.feedback_log.record(pairs))
+
+    @bentoml.api(route="/telemetry")
+    def telemetry(self, heartbeat: dict[str, Any], /) -> TelemetryAck:
+        """A heartbeat of an edge device (telemetry scope): the body is what ``ferry_edge`` Heartbeats.build makes.
+
+        It is checked by ``ferry.online.telemetry`` rather than by BentoML so that a malformed one gets 422 naming
+        the field (see ``Heartbeat`` there for the fields and their bounds); accepted ones are buffered into Parquet
+        files in the registry for the monitor flow. Over HTTP the fast lane answers it with the same Collector.
+        """
+        try:
+            return self.collector.accept(heartbeat)
+        except RequestRejected as exc:
+            raise Rejected(exc) from None
 
     @bentoml.api(route="/model")
     def model(self) -> ModelInfo:

@@ -7,7 +7,8 @@
 | :mod:`ferry.online.holder` | :class:`ModelHolder`: follows a channel pointer, warms a new session, swaps atomically |
 | :mod:`ferry.online.predict` | one request's answer: predictions, probabilities, version, prediction ids |
 | :mod:`ferry.online.answer` | :class:`Answerer`: one predict request end to end (route, check, score, count, log) |
-| :mod:`ferry.online.lane` | the ASGI fast lane that answers ``POST /predict`` with the :class:`Answerer` |
+| :mod:`ferry.online.lane` | the ASGI fast lane that answers ``POST /predict`` and ``POST /telemetry`` |
+| :mod:`ferry.online.telemetry` | edge heartbeats: the validated payload and its Parquet log in the registry |
 | :mod:`ferry.online.auth` | API keys with scopes (stored as sha256 hashes) and the ASGI middleware that checks them |
 | :mod:`ferry.online.limits` | the ASGI middleware that refuses bodies over the configured size with 413 |
 | :mod:`ferry.online.shed` | the ASGI middleware that answers 503 + Retry-After over ``max_in_flight`` |

@@ -32,6 +32,7 @@ SCOPE_BY_PATH: Mapping[str, Scope] = {
     "/predict": "predict",
     "/model": "predict",
     "/feedback": "feedback",
+    "/telemetry": "telemetry",  # edge devices: a key that may report heartbeats and do nothing else
     "/refresh": "admin",
 }
 

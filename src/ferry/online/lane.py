@@ -1,4 +1,4 @@
-"""The fast lane: an ASGI middleware that answers ``POST /predict`` itself, with what the typed API would answer.
+"""The fast lane: an ASGI middleware that answers ``POST /predict`` and ``POST /telemetry`` itself.
 
 BentoML's generic request path (its per-request IO models, signature inspection, threadpool hop and response
 wrapping) cost about four times the model's own work per one-record request (see the README's "Online service"
@@ -11,7 +11,11 @@ method calls, so validation, routing, metrics, prediction logs and status codes 
 - 413 for too many records, 422 for a record that breaks the schema, naming the field;
 - 503 with Retry-After while no model is loaded.
 
-Small bodies are scored on the event loop (a few hundred microseconds: cheaper than a thread hop); bodies over
+``POST /telemetry`` goes through the lane for a different reason: BentoML parses the body of an API whose input is
+the whole body (a positional-only parameter) with ``json.loads`` and answers malformed JSON with 500. The lane
+answers 400, and the :class:`~ferry.online.telemetry.Collector` 422 naming the field of a malformed heartbeat.
+
+Small bodies are handled on the event loop (a few hundred microseconds: cheaper than a thread hop); bodies over
 ``inline_bytes`` are scored in a worker thread so that a big request never stalls the loop. Until a service
 instance attaches an :class:`Answerer` to the :class:`Lane`, and for every other path or method, requests go on to
 the wrapped app (BentoML) unchanged.
@@ -21,10 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from functools import partial
 
 from ferry.online.answer import Answerer, NotReadyError, check_envelope
 from ferry.online.auth import ASGIApp, ASGIScope, Receive, Send, send_json
 from ferry.online.records import RequestRejected, parse_json
+from ferry.online.telemetry import Collector
 
 __all__ = ["Lane", "PredictLaneMiddleware"]
 
@@ -34,13 +41,22 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class Lane:
-    """Where the service instance attaches its :class:`Answerer` (None: the lane is closed, BentoML answers)."""
+    """Where the service instance attaches its :class:`Answerer` and :class:`Collector` (None: BentoML answers)."""
 
-    def __init__(self, path: str = "/predict", *, inline_bytes: int = 64 * 1024, retry_after_s: int = 1) -> None:
+    def __init__(
+        self,
+        path: str = "/predict",
+        telemetry_path: str = "/telemetry",
+        *,
+        inline_bytes: int = 64 * 1024,
+        retry_after_s: int = 1,
+    ) -> None:
         self.path = path
+        self.telemetry_path = telemetry_path
         self.inline_bytes = inline_bytes
         self.retry_after_s = retry_after_s
         self.answerer: Answerer | None = None
+        self.collector: Collector | None = None
 
 
 class PredictLaneMiddleware:
@@ -51,21 +67,23 @@ class PredictLaneMiddleware:
         self.lane = lane
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        answerer = self.lane.answerer
-        if (
-            answerer is None
-            or scope["type"] != "http"
-            or scope.get("method") != "POST"
-            or scope.get("path") != self.lane.path
-        ):
+        handler: Callable[[bytes], bytes] | None = None
+        if scope["type"] == "http" and scope.get("method") == "POST":
+            path = scope.get("path")
+            answerer, collector = self.lane.answerer, self.lane.collector
+            if path == self.lane.path and answerer is not None:
+                handler = partial(_answer, answerer)
+            elif path == self.lane.telemetry_path and collector is not None:
+                handler = partial(_collect, collector)
+        if handler is None:
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
         try:
             if len(body) <= self.lane.inline_bytes:
-                data = _answer(answerer, body)
+                data = handler(body)
             else:
-                data = await asyncio.to_thread(_answer, answerer, body)
+                data = await asyncio.to_thread(handler, body)
         except RequestRejected as exc:
             await send_json(send, exc.status, {"error": str(exc), **exc.to_dict()})
             return
@@ -74,7 +92,7 @@ class PredictLaneMiddleware:
             await send_json(send, 503, {"error": str(exc)}, retry)
             return
         except Exception:
-            log.exception("predict failed on a request that passed validation")
+            log.exception("%s failed on a request that passed validation", scope.get("path"))
             await send_json(send, 500, {"error": "an unexpected error has occurred; see the server log"})
             return
         headers = [*_JSON_HEADERS, (b"content-length", str(len(data)).encode())]
@@ -85,6 +103,10 @@ class PredictLaneMiddleware:
 def _answer(answerer: Answerer, body: bytes) -> bytes:
     records, route_key = check_envelope(parse_json(body))
     return answerer.answer(records, route_key).model_dump_json().encode()
+
+
+def _collect(collector: Collector, body: bytes) -> bytes:
+    return collector.accept(parse_json(body)).model_dump_json().encode()
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Scope = Literal["predict", "feedback", "admin"]
-SCOPES: tuple[Scope, ...] = ("predict", "feedback", "admin")
+Scope = Literal["predict", "feedback", "telemetry", "admin"]
+SCOPES: tuple[Scope, ...] = ("predict", "feedback", "telemetry", "admin")
 
 
 class ApiKeyEntry(BaseModel):
@@ -18,7 +18,9 @@ class ApiKeyEntry(BaseModel):
 
     name: str = Field(min_length=1, max_length=100, description="Who holds the key (shown in logs, never the key).")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex sha256 of the key's UTF-8 bytes.")
-    scopes: tuple[Scope, ...] = Field(min_length=1, description="What the key may do: predict, feedback, admin.")
+    scopes: tuple[Scope, ...] = Field(
+        min_length=1, description="What the key may do: predict, feedback, telemetry, admin."
+    )
     revoked: bool = Field(default=False, description="A revoked key is refused with 401.")
 
 
