@@ -9,8 +9,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, pause_flow_run, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.exceptions import FlowPauseTimeout
+from prefect.input import RunInput
+from pydantic import Field
 
 from ferry import retrain as core
 from ferry.artifacts import read_json
@@ -25,6 +28,40 @@ def ingest(data: str, schema: str, run_dir: str) -> dict[str, Any]:
     summary = core.ingest(data, schema, Path(run_dir))
     get_run_logger().info("ingested %d rows of %s (sha256 %s)", summary.rows, data, summary.data_sha256[:12])
     return asdict(summary)
+
+
+@task(name="new-data")
+def new_data(run_dir: str, registry_url: str, champion_channel: str) -> dict[str, Any]:
+    found = core.new_labelled_rows(Path(run_dir), Registry(registry_url), champion_channel)
+    get_run_logger().info("%d of %d labelled rows are new: %s", found.rows, found.total, found.how)
+    return asdict(found)
+
+
+class Approval(RunInput):
+    """The answer a person gives in the Prefect UI to a paused retrain."""
+
+    approve: bool = Field(description="Promote the candidate (its gate passed; see the report linked above).")
+    note: str = Field(default="", description="Recorded in the audit log with the promotion.")
+
+
+def ask_approval(outcome: dict[str, Any], timeout_s: int) -> Approval | None:
+    """Pause the run with the gate's evidence shown until someone approves or rejects; None when nobody did."""
+    key = outcome["model"].replace("_", "-")
+    create_markdown_artifact(
+        markdown_summary(outcome) + f"\n\nGate report: {as_link(outcome['gate_html'])}",
+        key=f"{key}-approval",
+        description="Waiting for approval: the candidate and its evidence",
+    )
+    get_run_logger().warning(
+        "candidate %s passed the gate; waiting up to %d s for approval (Resume in the UI)",
+        outcome["version"],
+        timeout_s,
+    )
+    try:
+        answer: Approval = pause_flow_run(wait_for_input=Approval, timeout=timeout_s, key="approval")
+    except FlowPauseTimeout:
+        return None
+    return answer
 
 
 @task(name="data-quality", retries=0)
@@ -116,11 +153,19 @@ def retrain(
     train_settings: TrainSettings | None = None,
     gate_settings: GateSettings | None = None,
     reason: str = "retrain: gate passed",
+    min_new_rows: int = 0,
+    require_approval: bool = False,
+    approval_timeout_s: int = 86_400,
 ) -> dict[str, Any]:
     """Retrain on ``data`` (CSV or Parquet, local path or fsspec URL) described by ``schema_file`` (YAML or JSON).
 
     The candidate is compared with the version behind ``champion_channel`` on the same holdout, and moved to every
     channel in ``promote_to`` (default: the champion channel) when the gate passes.
+
+    With ``min_new_rows``, the run stops cleanly before training unless the data holds at least that many labelled
+    rows the champion was not trained on. With ``require_approval``, a candidate that passed the gate waits (the run
+    is paused, its evidence shown) until a person approves it; a rejection or no answer in ``approval_timeout_s``
+    promotes nothing.
     """
     storage = StorageSettings()
     registry_url = registry_url or storage.registry_url
@@ -130,6 +175,15 @@ def retrain(
     run_dir = str(core.new_run_dir(storage.work_dir))
 
     ingested = ingest(data, schema_file, run_dir)
+    if min_new_rows > 0:
+        fresh = new_data(run_dir, registry_url, champion_channel)
+        if fresh["rows"] < min_new_rows:
+            why = f"only {fresh['rows']} new labelled rows ({fresh['how']}); min_new_rows is {min_new_rows}"
+            get_run_logger().warning("not retraining: %s", why)
+            create_markdown_artifact(
+                f"**Not retrained**: {why}.", key=f"{ingested['model'].replace('_', '-')}-retrain-skipped"
+            )
+            return {"model": ingested["model"], "skipped": why, "data_url": data, "rows": ingested["rows"]}
     data_quality(run_dir, gate_settings)
     split(run_dir, train_settings)
     train(run_dir, train_settings)
@@ -138,13 +192,6 @@ def retrain(
     parity(run_dir, gate_settings)
     gate = run_gate(run_dir, registry_url, gate_settings, champion_channel)
     version = register(run_dir, registry_url)
-    promoted = promote(registry_url, version["id"], version["model"], channels, reason)
-    published: list[dict[str, Any]] = []
-    if edge_channels := [c for c in promoted if c.startswith("edge/")]:
-        from flows.edge import publish_one  # needs the edge extra only when an edge channel moved
-
-        published = [publish_one(registry_url, version["model"], c) for c in edge_channels]
-
     registry = Registry(registry_url)
     v = registry.get(version["id"], model=version["model"])
     champion_metrics = Path(run_dir) / "champion_metrics.json"
@@ -163,10 +210,26 @@ def retrain(
         "checks": gate["checks"],
         "reasons": gate["reasons"],
         "champion": gate["champion"],
-        "promoted": promoted,
-        "published": published,
+        "promoted": [],
+        "published": [],
+        "approval": None,
         "run_dir": run_dir,
     }
+    if require_approval and gate["passed"]:
+        answer = ask_approval(outcome, approval_timeout_s)
+        approved = answer is not None and answer.approve
+        note = answer.note if answer is not None else f"no answer within {approval_timeout_s} s"
+        outcome["approval"] = {"approved": approved, "note": note}
+        if not approved:
+            get_run_logger().warning("not promoted: %s", note or "rejected")
+            channels = []
+        elif note:
+            reason = f"{reason}; approved: {note}"
+    outcome["promoted"] = promote(registry_url, version["id"], version["model"], channels, reason)
+    if edge_channels := [c for c in outcome["promoted"] if c.startswith("edge/")]:
+        from flows.edge import publish_one  # needs the edge extra only when an edge channel moved
+
+        outcome["published"] = [publish_one(registry_url, version["model"], c) for c in edge_channels]
     _publish_artifacts(outcome)
     return outcome
 

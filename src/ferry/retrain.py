@@ -69,6 +69,7 @@ class IngestSummary:
     rows: int
     data_url: str
     data_sha256: str
+    max_timestamp: str | None = None
 
 
 def new_run_dir(work_dir: str | Path) -> Path:
@@ -96,9 +97,44 @@ def ingest(
     digest = data_mod.sha256_of(data_url, storage_options=storage_options)
     write_atomic(run_dir / "schema.json", schema.dump_json().encode())
     write_parquet(run_dir / "data.parquet", typed)
-    summary = IngestSummary(str(run_dir), schema.name, len(typed), str(data_url), digest)
+    latest = typed[schema.timestamp].max() if schema.timestamp is not None and len(typed) else None
+    max_ts = None if latest is None or pd.isna(latest) else pd.Timestamp(latest).isoformat()
+    summary = IngestSummary(str(run_dir), schema.name, len(typed), str(data_url), digest, max_ts)
     write_json(run_dir / "ingest.json", asdict(summary))
     return summary
+
+
+@dataclass(frozen=True)
+class NewData:
+    """How many labelled rows of a run's data the champion was not trained on, and how that was told."""
+
+    rows: int
+    total: int
+    how: str
+
+
+def new_labelled_rows(run_dir: Path, registry: Registry, champion_channel: str) -> NewData:
+    """Rows of the ingested data that are new to the champion: later than the newest row it was trained on (when
+    the schema names a timestamp), else all of them unless the data file is the very one it was trained on."""
+    schema = _schema(run_dir)
+    info = read_json(run_dir / "ingest.json")
+    total = int(info["rows"])
+    vid = registry.channel(schema.name, champion_channel)
+    if vid is None:
+        return NewData(total, total, f"no champion on {champion_channel}: every row is new")
+    champion = registry.get(vid, model=schema.name)
+    try:
+        seen = json.loads(registry.read_bytes(champion, "lineage.json")).get("data", {})
+    except FileNotFoundError:
+        return NewData(total, total, f"champion {vid} has no lineage: every row counts as new")
+    if seen.get("sha256") == info["data_sha256"]:
+        return NewData(0, total, f"the same data (sha256 {info['data_sha256'][:12]}) the champion {vid} was trained on")
+    if schema.timestamp is not None and seen.get("max_timestamp"):
+        stamps = pd.read_parquet(run_dir / "data.parquet", columns=[schema.timestamp])[schema.timestamp]
+        cutoff = pd.Timestamp(seen["max_timestamp"])
+        newer = int((stamps > cutoff).sum())
+        return NewData(newer, total, f"{schema.timestamp} after {cutoff.isoformat()}, the champion's newest row")
+    return NewData(total, total, "other data than the champion's, without a timestamp to tell rows apart")
 
 
 def check_data_quality(run_dir: Path, settings: GateSettings) -> list[Check]:
@@ -344,7 +380,12 @@ def write_lineage(run_dir: Path) -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             versions[lib] = "not installed"
     lineage = {
-        "data": {"url": ingest_info["data_url"], "sha256": ingest_info["data_sha256"], "rows": ingest_info["rows"]},
+        "data": {
+            "url": ingest_info["data_url"],
+            "sha256": ingest_info["data_sha256"],
+            "rows": ingest_info["rows"],
+            "max_timestamp": ingest_info.get("max_timestamp"),
+        },
         "split": read_json(run_dir / "split.json"),
         "code_revision": code_revision(),
         "estimator": train_info["estimator"],
