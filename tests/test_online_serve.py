@@ -51,7 +51,7 @@ class Server:
         return httpx.post(self.url + path, json=body, headers=headers, timeout=timeout)
 
 
-def start_server(registry: Registry, tmp: Path, **env: str) -> Server:
+def start_server(registry: Registry, tmp: Path, target: str = "service:Online", **env: str) -> Server:
     port = free_port()
     log = tmp / f"serve-{port}.log"
     keys = [
@@ -71,7 +71,7 @@ def start_server(registry: Registry, tmp: Path, **env: str) -> Server:
     bentoml = Path(sys.executable).parent / "bentoml"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(bentoml), "serve", "service:Online", "--host", "127.0.0.1", "--port", str(port)],
+            [str(bentoml), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
             cwd=BENTO_DIR,
             env=environ,
             stdout=out,
@@ -264,6 +264,41 @@ def test_bentoml_build_works_offline(tmp_path: Path) -> None:
     assert len(built) == 1
     assert (built[0].parent / "src" / "service.py").read_bytes() == (BENTO_DIR / "service.py").read_bytes()
     assert "ferry[online]" in (built[0].parent / "env" / "python" / "requirements.txt").read_text()
+
+
+def test_a_bento_built_by_build_py_serves_the_version_it_was_pinned_to(
+    churn_champion: dict[str, str], tmp_path: Path
+) -> None:
+    """build.py pins online/champion's version into the bento (offline); the served bento keeps it after a promotion."""
+    registry = copy_registry(churn_champion, tmp_path / "registry")
+    base = registry.get(churn_champion["version"])
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(tmp_path / "bentoml-home"),  # start_server serves from the same home
+        "BENTOML_DO_NOT_TRACK": "true",
+        "FERRY_REGISTRY_URL": registry.url,
+        "HTTP_PROXY": "http://127.0.0.1:9",  # no network: a build that tried to reach an index would fail
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+    }
+    done = subprocess.run(
+        [sys.executable, "build.py", "--output", "tag"], cwd=BENTO_DIR, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    tag = done.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    assert tag.startswith("ferry-online:"), done.stdout
+    info = (tmp_path / "bentoml-home" / "bentos" / "ferry-online" / tag.split(":")[1] / "bento.yaml").read_text()
+    assert f"version: {base.id}" in info
+    new = clone_version(registry, base, tmp_path / "new", note="promoted after the build")
+    registry.promote(new, "online/champion", model="churn", reason="test: the bento stays pinned")
+    running = start_server(registry, tmp_path, target=tag)
+    try:
+        time.sleep(1.0)  # several polls of the channel (every 0.2 s)
+        assert running.post("/model").json()["version"] == base.id
+        answer = running.post("/predict", {"records": demo_records(churn_champion, 1)[0]})
+        assert answer.json()["version"] == base.id
+    finally:
+        stop_server(running)
 
 
 def test_overload_is_shed_with_503_and_retry_after_never_504(churn_champion: dict[str, str], tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import bentoml
 from bentoml.exceptions import BentoMLException
+from pydantic import BaseModel, Field
 
 from ferry.online.answer import Answerer, NotReadyError
 from ferry.online.auth import ApiKeyMiddleware
@@ -50,6 +51,18 @@ class NotReady(BentoMLException):
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
 
 
+class BentoArgs(BaseModel):
+    """Arguments fixed when the bento is built (``bentoml build --arg version=<id>``, see ``build.py``)."""
+
+    model: str | None = Field(default=None, max_length=64, description="The model to serve.")
+    version: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{4,16}$", description="Serve exactly this version; ignore the channel."
+    )
+
+
+ARGS = bentoml.use_arguments(BentoArgs)
+"""Empty under ``bentoml serve service:Online``; in a bento built by ``build.py``, the version it is pinned to."""
+
 LANE = Lane()
 """The fast lane for ``POST /predict``; the service instance attaches its :class:`Answerer` when it starts."""
 
@@ -74,13 +87,14 @@ class Online:
     def __init__(self) -> None:
         self.settings = OnlineSettings()
         registry = Registry.from_settings()
-        model = ModelHolder.resolve_model(registry, self.settings.model)
+        # FERRY_ONLINE_* settings win over the arguments a bento was built with, so an operator can still move it.
+        model = ModelHolder.resolve_model(registry, self.settings.model or ARGS.model)
         self.holder = ModelHolder(
             registry,
             model,
             self.settings.channel,
             intra_op_threads=self.settings.intra_op_threads,
-            pinned=self.settings.version,
+            pinned=self.settings.version or ARGS.version,
         )
         self.metrics = OnlineMetrics()
         buffer = self.settings.log_buffer_rows
