@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from ferry.online.holder import LoadedModel, ModelHolder
 from ferry.online.routing import Router, ab_bucket
+from ferry.online.settings import OnlineSettings
 from ferry.registry import Registry
 
 
@@ -58,3 +60,19 @@ def test_router_refuses_bad_settings() -> None:
         Router("random")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="percent"):
         Router("canary", 101)
+
+
+@pytest.mark.parametrize("mode", ["shadow", "canary", "ab"])
+def test_the_routing_examples_in_deployments_are_valid_settings(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = Path(__file__).resolve().parents[1] / "deployments" / f"online-{mode}.env"
+    names = []
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            assert name.startswith("FERRY_ONLINE_"), line
+            names.append(name.removeprefix("FERRY_ONLINE_").lower())
+            monkeypatch.setenv(name, value)
+    settings = OnlineSettings()
+    assert settings.routing == mode
+    assert set(names) <= set(OnlineSettings.model_fields)  # no misspelt variable is silently ignored
+    Router(settings.routing, settings.challenger_percent)
