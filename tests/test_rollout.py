@@ -1,0 +1,125 @@
+"""Staged rollout: the challenger is judged on the live traffic both versions answered in its window, and promoted
+(with edge/stable following edge/beta) or rolled back, the evidence recorded with the audit record."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ferry import rollout
+from ferry.demo import make_churn
+from ferry.online.holder import ModelHolder
+from ferry.online.logs import FeedbackLog, PredictionLog
+from ferry.online.predict import predict
+from ferry.registry import Registry
+from ferry.showcase import records
+
+SETTINGS = rollout.RolloutSettings(window_hours=1, min_rows=200, min_labels=100)
+
+
+@pytest.fixture
+def staged(pair: tuple[Any, str, str], tmp_path: Path) -> tuple[Registry, str, str]:
+    """The champion/challenger registry, with the challenger also on edge/beta and the champion on edge/stable."""
+    registry, champion, challenger = pair
+    shutil.copytree(registry.url, tmp_path / "registry")
+    copy = Registry(str(tmp_path / "registry"))
+    copy.promote(champion, "edge/stable", model="churn", reason="test")
+    copy.promote(challenger, "edge/beta", model="churn", reason="test")
+    return copy, champion, challenger
+
+
+def traffic(registry: Registry, channel: str, n: int, seed: int, *, labels: str | None = None) -> None:
+    """``n`` requests answered by the version behind ``channel``, logged as the service logs them; with ``labels``
+    ("right" or "wrong"), each answer's true label comes back through the feedback log."""
+    holder = ModelHolder(registry, "churn", channel)
+    holder.refresh()
+    loaded = holder.current
+    assert loaded is not None
+    rows = records(make_churn(n, seed=seed), loaded.schema)
+    answer = predict(loaded, rows)
+    log = PredictionLog(registry.url, "churn", sample_rate=1.0, buffer_rows=100_000)
+    log.record(loaded, rows, answer)
+    log.flush()
+    if labels:
+        feedback = FeedbackLog(registry.url, "churn", buffer_rows=100_000)
+        flip = {"right": {0: 0, 1: 1}, "wrong": {0: 1, 1: 0}}[labels]
+        feedback.record([(p.prediction_id, str(flip[int(p.prediction)])) for p in answer.predictions])
+        feedback.flush()
+
+
+def later(registry: Registry) -> datetime:
+    moved = registry.channels("churn")["online/challenger"].moved_at
+    return datetime.fromisoformat(moved) + timedelta(hours=2)
+
+
+def test_nothing_is_decided_before_the_window_or_without_traffic(staged: tuple[Registry, str, str]) -> None:
+    registry, _, _ = staged
+    early = rollout.assess(registry, "churn", SETTINGS)
+    assert early.decision == "wait"
+    assert "window" in early.reasons[0]
+    quiet = rollout.assess(registry, "churn", SETTINGS, now=later(registry))
+    assert quiet.decision == "wait"
+    assert "fewer than min_rows=200" in quiet.reasons[0]
+    assert rollout.apply(registry, quiet) == []
+
+
+def test_a_challenger_as_good_on_labels_becomes_champion_and_edge_stable(staged: tuple[Registry, str, str]) -> None:
+    registry, champion, challenger = staged
+    traffic(registry, "online/champion", 300, seed=1, labels="right")
+    traffic(registry, "online/challenger", 300, seed=2, labels="right")
+    evidence = rollout.assess(registry, "churn", SETTINGS, now=later(registry))
+    assert evidence.decision == "promote", evidence.reasons
+    assert evidence.rows == {"champion": 300, "challenger": 300}
+    assert evidence.quality["challenger"]["roc_auc"] == 1.0
+    assert evidence.prediction_drift is not None
+    records_ = rollout.apply(registry, evidence)
+    assert [(r.channel, r.to_version) for r in records_] == [
+        ("online/champion", challenger),
+        ("edge/stable", challenger),
+    ]
+    assert records_[0].reason.startswith("rollout promote: ROC AUC on labelled live traffic")
+    assert evidence.location is not None
+    saved = json.loads(Path(evidence.location).read_text())
+    assert saved["decision"] == "promote"
+    assert saved["champion"] == champion
+    assert evidence.location in registry.audit("churn")[-1].reason
+
+
+def test_a_challenger_worse_on_labels_is_rolled_back_online_and_on_edge_beta(
+    staged: tuple[Registry, str, str],
+) -> None:
+    registry, champion, _ = staged
+    traffic(registry, "online/champion", 300, seed=3, labels="right")
+    traffic(registry, "online/challenger", 300, seed=4, labels="wrong")
+    evidence = rollout.assess(registry, "churn", SETTINGS, now=later(registry))
+    assert evidence.decision == "rollback"
+    assert "below the champion's" in evidence.reasons[0]
+    records_ = rollout.apply(registry, evidence)
+    assert [(r.channel, r.to_version) for r in records_] == [("online/challenger", champion), ("edge/beta", champion)]
+    assert registry.channel("churn", "online/champion") == champion
+    assert rollout.assess(registry, "churn", SETTINGS, now=later(registry)).decision == "none"
+
+
+def test_without_labels_a_challenger_that_served_the_window_is_promoted(staged: tuple[Registry, str, str]) -> None:
+    registry, _, challenger = staged
+    traffic(registry, "online/champion", 250, seed=5)
+    traffic(registry, "online/challenger", 250, seed=6)
+    evidence = rollout.assess(registry, "churn", SETTINGS, now=later(registry))
+    assert evidence.decision == "promote"
+    assert "no labels to compare" in evidence.reasons[0]
+    assert 0 < evidence.positive_rate["challenger"] < 1
+    rollout.apply(registry, evidence)
+    assert registry.channel("churn", "online/champion") == challenger
+
+
+def test_bad_settings_name_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("FERRY_ROLLOUT_TOLERANCE", "2")
+    with pytest.raises(ValidationError, match="tolerance"):
+        rollout.RolloutSettings()
