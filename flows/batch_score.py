@@ -126,6 +126,8 @@ def batch_score(
     logger = get_run_logger()
     registry_url = registry_url or StorageSettings().registry_url
     settings = core.BatchSettings(batch_rows=batch_rows)
+    if settings.drift:
+        core.warm_drift()  # while the partitions score, so check-drift does not wait for the import
     with output_lock(OutputDir(output)):  # a second run on this output fails at once, naming this one
         planned = plan_batch(input, output, registry_url, version, model, settings)
         results: list[dict[str, Any]] = []
