@@ -166,7 +166,7 @@ def worker_flow(setup: dict[str, str]) -> dict[str, Any]:
     from flows.batch_score import batch_score
 
     out = Path(setup["out"])
-    common = {"input": setup["input"], "registry_url": setup["registry"], "version": setup["version"]}
+    common: dict[str, Any] = {"input": setup["input"], "registry_url": setup["registry"], "version": setup["version"]}
     times: dict[str, Any] = {}
     with prefect_test_harness(server_startup_timeout=300):
         batch_score(output=str(out / "warm"), runner="thread", workers=1, **common)  # warm-up: first flow run
@@ -177,7 +177,7 @@ def worker_flow(setup: dict[str, str]) -> dict[str, Any]:
         batch_score(output=str(out / "flow"), runner="thread", workers=1, **common)
         times["flow"] = time.perf_counter() - start
         for n in (1, 2):
-            with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:  # type: ignore[no-untyped-call]
                 address = str(cluster.scheduler_address)
                 # warm-up: every worker process imports ferry and loads the model once
                 batch_score(output=str(out / f"warm-dask{n}"), cluster_address=address, **common)
@@ -188,7 +188,18 @@ def worker_flow(setup: dict[str, str]) -> dict[str, Any]:
     return times
 
 
-WORKERS = {"naive": worker_naive, "onnx": worker_onnx, "ferry": worker_ferry, "flow": worker_flow}
+def worker_ferry_nodrift(setup: dict[str, str]) -> dict[str, Any]:
+    os.environ["FERRY_BATCH_DRIFT"] = "false"
+    return worker_ferry(setup)
+
+
+WORKERS = {
+    "naive": worker_naive,
+    "onnx": worker_onnx,
+    "ferry": worker_ferry,
+    "ferry_nodrift": worker_ferry_nodrift,
+    "flow": worker_flow,
+}
 
 
 def run_worker(name: str, setup: dict[str, str]) -> dict[str, Any]:
@@ -269,7 +280,7 @@ def main() -> None:
 
 
 def measure(root: Path, setup: dict[str, str], args: argparse.Namespace) -> None:
-    names = ("ferry",) if args.ferry_only else ("naive", "onnx", "ferry")
+    names = ("ferry",) if args.ferry_only else ("naive", "onnx", "ferry", "ferry_nodrift")
     results: dict[str, dict[str, Any]] = {}
     for name in names:
         out = root / f"out-{name}"
@@ -290,15 +301,21 @@ def measure(root: Path, setup: dict[str, str], args: argparse.Namespace) -> None
         )
     r = results["ferry"]
     rows["ferry"] = ("ferry score (streaming, end to end)", r["rows"] / r["seconds"], r["seconds"])
+    if "ferry_nodrift" in results:
+        r = results["ferry_nodrift"]
+        rows["ferry_nodrift"] = ("ferry score, FERRY_BATCH_DRIFT=false", r["rows"] / r["seconds"], r["seconds"])
     for key, (label, rate, seconds) in rows.items():
-        rss = results[key.split("_")[0]]["peak_rss_mb"]
+        rss = results[key if key in results else key.split("_")[0]]["peak_rss_mb"]
         print(f"{label:<40}{rate:>12,.0f}{seconds:>10.2f}{rss:>13,.0f}")
     ferry = rows["ferry"][1]
     if "onnx" in rows:
         limit = max(rows["onnx"][1], rows["onnx_sliced"][1])
         print(f"ferry / onnx in memory (the faster): {ferry / limit:.2f}x rows/s (goal >= 0.85)")
+        bare = rows["ferry_nodrift"][1]
+        print(f"  without the drift check:           {bare / limit:.2f}x rows/s")
     if "naive" in rows:
         print(f"ferry / naive:                       {ferry / rows['naive'][1]:.2f}x rows/s (goal >= 3)")
+        print(f"  without the drift check:           {rows['ferry_nodrift'][1] / rows['naive'][1]:.2f}x rows/s")
         rss_ratio = results["ferry"]["peak_rss_mb"] / results["naive"]["peak_rss_mb"]
         print(f"peak RSS ferry / naive:              {rss_ratio:.2f}x")
     print(f"peak RSS of ferry score: {results['ferry']['peak_rss_mb']:,.0f} MB (goal < 1,024)")

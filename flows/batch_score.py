@@ -126,8 +126,8 @@ def batch_score(
     logger = get_run_logger()
     registry_url = registry_url or StorageSettings().registry_url
     settings = core.BatchSettings(batch_rows=batch_rows)
-    if settings.drift:
-        core.warm_drift()  # while the partitions score, so check-drift does not wait for the import
+    if settings.drift and (runner != "thread" or cluster_address):
+        core.warm_drift()  # partitions score in other processes: import Evidently meanwhile for check-drift
     with output_lock(OutputDir(output)):  # a second run on this output fails at once, naming this one
         planned = plan_batch(input, output, registry_url, version, model, settings)
         results: list[dict[str, Any]] = []
