@@ -18,7 +18,9 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.events import emit_event
 
 from ferry import monitor as core
+from ferry import rollout
 from ferry.registry import Registry
+from ferry.rollout import RolloutSettings
 from ferry.settings import StorageSettings
 from ferry.summary import as_link
 
@@ -61,6 +63,24 @@ def judge_source(
     return out
 
 
+@task(name="rollout")
+def rollout_step(registry_url: str, model: str, settings: RolloutSettings) -> dict[str, Any]:
+    """Judge the challenger once its window has elapsed; promote or roll it back, and publish moved edge channels."""
+    registry = Registry(registry_url)
+    evidence = rollout.assess(registry, model, settings)
+    moved = rollout.apply(registry, evidence)
+    log = get_run_logger()
+    for rec in moved:
+        log.warning("%s of %s: %s -> %s (%s)", rec.channel, model, rec.from_version, rec.to_version, evidence.decision)
+        if rec.channel.startswith("edge/"):
+            from ferry.publish import open_repository, publish_channel
+
+            publish_channel(registry, open_repository(), model, rec.channel)
+    if evidence.decision in ("wait", "none"):
+        log.info("rollout: %s (%s)", evidence.decision, "; ".join(evidence.reasons))
+    return {**evidence.to_dict(), "moved": [{"channel": r.channel, "to": r.to_version} for r in moved]}
+
+
 @flow(name="monitor", description="Drift of production inputs and predictions against the champion's reference.")
 def monitor(
     model: str = "churn",
@@ -68,11 +88,14 @@ def monitor(
     telemetry_folder: str | None = None,
     registry_url: str | None = None,
     settings: core.MonitorSettings | None = None,
+    rollout_settings: RolloutSettings | None = None,
 ) -> dict[str, Any]:
     """Judge online predictions, batch inputs and edge heartbeats that arrived since the last run against the
     reference of the version behind ``channel``; announce new drift as ``ferry.drift.detected`` events.
 
     ``telemetry_folder``: a folder collector of edge heartbeats, read besides the registry's own telemetry.
+    Then the staged rollout: a challenger whose window has elapsed is promoted or rolled back
+    (:mod:`ferry.rollout`).
     """
     log = get_run_logger()
     settings = settings or core.MonitorSettings()
@@ -162,13 +185,14 @@ def monitor(
     ]
     core.append_history(registry, model, entries)
     state.save(registry, model)
-    outcome = {
+    outcome: dict[str, Any] = {
         "model": model,
         "version": version_id,
         "judgements": judged,
         "announcements": [a.__dict__ for a in announcements],
         "devices": devices,
     }
+    outcome["rollout"] = rollout_step(registry_url, model, rollout_settings or RolloutSettings())
     _artifacts(registry, outcome)
     return outcome
 
@@ -219,6 +243,16 @@ def _artifacts(registry: Registry, outcome: dict[str, Any]) -> None:
                 link_text=f"Evidently drift report: {j['source']}",
                 key=_key(model, "drift-report", j["source"]),
             )
+    r = outcome.get("rollout") or {}
+    if r.get("decision") in ("promote", "rollback", "wait"):
+        create_markdown_artifact(
+            f"**rollout of {r['challenger']}**: {r['decision']}\n\n"
+            + "\n".join(f"- {why}" for why in r["reasons"])
+            + "".join(f"\n- moved `{m['channel']}` to `{m['to']}`" for m in r["moved"])
+            + (f"\n\nevidence: {as_link(r['location'])}" if r.get("location") else ""),
+            key=_key(model, "rollout"),
+            description="Challenger against champion on live traffic",
+        )
     recent = core.history(registry, model)[-30:]
     lines = [
         f"# Drift history of {model}",

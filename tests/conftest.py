@@ -112,3 +112,18 @@ def pair(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     challenger = clone_version(registry, base, tmp / "challenger", note="challenger")
     registry.promote(challenger, "online/challenger", model="churn", reason="test: challenger")
     return registry, base.id, challenger
+
+
+@pytest.fixture
+def staged(pair: tuple[Any, str, str], tmp_path: Path) -> tuple[Any, str, str]:
+    """The champion/challenger registry, with the challenger also on edge/beta and the champion on edge/stable."""
+    import shutil
+
+    from ferry.registry import Registry
+
+    registry, champion, challenger = pair
+    shutil.copytree(registry.url, tmp_path / "registry")
+    copy = Registry(str(tmp_path / "registry"))
+    copy.promote(champion, "edge/stable", model="churn", reason="test")
+    copy.promote(challenger, "edge/beta", model="churn", reason="test")
+    return copy, champion, challenger

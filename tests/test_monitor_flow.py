@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from test_flow import artifacts_of
 from test_monitor import beats_from, serve_rows
+from test_rollout import traffic
 
 from ferry import monitor as core
 from ferry.demo import churn_schema, make_churn
@@ -54,3 +55,26 @@ def test_monitor_flow_announces_new_drift_once_and_leaves_evidence(
     history = core.history(registry, "churn")
     assert [(h["source"], h["announced"]) for h in history][:2] == [("online", True), ("edge:edge/stable", False)]
     assert core.MonitorState.load(registry, "churn").last_retrain_request is not None
+    assert first["rollout"]["decision"] == "none"  # no challenger yet
+
+
+def test_monitor_flow_promotes_a_challenger_after_its_window_and_publishes_edge_stable(
+    prefect_server: None, staged: tuple[Registry, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ferry.publish import open_repository
+    from ferry.rollout import RolloutSettings
+    from ferry.tufrepo import describe
+    from flows.monitor import monitor
+
+    monkeypatch.setenv("FERRY_EDGE_REPO_URL", str(tmp_path / "edge-repo"))
+    monkeypatch.setenv("FERRY_EDGE_KEYS_DIR", str(tmp_path / "edge-keys"))
+    registry, _, challenger = staged
+    traffic(registry, "online/champion", 250, seed=11)
+    traffic(registry, "online/challenger", 250, seed=12)
+    settings = core.MonitorSettings(min_rows=100)
+    window = RolloutSettings(window_hours=0, min_rows=200)
+    outcome = monitor(registry_url=registry.url, settings=settings, rollout_settings=window)
+    assert outcome["rollout"]["decision"] == "promote"
+    assert registry.channel("churn", "online/champion") == challenger
+    assert registry.channel("churn", "edge/stable") == challenger
+    assert describe(open_repository())["targets"]["churn/edge-stable/bundle.tar"]["version"] == challenger

@@ -70,6 +70,8 @@ class Stack:
             "FERRY_REGISTRY_URL": registry.url,
             "FERRY_WORK_DIR": str(tmp / "runs"),
             "FERRY_MONITOR_MIN_ROWS": "100",
+            "FERRY_EDGE_REPO_URL": str(tmp / "edge-repo"),
+            "FERRY_EDGE_KEYS_DIR": str(tmp / "edge-keys"),
         }
         self.env.pop("PREFECT_PROFILES_PATH", None)
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -194,4 +196,11 @@ def test_drift_runs_the_retrain_deployment_through_the_automation(
     assert "churn-retrain-summary" in {a.key for a in artifacts}
     new = {v.id for v in registry.versions("churn")} - before
     assert len(new) == 1
+    # Staged: the candidate became the challenger and went to edge/beta (published), not straight to champion.
+    (candidate,) = new
+    assert run.parameters["promote_to"] == ["online/challenger", "edge/beta"]
+    assert registry.channel("churn", "online/challenger") == candidate
+    assert registry.channel("churn", "edge/beta") == candidate
+    assert registry.channel("churn", "online/champion") not in new
+    assert (tmp_path / "edge-repo" / "metadata" / "timestamp.json").exists()
     assert [r.reason for r in registry.audit("churn")][-1].startswith("drift: online: ")

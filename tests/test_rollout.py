@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,17 +18,6 @@ from ferry.registry import Registry
 from ferry.showcase import records
 
 SETTINGS = rollout.RolloutSettings(window_hours=1, min_rows=200, min_labels=100)
-
-
-@pytest.fixture
-def staged(pair: tuple[Any, str, str], tmp_path: Path) -> tuple[Registry, str, str]:
-    """The champion/challenger registry, with the challenger also on edge/beta and the champion on edge/stable."""
-    registry, champion, challenger = pair
-    shutil.copytree(registry.url, tmp_path / "registry")
-    copy = Registry(str(tmp_path / "registry"))
-    copy.promote(champion, "edge/stable", model="churn", reason="test")
-    copy.promote(challenger, "edge/beta", model="churn", reason="test")
-    return copy, champion, challenger
 
 
 def traffic(registry: Registry, channel: str, n: int, seed: int, *, labels: str | None = None) -> None:
