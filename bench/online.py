@@ -11,7 +11,9 @@ on 127.0.0.1, serve the version ``online/champion`` points to, and get the same 
 2. **ferry**: ``bentoml serve service:Online`` from ``bentos/online`` with an API key.
 
 Without ``--registry`` a churn model is trained on 6,000 demo rows into a temporary directory first. Prints
-req/s, p50, p99 and non-2xx counts per server and concurrency, and ferry/bare ratios.
+req/s, p50, p99, non-2xx counts and the server's CPU time per request (user + system of the process that serves,
+from /proc: less sensitive than req/s to other load on a shared machine) per server and concurrency, the ferry/bare
+ratios, and the load average before and after.
 """
 
 from __future__ import annotations
@@ -157,6 +159,18 @@ def wrk(url: str, script: Path, concurrency: int, duration: int) -> dict[str, fl
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its children processes, in seconds."""
+    import psutil
+
+    process = psutil.Process(pid)
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        times = p.cpu_times()
+        total += times.user + times.system
+    return total
+
+
 def lua(path: Path, body: dict[str, Any], headers: dict[str, str]) -> Path:
     lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(body))}"]
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
@@ -195,6 +209,7 @@ def main() -> None:
             "OMP_NUM_THREADS": "1",
         }
         results: dict[str, dict[int, dict[str, float]]] = {}
+        load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
         for name in ("bare", "ferry"):
             port = free_port()
             if name == "bare":
@@ -214,22 +229,30 @@ def main() -> None:
                 script = lua(tmp / f"{name}.lua", body, headers)
                 url = f"http://127.0.0.1:{port}/predict"
                 wrk(url, script, 4, 3)  # warm-up
-                results[name] = {c: wrk(url, script, c, args.duration) for c in args.concurrency}
+                results[name] = {}
+                for c in args.concurrency:
+                    before = cpu_seconds(process.pid)
+                    run = wrk(url, script, c, args.duration)
+                    run["cpu_us"] = (cpu_seconds(process.pid) - before) / max(run["rps"] * args.duration, 1) * 1e6
+                    results[name][c] = run
             finally:
                 stop(process)
                 log.close()
         print(f"online predict, one record per request, {args.duration} s per run, wrk -t1 on 127.0.0.1, 1 worker")
-        print(f"{'server':8} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'timeouts':>8}")
+        print(f"load average before: {load_before}, after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        head = f"{'server':8} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'timeouts':>8}"
+        print(head + f" {'cpu us/req':>10}")
         for name, runs in results.items():
             for c, r in runs.items():
                 print(
                     f"{name:8} {c:>4} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
-                    f"{r['non2xx']:>8.0f} {r['timeouts']:>8.0f}"
+                    f"{r['non2xx']:>8.0f} {r['timeouts']:>8.0f} {r['cpu_us']:>10.0f}"
                 )
         for c in args.concurrency:
             b, f = results["bare"][c], results["ferry"][c]
             print(
                 f"c={c}: ferry/bare throughput {f['rps'] / b['rps']:.2f}x, "
+                f"cpu per request {f['cpu_us'] / b['cpu_us']:.2f}x, "
                 f"ferry p99/p50 {f['p99'] / f['p50']:.1f}x, bare p99/p50 {b['p99'] / b['p50']:.1f}x"
             )
     finally:
