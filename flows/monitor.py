@@ -8,6 +8,7 @@ on the "true" ones only, so dedupe and cooldown are decided once, here.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.events import emit_event
 
 from ferry import monitor as core
-from ferry import rollout
+from ferry import rollout, whereabouts
 from ferry.registry import Registry
 from ferry.rollout import RolloutSettings
 from ferry.settings import StorageSettings
@@ -89,12 +90,14 @@ def monitor(
     registry_url: str | None = None,
     settings: core.MonitorSettings | None = None,
     rollout_settings: RolloutSettings | None = None,
+    online_url: str | None = None,
 ) -> dict[str, Any]:
     """Judge online predictions, batch inputs and edge heartbeats that arrived since the last run against the
     reference of the version behind ``channel``; announce new drift as ``ferry.drift.detected`` events.
 
     ``telemetry_folder``: a folder collector of edge heartbeats, read besides the registry's own telemetry.
-    Then the staged rollout: a challenger whose window has elapsed is promoted or rolled back
+    ``online_url``: the online service, asked what it serves for the "what runs where" artifact (with the key in
+    ``FERRY_STATUS_API_KEY``). Then the staged rollout: a challenger whose window has elapsed is promoted or rolled back
     (:mod:`ferry.rollout`).
     """
     log = get_run_logger()
@@ -136,6 +139,8 @@ def monitor(
             state.cursors["edge-folder"] = folder_cursor
     if edge_cursor:
         state.cursors["edge"] = edge_cursor
+    if devices:
+        whereabouts.remember_devices(registry, model, devices)
 
     judged = [judge_source(registry_url, model, version_id, s, settings, run) for s in sources]
     verdicts = [core.Seen(j["source"], j["drifted"], j["fingerprint"]) for j in judged]
@@ -193,6 +198,11 @@ def monitor(
         "devices": devices,
     }
     outcome["rollout"] = rollout_step(registry_url, model, rollout_settings or RolloutSettings())
+    view = whereabouts.collect(registry, model, online_url=online_url, api_key=os.environ.get("FERRY_STATUS_API_KEY"))
+    outcome["skew"] = view.skew
+    create_markdown_artifact(
+        whereabouts.to_markdown(view), key=_key(model, "whereabouts"), description="What runs where"
+    )
     _artifacts(registry, outcome)
     return outcome
 

@@ -474,14 +474,30 @@ def rollback(
 
 
 @app.command()
-def status(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
-    """Which version every channel points to."""
+def status(
+    model: ModelOpt = None,
+    online_url: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--online-url", envvar="FERRY_STATUS_ONLINE_URL", help="Ask this online service what it serves."),
+    ] = None,
+    api_key: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--api-key", envvar="FERRY_STATUS_API_KEY", help="A key of the online service with the predict scope."
+        ),
+    ] = None,
+    registry: RegistryOpt = None,
+) -> None:
+    """What runs where: every channel's version, batch outputs, the online service, devices, and the skew."""
+    from ferry import whereabouts
+
     try:
         reg = _registry(registry)
         names = [model] if model else reg.models()
         table = Table(title=f"channels in {reg.url}", title_justify="left")
         for col in ("model", "channel", "version", "roc_auc", "moved at", "previous"):
             _add_column(table, col)
+        views = []
         for name in names:
             for channel, state in sorted(reg.channels(name).items()):
                 v = reg.get(state.version, model=name)
@@ -493,12 +509,41 @@ def status(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
                     str(state.moved_at)[:16].replace("T", " "),
                     state.history[-1] if state.history else "",
                 )
+            views.append(whereabouts.collect(reg, name, online_url=online_url, api_key=api_key))
     except FerryError as exc:
         raise _fail(exc) from exc
     if not table.row_count:
         _out().print("no channel points anywhere yet: run `ferry demo` or `ferry train`")
         return
     _out().print(table)
+    for view in views:
+        _print_whereabouts(view)
+
+
+def _print_whereabouts(view: Any) -> None:
+    out = _out()
+    if view.online is not None:
+        served = view.online.get("version")
+        out.print(f"online service: serves [bold]{served}[/]" if served else f"[red]online: {view.online['error']}[/]")
+    if view.batch:
+        table = Table(title=f"batch outputs of {view.model}", title_justify="left")
+        for col in ("output", "version", "rows", "at"):
+            _add_column(table, col)
+        for b in view.batch:
+            table.add_row(str(b.get("output")), str(b.get("version")), str(b.get("scored")), str(b.get("at"))[:16])
+        out.print(table)
+    if view.devices:
+        table = Table(title=f"devices running {view.model}", title_justify="left")
+        for col in ("device", "channel", "version", "healthy", "last heartbeat"):
+            _add_column(table, col)
+        for name, d in sorted(view.devices.items()):
+            behind = view.channels.get(str(d.get("channel"))) not in (None, d.get("version"))
+            version = f"[bold red]{d.get('version')} (behind)[/]" if behind else str(d.get("version"))
+            ok = (d.get("health") or {}).get("ok")
+            table.add_row(name, str(d.get("channel")), version, str(ok), str(d.get("sent_at"))[:16])
+        out.print(table)
+    for line in view.skew:
+        out.print(f"[yellow]skew:[/] {escape(line)}")
 
 
 @audit_app.command("verify")
