@@ -137,6 +137,35 @@ def test_edge_cohorts_are_judged_from_sketches_alone(registry: Registry, referen
     assert monitor.edge_since(registry, "churn", schema, cursor, folder=str(folder))[0] == []
 
 
+def test_heartbeats_the_online_service_received_are_read_once(
+    registry: Registry, reference: Any, tmp_path: Path
+) -> None:
+    from ferry.online.telemetry import Collector, TelemetryLog
+
+    frame, schema = reference
+    features = [{"name": f.name, "type": f.type} for f in schema.features]
+    log = TelemetryLog(registry.url, "churn", buffer_rows=100)
+    collector = Collector(log, "churn")
+    for i in range(2):
+        sketch = DriftSketch(features)
+        sketch.update(records(make_churn(300, seed=90 + i, drift=1.0), schema))
+        beats = Heartbeats(tmp_path / f"dev-{i}", "unused")
+        status = {"device": f"dev-{i}", "model": "churn", "channel": "edge/beta", "active_version": "v2"}
+        payload = json.loads(json.dumps(beats.build(status, sketch)))
+        collector.accept(payload)
+        collector.accept(payload)  # resent: the agent did not see the answer
+    log.flush()
+    sources, latest, cursor = monitor.edge_since(registry, "churn", schema, None)
+    assert [s.source for s in sources] == ["edge:edge/beta"]
+    assert sources[0].rows == 600  # each heartbeat once
+    assert sources[0].versions == {"v2": 600}
+    assert sorted(b["device"] for b in latest) == ["dev-0", "dev-1"]
+    judged = monitor.judge(sources[0], frame, schema, SETTINGS)
+    assert judged.input is not None
+    assert {"device_os", "support_calls"} <= set(judged.input.drifted_features)
+    assert monitor.edge_since(registry, "churn", schema, cursor)[0] == []
+
+
 def test_batch_inputs_are_read_past_the_cursor(registry: Registry, reference: Any) -> None:
     frame, schema = reference
     sample = make_churn(300, seed=70, drift=1.0)[list(schema.feature_names)].assign(p_positive=0.5)

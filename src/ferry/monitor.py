@@ -5,7 +5,9 @@ Sources, all under the registry root so one URL is enough (``models/<model>/...`
     online/predictions/<date>/<time>-<id>.parquet    sampled online predictions (the service's prediction log)
     online/feedback/<date>/<time>-<id>.parquet       labels sent back by prediction id
     batch/inputs/<time>-<id>.parquet                 a sample of each batch run's input, with its predictions
-    telemetry/<date>/<time>-<id>.json[l]             edge heartbeats (a folder collector, or the online service)
+    online/telemetry/<date>/<time>-<id>.parquet      edge heartbeats the online service received (/telemetry)
+
+and edge heartbeats in a folder collector (one JSON file per heartbeat), when one is given.
 
 Each run reads only files after the source's cursor, judges each source (and each edge cohort, i.e. channel) with
 Evidently through :func:`ferry.gate.data_drift` (input drift over the features, prediction drift over the positive
@@ -228,9 +230,20 @@ def batch_since(registry: Registry, model: str, cursor: str | None, *, max_rows:
 
 
 def _heartbeats(fs: Any, directory: str, names: Sequence[str]) -> Iterable[dict[str, Any]]:
+    """Heartbeats from JSON files (a folder collector) or from the online service's Parquet telemetry log."""
     for name in names:
         with fs.open(f"{directory.rstrip('/')}/{name}", "rb") as fh:
-            text = fh.read().decode("utf-8", errors="replace")
+            raw = fh.read()
+        if name.endswith(".parquet"):
+            for row in pq.read_table(io.BytesIO(raw)).to_pylist():
+                sketch = row.get("sketch")
+                yield {
+                    **{k: row.get(k) for k in ("id", "device", "model", "channel", "version", "sha256", "sent_at")},
+                    "health": {"ok": row.get("ok"), "last_error": row.get("last_error"), "stale": row.get("stale")},
+                    "sketch": json.loads(sketch) if sketch else None,
+                }
+            continue
+        text = raw.decode("utf-8", errors="replace")
         for line in text.splitlines() if name.endswith(".jsonl") else [text]:
             if line.strip():
                 try:
@@ -245,19 +258,23 @@ def edge_since(
     """Edge heartbeats after ``cursor``: one source per cohort (the channel a device follows), made of the drift
     sketches of its devices; also each device's latest heartbeat (for ``ferry status``) and the new cursor.
 
-    Heartbeats come from ``models/<model>/telemetry/`` in the registry, or from ``folder`` (a folder collector).
+    Heartbeats come from the online service's telemetry log in the registry, or from ``folder`` (a folder
+    collector). A heartbeat delivered twice (an agent resends one whose answer it missed) counts once.
     """
     fs, root = storage.open_fs(folder) if folder else _fs(registry)
-    directory = root if folder else _path(root, model, "telemetry")
-    names = _files_after(fs, directory, cursor, (".json", ".jsonl"))
+    directory = root if folder else _path(root, model, "online", "telemetry")
+    names = _files_after(fs, directory, cursor, (".json", ".jsonl") if folder else (".parquet",))
     if not names:
         return [], [], cursor
     sketches: dict[str, list[dict[str, Any]]] = {}
     versions: dict[str, dict[str, int]] = {}
     latest: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
     for beat in _heartbeats(fs, directory, names):
-        if beat.get("model") not in (None, model):
+        if beat.get("model") not in (None, model) or beat.get("id") in seen:
             continue
+        if beat.get("id"):
+            seen.add(str(beat["id"]))
         device = str(beat.get("device"))
         if device not in latest or str(beat.get("sent_at", "")) >= str(latest[device].get("sent_at", "")):
             latest[device] = beat
