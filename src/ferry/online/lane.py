@@ -1,10 +1,10 @@
 """The fast lane: an ASGI middleware that answers ``POST /predict`` and ``POST /telemetry`` itself.
 
-BentoML's generic request path (its per-request IO models, signature inspection, threadpool hop and response
-wrapping) cost about four times the model's own work per one-record request (see the README's "Online service"
-figures). The lane sits inside the service's middleware stack, after load shedding, the API key check and the
-body limit, and answers ``POST /predict`` with :meth:`Answerer.answer`, the same function the typed BentoML API
-method calls, so validation, routing, metrics, prediction logs and status codes are the same:
+BentoML's generic request path (per-request IO models, signature inspection, a threadpool hop, response wrapping)
+took about 1.6 ms of CPU for a one-record request whose checks and scoring take about 0.2 ms (see the README's
+"Online service" figures). The lane sits inside the service's middleware stack, after load shedding, the API key
+check and the body limit, and answers ``POST /predict`` with :meth:`Answerer.answer`, the function the typed
+BentoML API method calls too, so validation, routing, metrics, prediction logs and status codes are the same:
 
 - 200 with :class:`~ferry.online.predict.PredictResponse` as JSON;
 - 400 for malformed JSON or a body that is not ``{"records": ..., "route_key": ...}``, naming the field;
