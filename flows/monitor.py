@@ -234,7 +234,7 @@ def _artifacts(registry: Registry, outcome: dict[str, Any]) -> None:
             "drifted": "n/a" if j["skipped"] else str(j["drifted"]),
             "drifted share": "" if j["drifted_share"] is None else f"{j['drifted_share']:.2f}",
             "drifted features": ", ".join(j["drifted_features"]),
-            "prediction drift": str(j["prediction_drift"]),
+            "prediction drift": "n/a" if j["prediction_drift"] is None else str(j["prediction_drift"]),
             "quality": "" if not j["quality"] else ", ".join(f"{k} {v:.3g}" for k, v in j["quality"].items()),
             "note": j["skipped"] or "",
         }

@@ -235,15 +235,21 @@ def test_demo_runs_the_whole_release_end_to_end(tmp_path: Path) -> None:
     registry = Registry(str(tmp_path / "registry"))
     channels = registry.channels("churn")
     champion = channels["online/champion"].version
-    assert channels["online/champion"].history, "the second model was not promoted"
-    first = channels["online/champion"].history[-1]
+    first = channels["online/champion"].history[-1]  # the first model was champion before
+    # The loop: the drift-triggered candidate was staged, then promoted by the rollout, online and on edge/stable.
+    assert channels["online/challenger"].version == champion
+    assert channels["edge/beta"].version == champion
     assert channels["edge/stable"].version == champion
-    device = json.loads((tmp_path / "demo" / "device" / "state.json").read_text())
+    reasons = [r.reason for r in registry.audit("churn")]
+    assert any(r.startswith("drift: online: ") for r in reasons)
+    assert reasons[-1].startswith("rollout promote: ")
+    device = json.loads((tmp_path / "demo" / "device-1" / "state.json").read_text())
     assert device["active_version"] == champion
-    scored = {
-        json.loads(p.read_text())["version"] for p in (tmp_path / "demo" / "batch-output" / "_manifest").glob("*.json")
-    }
-    assert scored == {champion}
+    manifests = (tmp_path / "demo" / "batch-output" / "after" / "_manifest").glob("*.json")
+    assert {json.loads(p.read_text())["version"] for p in manifests} == {champion}
     out = done.stdout
+    assert "ferry.drift.detected online: new drift (asks for a retrain)" in out
     assert out.index(first) < out.index("was " + first)  # served the first model, then switched without restart
     assert "bit-for-bit identical on 300 rows across online, batch, edge" in out
+    assert f"online service: serves {champion}" in out
+    assert "skew" not in out

@@ -86,6 +86,9 @@ def _retrain_flow() -> Any:
 
 def print_outcome(outcome: dict[str, Any]) -> None:
     """The retrain summary as rich tables."""
+    if outcome.get("skipped"):
+        _out().print(f"[yellow]not retrained[/]: {escape(outcome['skipped'])}")
+        return
     if outcome["promoted"]:
         verdict = f"[bold green]PROMOTED[/] to {', '.join(outcome['promoted'])}"
     elif outcome["gate_passed"]:
@@ -160,12 +163,13 @@ def demo(
     drift: Annotated[float, typer.Option(min=0.0, max=1.0, help="Drift of the second batch (0 to 1).")] = 0.8,
     directory: Annotated[Path, typer.Option("--dir", help="Where the demo data is written.")] = Path(".ferry/demo"),
     sample_rows: Annotated[
-        int, typer.Option("--sample-rows", min=10, max=20_000, help="Rows scored on every surface and compared.")
+        int, typer.Option("--sample-rows", min=300, max=20_000, help="Drifted rows each surface sees.")
     ] = 2000,
     registry: RegistryOpt = None,
 ) -> None:
-    """Train and promote a first model and serve it; retrain on drifted data and watch the service switch; score a
-    batch; sync an edge device from a static host; check that all three answer bit for bit the same."""
+    """One release through every surface, and the loop closed: train and serve a first model, let drifted data
+    arrive online, in batch and on a device, detect it, retrain, stage the candidate as challenger, promote it after
+    its window, and check that online, batch and edge answer bit for bit the same."""
     from contextlib import ExitStack
 
     from ferry import cli_demo
@@ -179,45 +183,96 @@ def demo(
         directory.mkdir(parents=True, exist_ok=True)
         schema_path = directory / "schema.yaml"
         schema_path.write_text(schema.dump_yaml())
-        online = cli_demo.has_extra("bentoml")
-        edge = cli_demo.has_extra("ferry_edge", "tuf")
+        if not cli_demo.has_extra("bentoml", "ferry_edge", "tuf"):
+            raise FerryError("the demo needs every extra: uv sync --all-extras (or pip install 'ferry[online,edge]')")
+        from ferry.monitor import MonitorSettings
+        from ferry.rollout import RolloutSettings
+        from ferry.serving import StaticHost
+        from ferry.settings import EdgeSettings
+        from flows.monitor import monitor
+
+        repo_dir = Path(EdgeSettings().repo_url)
         with ExitStack() as stack:
-            out.rule("[bold]1. baseline data: train and promote the first model")
+            out.rule("[bold]1. baseline data: train the first model, promote it online and to edge/stable")
             base = demo_mod.write_demo(directory / "baseline", n_rows=rows, seed=1, drift=0.0, fmt="parquet")
-            print_outcome(flow(data=str(base), schema_file=str(schema_path), registry_url=reg.url))
-            drifted_frame = demo_mod.make_churn(rows, seed=2, drift=drift)
-            frame, sample = cli_demo.sample(drifted_frame, schema, sample_rows)
-            service: cli_demo.DemoService | None = None
-            served = None
-            if online:
-                out.rule("[bold]2. online: bentoml serve answers with the champion")
-                service = stack.enter_context(cli_demo.DemoService(reg, directory))
-                out.print(f"serving on {service.url} (log: {service.log})")
-                served = cli_demo.show_answers(service, sample[:3], schema, "POST /predict, the first three rows:")
-            else:
-                out.print("[yellow]online step skipped: install the `online` extra[/]")
-            out.rule(f"[bold]3. drifted data (drift={drift}): retrain, gate against the champion")
-            drifted = demo_mod.write_demo(directory / "drifted", n_rows=rows, seed=2, drift=drift, fmt="parquet")
-            outcome = flow(data=str(drifted), schema_file=str(schema_path), registry_url=reg.url)
-            print_outcome(outcome)
-            champion = reg.channel(outcome["model"], "online/champion")
-            if service is not None and champion is not None and champion != served:
-                cli_demo.wait_for_version(service, sample, champion)
-                note = "the same service, not restarted, followed the channel pointer"
-                cli_demo.show_answers(service, sample[:3], schema, f"POST /predict again ({note}; was {served}):")
-            out.rule("[bold]4. batch: score the drifted rows with the champion")
-            output = cli_demo.batch_step(reg, frame, directory)
-            if edge and champion is not None:
-                out.rule("[bold]5. edge: publish a signed bundle, a device syncs it from a static host")
-                device_model = cli_demo.edge_step(reg, outcome["model"], champion, directory)
-                if service is not None:
-                    out.rule("[bold]6. parity: the same rows online, in batch and on the device")
-                    cli_demo.parity_step(cli_demo.surfaces_scores(service, output, device_model, sample, schema))
-            elif not edge:
-                out.print("[yellow]edge step skipped: install the `edge` extra[/]")
+            first = flow(
+                data=str(base),
+                schema_file=str(schema_path),
+                registry_url=reg.url,
+                promote_to=["online/champion", "edge/stable"],
+            )
+            print_outcome(first)
+
+            out.rule("[bold]2. serve it: bentoml serve, and a device syncing from a static host")
+            service = stack.enter_context(cli_demo.DemoService(reg, directory))
+            out.print(f"online service on {service.url} (log: {service.log})")
+            drifted_path = demo_mod.write_demo(
+                directory / "drifted", n_rows=rows, seed=2, drift=drift, fmt="parquet", start="2026-01-01"
+            )
+            frame, sample = cli_demo.sample(pd_read(drifted_path), schema, sample_rows)
+            served = cli_demo.show_answers(service, sample[:3], schema, "POST /predict, three customers:")
+            host = stack.enter_context(StaticHost(repo_dir))
+            device = cli_demo.DemoDevice(directory / "device-1", repo_dir, host, first["model"], service)
+            device.sync()
+
+            out.rule(f"[bold]3. drifted data arrives (drift={drift}): online traffic, a batch run, a device")
+            cli_demo.send_traffic(service, sample)
+            out.print(f"online: {len(sample):,} drifted records answered and logged")
+            cli_demo.batch_step(reg, frame, directory, "before")
+            device.predict_and_report(sample[: len(sample) // 2])
+
+            out.rule("[bold]4. the monitor flow compares production with the champion's reference")
+            settings = MonitorSettings(min_rows=200)
+            window = RolloutSettings(window_hours=0, min_rows=min(500, len(sample) // 2))
+            found = monitor(registry_url=reg.url, settings=settings, rollout_settings=window)
+            cli_demo.print_monitor(found)
+            asks = [a for a in found["announcements"] if a["retrain"]]
+            if not asks:
+                raise FerryError("the monitor saw no drift worth a retrain; try a larger --drift")
+
+            out.rule("[bold]5. the retrain the drift event asks for (what the automation in prefect.yaml runs)")
+            summary = next(j for j in found["judgements"] if j["source"] == asks[0]["source"])
+            reason = f"drift: {asks[0]['source']}: {', '.join(summary['drifted_features'])} drifted"
+            second = flow(
+                data=str(drifted_path),
+                schema_file=str(schema_path),
+                registry_url=reg.url,
+                promote_to=["online/challenger", "edge/beta"],
+                min_new_rows=500,
+                reason=reason,
+            )
+            print_outcome(second)
+            candidate = second.get("version")
+            if not second.get("promoted"):
+                raise FerryError(f"the candidate {candidate} was not staged: {second.get('reasons')}")
+
+            out.rule("[bold]6. the observation window: the challenger shadows live traffic, then the monitor decides")
+            cli_demo.send_traffic(service, sample)
+            out.print(f"online: {len(sample):,} more records; {candidate} scored each in shadow, unseen by callers")
+            decided = monitor(registry_url=reg.url, settings=settings, rollout_settings=window)
+            cli_demo.print_monitor(decided)
+            champion = reg.channel(first["model"], "online/champion")
+
+            out.rule("[bold]7. everyone on the new champion")
+            cli_demo.wait_for_version(service, sample, str(champion))
+            note = "the same service, not restarted, followed the channel pointer"
+            cli_demo.show_answers(service, sample[:3], schema, f"POST /predict again ({note}; was {served}):")
+            device.sync()
+            device.predict_and_report(sample[:300])
+            output, _ = cli_demo.batch_step(reg, frame, directory, "after")
+            monitor(registry_url=reg.url, settings=settings, rollout_settings=window, online_url=service.url)
+
+            out.rule("[bold]8. parity: the same rows online, in batch and on the device")
+            cli_demo.parity_step(cli_demo.surfaces_scores(service, output, device, sample, schema))
+            status(registry=reg.url, online_url=service.url, api_key=service.key, model=None)
     except FerryError as exc:
         raise _fail(exc) from exc
-    status(registry=reg.url)
+
+
+def pd_read(path: Path) -> Any:
+    import pandas as pd
+
+    return pd.read_parquet(path)
 
 
 @app.command()

@@ -1,7 +1,6 @@
-"""The surfaces part of ``ferry demo``: the online service answering and switching versions, a batch run, an edge
-device syncing from a static host, and the three compared bit for bit.
-
-Each step needs its extra (``online``, ``batch``, ``edge``); a step whose extra is missing is skipped with a note.
+"""The steps of ``ferry demo`` beyond the retrain flow: the online service (answering, shadowing a challenger,
+switching versions without a restart), an edge device syncing from a static host and sending heartbeats, batch
+scoring, the monitor flow closing the loop, and the three surfaces compared bit for bit.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ferry.errors import FerryError
@@ -24,7 +24,17 @@ from ferry.schema import Schema
 from ferry.serving import Service, StaticHost
 from ferry.showcase import Parity, Scores, batch_scores, compare, edge_scores, online_scores, records
 
-__all__ = ["DemoService", "batch_step", "edge_step", "has_extra", "parity_step", "show_answers", "wait_for_version"]
+__all__ = [
+    "DemoDevice",
+    "DemoService",
+    "batch_step",
+    "has_extra",
+    "parity_step",
+    "print_monitor",
+    "send_traffic",
+    "show_answers",
+    "wait_for_version",
+]
 
 SWITCH_TIMEOUT_S = 60.0
 
@@ -38,19 +48,28 @@ def has_extra(*modules: str) -> bool:
 
 
 class DemoService(Service):
-    """``bentoml serve`` on the demo registry with a one-off API key (predict + admin scopes)."""
+    """``bentoml serve`` on the demo registry: the champion answers, a challenger (when there is one) scores every
+    request in shadow; every prediction is logged; one-off keys for the demo (predict, feedback, admin) and for
+    devices (telemetry)."""
 
     def __init__(self, registry: Registry, directory: Path) -> None:
         from ferry.online.auth import hash_key
 
         self.key = secrets.token_urlsafe(24)
-        keys = [{"name": "demo", "sha256": hash_key(self.key), "scopes": ["predict", "admin"]}]
+        self.device_key = secrets.token_urlsafe(24)
+        keys = [
+            {"name": "demo", "sha256": hash_key(self.key), "scopes": ["predict", "feedback", "admin"]},
+            {"name": "devices", "sha256": hash_key(self.device_key), "scopes": ["telemetry"]},
+        ]
         super().__init__(
             log=directory / "serve.log",
             env={
                 "FERRY_REGISTRY_URL": registry.url,
                 "FERRY_ONLINE_API_KEYS": json.dumps(keys),
                 "FERRY_ONLINE_POLL_INTERVAL_S": "0.5",
+                "FERRY_ONLINE_ROUTING": "shadow",
+                "FERRY_ONLINE_PREDICTION_SAMPLE_RATE": "1.0",
+                "FERRY_ONLINE_LOG_FLUSH_INTERVAL_S": "1",
                 "BENTOML_HOME": str(directory / "bentoml-home"),
             },
         )
@@ -58,6 +77,14 @@ class DemoService(Service):
     def ask(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         answer: dict[str, Any] = self.post("/predict", {"records": rows}, key=self.key)
         return answer
+
+
+def send_traffic(service: DemoService, rows: list[dict[str, Any]], *, chunk: int = 250) -> int:
+    """Requests of ``chunk`` records each; waits until the service's prediction log has flushed them."""
+    for start in range(0, len(rows), chunk):
+        service.ask(rows[start : start + chunk])
+    time.sleep(2.5)  # the log flushes every second (FERRY_ONLINE_LOG_FLUSH_INTERVAL_S)
+    return len(rows)
 
 
 def show_answers(service: DemoService, rows: list[dict[str, Any]], schema: Schema, title: str) -> str:
@@ -85,56 +112,83 @@ def wait_for_version(service: DemoService, rows: list[dict[str, Any]], version: 
     raise FerryError(f"the online service did not switch to {version} within {SWITCH_TIMEOUT_S:.0f} s")
 
 
-def batch_step(registry: Registry, frame: pd.DataFrame, directory: Path) -> Path:
+def batch_step(registry: Registry, frame: pd.DataFrame, directory: Path, name: str) -> tuple[Path, dict[str, Any]]:
     """Write ``frame`` as Parquet and score it with ``ferry.batch.score`` (the batch channel, else the champion)."""
     from ferry import batch
 
-    source = directory / "batch-input"
-    output = directory / "batch-output"
+    source = directory / "batch-input" / name
+    output = directory / "batch-output" / name
     shutil.rmtree(output, ignore_errors=True)
     source.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(source / "sample.parquet", index=False)
+    frame.to_parquet(source / "part-0.parquet", index=False)
     summary = batch.score(str(source), str(output), registry).to_dict()
     _out().print(
         f"scored {summary['scored']:,} rows with {summary['version']} in {summary['seconds']:.2f} s, "
         f"{summary['rejected']} rejected -> {output}"
     )
-    return output
+    return output, summary
 
 
-def edge_step(registry: Registry, model: str, version: str, directory: Path) -> Any:
-    """Promote ``version`` to ``edge/stable``, publish it, serve the repository statically, and sync a device.
+class DemoDevice:
+    """A device provisioned with the repository's first root, following ``edge/stable`` through a static host."""
 
-    Returns the device's active ``EdgeModel``. The static host stops when this returns; the device keeps its model.
-    """
-    from ferry_edge.agent import Agent
+    def __init__(self, home: Path, repo_dir: Path, host: StaticHost, model: str, service: DemoService | None) -> None:
+        from ferry_edge.agent import Agent
 
-    from ferry.publish import open_repository, publish_channel
-    from ferry.settings import EdgeSettings
-
-    settings = EdgeSettings()
-    repo_dir = Path(settings.repo_url.removeprefix("file://"))
-    if "://" in settings.repo_url:
-        raise FerryError(
-            f"the demo serves the edge repository from a local directory; FERRY_EDGE_REPO_URL is {repo_dir}"
-        )
-    registry.promote(version, "edge/stable", model=model, reason="demo: field release")
-    result = publish_channel(registry, open_repository(settings), model, "edge/stable")
-    state = "published" if result.changed else "already published"
-    _out().print(f"edge/stable -> {version}: {state} {result.target} (sha256 {result.sha256[:16]}, {result.length} B)")
-    device = directory / "device"
-    shutil.rmtree(device, ignore_errors=True)  # a fresh device, provisioned with this repository's first root
-    with StaticHost(repo_dir) as host:
-        agent = Agent.init(
-            device,
+        shutil.rmtree(home, ignore_errors=True)  # a fresh device
+        self.home = home
+        self.service = service
+        self.agent = Agent.init(
+            home,
             repo_url=host.url,
             model=model,
             channel="edge/stable",
             trusted_root=(repo_dir / "metadata" / "1.root.json").read_bytes(),
         )
-        synced = agent.sync()
-    _out().print(f"device at {device} synced from {host.url}: {synced.detail}, active {synced.version}")
-    return agent.active()
+
+    def sync(self) -> str | None:
+        result = self.agent.sync()
+        _out().print(f"device {self.home.name}: {result.detail}, active {result.version}")
+        return result.version
+
+    def predict_and_report(self, rows: list[dict[str, Any]]) -> None:
+        """Score ``rows`` offline, fold them into the drift sketch, and send a heartbeat to the online service."""
+        from ferry_edge.telemetry import DriftSketch, Heartbeats
+
+        model = self.agent.active()
+        model.predict(rows)
+        sketch = DriftSketch(model.features)
+        sketch.update(rows)
+        if self.service is None:
+            return
+        beats = Heartbeats(self.home, f"{self.service.url}/telemetry", token=self.service.device_key)
+        sent = beats.send(beats.build({**self.agent.status(), "device": self.home.name}, sketch))
+        time.sleep(2.5)  # the service writes received heartbeats every second
+        _out().print(
+            f"device {self.home.name}: scored {len(rows)} rows with {model.version}; heartbeat "
+            f"{'sent' if sent else 'queued'} (a drift sketch, no rows)"
+        )
+
+
+def print_monitor(outcome: dict[str, Any]) -> None:
+    table = Table(title="monitor: production against the champion's reference", title_justify="left")
+    for col in ("source", "rows", "drifted", "drifted share", "drifted features", "prediction drift"):
+        table.add_column(col, overflow="fold")
+    for j in outcome["judgements"]:
+        drifted = "n/a" if j["skipped"] else ("[bold red]yes[/]" if j["drifted"] else "[green]no[/]")
+        share = "" if j["drifted_share"] is None else f"{j['drifted_share']:.2f}"
+        prediction = "n/a" if j["prediction_drift"] is None else ("yes" if j["prediction_drift"] else "no")
+        table.add_row(j["source"], str(j["rows"]), drifted, share, ", ".join(j["drifted_features"]), prediction)
+    _out().print(table)
+    for a in outcome["announcements"]:
+        if a["announce"]:
+            ask = "asks for a retrain" if a["retrain"] else "no retrain"
+            _out().print(f"[yellow]ferry.drift.detected[/] {a['source']}: {escape(a['why'])} ({ask})")
+    r = outcome.get("rollout") or {}
+    if r.get("decision") in ("promote", "rollback"):
+        _out().print(f"[bold]rollout of {r['challenger']}: {r['decision']}[/] ({escape('; '.join(r['reasons']))})")
+        for m in r["moved"]:
+            _out().print(f"  {m['channel']} -> {m['to']}")
 
 
 def parity_step(surfaces: list[Scores]) -> list[Parity]:
@@ -156,10 +210,8 @@ def parity_step(surfaces: list[Scores]) -> list[Parity]:
     bad = [p for p in results if not p.identical]
     if bad:
         raise FerryError("surfaces disagree: " + ", ".join(f"{a} vs {b}" for a, b in (p.surfaces for p in bad)))
-    _out().print(
-        f"[bold green]bit-for-bit identical[/] on {results[0].rows:,} rows across "
-        + ", ".join(s.surface for s in surfaces)
-    )
+    names = ", ".join(s.surface for s in surfaces)
+    _out().print(f"[bold green]bit-for-bit identical[/] on {results[0].rows:,} rows across {names}")
     return results
 
 
@@ -169,10 +221,10 @@ def sample(frame: pd.DataFrame, schema: Schema, n: int) -> tuple[pd.DataFrame, l
 
 
 def surfaces_scores(
-    service: DemoService, output: Path, device_model: Any, rows: list[dict[str, Any]], schema: Schema
+    service: DemoService, output: Path, device: DemoDevice, rows: list[dict[str, Any]], schema: Schema
 ) -> list[Scores]:
     return [
         online_scores(service, service.key, rows, schema),
         batch_scores(output, rows, schema),
-        edge_scores(device_model, rows, schema),
+        edge_scores(device.agent.active(), rows, schema),
     ]

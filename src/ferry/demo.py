@@ -221,15 +221,18 @@ def write_demo(
     seed: int = 0,
     drift: float = 0.0,
     fmt: Literal["csv", "parquet"] = "parquet",
+    start: str = "2025-01-01",
 ) -> Path:
     """Write :func:`make_churn` data into ``directory`` (created if needed) and return the file's path.
+
+    ``start``: the first signup day; a later batch starts later, so its rows are new to a model trained before.
 
     The name records the arguments (``churn-n10000-seed0-drift0.00.parquet``) so reference and drifted batches sit
     side by side. The file appears atomically: it is written under a temporary name and then renamed.
     """
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
-    frame = make_churn(n_rows, seed=seed, drift=drift)
+    frame = make_churn(n_rows, seed=seed, drift=drift, start=start)
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"churn-n{n_rows}-seed{seed}-drift{drift:.2f}.{fmt}"

@@ -415,7 +415,7 @@ class Judgement:
             "drifted": self.drifted,
             "drifted_share": self.input.drifted_share if self.input else None,
             "drifted_features": list(self.input.drifted_features) if self.input else [],
-            "prediction_drift": bool(self.prediction and self.prediction.drifted),
+            "prediction_drift": None if self.prediction is None else self.prediction.drifted,
             "prediction_score": self.prediction.columns[0].score if self.prediction else None,
             "quality": self.quality,
             "report": self.report,

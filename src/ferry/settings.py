@@ -132,7 +132,8 @@ class EdgeSettings(BaseSettings):
     keys_dir: str = Field(
         default=".ferry/edge-keys",
         min_length=1,
-        description="Local directory of the signing keys (ed25519 PEM files, one per role and slot). Never inside repo_url.",
+        description="Local directory of the signing keys (ed25519 PEM files, one per role and slot); never inside "
+        "repo_url.",
     )
     timestamp_expiry_hours: float = Field(
         default=24, gt=0, le=24 * 30, description="Validity of timestamp metadata; re-signed by the edge-resign flow."
