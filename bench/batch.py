@@ -45,6 +45,15 @@ CHUNK = 250_000
 
 
 def peak_rss_mb() -> float:
+    """This process's peak RSS. On Linux from VmHWM: ``ru_maxrss`` keeps the high-water mark of the process image
+    before ``exec``, so a worker spawned by a parent that prepared the data would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -154,7 +163,12 @@ def worker_ferry(setup: dict[str, str]) -> dict[str, Any]:
     summary = batch.score(setup["input"], str(out), Registry(setup["registry"]), version=setup["version"])
     seconds = time.perf_counter() - start
     drift = summary.drift or {}
-    return {"seconds": seconds, "rows": summary.scored, "drift_seconds": drift.get("seconds", 0.0)}
+    return {
+        "seconds": seconds,
+        "rows": summary.scored,
+        "drift_seconds": drift.get("seconds", 0.0),
+        "drift": drift.get("status", "off"),
+    }
 
 
 def worker_flow(setup: dict[str, str]) -> dict[str, Any]:
@@ -319,6 +333,7 @@ def measure(root: Path, setup: dict[str, str], args: argparse.Namespace) -> None
         rss_ratio = results["ferry"]["peak_rss_mb"] / results["naive"]["peak_rss_mb"]
         print(f"peak RSS ferry / naive:              {rss_ratio:.2f}x")
     print(f"peak RSS of ferry score: {results['ferry']['peak_rss_mb']:,.0f} MB (goal < 1,024)")
+    print("raw:", json.dumps(results, sort_keys=True))
     drift_s = results["ferry"]["drift_seconds"]
     scoring_s = results["ferry"]["seconds"] - drift_s
     print(

@@ -132,3 +132,16 @@ def test_reservoir_samples_uniformly_and_reproducibly() -> None:
     pd.testing.assert_frame_equal(s, sample(1000, seed=1))
     assert not s.equals(sample(1000, seed=2))
     assert len(sample(50_000, seed=1)) == 20_000  # fewer rows than k: all of them
+
+
+def test_a_failing_drift_check_is_reported_and_the_run_still_succeeds(tmp_path: Path, registry: Registry) -> None:
+    settings = batch.BatchSettings(drift_timeout_s=0.001)  # Evidently cannot finish in a millisecond
+    summary = batch.score(
+        str(demo_partitions(tmp_path / "in", drift=0.0, parts=1)), str(tmp_path / "out"), registry, settings=settings
+    )
+    assert summary.scored == 3000
+    assert summary.drift is not None
+    assert summary.drift["status"] == "failed"
+    assert "did not finish within 0.001 s" in summary.drift["text"]
+    assert "the scores are unaffected" in summary.drift["text"]
+    assert json.loads((tmp_path / "out" / "drift" / "summary.json").read_text())["status"] == "failed"

@@ -686,7 +686,7 @@ def check_drift(
                 sample_rows=result.current_rows,
                 reference_rows=result.reference_rows,
             )
-    except FerryError as exc:
+    except (FerryError, OSError, ImportError) as exc:  # evidence must not undo a finished run
         d["status"], d["detail"] = "failed", f"the drift check failed ({exc}); the scores are unaffected"
     d["seconds"] = round(time.perf_counter() - started, 4)
     d["text"] = _drift_text(d)
