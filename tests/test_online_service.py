@@ -178,7 +178,7 @@ def test_a_missing_field_and_nan_get_422(client: Any, churn_champion: dict[str, 
 
 @pytest.mark.parametrize(
     "body",
-    [b'{"records": ', b"[1, 2]", b'{"records": 5}', b'{"rows": []}', b"\xff\xfe", b""],
+    [b'{"records": ', b"[1, 2]", b'{"records": 5}', b'{"rows": []}', b"\xff\xfe", b"", b"[" * 100_000],
 )
 def test_malformed_bodies_get_400_never_500(client: Any, body: bytes) -> None:
     headers = {**auth("predict"), "Content-Type": "application/json"}
@@ -495,8 +495,15 @@ def test_a_malformed_heartbeat_gets_422_naming_the_field(
     assert f"field '{field}'" in response.text
 
 
-@pytest.mark.parametrize("body", [b"[]", b"5", b"{", b'{"id": 1}', b"null"])
+@pytest.mark.parametrize("body", [b"[]", b"5", b"{", b'{"id": 1}', b"null", b'{"a":' * 50_000])
 def test_telemetry_shapes_get_4xx(client: Any, body: bytes) -> None:
     headers = {**auth("telemetry"), "Content-Type": "application/json"}
     response = client.post("/telemetry", content=body, headers=headers)
+    assert 400 <= response.status_code < 500, response.text
+
+
+@pytest.mark.parametrize(("path", "key"), [("/feedback", "feedback"), ("/model", "predict"), ("/refresh", "admin")])
+def test_deeply_nested_json_gets_4xx_on_every_api(client: Any, path: str, key: str) -> None:
+    headers = {**auth(key), "Content-Type": "application/json"}
+    response = client.post(path, content=b'{"items": ' + b"[" * 100_000, headers=headers)
     assert 400 <= response.status_code < 500, response.text

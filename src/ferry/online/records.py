@@ -88,6 +88,8 @@ def parse_json(body: bytes) -> Any:
         return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestRejected(400, None, "json", f"the body is not valid JSON ({exc}); send a JSON object") from None
+    except RecursionError:
+        raise RequestRejected(400, None, "json", "the body nests arrays or objects too deeply") from None
 
 
 def to_records(payload: Any, *, max_records: int) -> tuple[list[Mapping[str, Any]], bool]:
