@@ -253,3 +253,21 @@ def test_demo_runs_the_whole_release_end_to_end(tmp_path: Path) -> None:
     assert "bit-for-bit identical on 300 rows across online, batch, edge" in out
     assert f"online service: serves {champion}" in out
     assert "skew" not in out
+
+
+def test_the_demo_clears_only_what_an_earlier_demo_made(tmp_path: Path) -> None:
+    from ferry.cli_demo import MARKER, fresh_world
+    from ferry.errors import FerryError
+
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    fresh_world(ours)
+    (ours / "old-run.txt").write_text("left by the last demo")
+    (theirs).mkdir()
+    (theirs / "precious.parquet").write_text("a user's data")
+    with pytest.raises(FerryError, match="theirs holds data the demo did not make"):
+        fresh_world(ours, theirs)
+    assert (ours / "old-run.txt").exists()  # nothing is cleared unless everything may be
+    assert (theirs / "precious.parquet").exists()
+    fresh_world(ours, tmp_path / "new")
+    assert sorted(p.name for p in ours.iterdir()) == [MARKER]
+    assert (tmp_path / "new" / MARKER).exists()

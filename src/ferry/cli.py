@@ -180,9 +180,6 @@ def demo(
     try:
         flow = _retrain_flow()
         reg = _registry(registry)
-        directory.mkdir(parents=True, exist_ok=True)
-        schema_path = directory / "schema.yaml"
-        schema_path.write_text(schema.dump_yaml())
         if not cli_demo.has_extra("bentoml", "ferry_edge", "tuf"):
             raise FerryError("the demo needs every extra: uv sync --all-extras (or pip install 'ferry[online,edge]')")
         from ferry.monitor import MonitorSettings
@@ -191,7 +188,13 @@ def demo(
         from ferry.settings import EdgeSettings
         from flows.monitor import monitor
 
-        repo_dir = Path(EdgeSettings().repo_url)
+        edge = EdgeSettings()
+        repo_dir = Path(edge.repo_url)
+        if any("://" in u for u in (reg.url, edge.repo_url, edge.keys_dir)):
+            raise FerryError("the demo runs on local directories; unset FERRY_REGISTRY_URL and FERRY_EDGE_REPO_URL")
+        cli_demo.fresh_world(Path(reg.url), repo_dir, Path(edge.keys_dir), directory)
+        schema_path = directory / "schema.yaml"
+        schema_path.write_text(schema.dump_yaml())
         with ExitStack() as stack:
             out.rule("[bold]1. baseline data: train the first model, promote it online and to edge/stable")
             base = demo_mod.write_demo(directory / "baseline", n_rows=rows, seed=1, drift=0.0, fmt="parquet")

@@ -25,6 +25,7 @@ from ferry.serving import Service, StaticHost
 from ferry.showcase import Parity, Scores, batch_scores, compare, edge_scores, online_scores, records
 
 __all__ = [
+    "MARKER",
     "DemoDevice",
     "DemoService",
     "batch_step",
@@ -37,6 +38,8 @@ __all__ = [
 ]
 
 SWITCH_TIMEOUT_S = 60.0
+MARKER = ".ferry-demo"
+"""Left in every directory the demo fills, so a later demo may clear it, and only it."""
 
 
 def _out() -> Console:
@@ -45,6 +48,23 @@ def _out() -> Console:
 
 def has_extra(*modules: str) -> bool:
     return all(find_spec(m) is not None for m in modules)
+
+
+def fresh_world(*directories: Path) -> None:
+    """Start the demo from nothing: clear what an earlier demo left in ``directories`` (each marked as the demo's).
+
+    A directory holding anything the demo did not make is never touched: FerryError names it and the way out.
+    """
+    for d in directories:
+        if d.exists() and any(d.iterdir()) and not (d / MARKER).exists():
+            raise FerryError(
+                f"{d} holds data the demo did not make; run the demo elsewhere (--registry, FERRY_EDGE_REPO_URL, "
+                f"FERRY_EDGE_KEYS_DIR, --dir) or move that data away"
+            )
+    for d in directories:
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        (d / MARKER).write_text("made by `ferry demo`; the next demo run clears this directory\n")
 
 
 class DemoService(Service):
