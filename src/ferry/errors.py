@@ -9,7 +9,8 @@ meaning, so callers may catch either::
     ├── SchemaError(ValueError)            the declared schema file itself is invalid
     ├── DataError(ValueError)              input data cannot be used
     │   ├── DataFormatError                the file is missing, empty, corrupt or of an unknown format
-    │   └── DataValidationError            rows break a schema rule; names column, rule and example rows
+    │   ├── DataValidationError            rows break a schema rule; names column, rule and example rows
+    │   └── RequestRejected                an online request the service refuses (400/413/422); names the field
     ├── TrainingError(RuntimeError)        the pipeline could not be fitted
     ├── ExportError(RuntimeError)          the pipeline could not be converted to ONNX
     ├── GateError(RuntimeError)            the gate could not reach a verdict (it then fails closed)
@@ -18,7 +19,12 @@ meaning, so callers may catch either::
     │   ├── ChannelError(ValueError)       bad channel name, or nothing to roll back to
     │   ├── PromotionRefused(ValueError)   the version's gate did not pass and force was not given
     │   └── LockTimeout(TimeoutError)      another promotion held the lock for too long
-    └── AuditError(ValueError)             the audit log's hash chain is broken
+    ├── AuditError(ValueError)             the audit log's hash chain is broken
+    ├── NotReadyError(RuntimeError)        the online service has no model loaded and warmed yet
+    ├── BentoNotFound(FileNotFoundError)   `ferry serve` cannot find the online service's directory
+    └── ServiceFailed(RuntimeError)        a `bentoml serve` started by ferry exited or never became ready
+
+The last four live beside the code that raises them (``ferry.online``, ``ferry.serving``).
 """
 
 from __future__ import annotations
