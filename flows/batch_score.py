@@ -175,6 +175,7 @@ def batch_score(
         summary = core.summarise(plan_obj, results, failures, time.perf_counter() - started)
         summary.partitions = planned["partitions"]
         summary.drift = drift
+        core.note_run(registry_url, summary)
     outcome = summary.to_dict()
     _publish_artifacts(outcome)
     if failures:

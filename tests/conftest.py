@@ -114,16 +114,26 @@ def pair(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     return registry, base.id, challenger
 
 
-@pytest.fixture
-def staged(pair: tuple[Any, str, str], tmp_path: Path) -> tuple[Any, str, str]:
-    """The champion/challenger registry, with the challenger also on edge/beta and the champion on edge/stable."""
+PRODUCTION_DATA = ("batch", "online", "monitor")
+"""What production writes under ``models/<model>/`` (logs, batch samples and runs, monitor state): other tests'
+runs leave some in the shared champion registry, so tests that read it start from copies without it."""
+
+
+def copy_clean(src: str | Path, dst: Path) -> Any:
+    """A copy of a registry with its versions and channels but none of the production data other tests wrote."""
     import shutil
 
     from ferry.registry import Registry
 
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*PRODUCTION_DATA))
+    return Registry(str(dst))
+
+
+@pytest.fixture
+def staged(pair: tuple[Any, str, str], tmp_path: Path) -> tuple[Any, str, str]:
+    """The champion/challenger registry, with the challenger also on edge/beta and the champion on edge/stable."""
     registry, champion, challenger = pair
-    shutil.copytree(registry.url, tmp_path / "registry")
-    copy = Registry(str(tmp_path / "registry"))
+    copy = copy_clean(registry.url, tmp_path / "registry")
     copy.promote(champion, "edge/stable", model="churn", reason="test")
     copy.promote(challenger, "edge/beta", model="churn", reason="test")
     return copy, champion, challenger

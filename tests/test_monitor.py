@@ -4,12 +4,12 @@ from labels, and the alert policy (thresholds, dedupe, cooldown). Plain function
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import copy_clean
 from ferry_edge.telemetry import DriftSketch, Heartbeats
 
 from ferry import gate, monitor
@@ -25,8 +25,7 @@ SETTINGS = monitor.MonitorSettings(min_rows=100)
 
 @pytest.fixture
 def registry(churn_champion: dict[str, str], tmp_path: Path) -> Registry:
-    shutil.copytree(churn_champion["registry"], tmp_path / "registry")
-    return Registry(str(tmp_path / "registry"))
+    return copy_clean(churn_champion["registry"], tmp_path / "registry")
 
 
 @pytest.fixture(scope="module")
@@ -261,3 +260,23 @@ def test_bad_settings_name_the_field(env: dict[str, str], field: str, monkeypatc
         monkeypatch.setenv(k, v)
     with pytest.raises(ValidationError, match=field):
         monitor.MonitorSettings()
+
+
+def test_a_batch_run_leaves_its_input_sample_for_the_monitor_and_its_output_for_status(
+    registry: Registry, reference: Any, tmp_path: Path
+) -> None:
+    from ferry import batch, whereabouts
+
+    frame, schema = reference
+    (tmp_path / "in").mkdir()
+    make_churn(3000, seed=77, drift=1.0).to_parquet(tmp_path / "in" / "part.parquet", index=False)
+    summary = batch.score(str(tmp_path / "in"), str(tmp_path / "out"), registry)
+    data = monitor.batch_since(registry, "churn", None, max_rows=50_000)
+    assert data is not None
+    assert data.versions == {summary.version: data.rows}
+    assert data.rows == 2000  # the partition's drift sample (FERRY_BATCH_DRIFT_SAMPLE_ROWS)
+    assert monitor.judge(data, frame, schema, SETTINGS).drifted
+    (run,) = whereabouts.batch_runs(registry, "churn")
+    assert run["output"] == summary.output
+    assert run["version"] == summary.version
+    assert run["scored"] == 3000

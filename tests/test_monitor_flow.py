@@ -3,10 +3,10 @@ same drift not announced twice."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from conftest import copy_clean
 from test_flow import artifacts_of
 from test_monitor import beats_from, serve_rows
 from test_rollout import traffic
@@ -24,8 +24,7 @@ def test_monitor_flow_announces_new_drift_once_and_leaves_evidence(
 ) -> None:
     from flows.monitor import monitor
 
-    shutil.copytree(churn_champion["registry"], tmp_path / "registry")
-    registry = Registry(str(tmp_path / "registry"))
+    registry = copy_clean(churn_champion["registry"], tmp_path / "registry")
     schema = churn_schema()
     settings = core.MonitorSettings(min_rows=100)
     folder = tmp_path / "collector"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import free_port
+from conftest import copy_clean, free_port
 from test_monitor import serve_rows
 
 from ferry import demo
@@ -117,8 +116,7 @@ class Stack:
 
 @pytest.fixture
 def stack(churn_champion: dict[str, str], tmp_path: Path) -> Iterator[tuple[Stack, Registry]]:
-    shutil.copytree(churn_champion["registry"], tmp_path / "registry")
-    registry = Registry(str(tmp_path / "registry"))
+    registry = copy_clean(churn_champion["registry"], tmp_path / "registry")
     s = Stack(tmp_path, registry)
     try:
         s.spawn("server", "server", "start", "--host", "127.0.0.1", "--port", str(s.port))

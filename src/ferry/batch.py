@@ -22,6 +22,7 @@ import functools
 import hashlib
 import io
 import json
+import logging
 import sys
 import tempfile
 import threading
@@ -56,6 +57,8 @@ from ferry.registry import ModelVersion, Registry
 from ferry.schema import Schema
 from ferry.scoring import OnnxScorer
 
+log = logging.getLogger("ferry.batch")
+
 __all__ = [
     "BatchSettings",
     "LoadedModel",
@@ -64,6 +67,7 @@ __all__ = [
     "Plan",
     "RowProgress",
     "check_drift",
+    "note_run",
     "load_model",
     "plan",
     "resolve_version",
@@ -566,9 +570,28 @@ def _score(
         drift = check_drift(output_url, p.registry_url, p.model, p.version, settings=s, storage_options=storage_options)
     summary = summarise(p, results, failures, time.perf_counter() - started)
     summary.drift = drift
+    note_run(p.registry_url, summary)
     if failures:
         raise PartitionsFailed(failures, finished=len(summary.results), summary=summary)
     return summary
+
+
+def note_run(registry_url: str, summary: RunSummary) -> None:
+    """Tell ``ferry status`` where this run's output is and which version scored it (never fails the run)."""
+    from ferry import whereabouts
+
+    d = summary.to_dict()
+    try:
+        whereabouts.note_batch_run(
+            Registry(registry_url),
+            d["model"],
+            output=d["output"],
+            version=d["version"],
+            rows=d["rows"],
+            scored=d["scored"],
+        )
+    except (FerryError, OSError) as exc:
+        log.warning("could not record the batch run in the registry: %s", exc)
 
 
 # ---------------------------------------------------------------------------------------------------------- drift
@@ -619,6 +642,16 @@ def _drift_text(d: dict[str, Any]) -> str:
     return f"{d['status']}: {d['detail']}"
 
 
+def _keep_for_monitor(registry: Registry, model: str, version: str, sample: pd.DataFrame, output_url: str) -> None:
+    """The run's input sample, kept in the registry where the monitor flow reads batch inputs."""
+    from ferry import monitor
+
+    try:
+        monitor.record_batch_input(registry, model, sample, version=version, run=output_url)
+    except (FerryError, OSError) as exc:
+        log.warning("could not keep the input sample for the monitor flow: %s", exc)
+
+
 def check_drift(
     output_url: str,
     registry_url: str,
@@ -665,6 +698,7 @@ def check_drift(
             d["status"] = "no sample"
             d["detail"] = "no scored rows were sampled (every row was rejected, or the partitions predate sampling)"
         else:
+            _keep_for_monitor(registry, v.model, v.id, sample, output_url)
             reference = pd.read_parquet(io.BytesIO(registry.read_bytes(v, "reference.parquet")))
             with tempfile.TemporaryDirectory(prefix="ferry-drift-") as tmp:
                 html = Path(tmp) / "report.html"

@@ -344,9 +344,21 @@ def score(
         settings = batch.BatchSettings() if batch_rows is None else batch.BatchSettings(batch_rows=batch_rows)
     except ValueError as exc:
         raise _fail(exc) from exc
-    columns = (TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"), TimeElapsedColumn())
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        bar = progress.add_task("rows", total=None)
+        bar = progress.add_task("scoring", total=None)
+
+        def on_rows(n: int) -> None:
+            progress.advance(bar, n)
+            t = progress.tasks[0]
+            if t.total is not None and t.completed >= t.total:
+                progress.update(bar, description="checking input drift")
 
         def on_plan(p: batch.Plan) -> None:
             progress.update(bar, total=batch.expected_rows(p))
@@ -360,7 +372,7 @@ def score(
                 model=model,
                 settings=settings,
                 on_plan=on_plan,
-                on_rows=lambda n: progress.advance(bar, n),
+                on_rows=on_rows,
             )
             failures: dict[str, str] = {}
         except batch.PartitionsFailed as exc:
@@ -385,6 +397,11 @@ def _print_batch(s: dict[str, Any]) -> None:
     table.add_row("rows", f"{s['rows']:,} ({s['scored']:,} scored, {s['rejected']:,} rejected)")
     table.add_row("time", f"{s['seconds']:.2f} s ({s['rows_per_s']:,.0f} rows/s)")
     table.add_row("output", s["output"])
+    drift = s.get("drift")
+    if drift:
+        table.add_row("input drift", escape(drift["text"]))
+        if drift["report"]:
+            table.add_row("drift report", drift["report"])
     if s["rejected"]:
         table.add_row("rejects", f"{s['output'].rstrip('/')}/rejects/ (row, id, column, rule, reason)")
     _out().print(table)

@@ -68,7 +68,8 @@ def _get(url: str, *, timeout: float) -> int:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        with exc:  # an HTTPError holds the response open
+            return int(exc.code)
 
 
 def _stop(process: subprocess.Popen[bytes], grace_s: float) -> None:

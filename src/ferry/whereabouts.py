@@ -97,7 +97,8 @@ def ask_online(url: str, api_key: str | None, *, timeout_s: float = 5.0) -> dict
             body: dict[str, Any] = json.loads(response.read())
             return body
     except urllib.error.HTTPError as exc:
-        return {"error": f"{url} answered {exc.code}"}
+        with exc:  # an HTTPError holds the response open
+            return {"error": f"{url} answered {exc.code}"}
     except (OSError, ValueError) as exc:
         return {"error": f"{url} did not answer: {exc}"}
 

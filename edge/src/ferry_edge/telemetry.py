@@ -168,10 +168,11 @@ class Heartbeats:
                     if response.status >= 300:
                         raise OSError(f"collector answered {response.status}")
             except urllib.error.HTTPError as exc:
-                if exc.code in REFUSED:
+                with exc:  # an HTTPError holds the response open
                     detail = exc.read()[:300].decode(errors="replace")
+                if exc.code in REFUSED:
                     raise HeartbeatRefused(f"collector answered {exc.code}: {detail}") from exc
-                raise
+                raise OSError(f"collector answered {exc.code}: {detail}") from exc
             return
         directory = Path(self.collector.removeprefix("file://"))
         directory.mkdir(parents=True, exist_ok=True)
