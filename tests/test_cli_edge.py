@@ -13,13 +13,19 @@ from ferry.cli_edge import edge_app
 from ferry.registry import Registry
 
 
-def test_publish_status_resign_rotate(
-    churn_champion: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def edge_env(churn_champion: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the champion's registry and an empty edge repository and key directory, set in the environment."""
     shutil.copytree(churn_champion["registry"], tmp_path / "registry")
     monkeypatch.setenv("FERRY_REGISTRY_URL", str(tmp_path / "registry"))
     monkeypatch.setenv("FERRY_EDGE_REPO_URL", str(tmp_path / "repo"))
     monkeypatch.setenv("FERRY_EDGE_KEYS_DIR", str(tmp_path / "keys"))
+    return tmp_path / "registry"
+
+
+def test_publish_status_resign_rotate(
+    churn_champion: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edge_env(churn_champion, tmp_path, monkeypatch)
     runner = CliRunner()
 
     def edge(*args: str) -> tuple[int, str]:
@@ -53,10 +59,7 @@ def test_publish_status_resign_rotate(
 def test_thresholds_from_the_environment_and_rotating_a_second_key(
     churn_champion: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shutil.copytree(churn_champion["registry"], tmp_path / "registry")
-    monkeypatch.setenv("FERRY_REGISTRY_URL", str(tmp_path / "registry"))
-    monkeypatch.setenv("FERRY_EDGE_REPO_URL", str(tmp_path / "repo"))
-    monkeypatch.setenv("FERRY_EDGE_KEYS_DIR", str(tmp_path / "keys"))
+    edge_env(churn_champion, tmp_path, monkeypatch)
     monkeypatch.setenv("FERRY_EDGE_THRESHOLDS", '{"root": 2, "targets": 2}')
     Registry(str(tmp_path / "registry")).promote(churn_champion["version"], "edge/beta", model="churn", reason="t")
     runner = CliRunner()
@@ -88,11 +91,7 @@ def test_promote_and_rollback_on_an_edge_channel_publish_the_bundle(
     from ferry.publish import open_repository
     from ferry.tufrepo import describe
 
-    registry_dir = tmp_path / "registry"
-    shutil.copytree(churn_champion["registry"], registry_dir)
-    monkeypatch.setenv("FERRY_REGISTRY_URL", str(registry_dir))
-    monkeypatch.setenv("FERRY_EDGE_REPO_URL", str(tmp_path / "repo"))
-    monkeypatch.setenv("FERRY_EDGE_KEYS_DIR", str(tmp_path / "keys"))
+    registry_dir = edge_env(churn_champion, tmp_path, monkeypatch)
     first = churn_champion["version"]
     reg = Registry(str(registry_dir))
     second = clone_version(reg, reg.get(first), tmp_path / "clone", note="second")
