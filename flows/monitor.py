@@ -91,11 +91,14 @@ def monitor(
     settings: core.MonitorSettings | None = None,
     rollout_settings: RolloutSettings | None = None,
     online_url: str | None = None,
+    labels_url: str | None = None,
 ) -> dict[str, Any]:
     """Judge online predictions, batch inputs and edge heartbeats that arrived since the last run against the
     reference of the version behind ``channel``; announce new drift as ``ferry.drift.detected`` events.
 
     ``telemetry_folder``: a folder collector of edge heartbeats, read besides the registry's own telemetry.
+    ``labels_url``: a file of ground truth (``prediction_id``, ``label``), joined like the labels sent to the
+    service's ``/feedback`` with the predictions logged in the last ``label_lookback_days``: each version's quality.
     ``online_url``: the online service, asked what it serves for the "what runs where" artifact (with the key in
     ``FERRY_STATUS_API_KEY``). Then the staged rollout: a challenger whose window has elapsed is promoted or rolled back
     (:mod:`ferry.rollout`).
@@ -114,13 +117,8 @@ def monitor(
     run = now.strftime("%Y%m%dT%H%M%S")
 
     sources: list[core.SourceData] = []
-    online, feedback_cursor = core.online_since(
-        registry,
-        model,
-        state.cursors.get("online"),
-        max_rows=settings.max_rows,
-        feedback_cursor=state.cursors.get("feedback"),
-    )
+    online = core.online_since(registry, model, state.cursors.get("online"), max_rows=settings.max_rows)
+    feedback, feedback_cursor = core.feedback_since(registry, model, state.cursors.get("feedback"))
     if feedback_cursor:
         state.cursors["feedback"] = feedback_cursor
     if online is not None:
@@ -143,6 +141,7 @@ def monitor(
         whereabouts.remember_devices(registry, model, devices)
 
     judged = [judge_source(registry_url, model, version_id, s, settings, run) for s in sources]
+    quality = _quality(registry, model, schema, feedback, labels_url, settings)
     verdicts = [core.Seen(j["source"], j["drifted"], j["fingerprint"]) for j in judged]
     announcements = core.Policy(settings).decide(state, verdicts, now)
     for s in sources:
@@ -196,6 +195,7 @@ def monitor(
         "judgements": judged,
         "announcements": [a.__dict__ for a in announcements],
         "devices": devices,
+        "quality": quality,
     }
     outcome["rollout"] = rollout_step(registry_url, model, rollout_settings or RolloutSettings())
     view = whereabouts.collect(registry, model, online_url=online_url, api_key=os.environ.get("FERRY_STATUS_API_KEY"))
@@ -205,6 +205,30 @@ def monitor(
     )
     _artifacts(registry, outcome)
     return outcome
+
+
+def _quality(
+    registry: Registry,
+    model: str,
+    schema: Any,
+    feedback: Any,
+    labels_url: str | None,
+    settings: core.MonitorSettings,
+) -> dict[str, dict[str, float]]:
+    """Each version's quality on the labels that arrived (feedback since the last run, and a labels file)."""
+    import pandas as pd
+
+    parts = [feedback] if feedback is not None else []
+    if labels_url:
+        parts.append(core.read_labels(labels_url))
+    labels = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if labels.empty:
+        return {}
+    logged = core.logged_since(registry, model, settings.label_lookback_days)
+    quality = core.quality_by_version(logged, labels, str(schema.target_classes[-1]))
+    for version, q in quality.items():
+        get_run_logger().info("quality of %s on %d labelled predictions: %s", version, int(q["labelled"]), q)
+    return quality
 
 
 def _merge_cohorts(sources: list[core.SourceData], more: list[core.SourceData], schema: Any) -> list[core.SourceData]:
@@ -235,7 +259,6 @@ def _artifacts(registry: Registry, outcome: dict[str, Any]) -> None:
             "drifted share": "" if j["drifted_share"] is None else f"{j['drifted_share']:.2f}",
             "drifted features": ", ".join(j["drifted_features"]),
             "prediction drift": "n/a" if j["prediction_drift"] is None else str(j["prediction_drift"]),
-            "quality": "" if not j["quality"] else ", ".join(f"{k} {v:.3g}" for k, v in j["quality"].items()),
             "note": j["skipped"] or "",
         }
         for j in outcome["judgements"]
@@ -253,6 +276,12 @@ def _artifacts(registry: Registry, outcome: dict[str, Any]) -> None:
                 link_text=f"Evidently drift report: {j['source']}",
                 key=_key(model, "drift-report", j["source"]),
             )
+    if outcome.get("quality"):
+        create_table_artifact(
+            [{"version": v, **{k: round(x, 4) for k, x in q.items()}} for v, q in outcome["quality"].items()],
+            key=_key(model, "quality"),
+            description="Quality on labelled live predictions (feedback and labels files)",
+        )
     r = outcome.get("rollout") or {}
     if r.get("decision") in ("promote", "rollback", "wait"):
         create_markdown_artifact(

@@ -55,14 +55,14 @@ def serve_rows(registry: Registry, rows: list[dict[str, Any]], *, labels: bool =
 def test_online_drift_is_found_once_and_the_cursor_moves_on(registry: Registry, reference: Any, tmp_path: Path) -> None:
     frame, schema = reference
     serve_rows(registry, records(make_churn(600, seed=41), schema))
-    calm, _ = monitor.online_since(registry, "churn", None, max_rows=5000)
+    calm = monitor.online_since(registry, "churn", None, max_rows=5000)
     assert calm is not None
     assert calm.rows == 600
     calm_judgement = monitor.judge(calm, frame, schema, SETTINGS)
     assert not calm_judgement.drifted, calm_judgement.to_dict()
 
     serve_rows(registry, records(make_churn(600, seed=42, drift=1.0), schema))
-    drifted, _ = monitor.online_since(registry, "churn", calm.cursor, max_rows=5000)
+    drifted = monitor.online_since(registry, "churn", calm.cursor, max_rows=5000)
     assert drifted is not None
     assert drifted.rows == 600  # only what came after the cursor
     j = monitor.judge(drifted, frame, schema, SETTINGS, report_dir=tmp_path / "reports", run="r1")
@@ -74,28 +74,49 @@ def test_online_drift_is_found_once_and_the_cursor_moves_on(registry: Registry, 
     assert j.report is not None
     assert Path(j.report).stat().st_size > 10_000
     assert j.versions == {registry.channel("churn", "online/champion"): 600}
-    assert monitor.online_since(registry, "churn", drifted.cursor, max_rows=5000)[0] is None
+    assert monitor.online_since(registry, "churn", drifted.cursor, max_rows=5000) is None
 
 
-def test_quality_comes_from_labels_joined_by_prediction_id(registry: Registry, reference: Any) -> None:
-    frame, schema = reference
-    rows = make_churn(400, seed=43)
-    ids = serve_rows(registry, records(rows, schema), labels=True)
-    data, cursor = monitor.online_since(registry, "churn", None, max_rows=5000)
-    assert data is not None
+def test_quality_comes_from_labels_joined_by_prediction_id_even_when_they_come_late(
+    registry: Registry, reference: Any, tmp_path: Path
+) -> None:
+    _, schema = reference
+    ids = serve_rows(registry, records(make_churn(400, seed=43), schema), labels=True)
+    labels, cursor = monitor.feedback_since(registry, "churn", None)
+    assert labels is not None
     assert cursor is not None
-    assert data.labels is not None
-    assert set(data.labels["prediction_id"]) == set(ids)
-    quality = monitor.judge(data, frame, schema, SETTINGS).quality
-    assert quality is not None
-    assert quality["labelled"] == 400
-    assert quality["accuracy"] == 1.0  # the labels sent back were the predictions themselves
+    assert set(labels["prediction_id"]) == set(ids)
+    assert monitor.feedback_since(registry, "churn", cursor) == (None, cursor)
+    logged = monitor.logged_since(registry, "churn", days=1)
+    champion = registry.channel("churn", "online/champion")
+    quality = monitor.quality_by_version(logged, labels, "1")
+    assert set(quality) == {champion}
+    assert quality[champion]["labelled"] == 400
+    assert quality[champion]["accuracy"] == 1.0  # the labels sent back were the predictions themselves
+
+    # A labels file (CSV) arriving later: the first half of the predictions, with the opposite label.
+    answers = logged.head(200)
+    flipped = {"0": "1", "1": "0"}
+    late = tmp_path / "labels.csv"
+    answers.assign(label=answers["prediction"].astype(str).map(flipped))[["prediction_id", "label"]].to_csv(late)
+    wrong = monitor.quality_by_version(logged, monitor.read_labels(str(late)), "1")
+    assert wrong[champion]["labelled"] == 200
+    assert wrong[champion]["accuracy"] == 0.0
+
+
+def test_a_labels_file_without_its_columns_is_named(tmp_path: Path) -> None:
+    from ferry.errors import DataError
+
+    bad = tmp_path / "labels.csv"
+    bad.write_text("id,truth\n1,0\n")
+    with pytest.raises(DataError, match=r"no column\(s\) \['prediction_id', 'label'\]"):
+        monitor.read_labels(str(bad))
 
 
 def test_too_few_rows_are_not_judged(registry: Registry, reference: Any) -> None:
     frame, schema = reference
     serve_rows(registry, records(make_churn(50, seed=44, drift=1.0), schema))
-    data, _ = monitor.online_since(registry, "churn", None, max_rows=5000)
+    data = monitor.online_since(registry, "churn", None, max_rows=5000)
     assert data is not None
     j = monitor.judge(data, frame, schema, SETTINGS)
     assert not j.drifted
@@ -183,7 +204,7 @@ def test_batch_inputs_are_read_past_the_cursor(registry: Registry, reference: An
 def judgement(source: str, features: tuple[str, ...]) -> monitor.Judgement:
     columns = tuple(gate.ColumnDrift(f, "m", 0.5, 0.1, True) for f in features)
     drift = gate.DriftResult(bool(features), 0.5 if features else 0.0, 0.3, columns, 1000, 1000)
-    return monitor.Judgement(source, 1000, {}, drift, None, None, None)
+    return monitor.Judgement(source, 1000, {}, drift, None, None)
 
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -48,7 +48,13 @@ def test_monitor_flow_announces_new_drift_once_and_leaves_evidence(
     # Nothing new: nothing judged. The same drift again: judged, but not announced (no second retrain request).
     assert monitor(registry_url=registry.url, telemetry_folder=str(folder), settings=settings)["judgements"] == []
     serve_rows(registry, records(make_churn(500, seed=83, drift=1.0), schema))
-    third = monitor(registry_url=registry.url, telemetry_folder=str(folder), settings=settings)
+    logged = core.logged_since(registry, "churn", days=1)
+    labels = tmp_path / "labels.parquet"
+    logged.assign(label=logged["prediction"])[["prediction_id", "label"]].to_parquet(labels)
+    third = monitor(registry_url=registry.url, telemetry_folder=str(folder), settings=settings, labels_url=str(labels))
+    champion = registry.channel("churn", "online/champion")
+    assert third["quality"][champion]["labelled"] == 1000
+    assert third["quality"][champion]["accuracy"] == 1.0
     assert third["judgements"][0]["drifted"]
     assert not any(a["retrain"] for a in third["announcements"])  # cooling down whatever the sample shows
     history = core.history(registry, "churn")

@@ -56,8 +56,12 @@ __all__ = [
     "SourceData",
     "batch_since",
     "edge_since",
+    "feedback_since",
     "judge",
+    "logged_since",
     "online_since",
+    "quality_by_version",
+    "read_labels",
     "record_batch_input",
     "reference_of",
     "sketch_frame",
@@ -87,6 +91,9 @@ class MonitorSettings(BaseSettings):
         default=72.0, ge=0, description="How long the same drift (source and drifted features) stays announced."
     )
     timeout_s: float = Field(default=300.0, gt=0, description="Evidently reports that take longer fail the run.")
+    label_lookback_days: float = Field(
+        default=30.0, gt=0, description="How far back logged predictions are joined with labels that arrive late."
+    )
 
 
 # -- state ---------------------------------------------------------------------------------------------------
@@ -159,7 +166,6 @@ class SourceData:
     rows: int
     versions: dict[str, int]
     cursor: str | None
-    labels: pd.DataFrame | None = None  # prediction_id, label (online feedback joined by id)
 
 
 def _read_parquets(fs: Any, directory: str, names: Sequence[str]) -> pd.DataFrame:
@@ -176,27 +182,31 @@ def _versions(frame: pd.DataFrame) -> dict[str, int]:
     return {str(k): int(v) for k, v in frame["version"].value_counts().items()}
 
 
-def online_since(
-    registry: Registry, model: str, cursor: str | None, *, max_rows: int, feedback_cursor: str | None = None
-) -> tuple[SourceData | None, str | None]:
-    """Answers the online service logged after ``cursor`` (shadow answers left out), newest ``max_rows`` kept;
-    and the labels sent back after ``feedback_cursor``. Returns the source (None when nothing is new) and the new
-    feedback cursor."""
+def online_since(registry: Registry, model: str, cursor: str | None, *, max_rows: int) -> SourceData | None:
+    """Answers the online service logged after ``cursor`` (shadow answers left out), newest ``max_rows`` kept; None
+    when nothing is new."""
     fs, root = _fs(registry)
     directory = _path(root, model, "online", "predictions")
     names = _files_after(fs, directory, cursor, (".parquet",))
-    fb_dir = _path(root, model, "online", "feedback")
-    fb_names = _files_after(fs, fb_dir, feedback_cursor, (".parquet",))
-    labels = _read_parquets(fs, fb_dir, fb_names) if fb_names else None
-    new_feedback_cursor = fb_names[-1] if fb_names else feedback_cursor
     if not names:
-        return None, new_feedback_cursor
+        return None
     frame = _read_parquets(fs, directory, names)
     if "role" in frame.columns:
         frame = frame[frame["role"] != "shadow"]
     frame = frame.tail(max_rows).reset_index(drop=True)
-    source = SourceData("online", frame, len(frame), _versions(frame), names[-1], labels)
-    return source, new_feedback_cursor
+    return SourceData("online", frame, len(frame), _versions(frame), names[-1])
+
+
+def feedback_since(registry: Registry, model: str, cursor: str | None) -> tuple[pd.DataFrame | None, str | None]:
+    """Labels sent to the service's ``/feedback`` after ``cursor`` (prediction_id, label), and the new cursor."""
+    fs, root = _fs(registry)
+    directory = _path(root, model, "online", "feedback")
+    names = _files_after(fs, directory, cursor, (".parquet",))
+    if not names:
+        return None, cursor
+    frame = _read_parquets(fs, directory, names)
+    labels = frame[["prediction_id", "label"]].astype(str)
+    return labels, names[-1]
 
 
 def record_batch_input(
@@ -393,7 +403,6 @@ class Judgement:
     versions: dict[str, int]
     input: gate.DriftResult | None
     prediction: gate.DriftResult | None
-    quality: dict[str, float] | None
     report: str | None
     skipped: str | None = None  # why the source was not judged (too few rows)
 
@@ -417,7 +426,6 @@ class Judgement:
             "drifted_features": list(self.input.drifted_features) if self.input else [],
             "prediction_drift": None if self.prediction is None else self.prediction.drifted,
             "prediction_score": self.prediction.columns[0].score if self.prediction else None,
-            "quality": self.quality,
             "report": self.report,
             "skipped": self.skipped,
             "fingerprint": self.fingerprint,
@@ -433,11 +441,10 @@ def judge(
     report_dir: Path | None = None,
     run: str = "run",
 ) -> Judgement:
-    """Evidently's input drift (and prediction drift when ``p_positive`` is known) of one source; model quality
-    when labels for its predictions arrived."""
+    """Evidently's input drift (and prediction drift when ``p_positive`` is known) of one source."""
     if data.rows < settings.min_rows:
         why = f"{data.rows} new rows, fewer than min_rows={settings.min_rows}"
-        return Judgement(data.source, data.rows, data.versions, None, None, None, None, skipped=why)
+        return Judgement(data.source, data.rows, data.versions, None, None, None, skipped=why)
     edge = data.source.startswith("edge:")
     ref = sketch_frame([reference_sketch(reference, schema)], schema) if edge else reference
     html = None
@@ -452,27 +459,65 @@ def judge(
         prediction = gate.data_drift(
             reference, data.frame.dropna(subset=[PREDICTION]), numeric=[PREDICTION], timeout_s=settings.timeout_s
         )
-    quality = _quality(data) if data.labels is not None else None
-    return Judgement(data.source, data.rows, data.versions, drift, prediction, quality, str(html) if html else None)
+    return Judgement(data.source, data.rows, data.versions, drift, prediction, str(html) if html else None)
 
 
-def _quality(data: SourceData) -> dict[str, float] | None:
-    """ROC AUC and friends of the logged predictions whose labels came back (joined by prediction id)."""
+def _metrics(joined: pd.DataFrame, positive: str) -> dict[str, float]:
+    """Labelled count, accuracy and (with both classes present) ROC AUC of predictions joined with labels."""
     from sklearn.metrics import roc_auc_score
 
-    labels = data.labels
-    if labels is None or labels.empty or "prediction_id" not in data.frame.columns:
-        return None
-    joined = data.frame.merge(labels[["prediction_id", "label"]], on="prediction_id", how="inner")
-    if joined.empty:
-        return None
     y = joined["label"].astype(str)
-    positive = y.max() if set(y) != {"0", "1"} else "1"
     truth = (y == positive).to_numpy()
-    pred = joined["prediction"].astype(str) == positive
-    out: dict[str, float] = {"labelled": float(len(joined)), "accuracy": float((pred.to_numpy() == truth).mean())}
+    pred = (joined["prediction"].astype(str) == positive).to_numpy()
+    out: dict[str, float] = {"labelled": float(len(joined)), "accuracy": float((pred == truth).mean())}
     if len(set(truth.tolist())) == 2:
         out["roc_auc"] = float(roc_auc_score(truth, joined[PREDICTION].to_numpy(dtype=np.float64)))
+    return out
+
+
+def read_labels(url: str) -> pd.DataFrame:
+    """A labels file (CSV or Parquet, local or any fsspec URL) with ``prediction_id`` and ``label`` columns.
+
+    Both are read as text, so ids never turn into numbers and a label 1 stays "1" (not "1.0").
+    """
+    from ferry.errors import DataError, DataFormatError
+
+    try:
+        if url.lower().endswith((".parquet", ".pq")):
+            frame = pd.read_parquet(url)
+        else:
+            frame = pd.read_csv(url, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise DataFormatError(f"labels file {url} cannot be read: {exc}") from exc
+    missing = [c for c in ("prediction_id", "label") if c not in frame.columns]
+    if missing:
+        raise DataError(f"labels file {url} has no column(s) {missing}; it needs prediction_id and label")
+    out = frame[["prediction_id", "label"]]
+    out = out[(out["prediction_id"].astype(str) != "") & out["label"].notna()]
+    label = out["label"]
+    if pd.api.types.is_float_dtype(label) and (label == label.round()).all():
+        label = label.astype("int64")
+    return pd.DataFrame({"prediction_id": out["prediction_id"].astype(str), "label": label.astype(str)})
+
+
+def logged_since(registry: Registry, model: str, days: float) -> pd.DataFrame:
+    """Online predictions logged in the last ``days`` days (answers and shadow answers), to join late labels to."""
+    fs, root = _fs(registry)
+    directory = _path(root, model, "online", "predictions")
+    since = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%d")
+    names = [n for n in _files_after(fs, directory, None, (".parquet",)) if n[:10] >= since]
+    return _read_parquets(fs, directory, names)
+
+
+def quality_by_version(predictions: pd.DataFrame, labels: pd.DataFrame, positive: str) -> dict[str, dict[str, float]]:
+    """Each version's quality on the labelled predictions it made (a shadow version's too, as ``<id> (shadow)``)."""
+    if predictions.empty or labels.empty:
+        return {}
+    joined = predictions.merge(labels[["prediction_id", "label"]], on="prediction_id", how="inner")
+    out: dict[str, dict[str, float]] = {}
+    role = joined["role"] if "role" in joined.columns else pd.Series("answer", index=joined.index)
+    for (version, r), part in joined.groupby([joined["version"], role]):
+        out[f"{version} (shadow)" if r == "shadow" else str(version)] = _metrics(part, positive)
     return out
 
 
