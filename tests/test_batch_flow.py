@@ -21,6 +21,8 @@ from ferry.registry import Registry
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning"),
+    # When the collector meets that socket during a test, pytest reports it as an unraisable exception instead.
+    pytest.mark.filterwarnings("ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"),
 ]
 
 
