@@ -17,12 +17,11 @@ from ferry import batch, demo
 from ferry.registry import Registry
 
 # The Prefect client that tasks open inside in-process Dask workers leaves a socket to the test server for the
-# garbage collector; the filter and the collection below keep that third-party leak out of other tests.
+# garbage collector; the filter and the collection below keep that third-party leak out of other tests (pytest reports
+# a socket the collector meets during another test as an unraisable exception: pyproject's filters name that form).
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning"),
-    # When the collector meets that socket during a test, pytest reports it as an unraisable exception instead.
-    pytest.mark.filterwarnings("ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"),
 ]
 
 
