@@ -56,46 +56,25 @@ def churn_champion(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def free_port() -> int:
-    import socket
+    from ferry.serving import free_port as _free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return _free_port()
 
 
 @pytest.fixture
 def serve_dir() -> Iterator[Callable[[Path], str]]:
     """Start Python's http.server on a directory (127.0.0.1, free port); returns its URL. Stopped by PID."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+    from ferry.serving import StaticHost
 
-    procs: list[subprocess.Popen[bytes]] = []
+    hosts: list[StaticHost] = []
 
     def start(directory: Path) -> str:
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(directory)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=1).close()
-                return url
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        hosts.append(StaticHost(directory).start())
+        return hosts[-1].url
 
     yield start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(timeout=10)
+    for host in hosts:
+        host.stop()
 
 
 @pytest.fixture(scope="module")
