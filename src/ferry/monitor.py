@@ -58,6 +58,7 @@ __all__ = [
     "edge_since",
     "feedback_since",
     "judge",
+    "label_metrics",
     "logged_since",
     "online_since",
     "quality_by_version",
@@ -462,7 +463,7 @@ def judge(
     return Judgement(data.source, data.rows, data.versions, drift, prediction, str(html) if html else None)
 
 
-def _metrics(joined: pd.DataFrame, positive: str) -> dict[str, float]:
+def label_metrics(joined: pd.DataFrame, positive: str) -> dict[str, float]:
     """Labelled count, accuracy and (with both classes present) ROC AUC of predictions joined with labels."""
     from sklearn.metrics import roc_auc_score
 
@@ -517,7 +518,7 @@ def quality_by_version(predictions: pd.DataFrame, labels: pd.DataFrame, positive
     out: dict[str, dict[str, float]] = {}
     role = joined["role"] if "role" in joined.columns else pd.Series("answer", index=joined.index)
     for (version, r), part in joined.groupby([joined["version"], role]):
-        out[f"{version} (shadow)" if r == "shadow" else str(version)] = _metrics(part, positive)
+        out[f"{version} (shadow)" if r == "shadow" else str(version)] = label_metrics(part, positive)
     return out
 
 

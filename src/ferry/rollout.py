@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from pydantic import Field
@@ -95,19 +94,12 @@ def _logs_since(registry: Registry, model: str, since: datetime, kind: str) -> p
 
 
 def _quality(answers: pd.DataFrame, labels: pd.DataFrame, positive: str) -> dict[str, float] | None:
-    from sklearn.metrics import roc_auc_score
+    from ferry.monitor import label_metrics
 
     if labels.empty or answers.empty:
         return None
     joined = answers.merge(labels[["prediction_id", "label"]], on="prediction_id", how="inner")
-    truth = (joined["label"].astype(str) == positive).to_numpy()
-    if len(joined) == 0 or len(set(truth.tolist())) < 2:
-        return {"labelled": float(len(joined))}
-    return {
-        "labelled": float(len(joined)),
-        "roc_auc": float(roc_auc_score(truth, joined["p_positive"].to_numpy(dtype=np.float64))),
-        "accuracy": float(((joined["prediction"].astype(str) == positive).to_numpy() == truth).mean()),
-    }
+    return label_metrics(joined, positive) if len(joined) else {"labelled": 0.0}
 
 
 def assess(
