@@ -60,6 +60,7 @@ __all__ = [
     "judge",
     "label_metrics",
     "logged_since",
+    "online_logs_since",
     "online_since",
     "quality_by_version",
     "read_labels",
@@ -503,11 +504,20 @@ def read_labels(url: str) -> pd.DataFrame:
 
 def logged_since(registry: Registry, model: str, days: float) -> pd.DataFrame:
     """Online predictions logged in the last ``days`` days (answers and shadow answers), to join late labels to."""
+    return online_logs_since(registry, model, "predictions", datetime.now(UTC) - timedelta(days=days))
+
+
+def online_logs_since(registry: Registry, model: str, kind: str, since: datetime) -> pd.DataFrame:
+    """Rows of the online service's ``kind`` log (predictions, feedback, telemetry) written at ``since`` or later."""
     fs, root = _fs(registry)
-    directory = _path(root, model, "online", "predictions")
-    since = (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%d")
-    names = [n for n in _files_after(fs, directory, None, (".parquet",)) if n[:10] >= since]
-    return _read_parquets(fs, directory, names)
+    directory = _path(root, model, "online", kind)
+    day = since.strftime("%Y-%m-%d")
+    names = [n for n in _files_after(fs, directory, None, (".parquet",)) if n[:10] >= day]  # in <date>/ folders
+    frame = _read_parquets(fs, directory, names)
+    if "ts" in frame.columns:
+        frame = frame[pd.to_datetime(frame["ts"], utc=True) >= since]
+    out: pd.DataFrame = frame.reset_index(drop=True)
+    return out
 
 
 def quality_by_version(predictions: pd.DataFrame, labels: pd.DataFrame, positive: str) -> dict[str, dict[str, float]]:

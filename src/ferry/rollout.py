@@ -18,19 +18,18 @@ are part of the evidence either way.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import pandas as pd
-import pyarrow.parquet as pq
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ferry import gate, storage
 from ferry.audit import AuditRecord
+from ferry.monitor import label_metrics, online_logs_since
 from ferry.registry import Registry
 
 __all__ = ["Evidence", "RolloutSettings", "apply", "assess"]
@@ -70,32 +69,7 @@ class Evidence:
         return asdict(self)
 
 
-def _logs_since(registry: Registry, model: str, since: datetime, kind: str) -> pd.DataFrame:
-    fs, root = storage.open_fs(registry.url)
-    directory = f"{root.rstrip('/')}/models/{model}/online/{kind}"
-    try:
-        found = sorted(str(p) for p in fs.find(directory) if str(p).endswith(".parquet"))
-    except FileNotFoundError:
-        return pd.DataFrame()
-    day = since.strftime("%Y-%m-%d")
-    frames = []
-    for path in found:
-        if path[len(directory) + 1 :][:10] < day:  # files sit in <date>/ folders
-            continue
-        with fs.open(path, "rb") as fh:
-            frames.append(pq.read_table(io.BytesIO(fh.read())).to_pandas())
-    if not frames:
-        return pd.DataFrame()
-    frame = pd.concat(frames, ignore_index=True)
-    if "ts" in frame.columns:
-        frame = frame[pd.to_datetime(frame["ts"], utc=True) >= since]
-    out: pd.DataFrame = frame.reset_index(drop=True)
-    return out
-
-
 def _quality(answers: pd.DataFrame, labels: pd.DataFrame, positive: str) -> dict[str, float] | None:
-    from ferry.monitor import label_metrics
-
     if labels.empty or answers.empty:
         return None
     joined = answers.merge(labels[["prediction_id", "label"]], on="prediction_id", how="inner")
@@ -126,8 +100,8 @@ def assess(
     if now - since < timedelta(hours=s.window_hours):
         evidence.reasons.append(f"the {s.window_hours:g} h window since {evidence.since} has not elapsed")
         return evidence
-    logs = _logs_since(registry, model, since, "predictions")
-    labels = _logs_since(registry, model, since, "feedback")
+    logs = online_logs_since(registry, model, "predictions", since)
+    labels = online_logs_since(registry, model, "feedback", since)
     schema_positive = str(
         json.loads(registry.read_bytes(registry.get(champion, model=model), "schema.json"))["target_classes"][-1]
     )
