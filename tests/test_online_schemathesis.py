@@ -41,6 +41,9 @@ def served(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFact
 GENERATION = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
 
 
+# schemathesis 4 draws from the ``random`` module inside its strategies, which hypothesis flags once per process:
+# the warning is about schemathesis' code, not about the service under test
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
 def test_no_input_gets_a_server_error(served: Server) -> None:
     """Positive and negative cases for every operation (schemathesis' pytest plugin does not load under pytest 9,
     so each operation's strategy is run by hypothesis here)."""
