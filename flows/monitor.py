@@ -287,6 +287,10 @@ def _artifacts(registry: Registry, outcome: dict[str, Any]) -> None:
         create_markdown_artifact(
             f"**rollout of {r['challenger']}**: {r['decision']}\n\n"
             + "\n".join(f"- {why}" for why in r["reasons"])
+            + "".join(
+                f"\n- {side} latency: p50 {ms['p50']:.3f} ms, p99 {ms['p99']:.3f} ms"
+                for side, ms in r.get("latency_ms", {}).items()
+            )
             + "".join(f"\n- moved `{m['channel']}` to `{m['to']}`" for m in r["moved"])
             + (f"\n\nevidence: {as_link(r['location'])}" if r.get("location") else ""),
             key=_key(model, "rollout"),

@@ -381,6 +381,8 @@ def test_service_shadow_never_changes_a_response(
     logged = pd.concat([pd.read_parquet(f) for f in files])
     assert set(logged.loc[logged["role"] == "shadow", "version"]) == {challenger}
     assert (logged["role"] == "shadow").sum() >= 20
+    assert (logged["role"] == "answer").sum() >= 20
+    assert (logged["latency_ms"] > 0).all()  # each side's own time on the request, for the rollout to compare
 
 
 def test_a_pinned_service_keeps_its_version(client_for: Any, churn_champion: dict[str, str], tmp_path: Path) -> None:

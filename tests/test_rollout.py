@@ -20,9 +20,12 @@ from ferry.showcase import records
 SETTINGS = rollout.RolloutSettings(window_hours=1, min_rows=200, min_labels=100)
 
 
-def traffic(registry: Registry, channel: str, n: int, seed: int, *, labels: str | None = None) -> None:
+def traffic(
+    registry: Registry, channel: str, n: int, seed: int, *, labels: str | None = None, latency_ms: float | None = None
+) -> None:
     """``n`` requests answered by the version behind ``channel``, logged as the service logs them; with ``labels``
-    ("right" or "wrong"), each answer's true label comes back through the feedback log."""
+    ("right" or "wrong"), each answer's true label comes back through the feedback log; ``latency_ms`` is the time
+    the service logs for each answer (None, as in logs written before latency was recorded)."""
     holder = ModelHolder(registry, "churn", channel)
     holder.refresh()
     loaded = holder.current
@@ -30,7 +33,7 @@ def traffic(registry: Registry, channel: str, n: int, seed: int, *, labels: str 
     rows = records(make_churn(n, seed=seed), loaded.schema)
     answer = predict(loaded, rows)
     log = PredictionLog(registry.url, "churn", sample_rate=1.0, buffer_rows=100_000)
-    log.record(loaded, rows, answer)
+    log.record(loaded, rows, answer, latency_ms=latency_ms)
     log.flush()
     if labels:
         feedback = FeedbackLog(registry.url, "churn", buffer_rows=100_000)
@@ -100,6 +103,34 @@ def test_without_labels_a_challenger_that_served_the_window_is_promoted(staged: 
     assert evidence.decision == "promote"
     assert "no labels to compare" in evidence.reasons[0]
     assert 0 < evidence.positive_rate["challenger"] < 1
+    rollout.apply(registry, evidence)
+    assert registry.channel("churn", "online/champion") == challenger
+
+
+def test_a_challenger_much_slower_than_the_champion_is_rolled_back_despite_its_labels(
+    staged: tuple[Registry, str, str],
+) -> None:
+    registry, champion, _ = staged
+    traffic(registry, "online/champion", 300, seed=7, labels="right", latency_ms=0.5)
+    traffic(registry, "online/challenger", 300, seed=8, labels="right", latency_ms=1.2)
+    evidence = rollout.assess(registry, "churn", SETTINGS, now=later(registry))
+    assert evidence.decision == "rollback"
+    assert evidence.reasons == [
+        "median latency 1.200 ms is more than max_latency_ratio=2 times the champion's 0.500 ms"
+    ]
+    assert evidence.latency_ms["challenger"] == {"p50": 1.2, "p99": 1.2, "rows": 300.0}
+    assert evidence.quality["challenger"]["roc_auc"] == 1.0  # as good on labels: latency alone decided
+    rollout.apply(registry, evidence)
+    assert registry.channel("churn", "online/challenger") == champion
+
+
+def test_a_challenger_within_the_latency_ratio_is_judged_on_its_labels(staged: tuple[Registry, str, str]) -> None:
+    registry, _, challenger = staged
+    traffic(registry, "online/champion", 300, seed=9, labels="right", latency_ms=0.5)
+    traffic(registry, "online/challenger", 300, seed=10, labels="right", latency_ms=0.9)
+    evidence = rollout.assess(registry, "churn", SETTINGS, now=later(registry))
+    assert evidence.decision == "promote", evidence.reasons
+    assert evidence.latency_ms["champion"]["p50"] == 0.5
     rollout.apply(registry, evidence)
     assert registry.channel("churn", "online/champion") == challenger
 

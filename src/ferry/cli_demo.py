@@ -207,6 +207,8 @@ def print_monitor(outcome: dict[str, Any]) -> None:
     r = outcome.get("rollout") or {}
     if r.get("decision") in ("promote", "rollback"):
         _out().print(f"[bold]rollout of {r['challenger']}: {r['decision']}[/] ({escape('; '.join(r['reasons']))})")
+        for side, ms in r.get("latency_ms", {}).items():
+            _out().print(f"  {side} latency: p50 {ms['p50']:.3f} ms, p99 {ms['p99']:.3f} ms")
         for m in r["moved"]:
             _out().print(f"  {m['channel']} -> {m['to']}")
 

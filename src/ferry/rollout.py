@@ -7,13 +7,15 @@ in the registry, the decision as an audit record whose reason names that file.
 The decision, in order:
 
 1. wait while the window has not elapsed, or either side answered fewer than ``min_rows`` requests in it;
-2. with at least ``min_labels`` labelled answers on each side (labels sent to ``/feedback``), the challenger is
+2. a challenger whose median latency (its own time to check and score a request, logged with every prediction) is
+   more than ``max_latency_ratio`` times the champion's is rolled back, whatever its quality;
+3. with at least ``min_labels`` labelled answers on each side (labels sent to ``/feedback``), the challenger is
    promoted when its ROC AUC on them is no worse than the champion's by more than ``tolerance``, else rolled back;
-3. without labels, a challenger whose answers are all one class is rolled back; otherwise it is promoted, since
+4. without labels, a challenger whose answers are all one class is rolled back; otherwise it is promoted, since
    it passed the gate and served the window without a signal against it.
 
-Prediction drift between the two (Evidently, on the positive class's probability) and each side's positive rate
-are part of the evidence either way.
+Prediction drift between the two (Evidently, on the positive class's probability), each side's positive rate and
+its latency percentiles are part of the evidence either way.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ class RolloutSettings(BaseSettings):
     tolerance: float = Field(
         default=0.01, ge=0, le=1, description="How much lower the challenger's ROC AUC may be than the champion's."
     )
+    max_latency_ratio: float = Field(
+        default=2.0, ge=1, description="How many times the champion's median latency the challenger's may be."
+    )
 
 
 @dataclass
@@ -62,6 +67,7 @@ class Evidence:
     rows: dict[str, int] = field(default_factory=dict)
     positive_rate: dict[str, float] = field(default_factory=dict)
     quality: dict[str, dict[str, float]] = field(default_factory=dict)
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     prediction_drift: dict[str, Any] | None = None
     location: str | None = None
 
@@ -74,6 +80,16 @@ def _quality(answers: pd.DataFrame, labels: pd.DataFrame, positive: str) -> dict
         return None
     joined = answers.merge(labels[["prediction_id", "label"]], on="prediction_id", how="inner")
     return label_metrics(joined, positive) if len(joined) else {"labelled": 0.0}
+
+
+def _latency(answers: pd.DataFrame) -> dict[str, float] | None:
+    """p50/p99 of the logged per-request latency; None when the logs predate it (no ``latency_ms``)."""
+    if "latency_ms" not in answers.columns:
+        return None
+    ms = pd.to_numeric(answers["latency_ms"], errors="coerce").dropna()
+    if ms.empty:
+        return None
+    return {"p50": round(float(ms.quantile(0.5)), 4), "p99": round(float(ms.quantile(0.99)), 4), "rows": float(len(ms))}
 
 
 def assess(
@@ -117,6 +133,9 @@ def assess(
         q = _quality(part, labels, schema_positive)
         if q is not None:
             evidence.quality[name] = q
+        took = _latency(part)
+        if took is not None:
+            evidence.latency_ms[name] = took
     short = [n for n in ("champion", "challenger") if evidence.rows[n] < s.min_rows]
     if short:
         evidence.reasons.append(
@@ -127,6 +146,15 @@ def assess(
     evidence.prediction_drift = gate.data_drift(
         sides["champion"], sides["challenger"], numeric=["p_positive"]
     ).to_dict()
+    if len(evidence.latency_ms) == 2:
+        champ_ms, chall_ms = evidence.latency_ms["champion"]["p50"], evidence.latency_ms["challenger"]["p50"]
+        if chall_ms > champ_ms * s.max_latency_ratio:
+            evidence.decision = "rollback"
+            evidence.reasons.append(
+                f"median latency {chall_ms:.3f} ms is more than max_latency_ratio={s.max_latency_ratio:g} times the "
+                f"champion's {champ_ms:.3f} ms"
+            )
+            return evidence
     labelled = {n: int(evidence.quality.get(n, {}).get("labelled", 0)) for n in ("champion", "challenger")}
     aucs = {n: evidence.quality.get(n, {}).get("roc_auc") for n in ("champion", "challenger")}
     if min(labelled.values()) >= s.min_labels and None not in aucs.values():

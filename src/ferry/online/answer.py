@@ -7,6 +7,7 @@ The BentoML API method (``Online.predict``) and the HTTP fast lane (:mod:`ferry.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -81,20 +82,23 @@ class Answerer:
         loaded = route.answer
         try:
             rows, _ = to_records(records, max_records=self.max_records)
+            started = time.perf_counter()  # the version's own time (schema checks and scoring), as for the shadow
             response = predict(loaded, rows)
         except RequestRejected:
             self.metrics.request(loaded.id, "rejected")
             raise
+        took_ms = (time.perf_counter() - started) * 1000
         positive = str(loaded.schema.target_classes[1])
         self.metrics.request(loaded.id, "ok")
         self.metrics.scores(loaded.id, [p.probabilities[positive] for p in response.predictions])
-        self.prediction_log.record(loaded, rows, response)
+        self.prediction_log.record(loaded, rows, response, latency_ms=took_ms)
         if route.shadow is not None:
             self._shadow(route.shadow, rows, response)
         return response
 
     def _shadow(self, challenger: LoadedModel, rows: list[Any], answer: PredictResponse) -> None:
         """Score the same rows with the challenger; count agreement and log it; the answer is never changed."""
+        started = time.perf_counter()
         try:
             shadow = predict(challenger, rows)
         except Exception as exc:
@@ -104,4 +108,5 @@ class Answerer:
         agree = sum(a.prediction == b.prediction for a, b in zip(answer.predictions, shadow.predictions, strict=True))
         self.metrics.request(challenger.id, "shadow")
         self.metrics.shadow(agree, len(rows))
-        self.prediction_log.record(challenger, rows, shadow, role="shadow")
+        took_ms = (time.perf_counter() - started) * 1000
+        self.prediction_log.record(challenger, rows, shadow, role="shadow", latency_ms=took_ms)

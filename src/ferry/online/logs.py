@@ -5,8 +5,10 @@ Layout under the registry root, read by the monitor flow::
     models/<model>/online/predictions/<date>/<time>-<uuid>.parquet   sampled predictions
     models/<model>/online/feedback/<date>/<time>-<uuid>.parquet      ground-truth labels by prediction id
 
-A prediction row holds its id, time, version, predicted class and probability of the positive class, the id column
-when the request sent one, and the features as sent. PII fields are never written (they are not features). Each
+A prediction row holds its id, time, version, role (answer or shadow), predicted class and probability of the
+positive class, ``latency_ms`` (how long the version took to check and score the request the row came in: what the
+staged rollout compares between champion and challenger), the id column when the request sent one, and the
+features as sent. PII fields are never written (they are not features). Each
 log keeps at most ``buffer_rows`` rows in memory and writes a file when the buffer is full or :meth:`flush` is
 called, so a crash loses at most one buffer. Files are written atomically (temp name, then rename).
 """
@@ -99,8 +101,10 @@ class PredictionLog(ParquetLog):
         response: PredictResponse,
         *,
         role: str = "answer",
+        latency_ms: float | None = None,
     ) -> int:
-        """Log the sampled ones of these predictions (``role``: answer or shadow); returns how many were logged."""
+        """Log the sampled ones of these predictions (``role``: answer or shadow; ``latency_ms``: the version's time
+        on the whole request); returns how many were logged."""
         if self.sample_rate <= 0:
             return 0
         schema = loaded.schema
@@ -118,6 +122,7 @@ class PredictionLog(ParquetLog):
                 "role": role,
                 "prediction": str(p.prediction),
                 "p_positive": p.probabilities[positive],
+                "latency_ms": latency_ms,
             }
             if schema.id is not None:
                 value = record.get(schema.id)
