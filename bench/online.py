@@ -23,8 +23,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,14 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ferry.serving import free_port, stop_process
+
 REPO = Path(__file__).resolve().parents[1]
 KEY = "bench-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def bare_app(registry_url: str) -> Any:
@@ -120,16 +114,6 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 12
             pass
         time.sleep(0.25)
     raise SystemExit(f"server not ready within {timeout_s} s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -236,7 +220,7 @@ def main() -> None:
                     run["cpu_us"] = (cpu_seconds(process.pid) - before) / max(run["rps"] * args.duration, 1) * 1e6
                     results[name][c] = run
             finally:
-                stop(process)
+                stop_process(process)
                 log.close()
         print(f"online predict, one record per request, {args.duration} s per run, wrk -t1 on 127.0.0.1, 1 worker")
         print(f"load average before: {load_before}, after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -23,6 +23,7 @@ from test_online import clone_version, copy_registry, demo_records, expected_pro
 
 from ferry.online.auth import hash_key
 from ferry.registry import Registry
+from ferry.serving import stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -95,13 +96,7 @@ def start_server(registry: Registry, tmp: Path, target: str = "service:Online", 
 
 def stop_server(server: Server) -> None:
     """SIGTERM to the server's own PID; SIGKILL to its own process group if it does not stop in time."""
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            server.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait(timeout=10)
+    stop_process(server.process)
 
 
 @pytest.fixture(scope="module")

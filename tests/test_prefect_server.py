@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -23,22 +22,13 @@ from test_monitor import serve_rows
 
 from ferry import demo
 from ferry.registry import Registry
+from ferry.serving import stop_process
 from ferry.showcase import records
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def _wait(what: str, ok: Any, timeout_s: float, logs: list[Path]) -> Any:
@@ -111,7 +101,7 @@ class Stack:
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
-            _stop(proc)
+            stop_process(proc)
 
 
 @pytest.fixture

@@ -20,7 +20,16 @@ from typing import Any, Self
 
 from ferry.errors import FerryError
 
-__all__ = ["BentoNotFound", "Service", "ServiceFailed", "StaticHost", "bento_dir", "free_port", "serve_command"]
+__all__ = [
+    "BentoNotFound",
+    "Service",
+    "ServiceFailed",
+    "StaticHost",
+    "bento_dir",
+    "free_port",
+    "serve_command",
+    "stop_process",
+]
 
 BENTO_ENV = "FERRY_BENTO_DIR"
 """Where ``bentos/online`` is, when ferry runs from somewhere other than its source tree."""
@@ -72,7 +81,7 @@ def _get(url: str, *, timeout: float) -> int:
             return int(exc.code)
 
 
-def _stop(process: subprocess.Popen[bytes], grace_s: float) -> None:
+def stop_process(process: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:
     """SIGTERM to the process's own PID; SIGKILL to its own process group if it has not stopped in time."""
     if process.poll() is not None:
         return
@@ -150,7 +159,7 @@ class Service:
 
     def stop(self) -> None:
         if self.process is not None:
-            _stop(self.process, grace_s=30)
+            stop_process(self.process, grace_s=30)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -202,7 +211,7 @@ class StaticHost:
 
     def stop(self) -> None:
         if self.process is not None:
-            _stop(self.process, grace_s=10)
+            stop_process(self.process, grace_s=10)
 
     def __enter__(self) -> Self:
         return self.start()
