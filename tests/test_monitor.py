@@ -123,6 +123,16 @@ def test_too_few_rows_are_not_judged(registry: Registry, reference: Any) -> None
     assert j.skipped == "50 new rows, fewer than min_rows=100"
 
 
+def test_the_reference_is_sketched_exactly_as_a_device_sketches_its_inputs() -> None:
+    """monitor.reference_sketch and ferry_edge's DriftSketch must agree, or every edge cohort would look drifted."""
+    schema = churn_schema()
+    frame = make_churn(600, seed=45, drift=0.3)  # fewer rows than a device's sample, with missing values
+    assert frame[[f.name for f in schema.features]].isna().any().any()
+    device = DriftSketch([{"name": f.name, "type": f.type} for f in schema.features], top_k=50)
+    device.update(records(frame, schema))
+    assert monitor.reference_sketch(frame, schema, top_k=50) == device.to_dict()
+
+
 def beats_from(tmp_path: Path, name: str, frames: list[Any], channel: str, folder: Path) -> None:
     """Real devices' heartbeats (ferry_edge's DriftSketch and Heartbeats) written to a folder collector."""
     schema = churn_schema()
