@@ -163,7 +163,9 @@ def test_ferry_serve_answers_with_the_champion_and_stops_on_sigterm(
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(FERRY), "serve", "--port", str(port), "--registry", churn_champion["registry"]],
+            # a registry path relative to where ferry serve is started (bentoml serve runs elsewhere)
+            [str(FERRY), "serve", "--port", str(port), "--registry", Path(churn_champion["registry"]).name],
+            cwd=Path(churn_champion["registry"]).parent,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

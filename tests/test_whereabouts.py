@@ -58,10 +58,17 @@ def test_devices_behind_and_stale_batch_outputs_are_skew(staged: tuple[Registry,
     assert "s3://scores/a" in result.output
 
 
-def test_status_asks_the_online_service_what_it_serves(staged: tuple[Registry, str, str], tmp_path: Path) -> None:
+def test_status_asks_the_online_service_what_it_serves(
+    staged: tuple[Registry, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     registry, champion, _ = staged
     keys = json.dumps([{"name": "ops", "sha256": hash_key(KEY), "scopes": ["predict"]}])
-    env = {"FERRY_REGISTRY_URL": registry.url, "FERRY_ONLINE_API_KEYS": keys, "BENTOML_HOME": str(tmp_path / "bh")}
+    monkeypatch.chdir(Path(registry.url).parent)  # a relative registry path means the same to the service
+    env = {
+        "FERRY_REGISTRY_URL": Path(registry.url).name,
+        "FERRY_ONLINE_API_KEYS": keys,
+        "BENTOML_HOME": str(tmp_path / "bh"),
+    }
     with Service(log=tmp_path / "serve.log", env=env) as service:
         view = whereabouts.collect(registry, "churn", online_url=service.url, api_key=KEY)
         assert view.online is not None

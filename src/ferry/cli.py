@@ -300,11 +300,14 @@ def serve(
     import os
     import sys
 
-    from ferry import serving
+    from ferry import serving, storage
 
     try:
         reg = _registry(registry)
-        env = {"FERRY_REGISTRY_URL": reg.url, "BENTOML_DO_NOT_TRACK": os.environ.get("BENTOML_DO_NOT_TRACK", "true")}
+        env = {
+            serving.REGISTRY_ENV: storage.portable_url(reg.url),  # bentoml serve runs in the service's directory
+            "BENTOML_DO_NOT_TRACK": os.environ.get("BENTOML_DO_NOT_TRACK", "true"),
+        }
         for name, value in (("MODEL", model), ("CHANNEL", channel), ("VERSION", version)):
             if value is not None:
                 env[f"FERRY_ONLINE_{name}"] = value

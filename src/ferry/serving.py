@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from ferry import storage
 from ferry.errors import FerryError
+from ferry.settings import StorageSettings
 
 __all__ = [
     "BentoNotFound",
@@ -32,6 +34,7 @@ __all__ = [
 ]
 
 BENTO_ENV = "FERRY_BENTO_DIR"
+REGISTRY_ENV = "FERRY_REGISTRY_URL"
 """Where ``bentos/online`` is, when ferry runs from somewhere other than its source tree."""
 
 
@@ -115,6 +118,8 @@ class Service:
     def start(self) -> Self:
         self.port = self.port or free_port(self.host)
         environ = {"BENTOML_DO_NOT_TRACK": "true", **os.environ, **self.env}
+        # bentoml serve runs in the service's directory: a relative registry path must not change its meaning
+        environ[REGISTRY_ENV] = storage.portable_url(environ.get(REGISTRY_ENV) or StorageSettings().registry_url)
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(

@@ -70,6 +70,12 @@ def open_fs(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple
     return fs, str(root).rstrip("/") or "/"
 
 
+def portable_url(url: str) -> str:
+    """``url`` as a process started in another directory finds it: a local path made absolute, any other URL as is."""
+    protocol, _ = fsspec.core.split_protocol(url)
+    return open_fs(url)[1] if protocol in (None, "file", "local") else url
+
+
 def is_local(fs: Any) -> bool:
     """True when ``fs`` is the local filesystem, where rename is atomic and ``flock`` works."""
     return isinstance(fs, LocalFileSystem)
