@@ -21,7 +21,7 @@ SCHEMA: Schema = demo.churn_schema()
 
 
 def pandas_route(batch: pa.RecordBatch, schema: Schema) -> tuple[Any, Any, Any]:
-    valid, good, rejects = split_rows(fdata._normalise_dtypes(batch.to_pandas()), schema)
+    valid, good, rejects = split_rows(fdata.normalise_dtypes(batch.to_pandas()), schema)
     inputs = fdata.to_onnx_inputs(valid, schema) if good.any() else None
     return good, rejects, inputs
 

@@ -12,7 +12,8 @@ The plain functions here do all the work; ``flows/batch_score.py`` and ``ferry s
   :func:`ferry.data.to_onnx_inputs`, the same path as online and edge. The output is written under a temp name and
   renamed; the manifest record written last is the partition's commit point.
 - :func:`score` runs every pending partition in this process, one after another; a partition that fails is reported
-  and the others still score.
+  and the others still score. The run's input-drift check (:mod:`ferry.batch_drift`) runs at the end, in a process
+  started with the run so that importing Evidently overlaps scoring.
 """
 
 from __future__ import annotations
@@ -20,27 +21,23 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import io
 import json
 import logging
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ferry import data as fdata
+from ferry.batch_drift import check_drift, drift_process, warm_drift
 from ferry.batch_io import (
     OutputDir,
     Partition,
@@ -74,6 +71,7 @@ __all__ = [
     "row_problems",
     "score",
     "score_partition",
+    "warm_drift",
 ]
 
 REJECT_SCHEMA = pa.schema(
@@ -120,6 +118,16 @@ class BatchSettings(BaseSettings):
         default=0.25, gt=0.0, le=1.0, description="The input has drifted when at least this share of features has."
     )
     drift_timeout_s: float = Field(default=300.0, gt=0, le=3600, description="Time limit of the drift check.")
+    drift_process_mb: float = Field(
+        default=8.0,
+        ge=0,
+        le=1_000_000,
+        description=(
+            "Check drift in a second process, started with the run so that importing Evidently overlaps scoring, "
+            "when at least this many MB of input are pending and Evidently is not yet imported here; else in this "
+            "process after scoring. 0: always in a second process."
+        ),
+    )
 
 
 class PartitionsFailed(FerryError, RuntimeError):
@@ -243,7 +251,7 @@ def _prepare(
         if checked.rejects:
             bad = checked.rejects
             positions = np.array([b[0] for b in bad], dtype=np.int64)
-            shown = [fdata._show_id(x) for x in ids.take(positions).to_pylist()]
+            shown = [fdata.show_id(x) for x in ids.take(positions).to_pylist()]
             columns = {
                 "row": pa.array(positions + offset),
                 "id": pa.array(shown, pa.string()),
@@ -352,6 +360,10 @@ def score_partition(
     except BaseException:
         source.close()  # stops the prefetch thread, which closes the reader
         writes.close()  # waits for a write in progress before its file is closed
+        for w in (writer, reject_writer):
+            if w is not None:  # closed here, not later by the garbage collector on a closed file
+                with contextlib.suppress(Exception):
+                    w.close()
         for h in handles:
             h.close()
         out.discard(tmp_scores, tmp_rejects, tmp_sample)
@@ -549,31 +561,42 @@ def _score(
         on_plan(p)
     results: list[dict[str, Any]] = []
     failures: dict[str, str] = {}
-    for part in p.pending:
-        try:
-            results.append(
-                run_partition(
-                    part.to_dict(),
-                    output_url,
-                    p.registry_url,
-                    p.model,
-                    p.version,
-                    settings=s,
-                    storage_options=storage_options,
-                    on_rows=on_rows,
-                )
-            )
-        except FerryError as exc:
-            failures[part.key] = str(exc)
     drift = None
-    if s.drift:
-        drift = check_drift(output_url, p.registry_url, p.model, p.version, settings=s, storage_options=storage_options)
+    with drift_process(s.drift and _drift_apart(p, s)) as child:
+        for part in p.pending:
+            try:
+                results.append(
+                    run_partition(
+                        part.to_dict(),
+                        output_url,
+                        p.registry_url,
+                        p.model,
+                        p.version,
+                        settings=s,
+                        storage_options=storage_options,
+                        on_rows=on_rows,
+                    )
+                )
+            except FerryError as exc:
+                failures[part.key] = str(exc)
+        if s.drift:
+            check = check_drift if child is None else child.check
+            drift = check(output_url, p.registry_url, p.model, p.version, settings=s, storage_options=storage_options)
     summary = summarise(p, results, failures, time.perf_counter() - started)
     summary.drift = drift
     note_run(p.registry_url, summary)
     if failures:
         raise PartitionsFailed(failures, finished=len(summary.results), summary=summary)
     return summary
+
+
+def _drift_apart(p: Plan, s: BatchSettings) -> bool:
+    """Whether the drift check is worth a process of its own: enough pending input for scoring to hide the
+    Evidently import (measured in bench/README.md), and no copy of Evidently already imported in this process."""
+    if s.drift_process_mb == 0:
+        return True
+    pending_mb = sum(part.size for part in p.pending) / 2**20
+    return pending_mb >= s.drift_process_mb and "evidently.metrics" not in sys.modules
 
 
 def note_run(registry_url: str, summary: RunSummary) -> None:
@@ -592,141 +615,6 @@ def note_run(registry_url: str, summary: RunSummary) -> None:
         )
     except (FerryError, OSError) as exc:
         log.warning("could not record the batch run in the registry: %s", exc)
-
-
-# ---------------------------------------------------------------------------------------------------------- drift
-
-
-def _import_evidently() -> None:
-    with contextlib.suppress(Exception):  # any failure shows again, and is reported, in the drift check itself
-        import evidently.metrics  # noqa: F401
-
-
-def warm_drift() -> None:
-    """Import Evidently in a background thread, so a drift check later in this process does not wait for it.
-
-    Importing Evidently takes about 10 s of CPU, most of a drift check's time. Call it only in a process that does
-    not score meanwhile (the flow's, when partitions run in other processes): the import holds the GIL, and in the
-    scoring process it slowed scoring by more than the import itself (measured: 2M rows took 29 s instead of 21 s).
-    Safe to call more than once.
-    """
-    if "evidently.metrics" not in sys.modules:
-        threading.Thread(target=_import_evidently, name="ferry-warm-drift", daemon=True).start()
-
-
-def _drift_sample(out: OutputDir, keys: list[str], cap: int) -> pd.DataFrame | None:
-    frames = []
-    for key in keys:
-        path = out.drift_sample(key)
-        if out.fs.exists(path):
-            with out.fs.open(path, "rb") as fh:
-                frames.append(pq.read_table(fh).to_pandas())
-    if not frames:
-        return None
-    sample: pd.DataFrame = pd.concat(frames, ignore_index=True)
-    if len(sample) > cap:
-        keep = np.sort(np.random.default_rng(0).choice(len(sample), size=cap, replace=False))
-        sample = sample.iloc[keep].reset_index(drop=True)
-    return sample
-
-
-def _drift_text(d: dict[str, Any]) -> str:
-    if d["status"] in ("drifted", "no drift"):
-        drifted = [c["feature"] for c in d["columns"] if c["drifted"]]
-        text = (
-            f"{d['status']}: {len(drifted)} of {len(d['columns'])} features drifted (share {d['drifted_share']:.2f}, "
-            f"bound {d['drift_share']:g}) on {d['sample_rows']:,} sampled rows against {d['reference_rows']:,} "
-            "reference rows"
-        )
-        return text + (f" ({', '.join(drifted)})" if drifted else "")
-    return f"{d['status']}: {d['detail']}"
-
-
-def _keep_for_monitor(registry: Registry, model: str, version: str, sample: pd.DataFrame, output_url: str) -> None:
-    """The run's input sample, kept in the registry where the monitor flow reads batch inputs."""
-    from ferry import monitor
-
-    try:
-        monitor.record_batch_input(registry, model, sample, version=version, run=output_url)
-    except (FerryError, OSError) as exc:
-        log.warning("could not keep the input sample for the monitor flow: %s", exc)
-
-
-def check_drift(
-    output_url: str,
-    registry_url: str,
-    model: str,
-    version: str,
-    *,
-    settings: BatchSettings | None = None,
-    storage_options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Input drift of a run: the finished partitions' samples against the version's reference, with Evidently.
-
-    Writes Evidently's report to ``drift/report.html`` (and its snapshot JSON) in the output, and this summary to
-    ``drift/summary.json``. Never raises for a missing reference or a failing check: ``status`` is ``drifted``,
-    ``no drift``, ``no reference``, ``no sample`` or ``failed``, ``detail``/``text`` say why, and ``columns``
-    holds one row per feature (feature, method, score, threshold, drifted).
-    """
-    from ferry import gate
-
-    s = settings or BatchSettings()
-    started = time.perf_counter()
-    out = OutputDir(output_url, storage_options=storage_options)
-    d: dict[str, Any] = {
-        "status": "failed",
-        "detail": "",
-        "report": None,
-        "columns": [],
-        "drifted_share": None,
-        "drift_share": s.drift_share,
-        "sample_rows": 0,
-        "reference_rows": 0,
-    }
-    try:
-        registry = Registry(registry_url)
-        v = registry.get(version, model=model)
-        schema = Schema.from_dict(json.loads(registry.read_bytes(v, "schema.json")), source=f"{v.model}/{v.id}")
-        sample = _drift_sample(out, sorted(out.read_manifest()), s.drift_max_rows)
-        if "reference.parquet" not in v.files:
-            d["status"] = "no reference"
-            d["detail"] = (
-                f"version {v.model}/{v.id} has no reference sample (reference.parquet), so input drift was not "
-                "checked; versions trained by the retrain flow carry one"
-            )
-        elif sample is None:
-            d["status"] = "no sample"
-            d["detail"] = "no scored rows were sampled (every row was rejected, or the partitions predate sampling)"
-        else:
-            _keep_for_monitor(registry, v.model, v.id, sample, output_url)
-            reference = pd.read_parquet(io.BytesIO(registry.read_bytes(v, "reference.parquet")))
-            with tempfile.TemporaryDirectory(prefix="ferry-drift-") as tmp:
-                html = Path(tmp) / "report.html"
-                result = gate.input_drift(
-                    reference,
-                    sample,
-                    schema,
-                    drift_share=s.drift_share,
-                    timeout_s=s.drift_timeout_s,
-                    html_path=html,
-                )
-                for name in ("report.html", "report.evidently.json"):
-                    out.fs.put_file(str(Path(tmp) / name), out.path("drift", name))
-            d.update(
-                status="drifted" if result.drifted else "no drift",
-                report=out.location("drift", "report.html"),
-                columns=[asdict(c) for c in result.columns],
-                drifted_share=result.drifted_share,
-                sample_rows=result.current_rows,
-                reference_rows=result.reference_rows,
-            )
-    except (FerryError, OSError, ImportError) as exc:  # evidence must not undo a finished run
-        d["status"], d["detail"] = "failed", f"the drift check failed ({exc}); the scores are unaffected"
-    d["seconds"] = round(time.perf_counter() - started, 4)
-    d["text"] = _drift_text(d)
-    with out.fs.open(out.path("drift", "summary.json"), "wb") as fh:
-        fh.write((json.dumps(d, indent=2, sort_keys=True, default=str) + "\n").encode())
-    return d
 
 
 class RowProgress:

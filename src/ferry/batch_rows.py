@@ -144,13 +144,13 @@ def _required(name: str, n: int) -> Problem:
 
 def _feature_problems(col: pd.Series[Any], f: Feature) -> list[Problem]:
     if f.type == "numeric":
-        return _numeric_problems(f, *fdata._numeric(col))
-    return _categorical_problems(f, *fdata._coded_text(col))
+        return _numeric_problems(f, *fdata.parse_numeric(col))
+    return _categorical_problems(f, *fdata.coded_text(col))
 
 
 def _pandas_timestamp(col: pd.Series[Any]) -> tuple[BoolArray, BoolArray]:
-    stamps, missing, unparsed = fdata._parse_timestamps(col)
-    within = ((stamps >= fdata._TS_MIN) & (stamps <= fdata._TS_MAX)).to_numpy(dtype=bool, na_value=False)
+    stamps, missing, unparsed = fdata.parse_timestamps(col)
+    within = ((stamps >= fdata.TS_MIN) & (stamps <= fdata.TS_MAX)).to_numpy(dtype=bool, na_value=False)
     return unparsed | (~missing & ~unparsed & ~within), missing
 
 
@@ -221,7 +221,7 @@ def split_rows(df: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, BoolArra
 
 def _as_series(arr: pa.Array, name: str) -> pd.Series[Any]:
     """One column as :func:`ferry.data.read_table` would type it (the pandas route, for unusual Arrow types)."""
-    frame = fdata._normalise_dtypes(pa.table({name: arr}).to_pandas())
+    frame = fdata.normalise_dtypes(pa.table({name: arr}).to_pandas())
     col: pd.Series[Any] = frame[name]
     return col
 
@@ -257,7 +257,7 @@ def _spread(per_value: npt.NDArray[Any], codes: Codes, missing: Any) -> npt.NDAr
 
 
 def _arrow_numeric(arr: pa.Array, name: str) -> tuple[FloatArray, BoolArray, BoolArray]:
-    """(float64 values with NaN for missing, not-a-number mask, NaN/inf-written-as-number mask), as _numeric."""
+    """(float64 values with NaN for missing, not-a-number mask, NaN/inf-written-as-number mask), as parse_numeric."""
     t = arr.type
     n = len(arr)
     if pa.types.is_integer(t) or pa.types.is_floating(t):
@@ -267,20 +267,20 @@ def _arrow_numeric(arr: pa.Array, name: str) -> tuple[FloatArray, BoolArray, Boo
         return values, np.zeros(n, dtype=bool), np.isinf(values)
     coded = _dictionary(arr)
     if coded is None:
-        return fdata._numeric(_as_series(arr, name))
+        return fdata.parse_numeric(_as_series(arr, name))
     codes, distinct = coded
-    values, bad_type, nonfinite = fdata._numeric(pd.Series(distinct, dtype=object))
+    values, bad_type, nonfinite = fdata.parse_numeric(pd.Series(distinct, dtype=object))
     return _spread(values, codes, np.nan), _spread(bad_type, codes, False), _spread(nonfinite, codes, False)
 
 
 def _arrow_text(arr: pa.Array, name: str) -> tuple[Codes, ObjectArray]:
-    """Codes into labels (str, or None for missing; the last label is None), as _coded_text."""
+    """Codes into labels (str, or None for missing; the last label is None), as coded_text."""
     coded = _dictionary(arr)
     if coded is None:
-        return fdata._coded_text(_as_series(arr, name))
+        return fdata.coded_text(_as_series(arr, name))
     codes, distinct = coded
     labels = np.empty(len(distinct) + 1, dtype=object)
-    labels[:-1] = [fdata._label(v) if v is not None else None for v in distinct]
+    labels[:-1] = [fdata.category_label(v) if v is not None else None for v in distinct]
     labels[-1] = None
     return codes, labels
 
@@ -308,7 +308,7 @@ def _column(batch: pa.RecordBatch, name: str) -> pa.Array | None:
 
 
 def _pandas_route(batch: pa.RecordBatch, schema: Schema) -> Checked:
-    valid, good, rejects = split_rows(fdata._normalise_dtypes(batch.to_pandas()), schema)
+    valid, good, rejects = split_rows(fdata.normalise_dtypes(batch.to_pandas()), schema)
     if not good.any():
         return Checked(batch.num_rows, good, rejects, None)
     inputs = fdata.to_onnx_inputs(valid, schema)

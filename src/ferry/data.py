@@ -11,6 +11,9 @@ Everything that enters training, scoring or monitoring passes through here:
 - :func:`to_onnx_inputs` builds the exact input dict of ``model.onnx``; training, batch and online all use it, so a
   row is encoded identically everywhere.
 - :func:`sha256_of` fingerprints the training file for lineage.
+- The column rules :func:`validate` applies (:func:`parse_numeric`, :func:`coded_text`, :func:`category_label`,
+  :func:`parse_timestamps`, :func:`normalise_dtypes`) are public for :mod:`ferry.batch_rows`, which applies the
+  same rules to Arrow record batches.
 """
 
 from __future__ import annotations
@@ -29,7 +32,20 @@ from pandas.api import types as ptypes
 from ferry.errors import DataFormatError, DataValidationError
 from ferry.schema import Feature, Schema
 
-__all__ = ["read_table", "sha256_of", "to_onnx_inputs", "validate"]
+__all__ = [
+    "TS_MAX",
+    "TS_MIN",
+    "category_label",
+    "coded_text",
+    "normalise_dtypes",
+    "parse_numeric",
+    "parse_timestamps",
+    "read_table",
+    "sha256_of",
+    "show_id",
+    "to_onnx_inputs",
+    "validate",
+]
 
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -37,8 +53,8 @@ _PARQUET_MAGIC = b"PAR1"
 _CHUNK = 1 << 20
 _MAX_EXAMPLES = 3
 _NAN_TEXT = frozenset({"nan", "+nan", "-nan"})
-_TS_MIN = pd.Timestamp.min.tz_localize("UTC")
-_TS_MAX = pd.Timestamp.max.tz_localize("UTC")
+TS_MIN = pd.Timestamp.min.tz_localize("UTC")
+TS_MAX = pd.Timestamp.max.tz_localize("UTC")
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -99,7 +115,7 @@ def read_table(url: str | Path, *, storage_options: dict[str, Any] | None = None
         frame = _read_parquet(source, fs, path)
     if len(frame) == 0:
         raise DataFormatError(f"{source}: the file has a header but no rows; write the data again")
-    return _normalise_dtypes(frame)
+    return normalise_dtypes(frame)
 
 
 def _read_csv(source: str, fs: Any, path: str) -> pd.DataFrame:
@@ -138,7 +154,7 @@ def _read_parquet(source: str, fs: Any, path: str) -> pd.DataFrame:
     return frame
 
 
-def _normalise_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+def normalise_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
     """Numbers -> float64, text (and pandas categoricals) -> object of str with None; bool and datetime stay."""
     columns: dict[Any, pd.Series[Any]] = {}
     for name in frame.columns:
@@ -188,7 +204,7 @@ class _Rows:
     def name(self, pos: int) -> str:
         if self._ids is None:
             return f"row {pos}"
-        return f"row id={_show_id(self._ids.iloc[pos])}"
+        return f"row id={show_id(self._ids.iloc[pos])}"
 
     def examples(self, mask: BoolArray, col: pd.Series[Any] | FloatArray | ObjectArray) -> list[str]:
         """Up to three offending rows of ``mask``, each with its value in ``col`` (input column or parsed array)."""
@@ -202,7 +218,8 @@ class _Rows:
         return f"{int(mask.sum()):,} of {self.n:,} rows"
 
 
-def _show_id(value: object) -> str:
+def show_id(value: object) -> str:
+    """A row id as text for messages and rejects files: whole floats lose their ".0"."""
     if isinstance(value, float | np.floating) and np.isfinite(value) and float(value).is_integer():
         return str(int(value))
     return str(value)
@@ -244,7 +261,7 @@ def _spread(per_unique: npt.NDArray[Any], codes: npt.NDArray[np.intp], missing: 
     return out
 
 
-def _numeric(col: pd.Series[Any]) -> tuple[FloatArray, BoolArray, BoolArray]:
+def parse_numeric(col: pd.Series[Any]) -> tuple[FloatArray, BoolArray, BoolArray]:
     """Column as float64 (NaN = missing), plus masks of values that are not numbers and of NaN/inf values."""
     n = len(col)
     if ptypes.is_bool_dtype(col) or (ptypes.is_numeric_dtype(col) and not ptypes.is_complex_dtype(col)):
@@ -265,7 +282,7 @@ def _numeric(col: pd.Series[Any]) -> tuple[FloatArray, BoolArray, BoolArray]:
     return _spread(parsed, codes, np.nan), _spread(bad_type, codes, False), _spread(nonfinite, codes, False)
 
 
-def _label(value: object) -> str | None:
+def category_label(value: object) -> str | None:
     """A category value as text (None when blank); whole floats lose their ".0" so 1.0 matches the level "1"."""
     if isinstance(value, str):
         return value if value.strip() else None
@@ -276,11 +293,11 @@ def _label(value: object) -> str | None:
     return str(value)
 
 
-def _coded_text(col: pd.Series[Any]) -> tuple[npt.NDArray[np.intp], ObjectArray]:
+def coded_text(col: pd.Series[Any]) -> tuple[npt.NDArray[np.intp], ObjectArray]:
     """The column as codes into a label table of str whose last entry is None (missing); see :func:`_text`."""
     codes, uniques = _factorize(col)
     labels = np.empty(len(uniques) + 1, dtype=object)
-    labels[:-1] = [_label(u) for u in uniques]
+    labels[:-1] = [category_label(u) for u in uniques]
     labels[-1] = None
     codes = np.where(codes < 0, len(uniques), codes)
     return codes, labels
@@ -288,7 +305,7 @@ def _coded_text(col: pd.Series[Any]) -> tuple[npt.NDArray[np.intp], ObjectArray]
 
 def _text(col: pd.Series[Any]) -> tuple[ObjectArray, BoolArray]:
     """Column as an object array of str with None for missing (blank strings count as missing), plus that mask."""
-    codes, labels = _coded_text(col)
+    codes, labels = coded_text(col)
     is_missing = np.array([label is None for label in labels], dtype=bool)
     text: ObjectArray = labels[codes]
     return text, is_missing[codes]
@@ -296,7 +313,7 @@ def _text(col: pd.Series[Any]) -> tuple[ObjectArray, BoolArray]:
 
 def _check_numeric(col: pd.Series[Any], feature: Feature, rows: _Rows) -> tuple[FloatArray, _Issue | None]:
     name = feature.name
-    values, bad_type, nonfinite = _numeric(col)
+    values, bad_type, nonfinite = parse_numeric(col)
     if bad_type.any():
         detail = f"{rows.count(bad_type)} hold values that are not numbers; fix them or leave the cells empty"
         return values, _Issue(name, "numeric_type", detail, rows.examples(bad_type, col))
@@ -327,7 +344,7 @@ def _check_numeric(col: pd.Series[Any], feature: Feature, rows: _Rows) -> tuple[
 
 def _check_categorical(col: pd.Series[Any], feature: Feature, rows: _Rows) -> tuple[ObjectArray, _Issue | None]:
     name = feature.name
-    codes, labels = _coded_text(col)
+    codes, labels = coded_text(col)
     text: ObjectArray = labels[codes]
     missing = np.array([label is None for label in labels], dtype=bool)[codes]
     if not feature.nullable and missing.any():
@@ -352,7 +369,7 @@ def _check_categorical(col: pd.Series[Any], feature: Feature, rows: _Rows) -> tu
 def _check_target(col: pd.Series[Any], schema: Schema, rows: _Rows) -> tuple[npt.NDArray[np.int64], _Issue | None]:
     name = schema.target
     empty = np.zeros(0, dtype=np.int64)
-    codes, labels = _coded_text(col.astype("Int64") if ptypes.is_bool_dtype(col) else col)
+    codes, labels = coded_text(col.astype("Int64") if ptypes.is_bool_dtype(col) else col)
     negative, positive = (str(c) for c in schema.target_classes)
     missing = np.array([label is None for label in labels], dtype=bool)[codes]
     if missing.any():
@@ -383,7 +400,7 @@ _WORK_UNIT: Final = "datetime64[us, UTC]"
 """Parsing works in microseconds (±290,000 years), so out-of-range values are caught rather than overflowing."""
 
 
-def _parse_timestamps(col: pd.Series[Any]) -> tuple[pd.Series[Any], BoolArray, BoolArray]:
+def parse_timestamps(col: pd.Series[Any]) -> tuple[pd.Series[Any], BoolArray, BoolArray]:
     """Timestamps in UTC (NaT where missing or unparseable), the missing mask and the unparseable mask."""
     n = len(col)
     if ptypes.is_datetime64_any_dtype(col):
@@ -408,8 +425,8 @@ def _parse_timestamps(col: pd.Series[Any]) -> tuple[pd.Series[Any], BoolArray, B
 
 
 def _check_timestamp(col: pd.Series[Any], name: str, rows: _Rows) -> tuple[pd.Series[Any] | None, _Issue | None]:
-    stamps, missing, unparsed = _parse_timestamps(col)
-    within = ((stamps >= _TS_MIN) & (stamps <= _TS_MAX)).to_numpy(dtype=bool, na_value=False)
+    stamps, missing, unparsed = parse_timestamps(col)
+    within = ((stamps >= TS_MIN) & (stamps <= TS_MAX)).to_numpy(dtype=bool, na_value=False)
     bad = unparsed | (~missing & ~unparsed & ~within)
     if bad.any():
         detail = (

@@ -1,0 +1,155 @@
+"""The drift check in a process of its own: the same evidence as in the scoring process, a dying or failing check
+that never costs the run its scores, and no process left behind however the run ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_batch_drift import demo_partitions
+
+from ferry import batch
+from ferry.registry import Registry
+
+psutil = pytest.importorskip("psutil")
+
+# small record batches, so that scoring calls on_rows often enough to see the drift process
+APART = batch.BatchSettings(drift_process_mb=0, batch_rows=200)  # always in a second process, however small the input
+HERE = batch.BatchSettings(drift_process_mb=1_000_000, batch_rows=200)  # always in this process
+
+
+def drift_processes() -> list[int]:
+    """Processes this one started for drift checks (spawned by multiprocessing; not its resource tracker, which
+    lives as long as this process does), zombies included."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE or "spawn_main" in " ".join(child.cmdline()):
+                found.append(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+class Watch:
+    """An ``on_rows`` callback that notes the drift processes alive while scoring runs, and can act on them."""
+
+    def __init__(self, act: Any = None) -> None:
+        self.seen: set[int] = set()
+        self.act = act
+
+    def __call__(self, n: int) -> None:
+        alive = drift_processes()
+        self.seen.update(alive)
+        if self.act is not None and alive:
+            self.act(alive)
+
+
+@pytest.fixture
+def registry(churn_champion: dict[str, str]) -> Registry:
+    return Registry(churn_champion["registry"])
+
+
+def _evidence(out: Path) -> dict[str, Any]:
+    d = json.loads((out / "drift" / "summary.json").read_text())
+    assert (out / "drift" / "report.html").stat().st_size > 10_000
+    assert (out / "drift" / "report.evidently.json").exists()
+    return {k: v for k, v in d.items() if k not in ("seconds", "report", "text")}
+
+
+def test_the_drift_process_writes_the_same_evidence_as_the_scoring_process(tmp_path: Path, registry: Registry) -> None:
+    source = str(demo_partitions(tmp_path / "in", drift=1.0))
+    watch = Watch()
+    apart = batch.score(source, str(tmp_path / "apart"), registry, settings=APART, on_rows=watch)
+    here = batch.score(source, str(tmp_path / "here"), registry, settings=HERE)
+    assert len(watch.seen) == 1  # one process, started before scoring ended
+    assert drift_processes() == []
+    assert apart.drift is not None
+    assert here.drift is not None
+    assert apart.drift["status"] == here.drift["status"] == "drifted"
+    assert apart.drift["report"] == str(tmp_path / "apart" / "drift" / "report.html")
+    a, h = _evidence(tmp_path / "apart"), _evidence(tmp_path / "here")
+    assert json.loads((tmp_path / "apart" / "drift" / "summary.json").read_text())["text"] == apart.drift["text"]
+    # each process hashes strings with its own seed, so Evidently may sum categories in another order
+    for ca, ch in zip(a.pop("columns"), h.pop("columns"), strict=True):
+        assert ca == {**ch, "score": pytest.approx(ch["score"], rel=1e-9)}
+    assert a == h
+    assert apart.scored == here.scored == 6000
+
+
+def test_a_drift_process_killed_mid_run_fails_the_check_not_the_run(tmp_path: Path, registry: Registry) -> None:
+    killed: list[int] = []
+
+    def kill(pids: list[int]) -> None:
+        if not killed:
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    summary = batch.score(
+        str(demo_partitions(tmp_path / "in", drift=0.0)),
+        str(tmp_path / "out"),
+        registry,
+        settings=APART,
+        on_rows=Watch(kill),
+    )
+    assert killed
+    assert drift_processes() == []
+    assert summary.drift is not None
+    assert summary.drift["status"] == "failed"
+    assert "exit code -9 before it answered" in summary.drift["text"]
+    assert "the scores are unaffected" in summary.drift["text"]
+    assert json.loads((tmp_path / "out" / "drift" / "summary.json").read_text())["status"] == "failed"
+    assert summary.scored == 6000
+    assert not summary.failures
+    assert sorted(p.name for p in (tmp_path / "out" / "scores").iterdir()) == ["part-0.parquet", "part-1.parquet"]
+    assert sorted(p.name for p in (tmp_path / "out" / "_manifest").iterdir()) == ["part-0.json", "part-1.json"]
+    again = batch.score(str(tmp_path / "in"), str(tmp_path / "out"), registry, settings=HERE)
+    assert again.skipped == 2  # the manifest is whole: nothing is scored twice
+    assert again.drift is not None
+    assert again.drift["status"] == "no drift"
+
+
+def test_a_check_that_raises_in_the_drift_process_is_reported(tmp_path: Path, registry: Registry) -> None:
+    source = str(demo_partitions(tmp_path / "in", drift=0.0))
+    batch.score(source, str(tmp_path / "out"), registry, settings=batch.BatchSettings(drift=False))
+    for key in ("part-0", "part-1"):
+        (tmp_path / "out" / "_drift" / f"{key}.parquet").write_bytes(b"not a Parquet file")
+    summary = batch.score(source, str(tmp_path / "out"), registry, settings=APART)
+    assert summary.skipped == 2
+    assert summary.scored == 6000
+    assert summary.drift is not None
+    assert summary.drift["status"] == "failed"
+    assert "ArrowInvalid" in summary.drift["text"]
+    assert drift_processes() == []
+
+
+def test_an_interrupted_run_leaves_no_drift_process(tmp_path: Path, registry: Registry) -> None:
+    def interrupt(pids: list[int]) -> None:
+        raise KeyboardInterrupt
+
+    source = str(demo_partitions(tmp_path / "in", drift=0.0, parts=1))
+    with pytest.raises(KeyboardInterrupt):
+        batch.score(source, str(tmp_path / "out"), registry, settings=APART, on_rows=Watch(interrupt))
+    assert drift_processes() == []
+    assert not (tmp_path / "out" / "_manifest" / "part-0.json").exists()
+
+
+def test_no_drift_process_without_drift_or_for_small_inputs(tmp_path: Path, registry: Registry) -> None:
+    source = str(demo_partitions(tmp_path / "in", drift=0.0, parts=1))
+    off, small = Watch(), Watch()
+    summary = batch.score(
+        source,
+        str(tmp_path / "off"),
+        registry,
+        settings=batch.BatchSettings(drift=False, drift_process_mb=0),
+        on_rows=off,
+    )
+    assert summary.drift is None
+    summary = batch.score(source, str(tmp_path / "small"), registry, on_rows=small)  # default bound: some MB
+    assert summary.drift is not None
+    assert summary.drift["status"] == "no drift"
+    assert off.seen == small.seen == set()
