@@ -217,24 +217,19 @@ def test_ferry_serve_names_a_missing_service_directory(churn_champion: dict[str,
 @pytest.mark.integration
 @pytest.mark.slow
 def test_demo_runs_the_whole_release_end_to_end(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "FERRY_REGISTRY_URL": str(tmp_path / "registry"),
-        "FERRY_EDGE_REPO_URL": str(tmp_path / "edge-repo"),
-        "FERRY_EDGE_KEYS_DIR": str(tmp_path / "edge-keys"),
-        "FERRY_WORK_DIR": str(tmp_path / "runs"),
-        "COLUMNS": "160",
-    }
+    """The README's first command, on its defaults: everything under ./.ferry of where it is run."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
     done = subprocess.run(
-        [str(FERRY), "demo", "--rows", "6000", "--sample-rows", "300", "--dir", str(tmp_path / "demo")],
-        env=env,
+        [str(FERRY), "demo", "--rows", "6000", "--sample-rows", "300"],
+        env={**env, "COLUMNS": "160"},
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    registry = Registry(str(tmp_path / "registry"))
+    home = tmp_path / ".ferry"
+    registry = Registry(str(home / "registry"))
     channels = registry.channels("churn")
     champion = channels["online/champion"].version
     first = channels["online/champion"].history[-1]  # the first model was champion before
@@ -245,9 +240,9 @@ def test_demo_runs_the_whole_release_end_to_end(tmp_path: Path) -> None:
     reasons = [r.reason for r in registry.audit("churn")]
     assert any(r.startswith("drift: online: ") for r in reasons)
     assert reasons[-1].startswith("rollout promote: ")
-    device = json.loads((tmp_path / "demo" / "device-1" / "state.json").read_text())
+    device = json.loads((home / "demo" / "device-1" / "state.json").read_text())
     assert device["active_version"] == champion
-    manifests = (tmp_path / "demo" / "batch-output" / "after" / "_manifest").glob("*.json")
+    manifests = (home / "demo" / "batch-output" / "after" / "_manifest").glob("*.json")
     assert {json.loads(p.read_text())["version"] for p in manifests} == {champion}
     out = done.stdout
     assert "ferry.drift.detected online: new drift (asks for a retrain)" in out
