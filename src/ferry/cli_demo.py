@@ -9,6 +9,8 @@ import json
 import secrets
 import shutil
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ __all__ = [
 ]
 
 SWITCH_TIMEOUT_S = 60.0
+FLUSH_TIMEOUT_S = 30.0
 MARKER = ".ferry-demo"
 """Left in every directory the demo fills, so a later demo may clear it, and only it."""
 
@@ -81,6 +84,7 @@ class DemoService(Service):
             {"name": "demo", "sha256": hash_key(self.key), "scopes": ["predict", "feedback", "admin"]},
             {"name": "devices", "sha256": hash_key(self.device_key), "scopes": ["telemetry"]},
         ]
+        self.registry = registry
         super().__init__(
             log=directory / "serve.log",
             env={
@@ -98,12 +102,30 @@ class DemoService(Service):
         answer: dict[str, Any] = self.post("/predict", {"records": rows}, key=self.key)
         return answer
 
+    def wait_for_log(self, model: str, kind: str, since: datetime, done: Callable[[pd.DataFrame], bool]) -> None:
+        """Poll the service's ``kind`` log in the registry until ``done`` says it holds what was sent (the service
+        flushes its logs every second)."""
+        from ferry.monitor import online_logs_since
+
+        started = time.monotonic()
+        while time.monotonic() - started < FLUSH_TIMEOUT_S:
+            if done(online_logs_since(self.registry, model, kind, since)):
+                return
+            time.sleep(0.2)
+        raise FerryError(f"the online service did not write its {kind} log within {FLUSH_TIMEOUT_S:.0f} s: {self.log}")
+
 
 def send_traffic(service: DemoService, rows: list[dict[str, Any]], *, chunk: int = 250) -> int:
-    """Requests of ``chunk`` records each; waits until the service's prediction log has flushed them."""
+    """Requests of ``chunk`` records each; waits until the service's prediction log holds every answer."""
+    since = datetime.now(UTC)
+    answered: set[str] = set()
+    model = ""
     for start in range(0, len(rows), chunk):
-        service.ask(rows[start : start + chunk])
-    time.sleep(2.5)  # the log flushes every second (FERRY_ONLINE_LOG_FLUSH_INTERVAL_S)
+        answer = service.ask(rows[start : start + chunk])
+        model = answer["model"]
+        answered.update(p["prediction_id"] for p in answer["predictions"])
+    if answered:
+        service.wait_for_log(model, "predictions", since, lambda f: answered <= set(f.get("prediction_id", ())))
     return len(rows)
 
 
@@ -182,8 +204,11 @@ class DemoDevice:
         if self.service is None:
             return
         beats = Heartbeats(self.home, f"{self.service.url}/telemetry", token=self.service.device_key)
-        sent = beats.send(beats.build({**self.agent.status(), "device": self.home.name}, sketch))
-        time.sleep(2.5)  # the service writes received heartbeats every second
+        beat = beats.build({**self.agent.status(), "device": self.home.name}, sketch)
+        since = datetime.now(UTC)
+        sent = beats.send(beat)
+        if sent:
+            self.service.wait_for_log(beat["model"], "telemetry", since, lambda f: beat["id"] in set(f.get("id", ())))
         _out().print(
             f"device {self.home.name}: scored {len(rows)} rows with {model.version}; heartbeat "
             f"{'sent' if sent else 'queued'} (a drift sketch, no rows)"
