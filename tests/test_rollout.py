@@ -55,6 +55,7 @@ def test_nothing_is_decided_before_the_window_or_without_traffic(staged: tuple[R
     quiet = rollout.assess(registry, "churn", SETTINGS, now=later(registry))
     assert quiet.decision == "wait"
     assert "fewer than min_rows=200" in quiet.reasons[0]
+    assert "FERRY_ONLINE_PREDICTION_SAMPLE_RATE" in quiet.reasons[0]  # nothing logged: say what turns logs on
     assert rollout.apply(registry, quiet) == []
 
 

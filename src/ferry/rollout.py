@@ -141,6 +141,12 @@ def assess(
         evidence.reasons.append(
             f"{' and '.join(short)} answered fewer than min_rows={s.min_rows} requests since {evidence.since} "
             f"({', '.join(f'{k} {v}' for k, v in evidence.rows.items())})"
+            + (
+                "; no prediction was logged at all: the service logs none unless FERRY_ONLINE_PREDICTION_SAMPLE_RATE "
+                "is above 0"
+                if not any(evidence.rows.values())
+                else ""
+            )
         )
         return evidence
     evidence.prediction_drift = gate.data_drift(
