@@ -33,7 +33,6 @@ import zlib
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import fsspec
@@ -330,13 +329,7 @@ class OutputLocked(FerryError, RuntimeError):
 
 
 def _holder() -> dict[str, Any]:
-    return {
-        "token": uuid.uuid4().hex,
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "since": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv)[:300],
-    }
+    return {**storage.lock_owner(), "command": " ".join(sys.argv)[:300]}
 
 
 def _read_holder(fs: Any, path: str) -> dict[str, Any] | None:

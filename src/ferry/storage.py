@@ -243,7 +243,8 @@ def _flock(path: str, timeout_s: float) -> Iterator[None]:
         os.close(fd)
 
 
-def _lock_owner() -> dict[str, Any]:
+def lock_owner() -> dict[str, Any]:
+    """Who takes a lock: a fresh token, host, pid and time (recorded in the lock, named when it blocks others)."""
     return {
         "token": uuid.uuid4().hex,
         "host": socket.gethostname(),
@@ -282,7 +283,7 @@ def _describe_holder(fs: Any, path: str) -> str | None:
 @contextlib.contextmanager
 def _object_lock(fs: Any, path: str, timeout_s: float) -> Iterator[None]:
     fs.makedirs(_parent(path), exist_ok=True)
-    payload = json.dumps(_lock_owner(), sort_keys=True).encode()
+    payload = json.dumps(lock_owner(), sort_keys=True).encode()
     deadline = time.monotonic() + timeout_s
     delay = _POLL_MIN_S
     while not _try_create(fs, path, payload):
