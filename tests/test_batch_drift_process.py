@@ -23,12 +23,11 @@ HERE = batch.BatchSettings(drift_process_mb=1_000_000, batch_rows=200)  # always
 
 
 def drift_processes() -> list[int]:
-    """Processes this one started for drift checks (spawned by multiprocessing; not its resource tracker, which
-    lives as long as this process does), zombies included."""
+    """Processes this one started for drift checks, zombies (not reaped) included."""
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if child.status() == psutil.STATUS_ZOMBIE or "spawn_main" in " ".join(child.cmdline()):
+            if child.status() == psutil.STATUS_ZOMBIE or "ferry.batch_drift" in " ".join(child.cmdline()):
                 found.append(child.pid)
         except psutil.NoSuchProcess:
             continue
@@ -153,3 +152,27 @@ def test_no_drift_process_without_drift_or_for_small_inputs(tmp_path: Path, regi
     assert summary.drift is not None
     assert summary.drift["status"] == "no drift"
     assert off.seen == small.seen == set()
+
+
+def test_a_script_without_a_main_guard_runs_once_and_gets_its_drift_check(tmp_path: Path, registry: Registry) -> None:
+    import subprocess
+    import sys
+
+    source = demo_partitions(tmp_path / "in", drift=0.0, parts=1)
+    script = tmp_path / "score.py"
+    script.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from ferry import batch\n"
+        "from ferry.registry import Registry\n"
+        "with Path(sys.argv[1], 'runs.txt').open('a') as fh:\n"
+        "    fh.write('ran\\n')\n"
+        "s = batch.score(sys.argv[2], sys.argv[3], Registry(sys.argv[4]), "
+        "settings=batch.BatchSettings(drift_process_mb=0))\n"
+        "print(s.drift['status'])\n"
+    )
+    args = [str(tmp_path), str(source), str(tmp_path / "out"), registry.url]
+    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "no drift"
+    assert (tmp_path / "runs.txt").read_text() == "ran\n"  # the drift process did not run the script again

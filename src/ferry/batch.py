@@ -119,7 +119,7 @@ class BatchSettings(BaseSettings):
     )
     drift_timeout_s: float = Field(default=300.0, gt=0, le=3600, description="Time limit of the drift check.")
     drift_process_mb: float = Field(
-        default=8.0,
+        default=16.0,
         ge=0,
         le=1_000_000,
         description=(
@@ -580,8 +580,15 @@ def _score(
             except FerryError as exc:
                 failures[part.key] = str(exc)
         if s.drift:
-            check = check_drift if child is None else child.check
-            drift = check(output_url, p.registry_url, p.model, p.version, settings=s, storage_options=storage_options)
+            drift = check_drift(
+                output_url,
+                p.registry_url,
+                p.model,
+                p.version,
+                settings=s,
+                storage_options=storage_options,
+                process=child,
+            )
     summary = summarise(p, results, failures, time.perf_counter() - started)
     summary.drift = drift
     note_run(p.registry_url, summary)

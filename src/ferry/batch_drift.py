@@ -12,15 +12,16 @@ import contextlib
 import io
 import json
 import logging
-import multiprocessing
+import os
+import pickle
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Generator
 from dataclasses import asdict
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ log = logging.getLogger("ferry.batch")
 __all__ = ["DriftProcess", "check_drift", "drift_process", "warm_drift"]
 
 _ANSWER_GRACE_S = 120.0  # beyond the check's own time limit: the import and reading the samples
-_EXIT_WAIT_S = 2.0  # for the drift process to end by itself once it has answered
+_EXIT_WAIT_S = 5.0  # for the drift process to stop once told to
 
 
 def _import_evidently() -> None:
@@ -138,13 +139,15 @@ def check_drift(
     *,
     settings: BatchSettings | None = None,
     storage_options: dict[str, Any] | None = None,
+    process: DriftProcess | None = None,
 ) -> dict[str, Any]:
     """Input drift of a run: the finished partitions' samples against the version's reference, with Evidently.
 
     Writes Evidently's report to ``drift/report.html`` (and its snapshot JSON) in the output, and this summary to
     ``drift/summary.json``. Never raises for a missing reference or a failing check: ``status`` is ``drifted``,
     ``no drift``, ``no reference``, ``no sample`` or ``failed``, ``detail``/``text`` say why, and ``columns``
-    holds one row per feature (feature, method, score, threshold, drifted).
+    holds one row per feature (feature, method, score, threshold, drifted). With ``process``, the check runs there
+    (see :class:`DriftProcess`); when that process dies, hangs or fails, the summary says ``failed`` and why.
     """
     from ferry import gate
 
@@ -152,6 +155,15 @@ def check_drift(
     started = time.perf_counter()
     out = OutputDir(output_url, storage_options=storage_options)
     d = _summary(s)
+    if process is not None:
+        limit_s = s.drift_timeout_s + _ANSWER_GRACE_S
+        kwargs = {"settings": s, "storage_options": storage_options}
+        answer, why = process.ask((output_url, registry_url, model, version), kwargs, limit_s=limit_s)
+        if answer is not None:
+            return dict(answer)
+        _failed(d, why)
+        log.warning("input drift: %s", d["detail"])
+        return _write_summary(out, d, started)
     try:
         registry = Registry(registry_url)
         v = registry.get(version, model=model)
@@ -198,93 +210,79 @@ def check_drift(
 
 # ------------------------------------------------------------------------------------------------ drift process
 
+# What the drift process runs: the ferry package it is started from comes first on its path.
+_CHILD = "import sys; sys.path.insert(0, sys.argv[1]); from ferry.batch_drift import _serve; _serve()"
 
-def _serve(conn: Connection) -> None:
-    """The drift process: import Evidently at once, then run the one check it is sent and answer with its summary."""
+
+def _serve() -> None:
+    """The drift process: import Evidently at once, then run the one check read from stdin; answer on stdout."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the scoring process, which stops this one
+    if hasattr(os, "nice"):
+        os.nice(10)  # scoring keeps its cores and the import takes what is left (measured: as fast or faster)
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # whatever the check prints goes to stderr, not into the answer
     _import_evidently()
     try:
-        job = conn.recv()
+        job = pickle.load(sys.stdin.buffer)
     except EOFError:  # the run ended without a check
         return
     try:
         answer: tuple[str, Any] = ("done", check_drift(*job["args"], **job["kwargs"]))
     except Exception as exc:  # anything check_drift lets through is still only a failed check
         answer = ("failed", f"{type(exc).__name__}: {exc}")
-    conn.send(answer)
-    conn.close()
+    pickle.dump(answer, answers)
+    answers.flush()
+    sys.stderr.flush()
+    os._exit(0)  # not waiting for an Evidently thread that outlived its time limit
 
 
 class DriftProcess:
-    """A spawned process that imports Evidently as soon as it starts, then runs one :func:`check_drift`.
+    """A Python process that imports Evidently as soon as it starts, then runs one :func:`check_drift`.
 
-    A run starts it first and asks for the check when scoring ends, so the import overlaps scoring on another core.
-    :meth:`check` never raises for the process's own failures (it died, hung, or raised): the summary then says
-    ``failed`` and why, and is written as :func:`check_drift` writes it. Always :meth:`close` it (or use it as a
-    context manager); it stops the process however the run ends.
+    A run starts it first and asks for the check (``check_drift(..., process=...)``) when scoring ends, so the
+    import overlaps scoring on another core. It is a plain subprocess of this interpreter, not a multiprocessing
+    one: it never imports the caller's main module. Always :meth:`close` it (or use it as a context manager): that
+    stops the process however the run ends.
     """
 
     def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, theirs = context.Pipe()
-        self._answered = False
-        self.process = context.Process(target=_serve, args=(theirs,), name="ferry-drift", daemon=True)
-        try:
-            self.process.start()
-        finally:
-            theirs.close()
+        package_root = str(Path(__file__).resolve().parents[1])
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, package_root], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
 
     @property
-    def pid(self) -> int | None:
+    def pid(self) -> int:
         return self.process.pid
 
-    def check(
-        self,
-        output_url: str,
-        registry_url: str,
-        model: str,
-        version: str,
-        *,
-        settings: BatchSettings | None = None,
-        storage_options: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """:func:`check_drift` in the drift process; the same summary and evidence."""
-        s = _settings(settings)
-        started = time.perf_counter()
-        limit = s.drift_timeout_s + _ANSWER_GRACE_S
-        kwargs = {"settings": s, "storage_options": storage_options}
+    def ask(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, limit_s: float) -> tuple[Any, str]:
+        """Have the process call ``check_drift(*args, **kwargs)``: its answer, or None and why there is none."""
         try:
-            self._conn.send({"args": (output_url, registry_url, model, version), "kwargs": kwargs})
-            if not self._conn.poll(limit):
-                why = f"its process did not answer within {limit:g} s"
-            else:
-                kind, value = self._conn.recv()
-                self._answered = True
-                if kind == "done":
-                    return dict(value)
-                why = str(value)
-        except (EOFError, OSError):  # the process is gone
-            self.process.join(_EXIT_WAIT_S)
-            why = f"its process ended with exit code {self.process.exitcode} before it answered"
+            out, _ = self.process.communicate(pickle.dumps({"args": args, "kwargs": kwargs}), timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            return None, f"its process did not answer within {limit_s:g} s"
         except Exception as exc:  # e.g. storage options that cannot be sent to another process
-            why = f"{type(exc).__name__}: {exc}"
-        d = _summary(s)
-        _failed(d, why)
-        log.warning("input drift: %s", d["detail"])
-        return _write_summary(OutputDir(output_url, storage_options=storage_options), d, started)
+            return None, f"{type(exc).__name__}: {exc}"
+        try:
+            kind, value = pickle.loads(out)
+        except Exception:  # no answer, or half of one
+            return None, f"its process ended with exit code {self.process.returncode} before it answered"
+        return (value, "") if kind == "done" else (None, str(value))
 
     def close(self) -> None:
-        """Stop the process: at once when it has not answered (it may still be importing), else let it end."""
-        self._conn.close()
+        """Stop the process, at once when it has not answered (it may still be importing), and reap it."""
         p = self.process
-        if self._answered:
-            p.join(_EXIT_WAIT_S)
-        if p.is_alive():
+        if p.poll() is None:
             p.terminate()
-            p.join(_EXIT_WAIT_S)
-        if p.is_alive():
-            p.kill()
-            p.join()
+            try:
+                p.wait(_EXIT_WAIT_S)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for pipe in (p.stdin, p.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
     def __enter__(self) -> DriftProcess:
         return self
