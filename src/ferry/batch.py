@@ -562,33 +562,17 @@ def _score(
     results: list[dict[str, Any]] = []
     failures: dict[str, str] = {}
     drift = None
+    refs = (output_url, p.registry_url, p.model, p.version)
     with drift_process(s.drift and _drift_apart(p, s)) as child:
         for part in p.pending:
             try:
                 results.append(
-                    run_partition(
-                        part.to_dict(),
-                        output_url,
-                        p.registry_url,
-                        p.model,
-                        p.version,
-                        settings=s,
-                        storage_options=storage_options,
-                        on_rows=on_rows,
-                    )
+                    run_partition(part.to_dict(), *refs, settings=s, storage_options=storage_options, on_rows=on_rows)
                 )
             except FerryError as exc:
                 failures[part.key] = str(exc)
         if s.drift:
-            drift = check_drift(
-                output_url,
-                p.registry_url,
-                p.model,
-                p.version,
-                settings=s,
-                storage_options=storage_options,
-                process=child,
-            )
+            drift = check_drift(*refs, settings=s, storage_options=storage_options, process=child)
     summary = summarise(p, results, failures, time.perf_counter() - started)
     summary.drift = drift
     note_run(p.registry_url, summary)
