@@ -1,6 +1,6 @@
 """Batch scoring throughput and peak memory: ferry's streaming path against a naive and an in-memory baseline.
 
-    uv run python bench/batch.py [--rows 200000] [--partitions 4] [--skip-flow] [--ferry-only]
+    uv run python bench/batch.py [--rows 200000] [--partitions 4] [--skip-flow] [--ferry-only] [--threads 1]
 
 A HistGradientBoosting churn model is trained (20,000 demo rows) and promoted in a temporary registry; ``--rows`` demo
 rows are written as ``--partitions`` Parquet files. Then, each in its own subprocess (so peak RSS figures do not mix)
@@ -21,8 +21,8 @@ and all on the same files:
    after one unmeasured warm-up run on the same cluster).
 
 With ``--ferry-only``, only ferry score runs (for 20M rows, where the in-memory paths would need tens of GB). Every
-path uses one onnxruntime/OpenMP thread per process. Figures are printed as rows/s, peak RSS and ratios
-against the baselines measured in the same run.
+path uses one onnxruntime/OpenMP thread per process, or ``--threads`` of them. Figures are printed as rows/s, peak
+RSS and ratios against the baselines measured in the same run.
 """
 
 from __future__ import annotations
@@ -119,10 +119,14 @@ def _arrow_schema() -> Any:
 # ------------------------------------------------------------------------------------------------------ workers
 
 
-def _model(setup: dict[str, str]) -> Any:
+def _threads(setup: dict[str, Any]) -> int:
+    return int(setup.get("threads", 1))
+
+
+def _model(setup: dict[str, Any]) -> Any:
     from ferry import batch
 
-    return batch.load_model(setup["registry"], "churn", setup["version"])
+    return batch.load_model(setup["registry"], "churn", setup["version"], threads=_threads(setup))
 
 
 def worker_naive(setup: dict[str, str]) -> dict[str, Any]:
@@ -133,7 +137,7 @@ def worker_naive(setup: dict[str, str]) -> dict[str, Any]:
 
     pipeline = load_pipeline(Path(setup["run"]) / "model.skops")
     start = time.perf_counter()
-    with threadpool_limits(1):
+    with threadpool_limits(_threads(setup)):
         prob = pipeline.predict_proba(pd.read_parquet(setup["input"]))
     return {"seconds": time.perf_counter() - start, "rows": len(prob)}
 
@@ -220,9 +224,11 @@ WORKERS = {
 }
 
 
-def run_worker(name: str, setup: dict[str, str]) -> dict[str, Any]:
+def run_worker(name: str, setup: dict[str, Any]) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--worker", name, "--setup", json.dumps(setup)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    threads = str(setup.get("threads", 1))  # OpenMP (scikit-learn) and ferry's onnxruntime session alike
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "FERRY_BATCH_THREADS": threads}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"worker {name} failed:\n{proc.stderr[-4000:]}")
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -272,6 +278,12 @@ def main() -> None:
         action="store_true",
         help="measure only ferry score (rows/s, peak RSS): for sizes where the in-memory paths cannot run (20M rows)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads per path: OpenMP for scikit-learn, intra-op for onnxruntime, FERRY_BATCH_THREADS for ferry",
+    )
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--setup", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -302,7 +314,7 @@ def measure(root: Path, setup: dict[str, str], args: argparse.Namespace) -> None
     results: dict[str, dict[str, Any]] = {}
     for name in names:
         out = root / f"out-{name}"
-        results[name] = run_worker(name, {**setup, "out": str(out)})
+        results[name] = run_worker(name, {**setup, "out": str(out), "threads": args.threads})
         shutil.rmtree(out, ignore_errors=True)
     print(f"{'path':<40}{'rows/s':>12}{'seconds':>10}{'peak RSS MB':>13}")
     rows: dict[str, tuple[str, float, float]] = {}  # label, rows/s, seconds
