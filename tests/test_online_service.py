@@ -383,6 +383,7 @@ def test_service_shadow_never_changes_a_response(
     assert (logged["role"] == "shadow").sum() >= 20
     assert (logged["role"] == "answer").sum() >= 20
     assert (logged["latency_ms"] > 0).all()  # each side's own time on the request, for the rollout to compare
+    assert logged.groupby("role")["request"].nunique().to_dict() == {"answer": 1, "shadow": 1}  # one request each
 
 
 def test_a_pinned_service_keeps_its_version(client_for: Any, churn_champion: dict[str, str], tmp_path: Path) -> None:

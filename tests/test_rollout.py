@@ -21,11 +21,19 @@ SETTINGS = rollout.RolloutSettings(window_hours=1, min_rows=200, min_labels=100)
 
 
 def traffic(
-    registry: Registry, channel: str, n: int, seed: int, *, labels: str | None = None, latency_ms: float | None = None
+    registry: Registry,
+    channel: str,
+    n: int,
+    seed: int,
+    *,
+    labels: str | None = None,
+    latency_ms: float | None = None,
+    requests: int = 1,
 ) -> None:
     """``n`` requests answered by the version behind ``channel``, logged as the service logs them; with ``labels``
-    ("right" or "wrong"), each answer's true label comes back through the feedback log; ``latency_ms`` is the time
-    the service logs for each answer (None, as in logs written before latency was recorded)."""
+        ("right" or "wrong"), each answer's true label comes back through the feedback log; ``latency_ms`` is the time
+        the service logs for each answer (None, as in logs written before latency was recorded), the rows split into
+    ``requests`` requests."""
     holder = ModelHolder(registry, "churn", channel)
     holder.refresh()
     loaded = holder.current
@@ -33,7 +41,10 @@ def traffic(
     rows = records(make_churn(n, seed=seed), loaded.schema)
     answer = predict(loaded, rows)
     log = PredictionLog(registry.url, "churn", sample_rate=1.0, buffer_rows=100_000)
-    log.record(loaded, rows, answer, latency_ms=latency_ms)
+    size = -(-n // requests)
+    for start in range(0, n, size):
+        part = answer.model_copy(update={"predictions": answer.predictions[start : start + size]})
+        log.record(loaded, rows[start : start + size], part, latency_ms=latency_ms)
     log.flush()
     if labels:
         feedback = FeedbackLog(registry.url, "churn", buffer_rows=100_000)
@@ -112,14 +123,14 @@ def test_a_challenger_much_slower_than_the_champion_is_rolled_back_despite_its_l
     staged: tuple[Registry, str, str],
 ) -> None:
     registry, champion, _ = staged
-    traffic(registry, "online/champion", 300, seed=7, labels="right", latency_ms=0.5)
-    traffic(registry, "online/challenger", 300, seed=8, labels="right", latency_ms=1.2)
+    traffic(registry, "online/champion", 300, seed=7, labels="right", latency_ms=0.5, requests=150)
+    traffic(registry, "online/challenger", 300, seed=8, labels="right", latency_ms=1.2, requests=150)
     evidence = rollout.assess(registry, "churn", SETTINGS, now=later(registry))
     assert evidence.decision == "rollback"
     assert evidence.reasons == [
         "median latency 1.200 ms is more than max_latency_ratio=2 times the champion's 0.500 ms"
     ]
-    assert evidence.latency_ms["challenger"] == {"p50": 1.2, "p99": 1.2, "rows": 300.0}
+    assert evidence.latency_ms["challenger"] == {"p50": 1.2, "p99": 1.2, "requests": 150.0}
     assert evidence.quality["challenger"]["roc_auc"] == 1.0  # as good on labels: latency alone decided
     rollout.apply(registry, evidence)
     assert registry.channel("churn", "online/challenger") == champion
@@ -127,11 +138,23 @@ def test_a_challenger_much_slower_than_the_champion_is_rolled_back_despite_its_l
 
 def test_a_challenger_within_the_latency_ratio_is_judged_on_its_labels(staged: tuple[Registry, str, str]) -> None:
     registry, _, challenger = staged
-    traffic(registry, "online/champion", 300, seed=9, labels="right", latency_ms=0.5)
-    traffic(registry, "online/challenger", 300, seed=10, labels="right", latency_ms=0.9)
+    traffic(registry, "online/champion", 300, seed=9, labels="right", latency_ms=0.5, requests=150)
+    traffic(registry, "online/challenger", 300, seed=10, labels="right", latency_ms=0.9, requests=150)
     evidence = rollout.assess(registry, "churn", SETTINGS, now=later(registry))
     assert evidence.decision == "promote", evidence.reasons
     assert evidence.latency_ms["champion"]["p50"] == 0.5
+    rollout.apply(registry, evidence)
+    assert registry.channel("churn", "online/champion") == challenger
+
+
+def test_latency_from_too_few_requests_does_not_decide(staged: tuple[Registry, str, str]) -> None:
+    """The demo's 8 requests of 250 rows each: a median of 8 is noise on a busy machine, so labels decide."""
+    registry, _, challenger = staged
+    traffic(registry, "online/champion", 300, seed=11, labels="right", latency_ms=0.5, requests=8)
+    traffic(registry, "online/challenger", 300, seed=12, labels="right", latency_ms=5.0, requests=8)
+    evidence = rollout.assess(registry, "churn", SETTINGS, now=later(registry))
+    assert evidence.latency_ms["challenger"]["requests"] == 8
+    assert evidence.decision == "promote", evidence.reasons
     rollout.apply(registry, evidence)
     assert registry.channel("churn", "online/champion") == challenger
 

@@ -7,8 +7,9 @@ in the registry, the decision as an audit record whose reason names that file.
 The decision, in order:
 
 1. wait while the window has not elapsed, or either side answered fewer than ``min_rows`` requests in it;
-2. a challenger whose median latency (its own time to check and score a request, logged with every prediction) is
-   more than ``max_latency_ratio`` times the champion's is rolled back, whatever its quality;
+2. once each side answered ``min_latency_requests`` requests, a challenger whose median latency per request (its
+   own time to check and score it, logged with every prediction) is more than ``max_latency_ratio`` times the
+   champion's is rolled back, whatever its quality (fewer requests make too noisy a median to act on);
 3. with at least ``min_labels`` labelled answers on each side (labels sent to ``/feedback``), the challenger is
    promoted when its ROC AUC on them is no worse than the champion's by more than ``tolerance``, else rolled back;
 4. without labels, a challenger whose answers are all one class is rolled back; otherwise it is promoted, since
@@ -53,6 +54,9 @@ class RolloutSettings(BaseSettings):
     max_latency_ratio: float = Field(
         default=2.0, ge=1, description="How many times the champion's median latency the challenger's may be."
     )
+    min_latency_requests: int = Field(
+        default=100, ge=1, description="Requests each side needs before their latencies are compared."
+    )
 
 
 @dataclass
@@ -83,13 +87,19 @@ def _quality(answers: pd.DataFrame, labels: pd.DataFrame, positive: str) -> dict
 
 
 def _latency(answers: pd.DataFrame) -> dict[str, float] | None:
-    """p50/p99 of the logged per-request latency; None when the logs predate it (no ``latency_ms``)."""
+    """p50/p99 of the logged latency per request (rows of one request share it); None when the logs predate it."""
     if "latency_ms" not in answers.columns:
         return None
-    ms = pd.to_numeric(answers["latency_ms"], errors="coerce").dropna()
-    if ms.empty:
+    timed = answers[pd.to_numeric(answers["latency_ms"], errors="coerce").notna()]
+    if timed.empty:
         return None
-    return {"p50": round(float(ms.quantile(0.5)), 4), "p99": round(float(ms.quantile(0.99)), 4), "rows": float(len(ms))}
+    key = ["request"] if "request" in timed.columns else ["ts", "latency_ms"]
+    ms = pd.to_numeric(timed.drop_duplicates(subset=key)["latency_ms"])
+    return {
+        "p50": round(float(ms.quantile(0.5)), 4),
+        "p99": round(float(ms.quantile(0.99)), 4),
+        "requests": float(len(ms)),
+    }
 
 
 def assess(
@@ -152,8 +162,9 @@ def assess(
     evidence.prediction_drift = gate.data_drift(
         sides["champion"], sides["challenger"], numeric=["p_positive"]
     ).to_dict()
-    if len(evidence.latency_ms) == 2:
-        champ_ms, chall_ms = evidence.latency_ms["champion"]["p50"], evidence.latency_ms["challenger"]["p50"]
+    timed = [evidence.latency_ms[n] for n in ("champion", "challenger") if n in evidence.latency_ms]
+    if len(timed) == 2 and min(t["requests"] for t in timed) >= s.min_latency_requests:
+        champ_ms, chall_ms = timed[0]["p50"], timed[1]["p50"]
         if chall_ms > champ_ms * s.max_latency_ratio:
             evidence.decision = "rollback"
             evidence.reasons.append(

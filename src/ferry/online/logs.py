@@ -6,9 +6,9 @@ Layout under the registry root, read by the monitor flow::
     models/<model>/online/feedback/<date>/<time>-<uuid>.parquet      ground-truth labels by prediction id
 
 A prediction row holds its id, time, version, role (answer or shadow), predicted class and probability of the
-positive class, ``latency_ms`` (how long the version took to check and score the request the row came in: what the
-staged rollout compares between champion and challenger), the id column when the request sent one, and the
-features as sent. PII fields are never written (they are not features). Each
+positive class, ``request`` (an id shared by the rows of one request) and ``latency_ms`` (how long the version took
+to check and score that request: what the staged rollout compares between champion and challenger), the id column
+when the request sent one, and the features as sent. PII fields are never written (they are not features). Each
 log keeps at most ``buffer_rows`` rows in memory and writes a file when the buffer is full or :meth:`flush` is
 called, so a crash loses at most one buffer. Files are written atomically (temp name, then rename).
 """
@@ -110,6 +110,7 @@ class PredictionLog(ParquetLog):
         schema = loaded.schema
         positive = str(schema.target_classes[1])
         ts = datetime.now(UTC).isoformat(timespec="microseconds")
+        request = uuid.uuid4().hex[:16]
         rows = []
         for record, p in zip(records, response.predictions, strict=True):
             if self.sample_rate < 1 and self._random.random() >= self.sample_rate:
@@ -122,6 +123,7 @@ class PredictionLog(ParquetLog):
                 "role": role,
                 "prediction": str(p.prediction),
                 "p_positive": p.probabilities[positive],
+                "request": request,
                 "latency_ms": latency_ms,
             }
             if schema.id is not None:
