@@ -254,6 +254,10 @@ def demo(
             out.print(f"online: {len(sample):,} more records; {candidate} scored each in shadow, unseen by callers")
             decided = monitor(registry_url=reg.url, settings=settings, rollout_settings=window)
             cli_demo.print_monitor(decided)
+            rollout = decided.get("rollout") or {}
+            if rollout.get("decision") != "promote":
+                why = "; ".join(rollout.get("reasons", []))
+                raise FerryError(f"the rollout did not promote {candidate}: {rollout.get('decision')} ({why})")
             champion = reg.channel(first["model"], "online/champion")
 
             out.rule("[bold]7. everyone on the new champion")
