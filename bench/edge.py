@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -34,8 +33,8 @@ def make_venv(path: Path, *packages: str) -> int:
     found = shutil.which("uv")
     uv = [found] if found else ["python3", "-m", "uv"]  # the scripts install uv for the system python
     subprocess.run([*uv, "venv", "-q", "--python", sys._base_executable, str(path)], check=True)
-    env = {**os.environ, "VIRTUAL_ENV": str(path)}
-    subprocess.run([*uv, "pip", "install", "-q", *packages], check=True, env=env)
+    # --python names the environment: run as `python -m uv`, uv would otherwise install into the calling interpreter
+    subprocess.run([*uv, "pip", "install", "-q", "--python", str(path / "bin" / "python"), *packages], check=True)
     return site_size(path)
 
 
