@@ -126,6 +126,38 @@ def test_a_check_that_raises_in_the_drift_process_is_reported(tmp_path: Path, re
     assert drift_processes() == []
 
 
+def test_a_drift_process_that_hangs_fails_the_check_at_its_time_limit(
+    tmp_path: Path, registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drift process stopped (SIGSTOP) mid-run never answers: the run waits only the check's time limit plus the
+    grace, reports the check failed, keeps its scores, and still reaps the stopped process."""
+    from ferry import batch_drift
+
+    monkeypatch.setattr(batch_drift, "_ANSWER_GRACE_S", 2.0)
+    stopped: list[int] = []
+
+    def freeze(pids: list[int]) -> None:
+        if not stopped:
+            os.kill(pids[0], signal.SIGSTOP)
+            stopped.append(pids[0])
+
+    settings = APART.model_copy(update={"drift_timeout_s": 1.0})
+    summary = batch.score(
+        str(demo_partitions(tmp_path / "in", drift=0.0)),
+        str(tmp_path / "out"),
+        registry,
+        settings=settings,
+        on_rows=Watch(freeze),
+    )
+    assert stopped
+    assert drift_processes() == []
+    assert summary.drift is not None
+    assert summary.drift["status"] == "failed"
+    assert "did not answer within 3 s" in summary.drift["text"]
+    assert summary.scored == 6000
+    assert not summary.failures
+
+
 def test_an_interrupted_run_leaves_no_drift_process(tmp_path: Path, registry: Registry) -> None:
     def interrupt(pids: list[int]) -> None:
         raise KeyboardInterrupt
