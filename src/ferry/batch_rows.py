@@ -149,9 +149,8 @@ def _feature_problems(col: pd.Series[Any], f: Feature) -> list[Problem]:
 
 
 def _pandas_timestamp(col: pd.Series[Any]) -> tuple[BoolArray, BoolArray]:
-    stamps, missing, unparsed = fdata.parse_timestamps(col)
-    within = ((stamps >= fdata.TS_MIN) & (stamps <= fdata.TS_MAX)).to_numpy(dtype=bool, na_value=False)
-    return unparsed | (~missing & ~unparsed & ~within), missing
+    _, bad, missing = fdata.timestamp_masks(col)
+    return bad, missing
 
 
 def row_problems(df: pd.DataFrame, schema: Schema) -> list[Problem]:
@@ -248,14 +247,6 @@ def _dictionary(arr: pa.Array) -> tuple[Codes, list[Any]] | None:
     return codes, values
 
 
-def _spread(per_value: npt.NDArray[Any], codes: Codes, missing: Any) -> npt.NDArray[Any]:
-    table = np.empty(len(per_value) + 1, dtype=per_value.dtype)
-    table[:-1] = per_value
-    table[-1] = missing
-    out: npt.NDArray[Any] = table[codes]
-    return out
-
-
 def _arrow_numeric(arr: pa.Array, name: str) -> tuple[FloatArray, BoolArray, BoolArray]:
     """(float64 values with NaN for missing, not-a-number mask, NaN/inf-written-as-number mask), as parse_numeric."""
     t = arr.type
@@ -270,7 +261,11 @@ def _arrow_numeric(arr: pa.Array, name: str) -> tuple[FloatArray, BoolArray, Boo
         return fdata.parse_numeric(_as_series(arr, name))
     codes, distinct = coded
     values, bad_type, nonfinite = fdata.parse_numeric(pd.Series(distinct, dtype=object))
-    return _spread(values, codes, np.nan), _spread(bad_type, codes, False), _spread(nonfinite, codes, False)
+    return (
+        fdata.spread(values, codes, np.nan),
+        fdata.spread(bad_type, codes, False),
+        fdata.spread(nonfinite, codes, False),
+    )
 
 
 def _arrow_text(arr: pa.Array, name: str) -> tuple[Codes, ObjectArray]:
@@ -299,7 +294,7 @@ def _arrow_timestamp(arr: pa.Array, name: str) -> tuple[BoolArray, BoolArray]:
         return _pandas_timestamp(_as_series(arr, name))
     codes, distinct = coded
     bad, missing = _pandas_timestamp(pd.Series(distinct, dtype=object))
-    return _spread(bad, codes, False), _spread(missing, codes, True)
+    return fdata.spread(bad, codes, False), fdata.spread(missing, codes, True)
 
 
 def _column(batch: pa.RecordBatch, name: str) -> pa.Array | None:

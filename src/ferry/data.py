@@ -12,8 +12,8 @@ Everything that enters training, scoring or monitoring passes through here:
   row is encoded identically everywhere.
 - :func:`sha256_of` fingerprints the training file for lineage.
 - The column rules :func:`validate` applies (:func:`parse_numeric`, :func:`coded_text`, :func:`category_label`,
-  :func:`parse_timestamps`, :func:`normalise_dtypes`) are public for :mod:`ferry.batch_rows`, which applies the
-  same rules to Arrow record batches.
+  :func:`timestamp_masks`, :func:`normalise_dtypes`, :func:`spread`) are public for :mod:`ferry.batch_rows`, which
+  applies the same rules to Arrow record batches.
 """
 
 from __future__ import annotations
@@ -33,16 +33,15 @@ from ferry.errors import DataFormatError, DataValidationError
 from ferry.schema import Feature, Schema
 
 __all__ = [
-    "TS_MAX",
-    "TS_MIN",
     "category_label",
     "coded_text",
     "normalise_dtypes",
     "parse_numeric",
-    "parse_timestamps",
     "read_table",
     "sha256_of",
     "show_id",
+    "spread",
+    "timestamp_masks",
     "to_onnx_inputs",
     "validate",
 ]
@@ -53,8 +52,8 @@ _PARQUET_MAGIC = b"PAR1"
 _CHUNK = 1 << 20
 _MAX_EXAMPLES = 3
 _NAN_TEXT = frozenset({"nan", "+nan", "-nan"})
-TS_MIN = pd.Timestamp.min.tz_localize("UTC")
-TS_MAX = pd.Timestamp.max.tz_localize("UTC")
+_TS_MIN = pd.Timestamp.min.tz_localize("UTC")
+_TS_MAX = pd.Timestamp.max.tz_localize("UTC")
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -252,8 +251,9 @@ def _without_blanks(uniques: ObjectArray, blank: BoolArray) -> pd.Series[Any]:
     return pd.Series(values, dtype="object")
 
 
-def _spread(per_unique: npt.NDArray[Any], codes: npt.NDArray[np.intp], missing: Any) -> npt.NDArray[Any]:
-    """Per-row values from per-distinct-value ones; rows coded -1 (missing) get ``missing``."""
+def spread(per_unique: npt.NDArray[Any], codes: npt.NDArray[np.intp], missing: Any) -> npt.NDArray[Any]:
+    """Per-row values from per-distinct-value ones; rows coded -1 (or ``len(per_unique)``: missing) get
+    ``missing``."""
     table = np.empty(len(per_unique) + 1, dtype=per_unique.dtype)
     table[:-1] = per_unique
     table[-1] = missing
@@ -279,7 +279,7 @@ def parse_numeric(col: pd.Series[Any]) -> tuple[FloatArray, BoolArray, BoolArray
     bad_type = unparsed & ~nan_text
     nonfinite = nan_text | np.isinf(parsed)
     parsed[bad_type | nan_text] = np.nan
-    return _spread(parsed, codes, np.nan), _spread(bad_type, codes, False), _spread(nonfinite, codes, False)
+    return spread(parsed, codes, np.nan), spread(bad_type, codes, False), spread(nonfinite, codes, False)
 
 
 def category_label(value: object) -> str | None:
@@ -400,7 +400,7 @@ _WORK_UNIT: Final = "datetime64[us, UTC]"
 """Parsing works in microseconds (±290,000 years), so out-of-range values are caught rather than overflowing."""
 
 
-def parse_timestamps(col: pd.Series[Any]) -> tuple[pd.Series[Any], BoolArray, BoolArray]:
+def _parse_timestamps(col: pd.Series[Any]) -> tuple[pd.Series[Any], BoolArray, BoolArray]:
     """Timestamps in UTC (NaT where missing or unparseable), the missing mask and the unparseable mask."""
     n = len(col)
     if ptypes.is_datetime64_any_dtype(col):
@@ -421,13 +421,19 @@ def parse_timestamps(col: pd.Series[Any]) -> tuple[pd.Series[Any], BoolArray, Bo
         parsed.iloc[retry] = again.astype(_WORK_UNIT)
     unparsed = ~blank & parsed.isna().to_numpy(dtype=bool)
     stamps = pd.Series(parsed.array.take(codes, allow_fill=True), index=col.index)
-    return stamps, _spread(blank, codes, True), _spread(unparsed, codes, False)
+    return stamps, spread(blank, codes, True), spread(unparsed, codes, False)
+
+
+def timestamp_masks(col: pd.Series[Any]) -> tuple[pd.Series[Any], BoolArray, BoolArray]:
+    """Timestamps in UTC, the mask of values that are not timestamps pandas can hold (1677 to 2262), and the mask of
+    missing ones."""
+    stamps, missing, unparsed = _parse_timestamps(col)
+    within = ((stamps >= _TS_MIN) & (stamps <= _TS_MAX)).to_numpy(dtype=bool, na_value=False)
+    return stamps, unparsed | (~missing & ~unparsed & ~within), missing
 
 
 def _check_timestamp(col: pd.Series[Any], name: str, rows: _Rows) -> tuple[pd.Series[Any] | None, _Issue | None]:
-    stamps, missing, unparsed = parse_timestamps(col)
-    within = ((stamps >= TS_MIN) & (stamps <= TS_MAX)).to_numpy(dtype=bool, na_value=False)
-    bad = unparsed | (~missing & ~unparsed & ~within)
+    stamps, bad, missing = timestamp_masks(col)
     if bad.any():
         detail = (
             f"{rows.count(bad)} are not timestamps between 1677 and 2262; write them as ISO 8601, "
