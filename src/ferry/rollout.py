@@ -90,11 +90,13 @@ def _latency(answers: pd.DataFrame) -> dict[str, float] | None:
     """p50/p99 of the logged latency per request (rows of one request share it); None when the logs predate it."""
     if "latency_ms" not in answers.columns:
         return None
-    timed = answers[pd.to_numeric(answers["latency_ms"], errors="coerce").notna()]
+    timed = answers.assign(latency_ms=pd.to_numeric(answers["latency_ms"], errors="coerce")).dropna(
+        subset=["latency_ms"]
+    )
     if timed.empty:
         return None
     key = ["request"] if "request" in timed.columns else ["ts", "latency_ms"]
-    ms = pd.to_numeric(timed.drop_duplicates(subset=key)["latency_ms"])
+    ms = timed.drop_duplicates(subset=key)["latency_ms"]
     return {
         "p50": round(float(ms.quantile(0.5)), 4),
         "p99": round(float(ms.quantile(0.99)), 4),

@@ -34,8 +34,9 @@ __all__ = [
 ]
 
 BENTO_ENV = "FERRY_BENTO_DIR"
-REGISTRY_ENV = "FERRY_REGISTRY_URL"
 """Where ``bentos/online`` is, when ferry runs from somewhere other than its source tree."""
+REGISTRY_ENV = "FERRY_REGISTRY_URL"
+"""The registry the service reads; handed to ``bentoml serve`` as an absolute path when it is local."""
 
 
 class BentoNotFound(FerryError, FileNotFoundError):
