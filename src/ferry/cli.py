@@ -250,7 +250,8 @@ def demo(
                 raise FerryError(f"the candidate {candidate} was not staged: {second.get('reasons')}")
 
             out.rule("[bold]6. the observation window: the challenger shadows live traffic, then the monitor decides")
-            cli_demo.send_traffic(service, sample)
+            cli_demo.wait_for_challenger(service, sample, str(candidate))
+            cli_demo.send_traffic(service, sample, shadow=str(candidate))
             out.print(f"online: {len(sample):,} more records; {candidate} scored each in shadow, unseen by callers")
             decided = monitor(registry_url=reg.url, settings=settings, rollout_settings=window)
             cli_demo.print_monitor(decided)

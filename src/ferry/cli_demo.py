@@ -36,6 +36,7 @@ __all__ = [
     "print_monitor",
     "send_traffic",
     "show_answers",
+    "wait_for_challenger",
     "wait_for_version",
 ]
 
@@ -115,8 +116,11 @@ class DemoService(Service):
         raise FerryError(f"the online service did not write its {kind} log within {FLUSH_TIMEOUT_S:.0f} s: {self.log}")
 
 
-def send_traffic(service: DemoService, rows: list[dict[str, Any]], *, chunk: int = 250) -> int:
-    """Requests of ``chunk`` records each; waits until the service's prediction log holds every answer."""
+def send_traffic(
+    service: DemoService, rows: list[dict[str, Any]], *, chunk: int = 250, shadow: str | None = None
+) -> int:
+    """Requests of ``chunk`` records each; waits until the service's prediction log holds every answer (and, with
+    ``shadow``, that version's shadow score of every record too)."""
     since = datetime.now(UTC)
     answered: set[str] = set()
     model = ""
@@ -124,9 +128,30 @@ def send_traffic(service: DemoService, rows: list[dict[str, Any]], *, chunk: int
         answer = service.ask(rows[start : start + chunk])
         model = answer["model"]
         answered.update(p["prediction_id"] for p in answer["predictions"])
+
+    def logged(frame: pd.DataFrame) -> bool:
+        if not answered <= set(frame.get("prediction_id", ())):
+            return False
+        if shadow is None:
+            return True
+        return int(((frame["role"] == "shadow") & (frame["version"] == shadow)).sum()) >= len(answered)
+
     if answered:
-        service.wait_for_log(model, "predictions", since, lambda f: answered <= set(f.get("prediction_id", ())))
+        service.wait_for_log(model, "predictions", since, logged)
     return len(rows)
+
+
+def wait_for_challenger(service: DemoService, rows: list[dict[str, Any]], version: str) -> None:
+    """Ask until the service scores requests with ``version`` in shadow: it loads and warms a new challenger when its
+    poll sees the channel pointer move, and traffic sent before that is answered by the champion alone."""
+    mark = f'ferry_online_requests_total{{version="{version}",outcome="shadow"}}'
+    started = time.monotonic()
+    while time.monotonic() - started < SWITCH_TIMEOUT_S:
+        service.ask(rows[:1])
+        if mark in service.metrics():
+            return
+        time.sleep(0.2)
+    raise FerryError(f"the online service did not start shadowing {version} within {SWITCH_TIMEOUT_S:.0f} s")
 
 
 def show_answers(service: DemoService, rows: list[dict[str, Any]], schema: Schema, title: str) -> str:

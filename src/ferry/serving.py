@@ -163,6 +163,12 @@ class Service:
                 f"POST {path} answered {exc.code}: {exc.read()[:500].decode(errors='replace')}"
             ) from exc
 
+    def metrics(self, timeout: float = 10.0) -> str:
+        """The Prometheus text of ``/metrics`` (open, no key)."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=timeout) as response:
+            text: str = response.read().decode()
+        return text
+
     def stop(self) -> None:
         if self.process is not None:
             stop_process(self.process, grace_s=30)
