@@ -13,9 +13,10 @@ and all on the same files:
    in one call and once in 65,536-row slices (ferry's record batch size); the faster of the two is the practical
    limit the ratio is taken against;
 3. ferry: :func:`ferry.batch.score`, end to end (lock, plan, stream, validate, score, write Parquet, manifest, and
-   the input-drift check on the sampled rows, in a process started with the run so that importing Evidently
-   overlaps scoring), and once more with ``FERRY_BATCH_DRIFT=false``: the difference is what the drift check costs
-   end to end; the check's own time is also printed, and the drift process's peak RSS beside the scoring one's;
+   the input-drift check, in a process started with the run that samples the input and checks it while the
+   partitions score), and once more with ``FERRY_BATCH_DRIFT=false``: the difference is what the drift check costs
+   end to end; the check's own time and how long the run waited for it after scoring are also printed, and the
+   drift process's peak RSS beside the scoring one's;
 4. unless ``--skip-flow``: the ``batch-score`` flow against the bare function on the same input (thread runner, one
    worker), and the flow on a Dask ``LocalCluster`` of 1 and of 2 single-threaded worker processes (each timed
    after one unmeasured warm-up run on the same cluster).
@@ -173,6 +174,7 @@ def worker_ferry(setup: dict[str, str]) -> dict[str, Any]:
         "seconds": seconds,
         "rows": summary.scored,
         "drift_seconds": drift.get("seconds", 0.0),
+        "drift_waited_seconds": drift.get("waited_seconds", 0.0),
         "drift": drift.get("status", "off"),
         # the drift process, joined by now: its ru_maxrss (an upper bound, see peak_rss_mb)
         "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
@@ -355,7 +357,10 @@ def measure(root: Path, setup: dict[str, str], args: argparse.Namespace) -> None
     )
     print("raw:", json.dumps(results, sort_keys=True))
     r = results["ferry"]
-    print(f"the input-drift check itself (Evidently on the sample, after its import) took {r['drift_seconds']:.2f} s")
+    print(
+        f"the input-drift check itself (Evidently on the sample, after its import) took {r['drift_seconds']:.2f} s; "
+        f"after the last partition scored, the run waited {r['drift_waited_seconds']:.2f} s for it"
+    )
     if "ferry_nodrift" in results:
         extra = r["seconds"] - results["ferry_nodrift"]["seconds"]
         print(f"end to end, drift on costs {extra:.2f} s over FERRY_BATCH_DRIFT=false")

@@ -14,6 +14,7 @@ import pytest
 from test_batch import _second_version
 
 from ferry import batch, demo
+from ferry.batch_io import OutputDir, discover_partitions
 from ferry.batch_rows import Reservoir, check_batch
 from ferry.registry import Registry
 
@@ -132,6 +133,36 @@ def test_reservoir_samples_uniformly_and_reproducibly() -> None:
     pd.testing.assert_frame_equal(s, sample(1000, seed=1))
     assert not s.equals(sample(1000, seed=2))
     assert len(sample(50_000, seed=1)) == 20_000  # fewer rows than k: all of them
+
+
+@pytest.mark.parametrize("k", [7, 300, 5000])
+def test_a_sample_drawn_from_the_input_is_the_one_scoring_keeps(tmp_path: Path, registry: Registry, k: int) -> None:
+    """``sample_partition`` checks only the rows that could enter the sample, in other record batches, yet keeps
+    the same rows as scoring does: with a third of the rows bad, few candidates at a time (k=7) need several rounds
+    of checks, and k above the good rows keeps them all."""
+    schema = demo.churn_schema()
+    frame = demo.make_churn(4000, seed=31).drop(columns=["churned"])
+    frame["customer_id"] = [f"C{j:05d}" for j in range(len(frame))]
+    frame["tenure_months"] = frame["tenure_months"].astype(object)
+    bad = np.random.default_rng(3).random(len(frame)) < 0.33
+    frame.loc[bad & (np.arange(len(frame)) % 3 == 0), "tenure_months"] = "twelve"  # wrong type
+    frame.loc[bad & (np.arange(len(frame)) % 3 == 1), "contract"] = "lifetime"  # unknown category
+    frame.loc[bad & (np.arange(len(frame)) % 3 == 2), "monthly_charges"] = np.nan  # missing where required
+    frame.to_csv(tmp_path / "part-0.csv", index=False)
+    part = discover_partitions(str(tmp_path / "part-0.csv"))[0]
+    model = batch.load_model(registry.url, "churn", registry.channel("churn", "online/champion") or "")
+    scored = OutputDir(str(tmp_path / "scored"))
+    scored.prepare()
+    result = batch.score_partition(part, scored, model, batch_rows=256, sample_rows=k)
+    assert result.rejected > 1000
+    drawn = OutputDir(str(tmp_path / "drawn"))
+    drawn.prepare()
+    rows = batch.sample_partition(part, drawn, schema, k, batch_rows=1000)
+    assert rows == min(k, result.scored)
+    kept = pq.read_table(scored.drift_sample(part.key))
+    assert pq.read_table(drawn.drift_sample(part.key)).equals(kept)
+    assert kept.num_rows == rows
+    assert kept.column("contract").to_pylist().count("lifetime") == 0
 
 
 def test_a_failing_drift_check_is_reported_and_the_run_still_succeeds(tmp_path: Path, registry: Registry) -> None:

@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from test_batch_drift import demo_partitions
 
@@ -208,3 +209,62 @@ def test_a_script_without_a_main_guard_runs_once_and_gets_its_drift_check(tmp_pa
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "no drift"
     assert (tmp_path / "runs.txt").read_text() == "ran\n"  # the drift process did not run the script again
+
+
+def _wait_for(path: Path, timeout_s: float = 120.0) -> None:
+    import time
+
+    started = time.monotonic()
+    while not path.exists():
+        assert time.monotonic() - started < timeout_s, f"{path} did not appear within {timeout_s:.0f} s"
+        time.sleep(0.1)
+
+
+def test_the_drift_process_checks_while_partitions_score(tmp_path: Path, registry: Registry) -> None:
+    """The check is done before scoring ends (scoring waits here, at its first record batch, for the check's
+    summary to appear), and the run's answer is that check: it is not made again."""
+    source = demo_partitions(tmp_path / "in", drift=1.0)
+    out = tmp_path / "out"
+    early: list[dict[str, Any]] = []
+
+    def wait_for_the_check(pids: list[int]) -> None:
+        if not early:
+            _wait_for(out / "drift" / "summary.json")
+            early.append(json.loads((out / "drift" / "summary.json").read_text()))
+
+    summary = batch.score(str(source), str(out), registry, settings=APART, on_rows=Watch(wait_for_the_check))
+    assert early
+    assert early[0]["status"] == "drifted"
+    assert early[0]["sample_rows"] == 4000  # both partitions' samples, drawn from the input before they scored
+    assert summary.drift == early[0] == json.loads((out / "drift" / "summary.json").read_text())
+    assert sorted(p.name for p in (out / "_drift").iterdir()) == ["part-0.parquet", "part-1.parquet"]
+    assert drift_processes() == []
+    # the sample is kept for the monitor flow once, when the run ended, not by the early check alone
+    inputs = Path(registry.url) / "models" / "churn" / "batch" / "inputs"
+    runs = [pq.read_table(f, columns=["run"]).column("run").to_pylist() for f in sorted(inputs.glob("*.parquet"))]
+    assert [len(r) for r in runs if set(r) == {str(out)}] == [4000]
+
+
+def test_a_partition_that_fails_after_its_sample_was_checked_is_left_out_of_the_answer(
+    tmp_path: Path, registry: Registry
+) -> None:
+    """The early check covered both partitions; the second then fails to score (its file was corrupted after the
+    drift process sampled it), so the drift process checks again on the first partition's sample alone."""
+    source = demo_partitions(tmp_path / "in", drift=0.0)
+    out = tmp_path / "out"
+
+    def corrupt_the_second(pids: list[int]) -> None:
+        if not (out / "drift" / "summary.json").exists():
+            _wait_for(out / "drift" / "summary.json")
+            (source / "part-1.parquet").write_bytes(b"PAR1 not really")
+
+    with pytest.raises(batch.PartitionsFailed) as failed:
+        batch.score(str(source), str(out), registry, settings=APART, on_rows=Watch(corrupt_the_second))
+    summary = failed.value.summary
+    assert summary is not None
+    assert list(summary.failures) == ["part-1"]
+    assert summary.drift is not None
+    assert summary.drift["status"] == "no drift"
+    assert summary.drift["sample_rows"] == 2000  # part-0's sample only
+    assert json.loads((out / "drift" / "summary.json").read_text())["sample_rows"] == 2000
+    assert drift_processes() == []

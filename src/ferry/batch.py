@@ -12,8 +12,8 @@ The plain functions here do all the work; ``flows/batch_score.py`` and ``ferry s
   :func:`ferry.data.to_onnx_inputs`, the same path as online and edge. The output is written under a temp name and
   renamed; the manifest record written last is the partition's commit point.
 - :func:`score` runs every pending partition in this process, one after another; a partition that fails is reported
-  and the others still score. The run's input-drift check (:mod:`ferry.batch_drift`) runs at the end, in a process
-  started with the run so that importing Evidently overlaps scoring.
+  and the others still score. The run's input-drift check (:mod:`ferry.batch_drift`) runs in a process started
+  with the run: it draws the partitions' samples from the input and checks them while the partitions score.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
@@ -64,11 +65,13 @@ __all__ = [
     "Plan",
     "RowProgress",
     "check_drift",
+    "keep_sample",
     "load_model",
     "note_run",
     "plan",
     "resolve_version",
     "row_problems",
+    "sample_partition",
     "score",
     "score_partition",
     "warm_drift",
@@ -222,6 +225,56 @@ class _Prepared:
     rejects: pa.Table | None
 
 
+def _batches(
+    part: Partition, schema: Schema, batch_rows: int, storage_options: dict[str, Any] | None
+) -> Generator[pa.RecordBatch, None, None]:
+    """The partition's record batches, with the columns scoring reads (text features dictionary-encoded)."""
+    wanted = [c for c in (schema.id, schema.timestamp) if c is not None] + list(schema.feature_names)
+    yield from iter_batches(
+        part,
+        batch_rows=batch_rows,
+        columns=wanted,
+        dictionary=list(schema.feature_names),
+        storage_options=storage_options,
+    )
+
+
+def sample_partition(
+    part: Partition,
+    out: OutputDir,
+    schema: Schema,
+    sample_rows: int,
+    *,
+    batch_rows: int = 65_536,
+    storage_options: dict[str, Any] | None = None,
+) -> int:
+    """Draw the partition's drift sample from its input, without scoring it, into ``out``; returns its rows.
+
+    The same rows as :func:`score_partition` keeps with ``sample_rows`` (:class:`ferry.batch_rows.Reservoir`), but
+    only rows that could enter the sample are checked. A partition without a good row leaves no sample.
+    """
+    reservoir = Reservoir(sample_rows, seed=_seed(part.key))
+    for batch in _batches(part, schema, batch_rows, storage_options):
+        reservoir.add_unchecked(batch, schema)
+    return keep_sample(out, part.key, reservoir.sample())
+
+
+def keep_sample(out: OutputDir, key: str, sample: pd.DataFrame | None) -> int:
+    """Publish a partition's drift sample (written under a temp name, then renamed), or remove a stale one."""
+    if sample is None:
+        out.discard(out.drift_sample(key))
+        return 0
+    tmp = out.tmp(key, "sample")
+    try:
+        with out.fs.open(tmp, "wb") as fh:
+            pq.write_table(pa.Table.from_pandas(sample, preserve_index=False), fh)
+        out.publish(tmp, out.drift_sample(key))
+    except BaseException:
+        out.discard(tmp)
+        raise
+    return len(sample)
+
+
 def _prepare(
     part: Partition,
     schema: Schema,
@@ -230,15 +283,7 @@ def _prepare(
     reservoir: Reservoir | None = None,
 ) -> Generator[_Prepared, None, None]:
     offset = 0
-    wanted = [c for c in (schema.id, schema.timestamp) if c is not None] + list(schema.feature_names)
-    batches = iter_batches(
-        part,
-        batch_rows=batch_rows,
-        columns=wanted,
-        dictionary=list(schema.feature_names),
-        storage_options=storage_options,
-    )
-    for batch in batches:
+    for batch in _batches(part, schema, batch_rows, storage_options):
         n = batch.num_rows
         checked = check_batch(batch, schema)
         if reservoir is not None:
@@ -287,14 +332,15 @@ def score_partition(
     storage_options: dict[str, Any] | None = None,
     on_rows: Callable[[int], None] | None = None,
     threaded: bool = True,
-    sample_rows: int = 0,
+    sample_rows: int | None = 0,
 ) -> PartitionResult:
     """Score one partition into ``out`` and record it in the manifest; nothing is left half-written on failure.
 
     ``on_rows`` is called with the number of input rows after each record batch (for progress bars). With
     ``threaded``, the next record batch is read and validated in a second thread, and the previous one is written
     in a third, while onnxruntime scores this one. With ``sample_rows``, a random sample of that many good rows
-    (seeded by the partition key) is kept for the run's drift check.
+    (seeded by the partition key) is kept for the run's drift check; with 0, a stale one is removed; with None, the
+    sample is left alone (a drift process draws it with :func:`sample_partition` meanwhile).
     """
     schema, v = model.schema, model.version
     started = time.perf_counter()
@@ -305,8 +351,7 @@ def score_partition(
     writer: pq.ParquetWriter | None = None
     reject_writer: pq.ParquetWriter | None = None
     handles: list[Any] = []
-    reservoir = Reservoir(sample_rows, seed=_seed(part.key)) if sample_rows > 0 else None
-    tmp_sample = out.tmp(part.key, "sample")
+    reservoir = Reservoir(sample_rows, seed=_seed(part.key)) if sample_rows else None
     prepared = _prepare(part, schema, batch_rows, storage_options, reservoir)
     source: Generator[_Prepared, None, None] = prefetch(prepared, depth=2) if threaded else prepared
     writes = WriteBehind(depth=2, threaded=threaded)
@@ -345,13 +390,8 @@ def score_partition(
             empty = _output_schema(pa.field(id_name, pa.string()), schema).empty_table()
             with out.fs.open(tmp_scores, "wb") as fh:
                 pq.write_table(empty, fh)
-        sample = None if reservoir is None else reservoir.sample()
-        if sample is not None:
-            with out.fs.open(tmp_sample, "wb") as fh:
-                pq.write_table(pa.Table.from_pandas(sample, preserve_index=False), fh)
-            out.publish(tmp_sample, out.drift_sample(part.key))
-        else:
-            out.discard(out.drift_sample(part.key))
+        if sample_rows is not None:  # None: another process draws this partition's sample
+            keep_sample(out, part.key, None if reservoir is None else reservoir.sample())
         out.publish(tmp_scores, out.scores(part.key))
         if reject_writer is not None:
             out.publish(tmp_rejects, out.rejects(part.key))
@@ -366,7 +406,7 @@ def score_partition(
                     w.close()
         for h in handles:
             h.close()
-        out.discard(tmp_scores, tmp_rejects, tmp_sample)
+        out.discard(tmp_scores, tmp_rejects)
         raise
     result = PartitionResult(
         partition=part.key,
@@ -461,8 +501,12 @@ def run_partition(
     settings: BatchSettings | None = None,
     storage_options: dict[str, Any] | None = None,
     on_rows: Callable[[int], None] | None = None,
+    drift_apart: bool = False,
 ) -> dict[str, Any]:
-    """:func:`score_partition` from references only (what a task in another process or on Dask receives)."""
+    """:func:`score_partition` from references only (what a task in another process or on Dask receives).
+
+    With ``drift_apart``, the partition's drift sample is left to the run's drift process (it draws it meanwhile).
+    """
     s = settings or BatchSettings()
     loaded = load_model(registry_url, model, version, threads=s.threads)
     out = OutputDir(output_url, storage_options=storage_options)
@@ -474,7 +518,7 @@ def run_partition(
         storage_options=storage_options,
         on_rows=on_rows,
         threaded=s.prefetch,
-        sample_rows=s.drift_sample_rows if s.drift else 0,
+        sample_rows=None if drift_apart else s.drift_sample_rows if s.drift else 0,
     ).to_dict()
 
 
@@ -563,16 +607,28 @@ def _score(
     failures: dict[str, str] = {}
     drift = None
     refs = (output_url, p.registry_url, p.model, p.version)
+    every = [part.to_dict() for part in p.partitions]
     with drift_process(s.drift and _drift_apart(p, s)) as child:
+        if child is not None:  # it draws the pending partitions' samples and checks them while they score
+            child.begin(refs, settings=s, storage_options=storage_options, pending=p.pending, partitions=every)
         for part in p.pending:
             try:
                 results.append(
-                    run_partition(part.to_dict(), *refs, settings=s, storage_options=storage_options, on_rows=on_rows)
+                    run_partition(
+                        part.to_dict(),
+                        *refs,
+                        settings=s,
+                        storage_options=storage_options,
+                        on_rows=on_rows,
+                        drift_apart=child is not None,
+                    )
                 )
             except FerryError as exc:
                 failures[part.key] = str(exc)
         if s.drift:
-            drift = check_drift(*refs, settings=s, storage_options=storage_options, process=child)
+            asked = time.perf_counter()
+            drift = check_drift(*refs, settings=s, storage_options=storage_options, process=child, partitions=every)
+            drift["waited_seconds"] = round(time.perf_counter() - asked, 4)  # what the check added to the run
     summary = summarise(p, results, failures, time.perf_counter() - started)
     summary.drift = drift
     note_run(p.registry_url, summary)

@@ -1,8 +1,9 @@
 """Input drift of a batch run: the sampled rows of its partitions against the version's reference, with Evidently.
 
 - :func:`check_drift` runs the check and writes its evidence to the output's ``drift/`` folder.
-- :class:`DriftProcess` runs that same check in a second process started when a run starts: importing Evidently
-  (about 10 s of CPU) then overlaps scoring on another core instead of following it.
+- :class:`DriftProcess` runs that same check in a second process started when a run starts: it draws the samples
+  from the input and checks them while the partitions score, so importing Evidently (about 5 s of CPU) and the
+  check itself overlap scoring on another core instead of following it.
 - :func:`warm_drift` imports Evidently in a thread instead, for a process that does not score meanwhile (the flow's).
 """
 
@@ -21,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Generator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ferry.batch_io import OutputDir
+from ferry.batch_io import OutputDir, Partition
 from ferry.errors import FerryError
 from ferry.registry import Registry
 from ferry.schema import Schema
@@ -140,35 +141,66 @@ def check_drift(
     settings: BatchSettings | None = None,
     storage_options: dict[str, Any] | None = None,
     process: DriftProcess | None = None,
+    partitions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Input drift of a run: the finished partitions' samples against the version's reference, with Evidently.
 
     Writes Evidently's report to ``drift/report.html`` (and its snapshot JSON) in the output, and this summary to
     ``drift/summary.json``. Never raises for a missing reference or a failing check: ``status`` is ``drifted``,
     ``no drift``, ``no reference``, ``no sample`` or ``failed``, ``detail``/``text`` say why, and ``columns``
-    holds one row per feature (feature, method, score, threshold, drifted). With ``process``, the check runs there
-    (see :class:`DriftProcess`); when that process dies, hangs or fails, the summary says ``failed`` and why.
+    holds one row per feature (feature, method, score, threshold, drifted). A finished partition without a sample
+    (its run's drift process died) gets one drawn from its input when it is among ``partitions``. With
+    ``process``, the answer is that process's (see :class:`DriftProcess`); when it dies, hangs or fails, the
+    summary says ``failed`` and why.
     """
-    from ferry import gate
-
     s = _settings(settings)
     started = time.perf_counter()
     out = OutputDir(output_url, storage_options=storage_options)
-    d = _summary(s)
     if process is not None:
-        limit_s = s.drift_timeout_s + _ANSWER_GRACE_S
-        kwargs = {"settings": s, "storage_options": storage_options}
-        answer, why = process.ask((output_url, registry_url, model, version), kwargs, limit_s=limit_s)
+        answer, why = process.finish(limit_s=s.drift_timeout_s + _ANSWER_GRACE_S)
         if answer is not None:
             return dict(answer)
+        d = _summary(s)
         _failed(d, why)
         log.warning("input drift: %s", d["detail"])
         return _write_summary(out, d, started)
+    return _check(out, registry_url, model, version, s, partitions=partitions).summary
+
+
+@dataclass
+class _Check:
+    summary: dict[str, Any]
+    keys: list[str]  # the partitions whose samples it checked
+    sample: pd.DataFrame | None
+
+
+def _check(
+    out: OutputDir,
+    registry_url: str,
+    model: str,
+    version: str,
+    s: BatchSettings,
+    *,
+    partitions: list[dict[str, Any]] | None = None,
+    keys: list[str] | None = None,
+    keep: bool = True,
+) -> _Check:
+    """The check itself, on the samples of ``keys`` (default: every partition in the manifest). ``keep``: record
+    the sample for the monitor flow (a check made before scoring ends leaves that to :func:`_serve`)."""
+    from ferry import gate
+
+    started = time.perf_counter()
+    d = _summary(s)
+    used: list[str] = []
+    sample = None
     try:
         registry = Registry(registry_url)
         v = registry.get(version, model=model)
         schema = Schema.from_dict(json.loads(registry.read_bytes(v, "schema.json")), source=f"{v.model}/{v.id}")
-        sample = _drift_sample(out, sorted(out.read_manifest()), s.drift_max_rows)
+        keys = sorted(out.read_manifest()) if keys is None else sorted(keys)
+        _draw_missing(out, schema, keys, partitions or [], s)
+        used = [k for k in keys if out.fs.exists(out.drift_sample(k))]
+        sample = _drift_sample(out, used, s.drift_max_rows)
         if "reference.parquet" not in v.files:
             d["status"] = "no reference"
             d["detail"] = (
@@ -179,7 +211,8 @@ def check_drift(
             d["status"] = "no sample"
             d["detail"] = "no scored rows were sampled (every row was rejected, or the partitions predate sampling)"
         else:
-            _keep_for_monitor(registry, v.model, v.id, sample, output_url)
+            if keep:
+                _keep_for_monitor(registry, v.model, v.id, sample, out.url)
             reference = pd.read_parquet(io.BytesIO(registry.read_bytes(v, "reference.parquet")))
             with tempfile.TemporaryDirectory(prefix="ferry-drift-") as tmp:
                 html = Path(tmp) / "report.html"
@@ -205,7 +238,29 @@ def check_drift(
         _failed(d, str(exc))
     except Exception as exc:  # e.g. a corrupt sample file: still only a failed check
         _failed(d, f"{type(exc).__name__}: {exc}")
-    return _write_summary(out, d, started)
+    return _Check(_write_summary(out, d, started), used, sample)
+
+
+def _draw_missing(
+    out: OutputDir, schema: Schema, keys: list[str], partitions: list[dict[str, Any]], s: BatchSettings
+) -> None:
+    known = {str(p["key"]): Partition.from_dict(p) for p in partitions}
+    for key in keys:
+        if key in known and not out.fs.exists(out.drift_sample(key)):
+            _sample(known[key], out, schema, s)
+
+
+def _sample(part: Partition, out: OutputDir, schema: Schema, s: BatchSettings) -> None:
+    """Draw one partition's sample from its input; an input that cannot be read leaves none (scoring says why)."""
+    from ferry.batch import sample_partition
+
+    try:
+        sample_partition(
+            part, out, schema, s.drift_sample_rows, batch_rows=s.batch_rows, storage_options=out.storage_options
+        )
+    except Exception as exc:
+        log.warning("input drift: no sample of partition %s (%s)", part.key, exc)
+        out.discard(out.drift_sample(part.key))
 
 
 # ------------------------------------------------------------------------------------------------ drift process
@@ -215,34 +270,64 @@ _CHILD = "import sys; sys.path.insert(0, sys.argv[1]); from ferry.batch_drift im
 
 
 def _serve() -> None:
-    """The drift process: import Evidently at once, then run the one check read from stdin; answer on stdout."""
+    """The drift process: read the run's plan from stdin; draw the pending partitions' samples from the input, import
+    Evidently and check; then, told that scoring ended, answer on stdout (checking again only when the samples the
+    run finished with are not those it checked)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the scoring process, which stops this one
     if hasattr(os, "nice"):
-        os.nice(10)  # scoring keeps its cores and the import takes what is left (measured: as fast or faster)
+        os.nice(10)  # scoring keeps its cores and this process takes what is left (measured: as fast or faster)
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever the check prints goes to stderr, not into the answer
-    _import_evidently()
     try:
         job = pickle.load(sys.stdin.buffer)
-    except EOFError:  # the run ended without a check
+    except EOFError:  # the run ended before it began
         return
     try:
-        answer: tuple[str, Any] = ("done", check_drift(*job["args"], **job["kwargs"]))
-    except Exception as exc:  # anything check_drift lets through is still only a failed check
+        answer: tuple[str, Any] = ("done", _run(job))
+    except Exception as exc:  # anything the check lets through is still only a failed check
         answer = ("failed", f"{type(exc).__name__}: {exc}")
+    if answer[1] is None:  # the run ended without asking
+        return
     pickle.dump(answer, answers)
     answers.flush()
     sys.stderr.flush()
     os._exit(0)  # not waiting for an Evidently thread that outlived its time limit
 
 
-class DriftProcess:
-    """A Python process that imports Evidently as soon as it starts, then runs one :func:`check_drift`.
+def _run(job: dict[str, Any]) -> dict[str, Any] | None:
+    output_url, registry_url, model, version = job["refs"]
+    s: BatchSettings = job["settings"]
+    out = OutputDir(output_url, storage_options=job["storage_options"])
+    registry = Registry(registry_url)
+    v = registry.get(version, model=model)
+    schema = Schema.from_dict(json.loads(registry.read_bytes(v, "schema.json")), source=f"{v.model}/{v.id}")
+    pending = [Partition.from_dict(p) for p in job["pending"]]
+    for part in pending:  # drawn afresh: an earlier attempt's sample may be stale
+        _sample(part, out, schema, s)
+    _import_evidently()
+    keys = sorted(set(out.read_manifest()) | {p.key for p in pending})
+    early = _check(out, registry_url, model, version, s, partitions=job["partitions"], keys=keys, keep=False)
+    try:
+        pickle.load(sys.stdin.buffer)  # scoring ended
+    except EOFError:
+        return None
+    finished = sorted(out.read_manifest())
+    if [k for k in finished if out.fs.exists(out.drift_sample(k))] != early.keys:  # a partition failed meanwhile
+        return _check(out, registry_url, model, version, s, partitions=job["partitions"]).summary
+    if early.sample is not None and early.summary["status"] in ("drifted", "no drift"):
+        _keep_for_monitor(registry, model, version, early.sample, output_url)
+    return early.summary
 
-    A run starts it first and asks for the check (``check_drift(..., process=...)``) when scoring ends, so the
-    import overlaps scoring on another core. It is a plain subprocess of this interpreter, not a multiprocessing
-    one: it never imports the caller's main module. Always :meth:`close` it (or use it as a context manager): that
-    stops the process however the run ends.
+
+class DriftProcess:
+    """A Python process that checks a run's input drift while its partitions score.
+
+    A run starts it first and hands it the plan (:meth:`begin`). It draws the pending partitions' samples from the
+    input (:func:`ferry.batch.sample_partition`, the rows scoring would keep), imports Evidently (about 5 s of CPU)
+    and checks, all on another core while scoring runs. When scoring ends, ``check_drift(..., process=...)`` asks
+    for its answer (:meth:`finish`). It is a plain subprocess of this interpreter, not a multiprocessing one: it
+    never imports the caller's main module. Always :meth:`close` it (or use it as a context manager): that stops
+    the process however the run ends.
     """
 
     def __init__(self) -> None:
@@ -250,18 +335,45 @@ class DriftProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-c", _CHILD, package_root], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
+        self._refused = ""
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
-    def ask(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, limit_s: float) -> tuple[Any, str]:
-        """Have the process call ``check_drift(*args, **kwargs)``: its answer, or None and why there is none."""
+    def begin(
+        self,
+        refs: tuple[str, str, str, str],
+        *,
+        settings: BatchSettings,
+        storage_options: dict[str, Any] | None,
+        pending: list[Partition],
+        partitions: list[dict[str, Any]],
+    ) -> None:
+        """Hand over the run: (output, registry, model, version), its settings and its partitions."""
+        job = {
+            "refs": refs,
+            "settings": settings,
+            "storage_options": storage_options,
+            "pending": [p.to_dict() for p in pending],
+            "partitions": partitions,
+        }
         try:
-            out, _ = self.process.communicate(pickle.dumps({"args": args, "kwargs": kwargs}), timeout=limit_s)
+            assert self.process.stdin is not None
+            self.process.stdin.write(pickle.dumps(job))
+            self.process.stdin.flush()
+        except Exception as exc:  # e.g. storage options that cannot be sent, or a process already gone
+            self._refused = f"{type(exc).__name__}: {exc}"
+
+    def finish(self, *, limit_s: float) -> tuple[Any, str]:
+        """Tell the process that scoring ended: its answer, or None and why there is none."""
+        if self._refused:
+            return None, self._refused
+        try:
+            out, _ = self.process.communicate(pickle.dumps({"finished": True}), timeout=limit_s)
         except subprocess.TimeoutExpired:
             return None, f"its process did not answer within {limit_s:g} s"
-        except Exception as exc:  # e.g. storage options that cannot be sent to another process
+        except Exception as exc:  # e.g. a process gone before it read what it was sent
             return None, f"{type(exc).__name__}: {exc}"
         try:
             kind, value = pickle.loads(out)

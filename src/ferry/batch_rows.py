@@ -376,9 +376,15 @@ def _text_encoder(codes: Codes, labels: ObjectArray) -> Callable[[BoolArray | No
 
 
 class Reservoir:
-    """A uniform random sample of at most ``k`` good rows of a stream of checked batches (seeded: same input, same
-    sample). Each row draws a random key; the ``k`` smallest keys seen so far are kept (bottom-k sampling), so the
-    sample covers the whole partition, not only its first rows, and memory stays at ``k`` rows."""
+    """A uniform random sample of at most ``k`` good rows of a stream of record batches (seeded: same input, same
+    sample). Every row of the stream, good or bad, draws a random key in turn; the good rows with the ``k`` smallest
+    keys are kept (bottom-k sampling), so the sample covers the whole partition, not only its first rows, and
+    memory stays at ``k`` rows.
+
+    Rows are fed either checked (:meth:`add`, while scoring) or unchecked (:meth:`add_unchecked`, which checks
+    only the rows whose key could still enter the sample). The rules are row by row and the keys follow the row's
+    position in the stream, so both ways keep the same rows, whatever the record batch size.
+    """
 
     def __init__(self, k: int, *, seed: int) -> None:
         self.k = k
@@ -387,21 +393,58 @@ class Reservoir:
         self._frame: pd.DataFrame | None = None
 
     def add(self, checked: Checked) -> None:
+        keys = self._rng.random(checked.rows)
         if self.k <= 0 or checked.typed is None:
             return
         positions = np.flatnonzero(checked.good)
-        keys = self._rng.random(len(positions))
+        self._merge(keys[positions], checked.typed.take, positions)
+
+    def add_unchecked(self, batch: pa.RecordBatch, schema: Schema) -> None:
+        """Add a record batch that was not checked: check only its rows that could enter the sample, fewest first."""
+        keys = self._rng.random(batch.num_rows)
+        if self.k <= 0:
+            return
+        bound = np.partition(self._keys, self.k - 1)[self.k - 1] if len(self._keys) >= self.k else np.inf
+        candidates = np.flatnonzero(keys < bound)
+        candidates = candidates[np.argsort(keys[candidates], kind="stable")]
+        found: list[tuple[npt.NDArray[np.intp], pd.DataFrame]] = []
+        have = 0
+        for start in range(0, len(candidates), self.k):  # the smallest keys first, until k of them are good
+            chunk = np.sort(candidates[start : start + self.k])
+            checked = check_batch(batch.take(pa.array(chunk)), schema)
+            if checked.typed is None:
+                if len(set(batch.schema.names) & set(schema.feature_names)) < len(schema.feature_names):
+                    return  # a feature column is missing: no row of this batch is good
+                continue
+            good = np.flatnonzero(checked.good)
+            found.append((chunk[good], checked.typed.take(good)))
+            have += len(good)
+            if have >= self.k:
+                break
+        if not found:
+            return
+        positions = np.concatenate([f[0] for f in found])
+        frame = pd.concat([f[1] for f in found], ignore_index=True)
+        order = np.argsort(positions, kind="stable")  # back into stream order
+        frame = frame.iloc[order].reset_index(drop=True)
+        self._merge(keys[positions[order]], lambda idx: frame.iloc[idx].reset_index(drop=True), np.arange(len(frame)))
+
+    def _merge(
+        self, keys: FloatArray, take: Callable[[npt.NDArray[np.intp]], pd.DataFrame], positions: npt.NDArray[np.intp]
+    ) -> None:
+        """Keep the ``k`` smallest keys of the kept rows and these new ones (``take`` gives the new rows' features
+        by position; the kept rows stay in stream order, the new ones after them)."""
         have = len(self._keys)
-        if have + len(positions) <= self.k:
+        if have + len(keys) <= self.k:
             keep_old = np.arange(have)
-            keep_new = np.arange(len(positions))
+            keep_new = np.arange(len(keys))
         else:
             every = np.concatenate([self._keys, keys])
             keep = np.sort(np.argpartition(every, self.k - 1)[: self.k])
             keep_old, keep_new = keep[keep < have], keep[keep >= have] - have
-        if len(keep_new) == 0:
+        if len(keep_new) == 0:  # the k kept rows stay
             return
-        new = checked.typed.take(positions[keep_new])
+        new = take(positions[keep_new])
         old = None if self._frame is None else self._frame.iloc[keep_old]
         self._frame = new if old is None else pd.concat([old, new], ignore_index=True)
         self._keys = np.concatenate([self._keys[keep_old], keys[keep_new]])
