@@ -126,9 +126,9 @@ class BatchSettings(BaseSettings):
         ge=0,
         le=1_000_000,
         description=(
-            "Check drift in a second process, started with the run so that importing Evidently overlaps scoring, "
-            "when at least this many MB of input are pending and Evidently is not yet imported here; else in this "
-            "process after scoring. 0: always in a second process."
+            "Sample the input and check drift in a second process started with the run, while the partitions "
+            "score, when at least this many MB of input are pending and Evidently is not yet imported here; else in "
+            "this process after scoring. 0: always in a second process."
         ),
     )
 
