@@ -236,6 +236,9 @@ def test_the_drift_process_checks_while_partitions_score(tmp_path: Path, registr
     assert early
     assert early[0]["status"] == "drifted"
     assert early[0]["sample_rows"] == 4000  # both partitions' samples, drawn from the input before they scored
+    assert summary.drift is not None
+    waited = summary.drift.pop("waited_seconds")  # the run's own note: how long it waited for the answer
+    assert waited >= 0
     assert summary.drift == early[0] == json.loads((out / "drift" / "summary.json").read_text())
     assert sorted(p.name for p in (out / "_drift").iterdir()) == ["part-0.parquet", "part-1.parquet"]
     assert drift_processes() == []
