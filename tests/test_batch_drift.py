@@ -165,6 +165,26 @@ def test_a_sample_drawn_from_the_input_is_the_one_scoring_keeps(tmp_path: Path, 
     assert kept.column("contract").to_pylist().count("lifetime") == 0
 
 
+def test_finished_partitions_without_samples_get_them_from_their_input(tmp_path: Path, registry: Registry) -> None:
+    """A run without the drift check keeps no samples; a rerun with it skips every partition (all scored) and
+    draws their samples from the input, the same rows a run with the check would have kept."""
+    source = str(demo_partitions(tmp_path / "in", drift=1.0))
+    first = batch.score(source, str(tmp_path / "out"), registry, settings=batch.BatchSettings(drift=False))
+    assert first.drift is None
+    assert list((tmp_path / "out" / "_drift").iterdir()) == []
+    again = batch.score(source, str(tmp_path / "out"), registry)
+    assert again.skipped == 2
+    assert again.drift is not None
+    assert again.drift["status"] == "drifted"
+    assert again.drift["sample_rows"] == 4000
+    whole = batch.score(source, str(tmp_path / "whole"), registry)
+    for key in ("part-0", "part-1"):
+        drawn = pq.read_table(tmp_path / "out" / "_drift" / f"{key}.parquet")
+        assert drawn.equals(pq.read_table(tmp_path / "whole" / "_drift" / f"{key}.parquet"))
+    assert whole.drift is not None
+    assert again.drift["columns"] == whole.drift["columns"]
+
+
 def test_a_failing_drift_check_is_reported_and_the_run_still_succeeds(tmp_path: Path, registry: Registry) -> None:
     settings = batch.BatchSettings(drift_timeout_s=0.001)  # Evidently cannot finish in a millisecond
     summary = batch.score(

@@ -186,7 +186,7 @@ def _check(
     keep: bool = True,
 ) -> _Check:
     """The check itself, on the samples of ``keys`` (default: every partition in the manifest). ``keep``: record
-    the sample for the monitor flow (a check made before scoring ends leaves that to :func:`_serve`)."""
+    the sample for the monitor flow (a check made before scoring ends leaves that to :func:`_run`)."""
     from ferry import gate
 
     started = time.perf_counter()
