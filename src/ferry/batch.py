@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import json
 import logging
 import sys
 import time
@@ -183,7 +182,7 @@ def resolve_version(
 def _load_cached(registry_url: str, model: str, version_id: str, threads: int) -> LoadedModel:
     registry = Registry(registry_url)
     v = registry.get(version_id, model=model)
-    schema = Schema.from_dict(json.loads(registry.read_bytes(v, "schema.json")), source=f"{v.model}/{v.id}")
+    schema = registry.schema(v)
     return LoadedModel(v, schema, OnnxScorer(registry.read_bytes(v, "model.onnx"), intra_op_threads=threads))
 
 

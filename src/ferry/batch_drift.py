@@ -196,7 +196,7 @@ def _check(
     try:
         registry = Registry(registry_url)
         v = registry.get(version, model=model)
-        schema = Schema.from_dict(json.loads(registry.read_bytes(v, "schema.json")), source=f"{v.model}/{v.id}")
+        schema = registry.schema(v)
         keys = sorted(out.read_manifest()) if keys is None else sorted(keys)
         _draw_missing(out, schema, keys, partitions or [], s)
         used = [k for k in keys if out.fs.exists(out.drift_sample(k))]
@@ -300,7 +300,7 @@ def _run(job: dict[str, Any]) -> dict[str, Any] | None:
     out = OutputDir(output_url, storage_options=job["storage_options"])
     registry = Registry(registry_url)
     v = registry.get(version, model=model)
-    schema = Schema.from_dict(json.loads(registry.read_bytes(v, "schema.json")), source=f"{v.model}/{v.id}")
+    schema = registry.schema(v)
     pending = [Partition.from_dict(p) for p in job["pending"]]
     for part in pending:  # drawn afresh: an earlier attempt's sample may be stale
         _sample(part, out, schema, s)

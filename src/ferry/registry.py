@@ -42,6 +42,7 @@ from ferry.audit import (
     verify_log,
 )
 from ferry.errors import AuditError, ChannelError, PromotionRefused, RegistryError, VersionNotFound
+from ferry.schema import Schema
 from ferry.settings import StorageSettings
 
 __all__ = [
@@ -337,6 +338,10 @@ class Registry:
         """Where the directory of ``v`` lives: a local path, or a full fsspec URL elsewhere."""
         path = self._version_dir(v.model, v.id)
         return path if storage.is_local(self._fs) else str(self._fs.unstrip_protocol(path))
+
+    def schema(self, v: ModelVersion) -> Schema:
+        """The schema ``v`` was trained on (its ``schema.json``, checked against the manifest like any artifact)."""
+        return Schema.from_dict(json.loads(self.read_bytes(v, "schema.json")), source=f"{v.model}/{v.id}")
 
     def read_bytes(self, v: ModelVersion, name: str) -> bytes:
         """The bytes of artifact ``name``; RegistryError when they no longer match the manifest's sha256."""
