@@ -397,7 +397,8 @@ class Reservoir:
         if self.k <= 0 or checked.typed is None:
             return
         positions = np.flatnonzero(checked.good)
-        self._merge(keys[positions], checked.typed.take, positions)
+        typed = checked.typed
+        self._merge(keys[positions], lambda kept: typed.take(positions[kept]))
 
     def add_unchecked(self, batch: pa.RecordBatch, schema: Schema) -> None:
         """Add a record batch that was not checked: check only its rows that could enter the sample, fewest first."""
@@ -427,13 +428,11 @@ class Reservoir:
         frame = pd.concat([f[1] for f in found], ignore_index=True)
         order = np.argsort(positions, kind="stable")  # back into stream order
         frame = frame.iloc[order].reset_index(drop=True)
-        self._merge(keys[positions[order]], lambda idx: frame.iloc[idx].reset_index(drop=True), np.arange(len(frame)))
+        self._merge(keys[positions[order]], lambda kept: frame.iloc[kept].reset_index(drop=True))
 
-    def _merge(
-        self, keys: FloatArray, take: Callable[[npt.NDArray[np.intp]], pd.DataFrame], positions: npt.NDArray[np.intp]
-    ) -> None:
-        """Keep the ``k`` smallest keys of the kept rows and these new ones (``take`` gives the new rows' features
-        by position; the kept rows stay in stream order, the new ones after them)."""
+    def _merge(self, keys: FloatArray, take: Callable[[npt.NDArray[np.intp]], pd.DataFrame]) -> None:
+        """Keep the ``k`` smallest keys of the kept rows and these new ones (``take`` gives the features of the new
+        rows at those indices of ``keys``; the kept rows stay in stream order, the new ones after them)."""
         have = len(self._keys)
         if have + len(keys) <= self.k:
             keep_old = np.arange(have)
@@ -444,7 +443,7 @@ class Reservoir:
             keep_old, keep_new = keep[keep < have], keep[keep >= have] - have
         if len(keep_new) == 0:  # the k kept rows stay
             return
-        new = take(positions[keep_new])
+        new = take(keep_new)
         old = None if self._frame is None else self._frame.iloc[keep_old]
         self._frame = new if old is None else pd.concat([old, new], ignore_index=True)
         self._keys = np.concatenate([self._keys[keep_old], keys[keep_new]])
