@@ -32,7 +32,7 @@ from ferry.online.predict import (
 )
 from ferry.online.records import RequestRejected
 from ferry.online.routing import Router
-from ferry.online.settings import OnlineSettings
+from ferry.online.settings import OnlineSettings, wal_root
 from ferry.online.shed import LoadShedMiddleware
 from ferry.online.telemetry import Collector, TelemetryAck, TelemetryLog
 from ferry.registry import Registry
@@ -101,10 +101,13 @@ class Online:
         self.prediction_log = PredictionLog(
             registry.url, model, sample_rate=self.settings.prediction_sample_rate, buffer_rows=buffer
         )
-        self.feedback_log = FeedbackLog(registry.url, model, buffer_rows=buffer)
-        self.telemetry_log = TelemetryLog(registry.url, model, buffer_rows=buffer)
+        wal = wal_root(self.settings, registry.url, model)
+        self.feedback_log = FeedbackLog(registry.url, model, buffer_rows=buffer, wal_dir=wal / "feedback")
+        self.telemetry_log = TelemetryLog(registry.url, model, buffer_rows=buffer, wal_dir=wal / "telemetry")
         logs = [self.prediction_log, self.feedback_log, self.telemetry_log]
-        self.flusher = Flusher(logs, self.settings.log_flush_interval_s).start()
+        self.flusher = Flusher(logs, self.settings.log_flush_interval_s)
+        self.flusher.flush()  # rows a killed predecessor acknowledged (recovered from the write-ahead files)
+        self.flusher.start()
         self.router = Router(self.settings.routing, self.settings.challenger_percent)
         self.challenger: ModelHolder | None = None
         if self.settings.routing != "champion":
@@ -143,10 +146,11 @@ class Online:
         self.flusher.stop(timeout_s=1.0)
 
     def __metrics__(self, content: str) -> str:
-        return content + self.metrics.render()
+        return content + self.metrics.render() + self.flusher.render()
 
     def __is_ready__(self) -> bool:
-        return self.holder.ready
+        # Not ready without a model, nor when the thread that writes the logs has stopped (rows would pile up).
+        return self.holder.ready and self.flusher.alive
 
     def _loaded(self) -> LoadedModel:
         try:

@@ -23,7 +23,7 @@ from ferry.data import to_onnx_inputs, validate
 from ferry.errors import DataError, DataValidationError
 from ferry.schema import Schema
 
-__all__ = ["RequestRejected", "Served", "parse_json", "prepare", "slow_inputs", "to_records"]
+__all__ = ["RequestRejected", "Served", "check_text", "parse_json", "prepare", "slow_inputs", "to_records"]
 
 
 class RequestRejected(DataError):
@@ -83,13 +83,57 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def parse_json(body: bytes) -> Any:
-    """Parse a request body (UTF-8, -16 or -32, as :func:`json.loads` reads bytes); malformed JSON is a 400."""
+    """Parse a request body (UTF-8, -16 or -32, as :func:`json.loads` reads bytes); malformed JSON is a 400.
+
+    Every text in the result, key or value, is then known to be encodable as UTF-8 (:func:`check_text`): JSON lets
+    a string hold a lone surrogate (``"\\ud800"``) that no UTF-8 writer, onnxruntime or Parquet, can take.
+    """
     try:
-        return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+        payload = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestRejected(400, None, "json", f"the body is not valid JSON ({exc}); send a JSON object") from None
     except RecursionError:
         raise RequestRejected(400, None, "json", "the body nests arrays or objects too deeply") from None
+    if "\\u" in text or not text.isascii():  # only escapes and non-ASCII text can make a surrogate
+        check_text(payload)
+    return payload
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_text(payload: Any, path: str = "") -> None:
+    """RequestRejected (422, rule ``utf8``) naming the first key or string of ``payload`` that UTF-8 cannot encode.
+
+    The field is named as a path into the body, e.g. ``records[2].customer_id``; the bad text is not echoed.
+    """
+    stack: list[tuple[str, Any]] = [(path, payload)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            if not _utf8(value):
+                raise RequestRejected(
+                    422, where or None, "utf8",
+                    "holds text that UTF-8 cannot encode (a lone surrogate such as \\ud800); send valid Unicode",
+                )  # fmt: skip
+        elif isinstance(value, Mapping):
+            for key, item in reversed(list(value.items())):
+                name = f"{where}.{key}" if where else str(key)
+                if not _utf8(name):
+                    shown = name.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+                    raise RequestRejected(
+                        422, shown, "utf8", "is a field name that UTF-8 cannot encode (a lone surrogate); send valid "
+                        "Unicode",
+                    )  # fmt: skip
+                stack.append((name, item))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in reversed(list(enumerate(value))))
 
 
 def to_records(payload: Any, *, max_records: int) -> tuple[list[Mapping[str, Any]], bool]:

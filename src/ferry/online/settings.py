@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 
+import fsspec
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -78,8 +81,25 @@ class OnlineSettings(BaseSettings):
     log_flush_interval_s: float = Field(
         default=30.0, gt=0, le=3600, description="Buffered log rows are written at least this often."
     )
+    wal_dir: Path | None = Field(
+        default=None,
+        description="Local directory of the write-ahead files that make acknowledged feedback and heartbeats "
+        "durable; default: <registry>/models/<model>/online/wal for a local registry, else "
+        "$XDG_STATE_HOME/ferry/wal/<model> (~/.local/state/...).",
+    )
     api_keys: tuple[ApiKeyEntry, ...] = Field(
         default=(),
         description='API keys as JSON: [{"name": ..., "sha256": ..., "scopes": ["predict"]}]. None: every '
         "guarded endpoint answers 401.",
     )
+
+
+def wal_root(settings: OnlineSettings, registry_url: str, model: str) -> Path:
+    """Where the durable logs of ``model`` keep their write-ahead files (see :attr:`OnlineSettings.wal_dir`)."""
+    if settings.wal_dir is not None:
+        return settings.wal_dir / model
+    protocol, path = fsspec.core.split_protocol(registry_url)
+    if protocol in (None, "file", "local"):
+        return Path(path).resolve() / "models" / model / "online" / "wal"
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "ferry" / "wal" / model

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -103,10 +104,13 @@ def check_heartbeat(payload: Any, *, model: str) -> Heartbeat:
 
 
 class TelemetryLog(ParquetLog):
-    """Accepted heartbeats, buffered and written under ``models/<model>/online/telemetry``."""
+    """Accepted heartbeats, buffered and written under ``models/<model>/online/telemetry`` (durable with
+    ``wal_dir``: a heartbeat answered 200 is on local disk, and the device will not send it again)."""
 
-    def __init__(self, registry_url: str, model: str, *, buffer_rows: int = 1000) -> None:
-        super().__init__(registry_url, f"models/{model}/online/telemetry", buffer_rows=buffer_rows)
+    def __init__(
+        self, registry_url: str, model: str, *, buffer_rows: int = 1000, wal_dir: str | Path | None = None
+    ) -> None:
+        super().__init__(registry_url, f"models/{model}/online/telemetry", buffer_rows=buffer_rows, wal_dir=wal_dir)
 
     def record(self, beat: Heartbeat) -> int:
         sketch = beat.sketch
