@@ -31,6 +31,7 @@ BENTO_DIR = Path(__file__).resolve().parents[1] / "bentos" / "online"
 KEY = "serve-test-key"
 ADMIN = "serve-test-admin"
 DEVICE = "serve-test-device"
+LABELLER = "serve-test-labeller"
 START_TIMEOUT_S = 120.0
 
 
@@ -59,6 +60,7 @@ def start_server(registry: Registry, tmp: Path, target: str = "service:Online", 
         {"name": "tests", "sha256": hash_key(KEY), "scopes": ["predict"]},
         {"name": "ops", "sha256": hash_key(ADMIN), "scopes": ["admin"]},
         {"name": "devices", "sha256": hash_key(DEVICE), "scopes": ["telemetry"]},
+        {"name": "labeller", "sha256": hash_key(LABELLER), "scopes": ["feedback"]},
     ]
     environ = {
         **os.environ,
@@ -365,3 +367,52 @@ def test_an_edge_heartbeat_is_received_and_stored(
     assert wait_for(lambda: beat["id"] in stored(), 15)
     assert stored().count(beat["id"]) == 1
     assert other["id"] not in stored()
+
+
+def _feedback_ids(registry: Registry) -> list[str]:
+    import pandas as pd
+
+    files = sorted((Path(registry.url) / "models" / "churn" / "online" / "feedback").rglob("*.parquet"))
+    return [str(i) for f in files for i in pd.read_parquet(f)["prediction_id"]]
+
+
+def _holders(path: Path) -> list[int]:
+    """PIDs of the processes that hold ``path`` open (read from /proc)."""
+    pids = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == str(path) for fd in fd_dir.iterdir()):
+                pids.append(int(fd_dir.parent.name))
+        except OSError:  # the process ended, or is not ours to read
+            continue
+    return pids
+
+
+def test_acknowledged_feedback_survives_kill_9_of_the_worker(churn_champion: dict[str, str], tmp_path: Path) -> None:
+    """Labels answered ``{"stored": n}`` are on disk: SIGKILL to the worker that answered, right after the answer
+    and long before its next flush, loses none; the worker BentoML starts in its place writes them to the registry."""
+    registry = copy_registry(churn_champion, tmp_path / "registry")
+    before = _feedback_ids(registry)
+    server = start_server(registry, tmp_path, log_flush_interval_s="3600")
+    try:
+        assert "ferry_online_log_writer_alive 1" in httpx.get(server.url + "/metrics", timeout=10).text
+        records = demo_records(churn_champion, 20)
+        answer = server.post("/predict", {"records": records})
+        assert answer.status_code == 200, answer.text
+        ids = [p["prediction_id"] for p in answer.json()["predictions"]]
+        items = [{"prediction_id": i, "label": r["churned"]} for i, r in zip(ids, records, strict=True)]
+        for chunk in (items[:7], items[7:]):
+            ack = server.post("/feedback", {"items": chunk}, key=LABELLER)
+            assert ack.status_code == 200, ack.text
+            assert ack.json() == {"stored": len(chunk)}
+        (segment,) = (Path(registry.url) / "models" / "churn" / "online" / "wal" / "feedback").glob("*.jsonl")
+        (worker,) = _holders(segment)
+        os.kill(worker, signal.SIGKILL)
+        assert _feedback_ids(registry) == before  # nothing had reached the registry: only the write-ahead file
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while sorted(_feedback_ids(registry)) != sorted(before + ids) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert sorted(_feedback_ids(registry)) == sorted(before + ids)
+        assert not segment.exists()
+    finally:
+        stop_server(server)
