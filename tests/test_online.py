@@ -536,3 +536,49 @@ def test_a_pinned_holder_ignores_the_channel(churn_champion: dict[str, str], tmp
     assert holder.refresh() is first
     with pytest.raises(ValueError, match="version"):
         OnlineSettings(version="not-hex")
+
+
+def test_a_key_gets_its_share_and_a_stalled_body_frees_its_place() -> None:
+    """KeyShareMiddleware refuses a key's requests past its share with 429 while other keys go on; the body limit
+    answers 408 when a body stalls past its time limit, and the key's place is free again afterwards."""
+    import asyncio
+
+    from ferry.online.auth import KEY_NAME
+    from ferry.online.limits import BodyLimitMiddleware
+    from ferry.online.shed import KeyShareMiddleware
+
+    async def scenario() -> tuple[list[int], list[int], int, int]:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        share = KeyShareMiddleware(BodyLimitMiddleware(app, max_bytes=1024, timeout_s=0.3), per_key=2, retry_after_s=1)
+
+        async def call(key: str, stall: bool) -> int:
+            sent: list[dict[str, Any]] = []
+
+            async def send(message: dict[str, Any]) -> None:
+                sent.append(message)
+
+            async def receive() -> dict[str, Any]:
+                if stall:
+                    await asyncio.sleep(3600)
+                return {"type": "http.request", "body": b"{}", "more_body": False}
+
+            scope = {"type": "http", "path": "/predict", "headers": [], KEY_NAME: key}
+            await share(scope, receive, send)
+            return int(sent[0]["status"])
+
+        stalled = [asyncio.ensure_future(call("device", stall=True)) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        over = await asyncio.gather(call("device", stall=False), call("device", stall=False))
+        others = [await call("app", stall=False) for _ in range(5)]  # another key, one after another
+        timed_out = await asyncio.wait_for(asyncio.gather(*stalled), 5)
+        after = await call("device", stall=False)
+        return [*over, *others], list(timed_out), after, share.refused["device"]
+
+    answered, timed_out, after, refused = asyncio.run(scenario())
+    assert answered == [429, 429, 200, 200, 200, 200, 200]
+    assert timed_out == [408, 408]
+    assert after == 200
+    assert refused == 2

@@ -416,3 +416,75 @@ def test_acknowledged_feedback_survives_kill_9_of_the_worker(churn_champion: dic
         assert not segment.exists()
     finally:
         stop_server(server)
+
+
+def _stall(url: str, key: str, path: str = "/telemetry") -> socket.socket:
+    """A client that sends its headers and the start of a body, then stalls (holding the connection open)."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = socket.create_connection((host, int(port)), timeout=10)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    )
+    conn.sendall(head.encode() + b'{"id": "')
+    return conn
+
+
+def _status_if_answered(conn: socket.socket, wait_s: float) -> int | None:
+    """The status line's code if the server answered within ``wait_s``, else None (still waiting for the body)."""
+    conn.settimeout(wait_s)
+    try:
+        data = conn.recv(4096)
+    except TimeoutError:
+        return None
+    return int(data.split(b" ", 2)[1]) if data else -1
+
+
+def _p99_ms(server: Server, record: dict[str, Any], n: int) -> tuple[float, Counter[int]]:
+    took, codes = [], Counter[int]()
+    with httpx.Client(headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as client:
+        for _ in range(n):
+            started = time.perf_counter()
+            codes[client.post(server.url + "/predict", json={"records": record}).status_code] += 1
+            took.append((time.perf_counter() - started) * 1000)
+    took.sort()
+    return took[int(0.99 * (len(took) - 1))], codes
+
+
+def test_stalled_clients_with_a_valid_key_cannot_lock_out_the_others(
+    churn_champion: dict[str, str], tmp_path: Path
+) -> None:
+    """40 connections with a telemetry-only key send headers and part of a body, then stall. They take no slot
+    (a slot is taken once the body is in), and past the key's share (half of the 32 slots) they are refused with
+    429 at once; a predict client's requests keep succeeding within 2x of their p99 before. A stalled body gets
+    408 once the body timeout passes, and a stalled client without a key is refused before its body."""
+    registry = copy_registry(churn_champion, tmp_path / "registry")
+    server = start_server(registry, tmp_path, body_timeout_s="60")
+    record = demo_records(churn_champion, 1)[0]
+    stalled: list[socket.socket] = []
+    try:
+        _p99_ms(server, record, 50)  # warm up
+        before, _ = _p99_ms(server, record, 300)
+        stalled = [_stall(server.url, DEVICE) for _ in range(40)]
+        answered = [_status_if_answered(conn, 0.5) for conn in stalled]
+        assert Counter(answered) == Counter({None: 16, 429: 24}), Counter(answered)
+        during, codes = _p99_ms(server, record, 300)
+        assert codes == Counter({200: 300})
+        assert during <= 2 * before, (during, before)
+        stranger = _stall(server.url, "not-a-key")
+        assert _status_if_answered(stranger, 5) == 401
+        stranger.close()
+    finally:
+        for conn in stalled:
+            conn.close()
+        stop_server(server)
+    (tmp_path / "short").mkdir()
+    server = start_server(registry, tmp_path / "short", body_timeout_s="1")
+    try:
+        conn = _stall(server.url, DEVICE)
+        started = time.monotonic()
+        assert _status_if_answered(conn, 10) == 408
+        assert time.monotonic() - started < 5
+        conn.close()
+    finally:
+        stop_server(server)

@@ -33,7 +33,7 @@ from ferry.online.predict import (
 from ferry.online.records import RequestRejected
 from ferry.online.routing import Router
 from ferry.online.settings import OnlineSettings, wal_root
-from ferry.online.shed import LoadShedMiddleware
+from ferry.online.shed import KeyShareMiddleware, LoadShedMiddleware
 from ferry.online.telemetry import Collector, TelemetryAck, TelemetryLog
 from ferry.registry import Registry
 
@@ -206,9 +206,11 @@ class Online:
         return model_info(self._loaded(), self.holder.channel)
 
 
-# Listed outermost first: overload is shed before anything else, and a request without a valid key is refused
-# before its body is read.
-Online.add_asgi_middleware(LoadShedMiddleware)
+# Listed outermost first. A request without a valid key is refused before its body is read; one key may have only
+# its share of requests in the service (429); the body must arrive in full, within size and time (413, 408); only
+# then does the request take one of the slots (503 + Retry-After over them), so a client that stalls holds none.
 Online.add_asgi_middleware(ApiKeyMiddleware)
+Online.add_asgi_middleware(KeyShareMiddleware)
 Online.add_asgi_middleware(BodyLimitMiddleware)
+Online.add_asgi_middleware(LoadShedMiddleware)
 Online.add_asgi_middleware(PredictLaneMiddleware, lane=LANE)

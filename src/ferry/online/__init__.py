@@ -10,10 +10,11 @@
 | :mod:`ferry.online.lane` | the ASGI fast lane that answers ``POST /predict`` and ``POST /telemetry`` |
 | :mod:`ferry.online.telemetry` | edge heartbeats: the validated payload and its Parquet log in the registry |
 | :mod:`ferry.online.auth` | API keys with scopes (stored as sha256 hashes) and the ASGI middleware that checks them |
-| :mod:`ferry.online.limits` | the ASGI middleware that refuses bodies over the configured size with 413 |
-| :mod:`ferry.online.shed` | the ASGI middleware that answers 503 + Retry-After over ``max_in_flight`` |
+| :mod:`ferry.online.limits` | the ASGI middleware that reads a body within a size (413) and a time (408) |
+| :mod:`ferry.online.shed` | admission: a share per API key (429), and 503 + Retry-After over ``max_in_flight`` |
 | :mod:`ferry.online.routing` | champion, shadow, canary or sticky A/B between champion and challenger |
-| :mod:`ferry.online.logs` | sampled prediction logs and feedback, buffered into Parquet files in the registry |
+| :mod:`ferry.online.logs` | prediction, feedback and telemetry logs, buffered into Parquet files in the registry |
+| :mod:`ferry.online.wal` | the local write-ahead file that makes acknowledged feedback and heartbeats durable |
 | :mod:`ferry.online.metrics` | per-version request counts, score histogram and shadow agreement for ``/metrics`` |
 
 Importing this package starts nothing: no thread, no I/O, no BentoML.

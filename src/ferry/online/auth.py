@@ -17,7 +17,7 @@ from typing import Any
 
 from ferry.online.settings import ApiKeyEntry, OnlineSettings, Scope
 
-__all__ = ["OPEN_PATHS", "SCOPE_BY_PATH", "ApiKeyMiddleware", "Decision", "KeyStore", "hash_key"]
+__all__ = ["KEY_NAME", "OPEN_PATHS", "SCOPE_BY_PATH", "ApiKeyMiddleware", "Decision", "KeyStore", "hash_key"]
 
 log = logging.getLogger("ferry.online.auth")
 
@@ -26,6 +26,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[ASGIScope, Receive, Send], Awaitable[None]]
+
+KEY_NAME = "ferry.key"
+"""The ASGI scope entry where the middleware leaves the name of the key a request was allowed with."""
 
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
 SCOPE_BY_PATH: Mapping[str, Scope] = {
@@ -120,4 +123,5 @@ class ApiKeyMiddleware:
             extra = [(b"www-authenticate", b"Bearer")] if decision.status == 401 else []
             await send_json(send, decision.status, {"error": decision.reason}, extra)
             return
+        scope[KEY_NAME] = decision.key_name  # who asks, for the per-key share (ferry.online.shed)
         await self.app(scope, receive, send)

@@ -1,6 +1,10 @@
-"""The ASGI middleware that refuses request bodies over a size limit with 413, before the app parses them."""
+"""The ASGI middleware that reads a request body with two limits, before the app parses it: its size (413) and the
+time it may take to arrive (408), so that a client that sends headers and then stalls frees its place at once."""
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 from ferry.online.auth import ASGIApp, ASGIScope, Message, Receive, Send, send_json
 from ferry.online.settings import OnlineSettings
@@ -9,17 +13,26 @@ __all__ = ["BodyLimitMiddleware"]
 
 
 class BodyLimitMiddleware:
-    """Answers 413 when ``Content-Length`` or the streamed body exceeds ``max_bytes`` (None: read settings)."""
+    """Answers 413 when ``Content-Length`` or the streamed body exceeds ``max_bytes``, and 408 when the body has not
+    arrived in full within ``timeout_s`` (None: read settings)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int | None = None) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int | None = None, timeout_s: float | None = None) -> None:
         self.app = app
         self._max = max_bytes
+        self._timeout = timeout_s
+        self.timed_out = 0
 
     @property
     def max_bytes(self) -> int:
         if self._max is None:
             self._max = OnlineSettings().max_body_bytes
         return self._max
+
+    @property
+    def timeout_s(self) -> float:
+        if self._timeout is None:
+            self._timeout = OnlineSettings().body_timeout_s
+        return self._timeout
 
     async def _too_large(self, send: Send) -> None:
         reason = f"the body exceeds {self.max_bytes} bytes; send fewer records per request"
@@ -44,8 +57,16 @@ class BodyLimitMiddleware:
         chunks: list[bytes] = []
         size = 0
         more = True
+        deadline = time.monotonic() + self.timeout_s
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.0))
+            except TimeoutError:
+                self.timed_out += 1
+                reason = f"the body did not arrive in full within {self.timeout_s:g} s; send it at once"
+                await send_json(send, 408, {"error": reason, "field": None, "rule": "body_timeout_s"},
+                                [(b"connection", b"close")])  # fmt: skip
+                return
             if message["type"] != "http.request":
                 await self.app(scope, _replay([message]), send)
                 return

@@ -67,8 +67,21 @@ class OnlineSettings(BaseSettings):
         default=32,
         ge=1,
         le=10_000,
-        description="Requests handled at once; more get 503 with Retry-After at once (keep it below BentoML's "
-        "max_concurrency of 64 so the service, not BentoML, sheds).",
+        description="Requests handled at once, counted once their body has arrived; more get 503 with Retry-After "
+        "at once (keep it below BentoML's max_concurrency of 64 so the service, not BentoML, sheds).",
+    )
+    max_in_flight_per_key: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Requests one API key may have in the service at once, its body still arriving included; more "
+        "get 429 at once. Default: half of max_in_flight, so that no one key can take every slot.",
+    )
+    body_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Longest wait for a request body to arrive in full; a slower one gets 408 and frees its place.",
     )
     retry_after_s: int = Field(default=1, ge=1, le=3600, description="Retry-After of a shed request, in seconds.")
     intra_op_threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads per session.")
@@ -92,6 +105,13 @@ class OnlineSettings(BaseSettings):
         description='API keys as JSON: [{"name": ..., "sha256": ..., "scopes": ["predict"]}]. None: every '
         "guarded endpoint answers 401.",
     )
+
+
+def per_key_limit(settings: OnlineSettings) -> int:
+    """Requests one key may have in the service at once (see :attr:`OnlineSettings.max_in_flight_per_key`)."""
+    if settings.max_in_flight_per_key is not None:
+        return settings.max_in_flight_per_key
+    return max(1, settings.max_in_flight // 2)
 
 
 def wal_root(settings: OnlineSettings, registry_url: str, model: str) -> Path:
