@@ -624,3 +624,46 @@ def test_fuzzed_json_never_gets_5xx_and_every_logged_row_reaches_disk(
     assert _wait_for(lambda: set(beats) <= set(_logged(registry.url, "telemetry").get("id", [])))
     assert client.get("/readyz").status_code == 200  # ready includes: the log writer is alive
     assert not list((Path(registry.url) / "models" / "churn" / "online" / "quarantine").rglob("*.jsonl"))
+
+
+@pytest.mark.parametrize("path", sorted(ENDPOINTS))
+def test_every_401_is_the_same_answer(client: Any, path: str) -> None:
+    """No key, an unknown key, a malformed header and a revoked key get byte-identical 401s: a caller cannot learn
+    that a key once existed."""
+    answers = set()
+    for headers in (
+        {},
+        {"Authorization": "Bearer not-a-key"},
+        {"Authorization": "Basic abc"},
+        {"X-API-Key": KEYS["revoked"]},
+        auth("revoked"),
+    ):
+        response = client.post(path, json={}, headers=headers)
+        assert response.status_code == 401
+        answers.add((response.content, tuple(sorted(response.headers.items()))))
+    assert len(answers) == 1, answers
+
+
+BIG = "x" * 300_000
+
+
+@pytest.mark.parametrize(
+    ("path", "key", "body"),
+    [
+        ("/predict", "predict", lambda r: {"records": {**r, "age": BIG}}),  # numeric field, text given
+        ("/predict", "predict", lambda r: {"records": {**r, "plan": BIG}}),  # categorical, unknown level
+        ("/predict", "predict", lambda r: {"records": {**r, BIG: 1}}),  # unknown field name
+        ("/predict", "predict", lambda r: {"records": [{**r, "tenure_months": -1, "age": BIG}] * 3}),
+        ("/predict", "predict", lambda r: {"records": r, "route_key": 5, BIG: 1}),
+        ("/feedback", "feedback", lambda r: {"items": [{"prediction_id": "0" * 32, "label": BIG}]}),
+        ("/feedback", "feedback", lambda r: {"items": [{"prediction_id": BIG, "label": 1}]}),
+        ("/telemetry", "telemetry", lambda r: {"id": BIG}),
+    ],
+)
+def test_a_huge_bad_value_is_not_echoed_back(
+    client: Any, churn_champion: dict[str, str], path: str, key: str, body: Any
+) -> None:
+    """A 4xx names the field and quotes at most a bounded part of what was sent, whatever field holds it."""
+    response = client.post(path, json=body(_record(churn_champion)), headers=auth(key))
+    assert 400 <= response.status_code < 500, response.text[:500]
+    assert len(response.content) < 5_000, response.text[:500]

@@ -1,9 +1,9 @@
 """API keys with scopes, checked by an ASGI middleware in front of the service.
 
 Keys are configured only as sha256 hashes (:class:`~ferry.online.settings.ApiKeyEntry`); a request presents the
-key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. No key, an unknown key or a revoked key gets 401;
-a key without the endpoint's scope gets 403. The probes and ``/metrics`` stay open; any other path not listed in
-the scope map needs a valid key of any scope.
+key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. No key, an unknown key or a revoked key gets the
+same 401; a key without the endpoint's scope gets 403. The probes and ``/metrics`` stay open; any other path not
+listed in the scope map needs a valid key of any scope.
 """
 
 from __future__ import annotations
@@ -17,7 +17,16 @@ from typing import Any
 
 from ferry.online.settings import ApiKeyEntry, OnlineSettings, Scope
 
-__all__ = ["KEY_NAME", "OPEN_PATHS", "SCOPE_BY_PATH", "ApiKeyMiddleware", "Decision", "KeyStore", "hash_key"]
+__all__ = [
+    "KEY_NAME",
+    "OPEN_PATHS",
+    "SCOPE_BY_PATH",
+    "UNAUTHORIZED",
+    "ApiKeyMiddleware",
+    "Decision",
+    "KeyStore",
+    "hash_key",
+]
 
 log = logging.getLogger("ferry.online.auth")
 
@@ -45,11 +54,15 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+UNAUTHORIZED = "a valid API key is required; send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+
+
 @dataclass(frozen=True)
 class Decision:
     status: int  # 200 = allowed, 401 or 403
-    reason: str
+    reason: str  # what the caller is told
     key_name: str | None = None
+    why: str = ""  # what the server logs
 
 
 class KeyStore:
@@ -59,14 +72,18 @@ class KeyStore:
         self._by_hash = {e.sha256: e for e in entries}
 
     def check(self, key: str | None, scope: Scope | None) -> Decision:
-        """Whether ``key`` may use an endpoint needing ``scope`` (None: any valid key will do)."""
+        """Whether ``key`` may use an endpoint needing ``scope`` (None: any valid key will do).
+
+        Every 401 answers the same :data:`UNAUTHORIZED` (a caller must not learn that a key once existed); why it
+        was refused is in :attr:`Decision.why`, for the server's log.
+        """
         if not key:
-            return Decision(401, "no API key; send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+            return Decision(401, UNAUTHORIZED, why="no key")
         entry = self._by_hash.get(hash_key(key))
         if entry is None:
-            return Decision(401, "unknown API key")
+            return Decision(401, UNAUTHORIZED, why="unknown key")
         if entry.revoked:
-            return Decision(401, "this API key was revoked; ask for a new one", entry.name)
+            return Decision(401, UNAUTHORIZED, entry.name, why="revoked key")
         if scope is not None and scope not in entry.scopes:
             return Decision(403, f"this API key lacks the {scope!r} scope", entry.name)
         return Decision(200, "ok", entry.name)
@@ -119,7 +136,10 @@ class ApiKeyMiddleware:
             return
         decision = self.keys.check(presented_key(scope.get("headers", ())), SCOPE_BY_PATH.get(path))
         if decision.status != 200:
-            log.info("refused %s %s: %s (key %s)", scope.get("method"), path, decision.reason, decision.key_name)
+            log.info(
+                "refused %s %s: %s (key %s)",
+                scope.get("method"), path[:200], decision.why or decision.reason, decision.key_name,
+            )  # fmt: skip
             extra = [(b"www-authenticate", b"Bearer")] if decision.status == 401 else []
             await send_json(send, decision.status, {"error": decision.reason}, extra)
             return

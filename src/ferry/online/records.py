@@ -26,14 +26,29 @@ from ferry.schema import Schema
 __all__ = ["RequestRejected", "Served", "check_text", "parse_json", "prepare", "slow_inputs", "to_records"]
 
 
+MAX_FIELD_CHARS = 200
+MAX_REASON_CHARS = 1000
+"""How much of a field name and of a reason an answer shows: a request's own values are quoted in reasons, and a
+1 MB bad value must not come back as a 2 MB answer."""
+
+
+def cap(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters in all)"
+
+
 class RequestRejected(DataError):
-    """A request the service refuses: ``status`` (400, 413 or 422), the ``field`` at fault (or None), the ``rule``."""
+    """A request the service refuses: ``status`` (400, 413 or 422), the ``field`` at fault (or None), the ``rule``.
+
+    The field and the reason are capped (:data:`MAX_FIELD_CHARS`, :data:`MAX_REASON_CHARS`), whatever they quote.
+    """
 
     def __init__(self, status: int, field: str | None, rule: str, reason: str) -> None:
         self.status = status
-        self.field = field
+        self.field = None if field is None else cap(field, MAX_FIELD_CHARS)
         self.rule = rule
-        self.reason = reason
+        self.reason = cap(reason, MAX_REASON_CHARS)
+        field, reason = self.field, self.reason
         where = f"field {field!r}" if field is not None else "request"
         super().__init__(f"{where} breaks rule {rule!r}: {reason}")
 
