@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from edge_support import agent_cmd, edge, leftovers, power_loss, start_paused, status, wait_for
 from ferry_edge.agent import INSTALL_STEPS, Agent
 from ferry_edge.daemon import Schedule
 from test_edge_agent import NAME, Setup, _with_version, retar
@@ -20,47 +20,44 @@ from test_edge_agent import NAME, Setup, _with_version, retar
 pytestmark = pytest.mark.slow
 
 
-def agent_cmd(home: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "ferry_edge.cli", "--home", str(home), *args]
-
-
-def wait_for(proc: subprocess.Popen[str], marker: str, timeout: float = 60) -> None:
-    assert proc.stderr is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if marker in line:
-            return
-        if not line and proc.poll() is not None:
-            raise AssertionError(f"agent exited ({proc.returncode}) before {marker!r}")
-    raise AssertionError(f"agent never reached {marker!r}")
-
-
 @pytest.mark.parametrize("step", INSTALL_STEPS)
 def test_power_loss_at_every_install_step(
     step: str, tmp_path: Path, churn_champion: dict[str, str], serve_dir: Callable[[Path], str]
 ) -> None:
+    """Killed at any step, the device answers with exactly one complete model, and ``status`` (so the heartbeat too)
+    names the model ``predict`` answers with; the next start collects the leftovers; the next sync finishes."""
     setup = Setup(tmp_path, churn_champion, serve_dir)
     setup.agent.sync()
     newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], "v-next")}))
     setup.repo.publish(NAME, newer)
-    proc = subprocess.Popen(
-        agent_cmd(setup.agent.home, "sync"),
-        env={**os.environ, "FERRY_EDGE_PAUSE_AT": step},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    sha_of = {setup.version.id: setup.bundle.sha256, "v-next": hashlib.sha256(newer).hexdigest()}
+    home = setup.agent.home
+    proc = start_paused(home, step)
     wait_for(proc, f"paused at {step}")
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=10)  # reaps it and closes the pipes
-    after = Agent(setup.agent.home)
-    assert after.active().version in (setup.version.id, "v-next")  # exactly one complete model, never a mix
-    assert after.active().predict(setup.rows(2))
+    power_loss(proc)
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("\n".join(json.dumps(r) for r in setup.rows(2)))
+    predicted = edge(home, "predict", str(rows))
+    assert predicted.returncode == 0, predicted.stderr
+    served = {json.loads(line)["version"] for line in predicted.stdout.splitlines()}
+    assert len(served) == 1
+    [version] = served
+    assert version in sha_of  # exactly one complete model, never a mix
+    reported = status(home)
+    assert (reported["active_version"], reported["active_sha256"]) == (version, sha_of[version]), step
+    assert leftovers(home) == [], step  # collected at this start
+    beat = edge(home, "heartbeat", "--collector", str(tmp_path / "beats"))
+    assert beat.returncode == 0, beat.stderr
+    [sent] = [json.loads(p.read_text()) for p in (tmp_path / "beats").glob("*.json")]
+    assert (sent["version"], sent["sha256"]) == (version, sha_of[version])
+
+    after = Agent(home)
     result = after.sync()  # the next sync completes the install
     assert after.active().version == "v-next", result
-    assert after.status()["active_version"] == "v-next"
-    assert not [p for p in (setup.agent.home / "versions").iterdir() if p.name.startswith((".", "incoming"))]
+    assert (after.status()["active_version"], after.status()["active_sha256"]) == ("v-next", sha_of["v-next"])
+    assert leftovers(home) == []
+    assert len(list((home / "versions").iterdir())) == 2  # the new model and the previous one, nothing else
 
 
 def test_backoff_grows_while_offline_and_jitter_spreads() -> None:

@@ -65,13 +65,40 @@ def cmd_sync(args: argparse.Namespace) -> int:
             return 2
         root = args.root.read_bytes()
         Agent.init(home, repo_url=args.repo, model=args.model, channel=args.channel, trusted_root=root)
-    result = Agent(home).sync()
-    print(json.dumps({"changed": result.changed, "version": result.version, "sha256": result.sha256}))
+    agent = Agent(home)
+    try:
+        result = agent.sync()
+    except EdgeError as exc:
+        print(json.dumps(sync_report(agent, changed=False)))
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(sync_report(agent, changed=result.changed)))
+    return 0
+
+
+def sync_report(agent: Agent, *, changed: bool) -> dict[str, Any]:
+    """What ``sync`` prints, in one shape whether it succeeded or failed (``failure`` says why, ``None`` if not)."""
+    status = agent.status()
+    return {
+        "ok": status["failure"] is None,
+        "changed": changed,
+        "version": status["active_version"],
+        "sha256": status["active_sha256"],
+        "stale": status["stale"],
+        "failure": status["failure"],
+    }
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    """Clear rejected and postponed bundles (all, or the one named) so that the next sync tries them again."""
+    cleared = Agent(_home(args)).retry(args.bundle)
+    print(json.dumps({"cleared": cleared}, indent=2))
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    model = Agent(_home(args)).active()
+    agent = Agent(_home(args))
+    model = agent.active()
     stream = open(args.input) if args.input != "-" else sys.stdin  # noqa: SIM115
     try:
         fmt = args.format or ("csv" if str(args.input).endswith(".csv") else "jsonl")
@@ -84,7 +111,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ferry_edge.telemetry import DriftSketch
 
     sketch_path = _home(args) / "sketch.json"
-    sketch = DriftSketch.load(sketch_path, model.features)
+    sketch = DriftSketch.load(sketch_path, model.features, min_count=agent.config["sketch_min_count"])
     sketch.update(rows)
     sketch.save(sketch_path)
     for p in predictions:
@@ -101,7 +128,7 @@ def cmd_heartbeat(args: argparse.Namespace) -> int:
     sketch = None
     sketch_path = home / "sketch.json"
     with contextlib.suppress(EdgeError):
-        sketch = DriftSketch.load(sketch_path, agent.active().features)
+        sketch = DriftSketch.load(sketch_path, agent.active().features, min_count=agent.config["sketch_min_count"])
     beats = Heartbeats(home, args.collector, token=args.token or os.environ.get("FERRY_EDGE_COLLECTOR_TOKEN"))
     sent = beats.send(beats.build(agent.status(), sketch))
     sketch_path.unlink(missing_ok=True)
@@ -150,14 +177,19 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--jitter", type=float, default=0.1, help="relative jitter of each wait (default 0.1)")
     run.add_argument("--max-backoff", type=float, default=3600.0, help="longest wait while offline (default 3600)")
     run.set_defaults(func=cmd_run)
-    status = sub.add_parser("status", help="active and previous version, last sync and last error")
+    status = sub.add_parser("status", help="active and previous version, last sync and last failure")
     status.set_defaults(func=cmd_status)
+    retry = sub.add_parser("retry", help="try rejected or postponed bundles again at the next sync")
+    retry.add_argument("bundle", nargs="?", help="a version or sha256 prefix (default: every one)")
+    retry.set_defaults(func=cmd_retry)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        if args.command != "init":  # a start: collect what a killed install left behind (unless one is running)
+            Agent(_home(args)).collect_leftovers()
         return int(args.func(args))
     except EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)

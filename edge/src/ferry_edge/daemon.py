@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ferry_edge.agent import Agent
-from ferry_edge.errors import BundleRejected, EdgeError
+from ferry_edge.errors import BundleRejected, EdgeError, SelfTestIncomplete
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ def run(agent: Agent, schedule: Schedule, *, max_cycles: int | None = None, seed
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    agent.collect_leftovers()
     rng = random.Random(seed)
     failures = 0
     cycles = 0
@@ -41,9 +42,9 @@ def run(agent: Agent, schedule: Schedule, *, max_cycles: int | None = None, seed
                 result = agent.sync()
                 failures = 0
                 print(f"sync: {result.detail}", flush=True)
-            except BundleRejected as exc:  # the repository answered; the bundle was bad: normal interval
-                failures = 0
-                print(f"sync: rejected: {exc}", file=sys.stderr, flush=True)
+            except (BundleRejected, SelfTestIncomplete) as exc:  # the repository answered: normal interval
+                failures = 0  # (a postponed self-test keeps its own backoff in state.json)
+                print(f"sync: {exc.kind}: {exc}", file=sys.stderr, flush=True)
             except EdgeError as exc:
                 failures += 1
                 print(f"sync failed ({failures} in a row): {exc}", file=sys.stderr, flush=True)

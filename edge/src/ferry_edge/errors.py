@@ -1,18 +1,39 @@
 """Errors of the device agent, all under :class:`EdgeError`::
 
 EdgeError
-├── ConfigError(ValueError)       the agent is not initialised, or its config is wrong
-├── BundleRejected(ValueError)    a verified download is still not an acceptable bundle (layout, self-test)
-├── InputError(ValueError)        a row does not fit the model's schema; names the field
-├── SyncError(RuntimeError)       the repository could not be reached or its metadata did not verify
-└── NoModel(LookupError)          no model is installed yet
+├── ConfigError(ValueError)            the agent is not initialised, or a setting in config.json is wrong
+├── BundleRejected(ValueError)         a verified download is still not an acceptable bundle (layout, self-test,
+│                                      size); kinds ``rejected`` and ``oversize``
+├── SelfTestIncomplete(RuntimeError)   the self-test did not complete (a signal, a timeout, the latency budget
+│                                      missed under load): not the bundle's fault, so it is retried with backoff
+├── InputError(ValueError)             a row does not fit the model's schema; names the field
+├── SyncError(RuntimeError)            the repository could not be reached (``unreachable``), its metadata or the
+│                                      bundle did not verify (``unverified``), the channel has nothing
+│                                      (``unpublished``), or anything else went wrong (``error``)
+├── NoModel(LookupError)               no model is installed yet
+└── NothingToRetry(LookupError)        ``retry`` was asked for a bundle that is neither rejected nor postponed
+
+Every error a sync raises carries ``kind``, one of :data:`FAILURE_KINDS`; the agent records each failure in
+``state.json`` in the same shape whatever its kind (see ``ferry_edge.agent``).
 """
 
 from __future__ import annotations
 
+FAILURE_KINDS = ("unreachable", "unverified", "unpublished", "oversize", "rejected", "selftest-incomplete", "error")
+"""Why a sync failed: the repository could not be reached; its metadata or the bundle did not verify; the channel
+has no bundle; the bundle is over ``max_bundle_bytes``; the bundle is not acceptable (or was refused before); its
+self-test did not complete (retried later); anything else."""
+
 
 class EdgeError(Exception):
     """Root of every error the agent raises on purpose."""
+
+    kind = "error"
+
+    def __init__(self, message: str, *, kind: str | None = None) -> None:
+        super().__init__(message)
+        if kind is not None:
+            self.kind = kind
 
 
 class ConfigError(EdgeError, ValueError):
@@ -20,7 +41,11 @@ class ConfigError(EdgeError, ValueError):
 
 
 class BundleRejected(EdgeError, ValueError):
-    pass
+    kind = "rejected"
+
+
+class SelfTestIncomplete(EdgeError, RuntimeError):
+    kind = "selftest-incomplete"
 
 
 class InputError(EdgeError, ValueError):
@@ -33,8 +58,12 @@ class InputError(EdgeError, ValueError):
 
 
 class SyncError(EdgeError, RuntimeError):
-    pass
+    kind = "error"
 
 
 class NoModel(EdgeError, LookupError):
+    pass
+
+
+class NothingToRetry(EdgeError, LookupError):
     pass

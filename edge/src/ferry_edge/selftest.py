@@ -3,6 +3,14 @@
 ``python -m ferry_edge.selftest DIR [--budget-ms N]`` prints a JSON report and exits 0 when the model reproduces
 its golden outputs (within tolerance, no NaN, right shapes) and scores one row within the latency budget.
 A model that crashes onnxruntime takes only this child process down.
+
+The report's ``outcome`` tells two kinds of "not ok" apart:
+
+- ``failed``: the bundle is wrong. Its outputs differ, hold NaN or have the wrong shape, or the model cannot be
+  loaded or run. The same bytes would fail again, so the agent rejects the bundle.
+- ``incomplete``: the test could not be carried out. The device ran out of memory, or the single-row latency missed
+  the budget, which load on the device can cause. The agent retries later, a bounded number of times. A child that
+  never reports (killed by a signal, timed out) counts as incomplete too.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ferry_edge.points import pause_point
+
 TOLERANCE = 1e-6
 
 
@@ -27,7 +37,8 @@ def check(directory: Path, *, budget_ms: float) -> dict[str, Any]:
     rows = golden["rows"]
     expected = np.asarray(golden["probabilities"], dtype=np.float64)
     labels, probs = model.run(model.prepare(rows))
-    problems: list[str] = []
+    problems: list[str] = []  # the bundle's fault
+    slow: list[str] = []  # the device's moment
     if probs.shape != expected.shape or labels.shape != (len(rows),):
         problems.append(f"output shapes {labels.shape}/{probs.shape}, expected ({len(rows)},)/{expected.shape}")
     elif np.isnan(probs).any():
@@ -46,8 +57,16 @@ def check(directory: Path, *, budget_ms: float) -> dict[str, Any]:
         timings.append((time.perf_counter() - start) * 1000)
     p50 = float(np.median(timings))
     if p50 > budget_ms:
-        problems.append(f"single-row latency p50 {p50:.2f} ms is over the {budget_ms:g} ms budget")
-    return {"version": model.version, "ok": not problems, "problems": problems, "p50_ms": p50, "rows": len(rows)}
+        slow.append(f"single-row latency p50 {p50:.2f} ms is over the {budget_ms:g} ms budget")
+    outcome = "failed" if problems else "incomplete" if slow else "passed"
+    return {
+        "version": model.version,
+        "ok": outcome == "passed",
+        "outcome": outcome,
+        "problems": problems + slow,
+        "p50_ms": p50,
+        "rows": len(rows),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,10 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("directory", type=Path)
     parser.add_argument("--budget-ms", type=float, default=50.0)
     args = parser.parse_args(argv)
+    pause_point("self-testing")
     try:
         report = check(args.directory, budget_ms=args.budget_ms)
-    except Exception as exc:  # any failure to run the sample is a failed self-test
-        report = {"ok": False, "problems": [f"{type(exc).__name__}: {exc}"]}
+    except MemoryError as exc:  # the device's memory, not the bundle
+        report = {"ok": False, "outcome": "incomplete", "problems": [f"out of memory: {exc}"]}
+    except Exception as exc:  # any other failure to run the sample is a failed self-test
+        report = {"ok": False, "outcome": "failed", "problems": [f"{type(exc).__name__}: {exc}"]}
     print(json.dumps(report))
     return 0 if report["ok"] else 1
 

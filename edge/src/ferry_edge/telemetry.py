@@ -1,7 +1,12 @@
-"""Heartbeats: version, sha256, health and a compact drift sketch of recent inputs — never raw rows.
+"""Heartbeats: version, sha256, health and a compact drift sketch of recent inputs — never raw values.
 
-The sketch keeps, per numeric feature, a bounded uniform sample of recent values (in memory only) from which the
-heartbeat sends count, missing count and quantiles; per categorical feature, counts of the most frequent values.
+The sketch keeps, per numeric feature, a bounded uniform sample of recent values (on the device only) from which
+the heartbeat sends count, missing count and quantiles; per categorical feature, counts of its declared levels and
+one ``other`` count for every other value (free text never leaves the device, nor is it stored). A feature's
+distribution (quantiles, or level counts and ``other``) is sent only once the feature has ``min_count`` values since
+the last heartbeat (the agent's ``sketch_min_count`` setting); below that the heartbeat carries only ``count`` and
+``missing``, so no value of a single row, nor of a small batch, can be read from it.
+
 A collector is either an ``http(s)://`` URL (JSON POST) or a directory (one JSON file per heartbeat, written
 atomically) that the monitor flow reads; an HTTP collector may ask for a bearer token (the online service's
 ``telemetry`` endpoint does). Heartbeats that cannot be delivered wait in a queue directory on disk, capped in bytes
@@ -27,6 +32,8 @@ from typing import Any
 import numpy as np
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+MIN_COUNT = 20
+"""Values of a feature before its distribution is sent (the default of the agent's ``sketch_min_count``)."""
 REFUSED = frozenset({400, 413, 422})
 """Answers that mean the collector will never take this heartbeat; anything else (401, 429, 5xx) is retried later."""
 
@@ -36,16 +43,33 @@ class HeartbeatRefused(Exception):
 
 
 class DriftSketch:
-    def __init__(self, features: Sequence[Mapping[str, Any]], *, sample_size: int = 1000, top_k: int = 50) -> None:
+    """A drift sketch of the inputs of one model. ``features`` are the schema's (name, type, and for categorical
+    features their declared ``levels``); a categorical feature without levels is counted only as ``other``."""
+
+    def __init__(
+        self,
+        features: Sequence[Mapping[str, Any]],
+        *,
+        sample_size: int = 1000,
+        top_k: int = 50,
+        min_count: int = MIN_COUNT,
+    ) -> None:
+        if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+            raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
         self.features = list(features)
         self.sample_size = sample_size
         self.top_k = top_k
+        self.min_count = min_count
         self.rows = 0
         self._rng = random.Random(0)
         self._seen: dict[str, int] = {}
         self._samples: dict[str, list[float]] = {f["name"]: [] for f in self.features if f["type"] == "numeric"}
         self._missing: Counter[str] = Counter()
-        self._counts: dict[str, Counter[str]] = {f["name"]: Counter() for f in self.features if f["type"] != "numeric"}
+        self._levels: dict[str, frozenset[str]] = {
+            f["name"]: frozenset(str(v) for v in f.get("levels") or ()) for f in self.features if f["type"] != "numeric"
+        }
+        self._counts: dict[str, Counter[str]] = {name: Counter() for name in self._levels}
+        self._other: Counter[str] = Counter()
 
     def update(self, rows: Sequence[Mapping[str, Any]]) -> None:
         for row in rows:
@@ -67,8 +91,10 @@ class DriftSketch:
                 v = row.get(name)
                 if v is None:
                     self._missing[name] += 1
-                else:
+                elif str(v) in self._levels[name]:
                     counts[str(v)] += 1
+                else:  # not a declared level: counted, never kept
+                    self._other[name] += 1
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue the sketch in another process (kept on the device, never sent)."""
@@ -78,11 +104,13 @@ class DriftSketch:
             "samples": self._samples,
             "missing": dict(self._missing),
             "counts": {k: dict(v) for k, v in self._counts.items()},
+            "other": dict(self._other),
         }
 
     @classmethod
-    def load(cls, path: Path, features: Sequence[Mapping[str, Any]]) -> DriftSketch:
-        sketch = cls(features)
+    def load(cls, path: Path, features: Sequence[Mapping[str, Any]], **options: Any) -> DriftSketch:
+        """The sketch saved at ``path``, or a new one when there is none or it was another model's."""
+        sketch = cls(features, **options)
         try:
             saved = json.loads(path.read_text())
         except (FileNotFoundError, ValueError):
@@ -93,7 +121,13 @@ class DriftSketch:
         sketch._seen = {k: int(v) for k, v in saved["seen"].items()}
         sketch._samples = {k: [float(x) for x in v] for k, v in saved["samples"].items()}
         sketch._missing = Counter(saved["missing"])
-        sketch._counts = {k: Counter(v) for k, v in saved["counts"].items()}
+        sketch._other = Counter(saved.get("other", {}))
+        for name, counts in saved["counts"].items():
+            for value, n in counts.items():  # a sketch saved by an older agent may hold raw values
+                if value in sketch._levels[name]:
+                    sketch._counts[name][value] += int(n)
+                else:
+                    sketch._other[name] += int(n)
         return sketch
 
     def save(self, path: Path) -> None:
@@ -103,19 +137,25 @@ class DriftSketch:
         os.replace(tmp, path)
 
     def to_dict(self) -> dict[str, Any]:
+        """What a heartbeat carries: counts always, a feature's distribution only from ``min_count`` values on."""
         numeric = {}
         for name, sample in self._samples.items():
-            qs = np.quantile(np.asarray(sample), QUANTILES).tolist() if sample else []
+            count = self._seen.get(name, 0)
+            qs = np.quantile(np.asarray(sample), QUANTILES).tolist() if sample and count >= self.min_count else []
             numeric[name] = {
-                "count": self._seen.get(name, 0),
+                "count": count,
                 "missing": self._missing[name],
                 "quantiles": dict(zip([f"p{int(q * 100)}" for q in QUANTILES], qs, strict=False)),
             }
         categorical = {}
         for name, counts in self._counts.items():
-            top = dict(counts.most_common(self.top_k))
-            other = sum(counts.values()) - sum(top.values())
-            categorical[name] = {"missing": self._missing[name], "counts": top, "other": other}
+            count = sum(counts.values()) + self._other[name]
+            if count >= self.min_count:
+                top = dict(counts.most_common(self.top_k))
+                other = count - sum(top.values())
+            else:
+                top, other = {}, 0
+            categorical[name] = {"count": count, "missing": self._missing[name], "counts": top, "other": other}
         return {"rows": self.rows, "numeric": numeric, "categorical": categorical}
 
 
