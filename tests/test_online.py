@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from ferry.data import to_onnx_inputs, validate
 from ferry.online.auth import KeyStore, hash_key
 from ferry.online.holder import ModelHolder, warmup_records
+from ferry.online.ids import PredictionIds
 from ferry.online.predict import model_info, predict
 from ferry.online.records import RequestRejected, Served, parse_json, prepare, to_records
 from ferry.online.settings import ApiKeyEntry, OnlineSettings
@@ -368,19 +370,42 @@ def test_feedback_joins_logged_predictions(churn_champion: dict[str, str], holde
     plog = PredictionLog(url, "churn", sample_rate=1.0, buffer_rows=1000)
     flog = FeedbackLog(url, "churn", buffer_rows=1000)
     flusher = Flusher([plog, flog], 3600).start()
-    response = predict(holder.current, records)
+    ids = PredictionIds.for_model(url, "churn")
+    response = predict(holder.current, records, ids=ids)
     plog.record(holder.current, records, response)
     items = [
         FeedbackItem(prediction_id=p.prediction_id, label=r["churned"])
         for p, r in zip(response.predictions, records, strict=True)
     ]
-    flog.record(check_feedback(holder.current, items))
+    flog.record(check_feedback(holder.current, items, ids))
     flusher.stop()
     joined = _read_log(plog.files).merge(_read_log(flog.files), on="prediction_id")
     assert len(joined) == 30
     assert joined["label"].tolist() == [str(r["churned"]) for r in records]
+    issued = response.predictions[0].prediction_id
     with pytest.raises(RequestRejected, match=r"\[0\]\.label"):
-        check_feedback(holder.current, [FeedbackItem(prediction_id="0" * 32, label="maybe")])
+        check_feedback(holder.current, [FeedbackItem(prediction_id=issued, label="maybe")], ids)
+
+
+def test_only_ids_the_service_issued_are_accepted(churn_champion: dict[str, str], tmp_path: Path) -> None:
+    """Every way an id can be wrong: random, one digit changed in either half, another service's key, the wrong
+    length or alphabet. The key is made once and kept, so ids survive a restart."""
+    url = str(tmp_path / "registry")
+    ids = PredictionIds.for_model(url, "churn")
+    issued = [ids.new() for _ in range(200)]
+    assert all(ids.valid(i) for i in issued)
+    assert len(set(issued)) == 200
+    again = PredictionIds.for_model(url, "churn")  # a restart, or another replica on the same registry
+    assert all(again.valid(i) for i in issued)
+    other = PredictionIds.for_model(str(tmp_path / "elsewhere"), "churn")
+    assert not any(other.valid(i) for i in issued)
+    assert PredictionIds.for_model(url, "churn", key="a shared secret of some length").valid(issued[0]) is False
+    for pid in issued[:20]:
+        for position in (0, 7, 16, 31):
+            digit = "0" if pid[position] != "0" else "1"
+            assert not ids.valid(pid[:position] + digit + pid[position + 1 :])
+    for wrong in (uuid.uuid4().hex, "0" * 32, issued[0][:-1], issued[0] + "0", issued[0].upper(), "", "zz" * 16):
+        assert not ids.valid(wrong), wrong
 
 
 def test_metrics_count_versions_and_scores() -> None:

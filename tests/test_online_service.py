@@ -244,7 +244,8 @@ def test_keys_by_endpoint(
         headers = {"X-API-Key": KEYS[scope]}
     body = {"records": _record(churn_champion)} if path == "/predict" else None
     if path == "/feedback":
-        body = {"items": [{"prediction_id": "0" * 32, "label": 1}]}
+        answer = client.post("/predict", json={"records": _record(churn_champion)}, headers=auth("predict"))
+        body = {"items": [{"prediction_id": answer.json()["predictions"][0]["prediction_id"], "label": 1}]}
     if path == "/telemetry":
         body = edge_heartbeat(churn_champion, tmp_path, "http://unused", token=None)[1]
     response = client.post(path, json=body, headers=headers)
@@ -315,6 +316,13 @@ def test_feedback_by_scope_and_joined_to_prediction_logs(
     bad = client.post("/feedback", json={"items": [{"prediction_id": "x", "label": 1}]}, headers=auth("feedback"))
     assert bad.status_code == 400
     assert "prediction_id" in bad.text
+    issued = items[1]["prediction_id"]
+    for never in (uuid.uuid4().hex, issued[:16] + "0" * 16, ("1" if issued[0] == "0" else "0") + issued[1:]):
+        forged = client.post(
+            "/feedback", json={"items": [items[0], {"prediction_id": never, "label": 1}]}, headers=auth("feedback")
+        )
+        assert forged.status_code == 422, forged.text
+        assert "[1].prediction_id" in forged.text  # and nothing of the request is stored (items[0] is not twice)
     root = tmp_path / "registry" / "models" / "churn" / "online"
     logged = pd.concat([pd.read_parquet(f) for f in sorted((root / "predictions").rglob("*.parquet"))])
     labels = pd.concat([pd.read_parquet(f) for f in sorted((root / "feedback").rglob("*.parquet"))])

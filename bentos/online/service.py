@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from ferry.online.answer import Answerer, NotReadyError
 from ferry.online.auth import ApiKeyMiddleware
 from ferry.online.holder import LoadedModel, ModelHolder
+from ferry.online.ids import PredictionIds
 from ferry.online.lane import Lane, PredictLaneMiddleware
 from ferry.online.limits import BodyLimitMiddleware
 from ferry.online.logs import FeedbackLog, Flusher, PredictionLog
@@ -118,6 +119,8 @@ class Online:
             self.challenger.start(self.settings.poll_interval_s)
         self.holder.refresh()
         self.holder.start(self.settings.poll_interval_s)
+        id_key = self.settings.id_key.get_secret_value() if self.settings.id_key is not None else None
+        self.ids = PredictionIds.for_model(registry.url, model, key=id_key)
         self.answerer = Answerer(
             self.holder,
             challenger=self.challenger,
@@ -125,6 +128,7 @@ class Online:
             metrics=self.metrics,
             prediction_log=self.prediction_log,
             max_records=self.settings.max_records,
+            ids=self.ids,
         )
         LANE.retry_after_s = self.settings.retry_after_s
         self.collector = Collector(self.telemetry_log, model)
@@ -176,8 +180,9 @@ class Online:
     def feedback(self, items: list[FeedbackItem]) -> FeedbackAck:
         """Ground-truth labels by prediction id (feedback scope), stored for the monitor flow."""
         try:
-            pairs = check_feedback(self._loaded(), items)
+            pairs = check_feedback(self._loaded(), items, self.ids)
         except RequestRejected as exc:
+            self.metrics.refused_feedback(exc.rule)
             raise Rejected(exc) from None
         return FeedbackAck(stored=self.feedback_log.record(pairs))
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from ferry.errors import FerryError
 from ferry.online.holder import LoadedModel, ModelHolder
+from ferry.online.ids import PredictionIds
 from ferry.online.logs import PredictionLog
 from ferry.online.metrics import OnlineMetrics
 from ferry.online.predict import PredictResponse, predict
@@ -61,6 +62,7 @@ class Answerer:
         prediction_log: PredictionLog,
         max_records: int,
         challenger: ModelHolder | None = None,
+        ids: PredictionIds | None = None,
     ) -> None:
         self.holder = holder
         self.challenger = challenger
@@ -68,6 +70,7 @@ class Answerer:
         self.metrics = metrics
         self.prediction_log = prediction_log
         self.max_records = max_records
+        self.ids = ids
 
     def loaded(self) -> LoadedModel:
         loaded = self.holder.current
@@ -83,7 +86,7 @@ class Answerer:
         try:
             rows, _ = to_records(records, max_records=self.max_records)
             started = time.perf_counter()  # the version's own time (schema checks and scoring), as for the shadow
-            response = predict(loaded, rows)
+            response = predict(loaded, rows, ids=self.ids)
         except RequestRejected:
             self.metrics.request(loaded.id, "rejected")
             raise
@@ -100,7 +103,7 @@ class Answerer:
         """Score the same rows with the challenger; count agreement and log it; the answer is never changed."""
         started = time.perf_counter()
         try:
-            shadow = predict(challenger, rows)
+            shadow = predict(challenger, rows, ids=self.ids)
         except Exception as exc:
             self.metrics.request(challenger.id, "shadow_failed")
             log.warning("shadow version %s could not score a request: %s", challenger.id, exc)

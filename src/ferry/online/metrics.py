@@ -21,6 +21,7 @@ class OnlineMetrics:
         self.total: dict[str, float] = {}
         self.shadow_rows = 0
         self.shadow_agree = 0
+        self.feedback_refused: Counter[str] = Counter()  # rule -> labels refused
 
     def request(self, version: str, outcome: str) -> None:
         with self._lock:
@@ -40,6 +41,11 @@ class OnlineMetrics:
         with self._lock:
             self.shadow_agree += agree
             self.shadow_rows += rows
+
+    def refused_feedback(self, rule: str) -> None:
+        """A /feedback request was refused for ``rule`` (``prediction_id``: an id the service never issued)."""
+        with self._lock:
+            self.feedback_refused[rule] += 1
 
     def render(self) -> str:
         with self._lock:
@@ -68,4 +74,11 @@ class OnlineMetrics:
                     "# TYPE ferry_online_shadow_rows_total counter",
                     f"ferry_online_shadow_rows_total {self.shadow_rows}",
                 ]
+            lines += [
+                "# HELP ferry_online_feedback_refused_total Feedback requests refused, by rule (prediction_id: an id "
+                "this service never issued).",
+                "# TYPE ferry_online_feedback_refused_total counter",
+            ]
+            for rule, n in sorted(self.feedback_refused.items()):
+                lines.append(f'ferry_online_feedback_refused_total{{rule="{rule}"}} {n}')
         return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ferry.online.holder import LoadedModel
+from ferry.online.ids import PredictionIds
 from ferry.online.records import RequestRejected, prepare
 
 __all__ = [
@@ -55,8 +56,15 @@ class ModelInfo(BaseModel):
     metrics: dict[str, Any]
 
 
-def predict(loaded: LoadedModel, records: Sequence[Mapping[str, Any]]) -> PredictResponse:
-    """Score ``records`` with ``loaded``; RequestRejected (422) names the first bad field."""
+def predict(
+    loaded: LoadedModel, records: Sequence[Mapping[str, Any]], *, ids: PredictionIds | None = None
+) -> PredictResponse:
+    """Score ``records`` with ``loaded``; RequestRejected (422) names the first bad field.
+
+    ``ids`` signs the prediction ids (:mod:`ferry.online.ids`); without it they are plain random ids, which
+    ``/feedback`` refuses.
+    """
+    new_id = ids.new if ids is not None else _random_id
     scores = loaded.scorer.score(prepare(records, loaded.served))
     classes = loaded.schema.target_classes
     keys = [str(c) for c in classes]
@@ -64,12 +72,16 @@ def predict(loaded: LoadedModel, records: Sequence[Mapping[str, Any]]) -> Predic
     for label, probs in zip(scores.labels.tolist(), scores.probabilities.tolist(), strict=True):
         out.append(
             Prediction(
-                prediction_id=uuid.uuid4().hex,
+                prediction_id=new_id(),
                 prediction=classes[int(label)],
                 probabilities={keys[0]: probs[0], keys[1]: probs[1]},
             )
         )
     return PredictResponse(model=loaded.version.model, version=loaded.id, predictions=out)
+
+
+def _random_id() -> str:
+    return uuid.uuid4().hex
 
 
 def model_info(loaded: LoadedModel, channel: str) -> ModelInfo:
@@ -89,11 +101,17 @@ def model_info(loaded: LoadedModel, channel: str) -> ModelInfo:
     )
 
 
-def check_feedback(loaded: LoadedModel, items: Sequence[FeedbackItem]) -> list[tuple[str, str]]:
-    """(prediction id, label) pairs; RequestRejected (422) naming the item whose label is not a target class."""
+def check_feedback(loaded: LoadedModel, items: Sequence[FeedbackItem], ids: PredictionIds) -> list[tuple[str, str]]:
+    """(prediction id, label) pairs; RequestRejected (422) naming the first item whose id this service did not
+    issue (rule ``prediction_id``) or whose label is not a target class."""
     classes = [str(c) for c in loaded.schema.target_classes]
     out = []
     for i, item in enumerate(items):
+        if not ids.valid(item.prediction_id):
+            raise RequestRejected(
+                422, f"[{i}].prediction_id", "prediction_id",
+                "is not an id this service issued; send the prediction_id a /predict answer gave",
+            )  # fmt: skip
         label = str(item.label)
         if isinstance(item.label, bool) or label not in classes:
             raise RequestRejected(

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import fsspec
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Scope = Literal["predict", "feedback", "telemetry", "admin"]
@@ -93,6 +93,11 @@ class OnlineSettings(BaseSettings):
     )
     log_flush_interval_s: float = Field(
         default=30.0, gt=0, le=3600, description="Buffered log rows are written at least this often."
+    )
+    id_key: SecretStr | None = Field(
+        default=None,
+        description="Key that signs prediction ids (shared by every replica); default: a random key kept in the "
+        "registry at models/<model>/online/prediction-ids.key, made on first start.",
     )
     wal_dir: Path | None = Field(
         default=None,
