@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ KEY = "serve-test-key"
 ADMIN = "serve-test-admin"
 DEVICE = "serve-test-device"
 LABELLER = "serve-test-labeller"
+METRICS = "serve-test-metrics"
 START_TIMEOUT_S = 120.0
 
 
@@ -61,6 +63,7 @@ def start_server(registry: Registry, tmp: Path, target: str = "service:Online", 
         {"name": "ops", "sha256": hash_key(ADMIN), "scopes": ["admin"]},
         {"name": "devices", "sha256": hash_key(DEVICE), "scopes": ["telemetry"]},
         {"name": "labeller", "sha256": hash_key(LABELLER), "scopes": ["feedback"]},
+        {"name": "scraper", "sha256": hash_key(METRICS), "scopes": ["metrics"]},
     ]
     environ = {
         **os.environ,
@@ -125,7 +128,10 @@ def test_served_predictions_equal_onnx_scorer(server: Server, churn_champion: di
 def test_probes_and_metrics_are_open_and_apis_are_not(server: Server) -> None:
     for path in ("/healthz", "/livez", "/readyz", "/metrics"):
         assert httpx.get(server.url + path, timeout=10).status_code == 200, path
-    assert "bentoml_service_request_total" in httpx.get(server.url + "/metrics", timeout=10).text
+    assert (
+        'ferry_online_http_requests_total{endpoint="/readyz",status="200"}'
+        in httpx.get(server.url + "/metrics", timeout=10).text
+    )
     assert server.post("/model", key=None).status_code == 401
     assert server.post("/model", key="wrong").status_code == 401
     assert server.post("/model", key=ADMIN).status_code == 403
@@ -216,9 +222,9 @@ def test_swap_under_load_drops_nothing_and_a_broken_model_never_serves(
 
 
 def in_progress(server: Server, endpoint: str = "/predict") -> float:
-    """BentoML's own gauge of requests in progress on ``endpoint``, read from /metrics."""
+    """The service's gauge of requests in progress on ``endpoint``, read from /metrics."""
     text = httpx.get(server.url + "/metrics", timeout=5).text
-    prefix = "bentoml_service_request_in_progress{"
+    prefix = "ferry_online_http_requests_in_progress{"
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
@@ -229,7 +235,7 @@ def in_progress(server: Server, endpoint: str = "/predict") -> float:
 def test_sigterm_lets_requests_in_flight_complete(churn_champion: dict[str, str], tmp_path: Path) -> None:
     """SIGTERM to `bentoml serve` (the arbiter) while three requests are being handled: all three get their 200.
 
-    "In flight" means the worker has taken the request (BentoML's in-progress gauge counts it). A connection still
+    "In flight" means the worker has taken the request (the service's in-progress gauge counts it). A connection still
     waiting in the kernel's accept queue when the worker stops listening never reaches the service; it is reset when
     the arbiter closes the listening socket, and a client or load balancer retries it elsewhere.
     """
@@ -486,5 +492,48 @@ def test_stalled_clients_with_a_valid_key_cannot_lock_out_the_others(
         assert _status_if_answered(conn, 10) == 408
         assert time.monotonic() - started < 5
         conn.close()
+    finally:
+        stop_server(server)
+
+
+def test_unknown_paths_leave_metrics_the_same_size(churn_champion: dict[str, str], tmp_path: Path) -> None:
+    """10,000 requests to unique unknown paths, without a key and with one, leave /metrics within a few hundred
+    bytes of its size before (every unknown path shares the label ``other``); with FERRY_ONLINE_METRICS_REQUIRE_KEY
+    /metrics answers only a key with the metrics scope."""
+    import asyncio
+
+    registry = copy_registry(churn_champion, tmp_path / "registry")
+    server = start_server(registry, tmp_path, metrics_require_key="true")
+    try:
+        assert httpx.get(server.url + "/metrics", timeout=10).status_code == 401
+        assert httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"}).status_code == 403
+        scrape = {"Authorization": f"Bearer {METRICS}"}
+        for path in ("/nope-0", "/nope-1"):  # every label set the unknown paths can make exists now
+            for key in (None, KEY):
+                server.post(path, {}, key=key)
+        before = httpx.get(server.url + "/metrics", headers=scrape, timeout=10)
+        assert before.status_code == 200
+        assert 'endpoint="other"' in before.text
+
+        async def flood() -> Counter[int]:
+            seen: Counter[int] = Counter()
+            limits = httpx.Limits(max_connections=8)
+            async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as client:
+                for start in range(0, 10_000, 200):
+                    answers = await asyncio.gather(
+                        *(
+                            client.post(
+                                f"/{uuid.uuid4().hex}/{i}", headers={"Authorization": f"Bearer {KEY}"} if i % 2 else {}
+                            )
+                            for i in range(start, start + 200)
+                        )
+                    )
+                    seen.update(a.status_code for a in answers)
+            return seen
+
+        statuses = asyncio.run(flood())
+        assert all(400 <= s < 500 for s in statuses), statuses
+        after = httpx.get(server.url + "/metrics", headers=scrape, timeout=10)
+        assert abs(len(after.content) - len(before.content)) < 500, (len(before.content), len(after.content))
     finally:
         stop_server(server)

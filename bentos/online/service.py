@@ -22,7 +22,7 @@ from ferry.online.ids import PredictionIds
 from ferry.online.lane import Lane, PredictLaneMiddleware
 from ferry.online.limits import BodyLimitMiddleware
 from ferry.online.logs import FeedbackLog, Flusher, PredictionLog
-from ferry.online.metrics import OnlineMetrics
+from ferry.online.metrics import HttpMetricsMiddleware, MetricsHolder, OnlineMetrics
 from ferry.online.predict import (
     FeedbackAck,
     FeedbackItem,
@@ -64,6 +64,9 @@ class BentoArgs(BaseModel):
 ARGS = bentoml.use_arguments(BentoArgs)
 """Empty under ``bentoml serve service:Online``; in a bento built by ``build.py``, the version it is pinned to."""
 
+METRICS = MetricsHolder()
+"""Where the service instance attaches its :class:`OnlineMetrics` for the HTTP metrics middleware."""
+
 LANE = Lane()
 """The fast lane for ``POST /predict``; the service instance attaches its :class:`Answerer` when it starts."""
 
@@ -75,6 +78,9 @@ LANE = Lane()
     # over capacity gets 503 + Retry-After at once rather than a queue that ends in 504.
     traffic={"timeout": 30, "max_concurrency": 64},
     logging={"access": {"enabled": False}},
+    # BentoML's request metrics label the raw path, so every unknown path a client tries adds series to /metrics
+    # for good. ferry counts requests itself with bounded labels (HttpMetricsMiddleware, ferry.online.metrics).
+    metrics={"enabled": False, "namespace": "bentoml_service"},
     # OpenTelemetry's ASGI middleware opened a span per request and per ASGI message even with tracing off (no
     # exporter): a quarter of the worker's CPU on one-record predict requests. The hot path is left out of it;
     # remove this line when you configure a tracing exporter and want predict spans.
@@ -98,6 +104,7 @@ class Online:
             pinned=self.settings.version or ARGS.version,
         )
         self.metrics = OnlineMetrics()
+        METRICS.metrics = self.metrics
         buffer = self.settings.log_buffer_rows
         self.prediction_log = PredictionLog(
             registry.url, model, sample_rate=self.settings.prediction_sample_rate, buffer_rows=buffer
@@ -134,6 +141,7 @@ class Online:
         self.collector = Collector(self.telemetry_log, model)
         LANE.answerer = self.answerer
         LANE.collector = self.collector
+        LANE.metrics = self.render_metrics
         # Everything loaded so far (BentoML, onnxruntime, pydantic models, the warmed session) lives as long as the
         # process: move it out of the collector's sight, so a full collection walks only what requests allocate.
         gc.collect()
@@ -144,13 +152,15 @@ class Online:
         if LANE.answerer is self.answerer:
             LANE.answerer = None
             LANE.collector = None
+            LANE.metrics = None
         self.holder.stop(timeout_s=1.0)
         if self.challenger is not None:
             self.challenger.stop(timeout_s=1.0)
         self.flusher.stop(timeout_s=1.0)
 
-    def __metrics__(self, content: str) -> str:
-        return content + self.metrics.render() + self.flusher.render()
+    def render_metrics(self) -> str:
+        """``/metrics``: requests, scores, shadow agreement and feedback (OnlineMetrics), and the logs (Flusher)."""
+        return self.metrics.render() + self.flusher.render()
 
     def __is_ready__(self) -> bool:
         # Not ready without a model, nor when the thread that writes the logs has stopped (rows would pile up).
@@ -211,9 +221,11 @@ class Online:
         return model_info(self._loaded(), self.holder.channel)
 
 
-# Listed outermost first. A request without a valid key is refused before its body is read; one key may have only
-# its share of requests in the service (429); the body must arrive in full, within size and time (413, 408); only
-# then does the request take one of the slots (503 + Retry-After over them), so a client that stalls holds none.
+# Listed outermost first. Every request is counted by endpoint and status. A request without a valid key is
+# refused before its body is read; one key may have only its share of requests in the service (429); the body must
+# arrive in full, within size and time (413, 408); only then does the request take one of the slots (503 +
+# Retry-After over them), so a client that stalls holds none.
+Online.add_asgi_middleware(HttpMetricsMiddleware, holder=METRICS)
 Online.add_asgi_middleware(ApiKeyMiddleware)
 Online.add_asgi_middleware(KeyShareMiddleware)
 Online.add_asgi_middleware(BodyLimitMiddleware)

@@ -2,8 +2,9 @@
 
 Keys are configured only as sha256 hashes (:class:`~ferry.online.settings.ApiKeyEntry`); a request presents the
 key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. No key, an unknown key or a revoked key gets the
-same 401; a key without the endpoint's scope gets 403. The probes and ``/metrics`` stay open; any other path not
-listed in the scope map needs a valid key of any scope.
+same 401; a key without the endpoint's scope gets 403. The probes stay open, and so does ``/metrics`` unless
+``FERRY_ONLINE_METRICS_REQUIRE_KEY`` asks for a key with the ``metrics`` scope; any other path not listed in the
+scope map needs a valid key of any scope.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ SCOPE_BY_PATH: Mapping[str, Scope] = {
     "/feedback": "feedback",
     "/telemetry": "telemetry",  # edge devices: a key that may report heartbeats and do nothing else
     "/refresh": "admin",
+    "/metrics": "metrics",  # only when FERRY_ONLINE_METRICS_REQUIRE_KEY is set; otherwise /metrics is open
 }
 
 
@@ -113,16 +115,28 @@ async def send_json(
 class ApiKeyMiddleware:
     """ASGI middleware: refuses requests whose key does not grant the path's scope. ``keys`` None: read settings."""
 
-    def __init__(self, app: ASGIApp, keys: KeyStore | None = None, prefix: str = "") -> None:
+    def __init__(
+        self, app: ASGIApp, keys: KeyStore | None = None, prefix: str = "", open_paths: frozenset[str] | None = None
+    ) -> None:
         self.app = app
         self._keys = keys
+        self._open = open_paths
         self.prefix = prefix.rstrip("/")
 
     @property
     def keys(self) -> KeyStore:
         if self._keys is None:
-            self._keys = KeyStore(OnlineSettings().api_keys)
+            settings = OnlineSettings()
+            self._keys = KeyStore(settings.api_keys)
+            if self._open is None:
+                self._open = OPEN_PATHS - {"/metrics"} if settings.metrics_require_key else OPEN_PATHS
         return self._keys
+
+    @property
+    def open_paths(self) -> frozenset[str]:
+        if self._open is None:
+            _ = self.keys
+        return self._open if self._open is not None else OPEN_PATHS
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,7 +145,7 @@ class ApiKeyMiddleware:
         path = str(scope.get("path", ""))
         if self.prefix and path.startswith(self.prefix):
             path = path[len(self.prefix) :] or "/"
-        if path in OPEN_PATHS:
+        if path in self.open_paths:
             await self.app(scope, receive, send)
             return
         decision = self.keys.check(presented_key(scope.get("headers", ())), SCOPE_BY_PATH.get(path))

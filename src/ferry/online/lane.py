@@ -11,6 +11,9 @@ BentoML API method calls too, so validation, routing, metrics, prediction logs a
 - 413 for too many records, 422 for a record that breaks the schema, naming the field;
 - 503 with Retry-After while no model is loaded.
 
+``GET /metrics`` is answered here too, with the service's own metrics (:mod:`ferry.online.metrics`): BentoML's
+request metrics are off, since they label every raw path a client tries.
+
 ``POST /telemetry`` goes through the lane for a different reason: BentoML parses the body of an API whose input is
 the whole body (a positional-only parameter) with ``json.loads`` and answers malformed JSON with 500. The lane
 answers 400, and the :class:`~ferry.online.telemetry.Collector` 422 naming the field of a malformed heartbeat.
@@ -38,6 +41,7 @@ __all__ = ["Lane", "PredictLaneMiddleware"]
 log = logging.getLogger("ferry.online.lane")
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+PROMETHEUS_TEXT = b"text/plain; version=0.0.4; charset=utf-8"
 
 
 class Lane:
@@ -57,6 +61,7 @@ class Lane:
         self.retry_after_s = retry_after_s
         self.answerer: Answerer | None = None
         self.collector: Collector | None = None
+        self.metrics: Callable[[], str] | None = None  # the Prometheus text of GET /metrics
 
 
 class PredictLaneMiddleware:
@@ -67,6 +72,17 @@ class PredictLaneMiddleware:
         self.lane = lane
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope.get("method") in ("GET", "HEAD")
+            and scope.get("path") == "/metrics"
+            and self.lane.metrics is not None
+        ):
+            data = (await asyncio.to_thread(self.lane.metrics)).encode()
+            headers = [(b"content-type", PROMETHEUS_TEXT), (b"content-length", str(len(data)).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": data if scope.get("method") == "GET" else b""})
+            return
         handler: Callable[[bytes], bytes] | None = None
         if scope["type"] == "http" and scope.get("method") == "POST":
             path = scope.get("path")

@@ -1,13 +1,26 @@
-"""Prometheus text for what BentoML does not count: requests per version and the prediction distribution."""
+"""Prometheus text for the service: HTTP requests by endpoint and status, requests per version, the prediction
+distribution, shadow agreement and refused feedback.
+
+Every label comes from a bounded set. The HTTP endpoint label is one of the service's own paths or ``other``
+(:data:`KNOWN_PATHS`), so requests to any number of unknown paths (a scanner, an attacker) leave ``/metrics`` the
+same size. BentoML's own request metrics label the raw path; the service turns them off (``metrics.enabled:
+false``) and :class:`HttpMetricsMiddleware` counts instead.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
-__all__ = ["BUCKETS", "OnlineMetrics"]
+from ferry.online.auth import OPEN_PATHS, SCOPE_BY_PATH, ASGIApp, ASGIScope, Message, Receive, Send
+
+__all__ = ["BUCKETS", "KNOWN_PATHS", "HttpMetricsMiddleware", "MetricsHolder", "OnlineMetrics"]
 
 BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+KNOWN_PATHS = frozenset({*SCOPE_BY_PATH, *OPEN_PATHS, "/", "/docs.json"})
+"""The endpoint label's values besides ``other``."""
 
 
 class OnlineMetrics:
@@ -22,6 +35,11 @@ class OnlineMetrics:
         self.shadow_rows = 0
         self.shadow_agree = 0
         self.feedback_refused: Counter[str] = Counter()  # rule -> labels refused
+        self.http: Counter[tuple[str, int]] = Counter()  # (endpoint, status)
+        self.http_buckets: Counter[tuple[str, float]] = Counter()  # (endpoint, le)
+        self.http_count: Counter[str] = Counter()
+        self.http_seconds: dict[str, float] = {}
+        self.http_in_progress: Counter[str] = Counter()
 
     def request(self, version: str, outcome: str) -> None:
         with self._lock:
@@ -41,6 +59,22 @@ class OnlineMetrics:
         with self._lock:
             self.shadow_agree += agree
             self.shadow_rows += rows
+
+    def http_started(self, path: str) -> None:
+        with self._lock:
+            self.http_in_progress[_endpoint(path)] += 1
+
+    def http_request(self, path: str, status: int, seconds: float) -> None:
+        """One HTTP request answered: ``path`` is labelled as itself when it is the service's own, else ``other``."""
+        endpoint = _endpoint(path)
+        with self._lock:
+            self.http_in_progress[endpoint] -= 1
+            self.http[(endpoint, status)] += 1
+            for le in LATENCY_BUCKETS:
+                if seconds <= le:
+                    self.http_buckets[(endpoint, le)] += 1
+            self.http_count[endpoint] += 1
+            self.http_seconds[endpoint] = self.http_seconds.get(endpoint, 0.0) + seconds
 
     def refused_feedback(self, rule: str) -> None:
         """A /feedback request was refused for ``rule`` (``prediction_id``: an id the service never issued)."""
@@ -81,4 +115,69 @@ class OnlineMetrics:
             ]
             for rule, n in sorted(self.feedback_refused.items()):
                 lines.append(f'ferry_online_feedback_refused_total{{rule="{rule}"}} {n}')
+            lines += [
+                "# HELP ferry_online_http_requests_total HTTP requests by endpoint (the service's own paths, else "
+                "other) and status.",
+                "# TYPE ferry_online_http_requests_total counter",
+            ]
+            for (endpoint, status), n in sorted(self.http.items()):
+                lines.append(f'ferry_online_http_requests_total{{endpoint="{endpoint}",status="{status}"}} {n}')
+            lines += [
+                "# HELP ferry_online_http_requests_in_progress HTTP requests being handled, by endpoint.",
+                "# TYPE ferry_online_http_requests_in_progress gauge",
+            ]
+            for endpoint, n in sorted(self.http_in_progress.items()):
+                lines.append(f'ferry_online_http_requests_in_progress{{endpoint="{endpoint}"}} {n}')
+            lines += [
+                "# HELP ferry_online_http_request_duration_seconds Time to answer, by endpoint.",
+                "# TYPE ferry_online_http_request_duration_seconds histogram",
+            ]
+            name = "ferry_online_http_request_duration_seconds"
+            for endpoint in sorted(self.http_count):
+                for le in LATENCY_BUCKETS:
+                    n = self.http_buckets[(endpoint, le)]
+                    lines.append(f'{name}_bucket{{endpoint="{endpoint}",le="{le}"}} {n}')
+                lines.append(f'{name}_bucket{{endpoint="{endpoint}",le="+Inf"}} {self.http_count[endpoint]}')
+                lines.append(f'{name}_sum{{endpoint="{endpoint}"}} {self.http_seconds[endpoint]!r}')
+                lines.append(f'{name}_count{{endpoint="{endpoint}"}} {self.http_count[endpoint]}')
         return "\n".join(lines) + "\n"
+
+
+class HttpMetricsMiddleware:
+    """ASGI middleware counting every HTTP request it sees into ``metrics`` (set by the service when it starts)."""
+
+    def __init__(self, app: ASGIApp, holder: MetricsHolder) -> None:
+        self.app = app
+        self.holder = holder
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        metrics = self.holder.metrics
+        if scope["type"] != "http" or metrics is None:
+            await self.app(scope, receive, send)
+            return
+        path = str(scope.get("path", ""))
+        metrics.http_started(path)
+        started = time.perf_counter()
+        status = 500  # what the server answers when the app raises before it starts a response
+
+        async def counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counted)
+        finally:
+            metrics.http_request(path, status, time.perf_counter() - started)
+
+
+def _endpoint(path: str) -> str:
+    return path if path in KNOWN_PATHS else "other"
+
+
+class MetricsHolder:
+    """Where the service instance attaches its :class:`OnlineMetrics` (None: nothing is counted)."""
+
+    def __init__(self) -> None:
+        self.metrics: OnlineMetrics | None = None

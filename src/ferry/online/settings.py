@@ -10,8 +10,8 @@ import fsspec
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Scope = Literal["predict", "feedback", "telemetry", "admin"]
-SCOPES: tuple[Scope, ...] = ("predict", "feedback", "telemetry", "admin")
+Scope = Literal["predict", "feedback", "telemetry", "admin", "metrics"]
+SCOPES: tuple[Scope, ...] = ("predict", "feedback", "telemetry", "admin", "metrics")
 
 
 class ApiKeyEntry(BaseModel):
@@ -22,7 +22,7 @@ class ApiKeyEntry(BaseModel):
     name: str = Field(min_length=1, max_length=100, description="Who holds the key (shown in logs, never the key).")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex sha256 of the key's UTF-8 bytes.")
     scopes: tuple[Scope, ...] = Field(
-        min_length=1, description="What the key may do: predict, feedback, telemetry, admin."
+        min_length=1, description="What the key may do: predict, feedback, telemetry, admin, metrics."
     )
     revoked: bool = Field(default=False, description="A revoked key is refused with 401.")
 
@@ -93,6 +93,9 @@ class OnlineSettings(BaseSettings):
     )
     log_flush_interval_s: float = Field(
         default=30.0, gt=0, le=3600, description="Buffered log rows are written at least this often."
+    )
+    metrics_require_key: bool = Field(
+        default=False, description="/metrics answers only a key with the metrics scope (the probes stay open)."
     )
     id_key: SecretStr | None = Field(
         default=None,
