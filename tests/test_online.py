@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from ferry.data import to_onnx_inputs, validate
+from ferry.errors import DataValidationError
 from ferry.online.auth import KeyStore, hash_key
 from ferry.online.holder import ModelHolder, warmup_records
 from ferry.online.ids import PredictionIds
@@ -462,7 +463,8 @@ def test_the_fast_path_agrees_with_ferry_data_on_every_record(churn_champion: di
         ("payment_method", "crypto"), ("device_os", "  "), ("region", "x"), ("region", None), ("contract", None),
         ("age", 17.99), ("age", 120), ("age", 120.01), ("tenure_months", -0.0), ("tenure_months", -1e-9),
         ("total_charges", None), ("satisfaction_score", 0.5), ("num_lines", 50), ("monthly_charges", 1e30),
-        ("support_calls", None), ("data_usage_gb", 3),
+        ("support_calls", None), ("data_usage_gb", 3), ("region", "r" * 256), ("region", "r" * 257),
+        ("device_os", "é" * 300),
     ]  # fmt: skip
     accepted = refused = 0
     for i, record in enumerate(base):
@@ -607,3 +609,29 @@ def test_a_key_gets_its_share_and_a_stalled_body_frees_its_place() -> None:
     assert timed_out == [408, 408]
     assert after == 200
     assert refused == 2
+
+
+def test_text_longer_than_its_max_length_is_refused_everywhere(churn_champion: dict[str, str]) -> None:
+    """Free text is not stored at any length: a categorical value or an id over its limit (the feature's
+    max_length, else the schema's max_text_length, 256 by default) is refused online (422, rule max_length, naming
+    the field) and by ferry.data (training and batch), and the limit is the schema's to change."""
+    schema = Schema.load(churn_champion["schema"])
+    record = demo_records(churn_champion, 1)[0]
+    served = Served.of(schema)
+    assert prepare([{**record, "region": "r" * 256, "customer_id": "c" * 256}], served)
+    for field, value in (("region", "r" * 257), ("customer_id", "c" * 257), ("customer_id", [1] * 100)):
+        for records in ([{**record, field: value}], [record, {**record, field: value}] * 5):
+            with pytest.raises(RequestRejected) as caught:
+                prepare(records, served)
+            assert caught.value.rule == "max_length"
+            assert caught.value.field is not None
+            assert caught.value.field.endswith(field)
+    frame = pd.DataFrame([{**record, "region": "r" * 300}])
+    with pytest.raises(DataValidationError) as refused:
+        validate(frame, schema, require_target=False)
+    assert (refused.value.column, refused.value.rule) == ("region", "max_length")
+    wider = Schema.from_dict({**schema.to_dict(), "max_text_length": 1000})
+    assert validate(frame, wider, require_target=False)["region"].iloc[0] == "r" * 300
+    assert prepare([{**record, "region": "r" * 300}], Served.of(wider))
+    with pytest.raises(ValueError, match="max_length"):
+        Schema.from_dict({**schema.to_dict(), "features": [{"name": "x", "type": "numeric", "max_length": 5}]})

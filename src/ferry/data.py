@@ -342,7 +342,29 @@ def _check_numeric(col: pd.Series[Any], feature: Feature, rows: _Rows) -> tuple[
     return values, None
 
 
-def _check_categorical(col: pd.Series[Any], feature: Feature, rows: _Rows) -> tuple[ObjectArray, _Issue | None]:
+def _too_long(
+    col: pd.Series[Any],
+    name: str,
+    limit: int,
+    rows: _Rows,
+    coded: tuple[npt.NDArray[np.intp], ObjectArray] | None = None,
+) -> _Issue | None:
+    """The max_length issue of a text column whose values (as text) exceed ``limit`` characters, or None."""
+    codes, labels = coded if coded is not None else coded_text(col)
+    long_labels = np.array([label is not None and len(label) > limit for label in labels], dtype=bool)
+    if not long_labels.any():
+        return None
+    longest = max(len(label) for label in labels[long_labels])
+    detail = (
+        f"{rows.count(long_labels[codes])} hold text longer than {limit} characters (up to {longest:,}); shorten "
+        f"it, or raise max_length in the schema"
+    )
+    return _Issue(name, "max_length", detail, rows.examples(long_labels[codes], col.astype(str).str.slice(0, 40)))
+
+
+def _check_categorical(
+    col: pd.Series[Any], feature: Feature, rows: _Rows, limit: int
+) -> tuple[ObjectArray, _Issue | None]:
     name = feature.name
     codes, labels = coded_text(col)
     text: ObjectArray = labels[codes]
@@ -350,6 +372,8 @@ def _check_categorical(col: pd.Series[Any], feature: Feature, rows: _Rows) -> tu
     if not feature.nullable and missing.any():
         detail = f"{rows.count(missing)} are missing; fill them, or declare nullable: true in the schema"
         return text, _Issue(name, "not_null", detail, rows.examples(missing, col))
+    if (issue := _too_long(col, name, limit, rows, (codes, labels))) is not None:
+        return text, issue
     if feature.levels is not None and not feature.allow_unknown:
         known = set(feature.levels)
         unknown_labels = np.array([label is not None and label not in known for label in labels], dtype=bool)
@@ -476,6 +500,8 @@ def validate(df: pd.DataFrame, schema: Schema, *, require_target: bool = True) -
 
     if schema.id is not None and (col := column(schema.id)) is not None:
         out[schema.id] = col.copy()
+        if (issue := _too_long(col, schema.id, schema.max_text_length, rows)) is not None:
+            issues.append(issue)
     if schema.timestamp is not None and (col := column(schema.timestamp)) is not None:
         stamps, issue = _check_timestamp(col, schema.timestamp, rows)
         if issue is not None:
@@ -489,7 +515,7 @@ def validate(df: pd.DataFrame, schema: Schema, *, require_target: bool = True) -
             values, issue = _check_numeric(col, feature, rows)
             out[feature.name] = pd.Series(values, index=df.index, dtype=np.float64)
         else:
-            text, issue = _check_categorical(col, feature, rows)
+            text, issue = _check_categorical(col, feature, rows, schema.text_limit(feature.name))
             out[feature.name] = pd.Series(text, index=df.index, dtype=object)
         if issue is not None:
             issues.append(issue)

@@ -35,6 +35,9 @@ from ferry.errors import SchemaError
 __all__ = ["Feature", "Schema"]
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+DEFAULT_MAX_TEXT = 256
+"""Longest text a categorical value or an id may hold unless the schema says otherwise (free text is not stored
+at any length)."""
 """Allowed model names: they end up in registry paths, channel names and Bento tags."""
 
 _RULE = "ferry_schema_rule"
@@ -80,6 +83,12 @@ class Feature(_Frozen):
     direction: Literal["increasing", "decreasing"] | None = Field(
         default=None, description="Expected monotone effect of a numeric feature on the positive class."
     )
+    max_length: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Longest text a value of a categorical feature may hold; default: the schema's max_text_length.",
+    )
     description: str | None = Field(default=None, description="What the column means, for people.")
 
     @field_validator("levels", mode="before")
@@ -98,11 +107,19 @@ class Feature(_Frozen):
         if self.type == "numeric":
             if self.levels is not None:
                 raise _rule_error("levels", "only categorical features have levels; remove it or set type categorical")
+            if self.max_length is not None:
+                raise _rule_error("max_length", "only categorical features hold text; remove it")
             if self.min is not None and self.max is not None and self.min > self.max:
                 raise _rule_error("min", f"min ({self.min:g}) is greater than max ({self.max:g})")
         else:
             if self.direction is not None:
                 raise _rule_error("direction", "only numeric features have a direction; remove it")
+            if self.max_length is not None and self.levels is not None:
+                longest = max(len(level) for level in self.levels)
+                if longest > self.max_length:
+                    raise _rule_error(
+                        "max_length", f"is {self.max_length}, but a declared level has {longest} characters"
+                    )
             for bound in ("min", "max"):
                 if getattr(self, bound) is not None:
                     raise _rule_error(bound, f"only numeric features have {bound}; remove it")
@@ -135,6 +152,12 @@ class Schema(_Frozen):
     )
     pii: tuple[str, ...] = Field(default=(), description="Columns that must never be logged or used as features.")
     features: tuple[Feature, ...] = Field(min_length=1, description="The columns the model may use, in order.")
+    max_text_length: int = Field(
+        default=DEFAULT_MAX_TEXT,
+        ge=1,
+        le=1_000_000,
+        description="Longest text of the id and of a categorical value, unless the feature sets max_length.",
+    )
 
     @field_validator("target_classes", mode="before")
     @classmethod
@@ -182,6 +205,13 @@ class Schema(_Frozen):
         return self
 
     # ------------------------------------------------------------------ views
+
+    def text_limit(self, name: str) -> int:
+        """The longest text column ``name`` (a categorical feature or the id) may hold."""
+        for feature in self.features:
+            if feature.name == name and feature.max_length is not None:
+                return feature.max_length
+        return self.max_text_length
 
     @property
     def feature_names(self) -> tuple[str, ...]:

@@ -65,6 +65,7 @@ class Rule(NamedTuple):
     min: float | None
     max: float | None
     levels: frozenset[str] | None  # None: any string
+    max_length: int  # longest text of a categorical value
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,8 @@ class Served:
         levels = {f.name: frozenset(f.levels) for f in schema.features if f.levels is not None and not f.allow_unknown}
         allowed = frozenset({*schema.feature_names, *extra})
         rules = tuple(
-            Rule(f.name, f.type == "numeric", f.nullable, f.min, f.max, levels.get(f.name)) for f in schema.features
+            Rule(f.name, f.type == "numeric", f.nullable, f.min, f.max, levels.get(f.name), schema.text_limit(f.name))
+            for f in schema.features
         )
         return cls(schema=schema, features=features, allowed=allowed, levels=levels, rules=rules)
 
@@ -185,6 +187,14 @@ def _columns(records: Sequence[Mapping[str, Any]], served: Served) -> dict[str, 
                     422, _where(str(key), i, n), "unknown_field",
                     f"is not a field of model {schema.name!r}; its features are {', '.join(schema.feature_names)}",
                 )  # fmt: skip
+    if schema.id is not None:
+        limit = schema.max_text_length
+        for i, record in enumerate(records):
+            value = record.get(schema.id)
+            if value is not None and len(value if isinstance(value, str) else str(value)) > limit:
+                raise RequestRejected(
+                    422, _where(schema.id, i, n), "max_length", f"is longer than {limit} characters; send a shorter id"
+                )
     columns: dict[str, np.ndarray[Any, Any]] = {}
     for feature in schema.features:
         name = feature.name
@@ -242,12 +252,13 @@ def _fast_inputs(columns: dict[str, np.ndarray[Any, Any]], served: Served) -> di
         else:
             text = np.empty(len(values), dtype=object)
             known = served.levels.get(feature.name)
+            limit = served.schema.text_limit(feature.name)
             for i, value in enumerate(values):
                 if value is None or not value.strip():
                     if not feature.nullable:
                         return None
                     text[i] = ""
-                elif known is not None and value not in known:
+                elif (known is not None and value not in known) or len(value) > limit:
                     return None
                 else:
                     text[i] = value
@@ -270,12 +281,16 @@ def _small_inputs(records: Sequence[Mapping[str, Any]], served: Served) -> dict[
     that all three paths agree on every record.
     """
     allowed = served.allowed
+    id_name, id_limit = served.schema.id, served.schema.max_text_length
     for record in records:
         for key in record:
             if key not in allowed:
                 return None
+        value = record.get(id_name) if id_name is not None else None
+        if value is not None and len(value if type(value) is str else str(value)) > id_limit:
+            return None
     inputs: dict[str, np.ndarray[Any, Any]] = {}
-    for name, numeric, nullable, low, high, levels in served.rules:
+    for name, numeric, nullable, low, high, levels, max_length in served.rules:
         values: list[Any] = []
         for record in records:
             value = record.get(name, _ABSENT)
@@ -300,7 +315,7 @@ def _small_inputs(records: Sequence[Mapping[str, Any]], served: Served) -> dict[
                 if not nullable:
                     return None
                 values.append("")
-            elif levels is not None and value not in levels:
+            elif (levels is not None and value not in levels) or len(value) > max_length:
                 return None
             else:
                 values.append(value)
