@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from ferry_edge.agent import Agent
 from ferry_edge.bundle import target_name, unpack
-from ferry_edge.errors import BundleRejected, InputError, NoModel, SelfTestIncomplete, SyncError
+from ferry_edge.errors import BundleRejected, ConfigError, InputError, NoModel, SelfTestIncomplete, SyncError
 
 from ferry import bundle as publisher_bundle
 from ferry import tufrepo
@@ -397,3 +397,20 @@ def test_a_model_over_the_latency_budget_is_retried_then_rejected(setup: Setup) 
         setup.agent.sync()
     with pytest.raises(NoModel):
         setup.agent.active()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "reason"),
+    [
+        ("selftest_attempts", 0, r"0 is outside \[1, 100\]"),
+        ("sketch_min_count", "20", "expected an integer"),
+        ("selftest_backoff_s", True, "expected a number"),
+        ("budget_ms", 0, r"0 is outside \(0, 60000\]"),
+    ],
+)
+def test_a_bad_setting_is_refused_naming_it(setup: Setup, setting: str, value: Any, reason: str) -> None:
+    path = setup.agent.home / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), setting: value}))
+    with pytest.raises(ConfigError, match=rf"setting {setting!r}: {reason}"):
+        setup.agent.sync()
+    assert not (setup.agent.home / "state.json").exists()  # nothing was attempted, nothing half-written

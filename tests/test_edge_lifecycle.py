@@ -115,3 +115,22 @@ def test_daemon_reports_an_unreachable_repository_and_keeps_the_model(
     status = Agent(setup.agent.home).status()
     assert status["last_error"]
     assert status["active_version"] == setup.version.id
+
+
+def test_a_running_install_is_not_collected_as_a_leftover(
+    tmp_path: Path, churn_champion: dict[str, str], serve_dir: Callable[[Path], str]
+) -> None:
+    setup = Setup(tmp_path, churn_champion, serve_dir)
+    setup.agent.sync()
+    setup.repo.publish(
+        NAME, retar(setup.bundle.data, lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], "v-next")}))
+    )
+    proc = start_paused(setup.agent.home, "unpacked")
+    try:
+        wait_for(proc, "paused at unpacked")
+        assert status(setup.agent.home)["active_version"] == setup.version.id  # a start while the sync runs
+        assert [p for p in leftovers(setup.agent.home) if p.startswith("incoming-")], "the running install was removed"
+    finally:
+        power_loss(proc)
+    assert status(setup.agent.home)["active_version"] == setup.version.id
+    assert leftovers(setup.agent.home) == []  # once it died, the next start collects it

@@ -2,7 +2,7 @@
 
 Everything lives under one home directory::
 
-    config.json          repository URL, model, channel and the settings (see SETTINGS)
+    config.json          repository URL, model, channel and the settings (``ferry_edge.settings``)
     trusted_root.json    the TUF root the device was provisioned with (its trust anchor)
     tuf/                 python-tuf's metadata cache (rollback protection survives restarts through it)
     downloads/           verified bundle files
@@ -38,9 +38,6 @@ import fcntl
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,32 +57,10 @@ from ferry_edge.errors import (
 )
 from ferry_edge.model import EdgeModel
 from ferry_edge.points import INSTALL_STEPS, pause_point
+from ferry_edge.selftest import run as run_selftest
+from ferry_edge.settings import DEFAULTS, SETTINGS, Setting, check_setting
 
 __all__ = ["DEFAULTS", "INSTALL_STEPS", "SETTINGS", "Agent", "Installed", "Setting", "SyncResult"]
-
-
-@dataclass(frozen=True)
-class Setting:
-    default: float
-    low: float
-    high: float
-    description: str
-    integer: bool = False
-    low_open: bool = False  # the low bound itself is not allowed
-
-
-SETTINGS: dict[str, Setting] = {
-    "budget_ms": Setting(50.0, 0, 60_000, "single-row latency budget of the self-test, in ms", low_open=True),
-    "max_crashes": Setting(3, 1, 1000, "runtime crashes of a model before rolling back", integer=True),
-    "max_bundle_bytes": Setting(512 * 1024 * 1024, 1, 1 << 40, "largest bundle accepted, in bytes", integer=True),
-    "selftest_timeout_s": Setting(120.0, 0, 86_400, "time the self-test child may take, in s", low_open=True),
-    "selftest_attempts": Setting(3, 1, 100, "self-tests that did not complete before a rejection", integer=True),
-    "selftest_backoff_s": Setting(60.0, 0, 86_400, "wait before retrying an incomplete self-test, doubling, in s"),
-    "sketch_min_count": Setting(20, 1, 1_000_000, "values of a feature before its distribution is sent", integer=True),
-}
-"""The settings in config.json, each with its default and bounds; ``ferry-edge init`` writes the defaults."""
-
-DEFAULTS: dict[str, Any] = {name: s.default for name, s in SETTINGS.items()}
 
 
 def _now() -> str:
@@ -107,18 +82,6 @@ def _point(link: Path, target: Path) -> None:
     tmp.unlink(missing_ok=True)
     os.symlink(os.path.relpath(target, link.parent), tmp)
     os.replace(tmp, link)
-
-
-def _check_setting(name: str, value: Any, setting: Setting) -> float:
-    kind = "an integer" if setting.integer else "a number"
-    wrong_type = isinstance(value, bool) or not isinstance(value, int | float)
-    if wrong_type or (setting.integer and not float(value).is_integer()):
-        raise ConfigError(f"config.json setting {name!r}: expected {kind}, got {value!r} ({setting.description})")
-    low_ok = value > setting.low if setting.low_open else value >= setting.low
-    if not low_ok or value > setting.high:
-        bounds = f"{'(' if setting.low_open else '['}{setting.low:g}, {setting.high:g}]"
-        raise ConfigError(f"config.json setting {name!r}: {value!r} is outside {bounds} ({setting.description})")
-    return int(value) if setting.integer else float(value)
 
 
 @dataclass(frozen=True)
@@ -179,7 +142,7 @@ class Agent:
                 raise ConfigError(f"config.json field {key!r} is missing or not a string; run `ferry-edge init` again")
         config = dict(raw)
         for name, setting in SETTINGS.items():
-            config[name] = _check_setting(name, raw.get(name, setting.default), setting)
+            config[name] = check_setting(name, raw.get(name, setting.default), setting)
         return config
 
     def state(self) -> dict[str, Any]:
@@ -468,31 +431,8 @@ class Agent:
         raise SelfTestIncomplete(f"{exc}; attempt {attempts} of {limit}, the next one not before {retry_at}") from exc
 
     def _selftest(self, directory: Path) -> None:
-        """Run the golden-sample self-test in a child. BundleRejected when the bundle failed it; SelfTestIncomplete
-        when it did not complete (the child was killed, timed out, ran out of memory or missed the latency budget)."""
         cfg = self.config
-        timeout = float(cfg["selftest_timeout_s"])
-        cmd = [sys.executable, "-m", "ferry_edge.selftest", str(directory), "--budget-ms", str(cfg["budget_ms"])]
-        try:  # the child's standard error is the agent's: its diagnostics reach the device's log
-            out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            raise SelfTestIncomplete(f"the self-test did not finish within {timeout:g} s") from None
-        except OSError as exc:
-            raise SelfTestIncomplete(f"the self-test could not start: {exc}") from exc
-        if out.returncode < 0:
-            raise SelfTestIncomplete(f"the self-test was killed by {_signal_name(-out.returncode)}")
-        try:
-            report = json.loads(out.stdout.strip().splitlines()[-1])
-            if not isinstance(report, dict):
-                raise ValueError("not an object")
-        except (ValueError, IndexError):
-            raise SelfTestIncomplete(f"the self-test ended (exit {out.returncode}) without a report") from None
-        if report.get("ok") is True:
-            return
-        problems = "; ".join(str(p) for p in report.get("problems") or ["no problem named"])
-        if report.get("outcome") == "incomplete":
-            raise SelfTestIncomplete(f"the self-test did not complete: {problems}")
-        raise BundleRejected(f"self-test failed: {problems}")
+        run_selftest(directory, budget_ms=float(cfg["budget_ms"]), timeout_s=float(cfg["selftest_timeout_s"]))
 
     # -- clearing rejections -----------------------------------------------------------------------------------
 
@@ -588,13 +528,6 @@ def _parse(stamp: Any) -> datetime:
         return datetime.fromisoformat(str(stamp))
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def _custom_version(info: Any) -> str | None:

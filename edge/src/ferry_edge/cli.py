@@ -66,6 +66,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         root = args.root.read_bytes()
         Agent.init(home, repo_url=args.repo, model=args.model, channel=args.channel, trusted_root=root)
     agent = Agent(home)
+    _ = agent.config  # a home that is not set up (or a bad setting) is an error of its own: no sync was attempted
     try:
         result = agent.sync()
     except EdgeError as exc:

@@ -2,7 +2,8 @@
 
 ``python -m ferry_edge.selftest DIR [--budget-ms N]`` prints a JSON report and exits 0 when the model reproduces
 its golden outputs (within tolerance, no NaN, right shapes) and scores one row within the latency budget.
-A model that crashes onnxruntime takes only this child process down.
+A model that crashes onnxruntime takes only this child process down. :func:`run` starts that child and reads its
+report (or its death) into an outcome.
 
 The report's ``outcome`` tells two kinds of "not ok" apart:
 
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ferry_edge.errors import BundleRejected, SelfTestIncomplete
 from ferry_edge.points import pause_point
 
 TOLERANCE = 1e-6
@@ -67,6 +71,40 @@ def check(directory: Path, *, budget_ms: float) -> dict[str, Any]:
         "p50_ms": p50,
         "rows": len(rows),
     }
+
+
+def run(directory: Path, *, budget_ms: float, timeout_s: float) -> None:
+    """Run the self-test of ``directory`` in a child process. Returns when it passed; BundleRejected when the bundle
+    failed it; SelfTestIncomplete when it did not complete (the child was killed, timed out, ran out of memory or
+    missed the latency budget)."""
+    cmd = [sys.executable, "-m", "ferry_edge.selftest", str(directory), "--budget-ms", str(budget_ms)]
+    try:  # the child's standard error is the agent's: its diagnostics reach the device's log
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise SelfTestIncomplete(f"the self-test did not finish within {timeout_s:g} s") from None
+    except OSError as exc:
+        raise SelfTestIncomplete(f"the self-test could not start: {exc}") from exc
+    if out.returncode < 0:
+        raise SelfTestIncomplete(f"the self-test was killed by {_signal_name(-out.returncode)}")
+    try:
+        report = json.loads(out.stdout.strip().splitlines()[-1])
+        if not isinstance(report, dict):
+            raise ValueError("not an object")
+    except (ValueError, IndexError):
+        raise SelfTestIncomplete(f"the self-test ended (exit {out.returncode}) without a report") from None
+    if report.get("ok") is True:
+        return
+    problems = "; ".join(str(p) for p in report.get("problems") or ["no problem named"])
+    if report.get("outcome") == "incomplete":
+        raise SelfTestIncomplete(f"the self-test did not complete: {problems}")
+    raise BundleRejected(f"self-test failed: {problems}")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def main(argv: list[str] | None = None) -> int:
