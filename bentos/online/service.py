@@ -1,7 +1,9 @@
 """The ferry online service: a BentoML adapter over ``ferry.online`` (run ``bentoml serve`` in this directory).
 
-It serves the version that ``FERRY_ONLINE_CHANNEL`` (default ``online/champion``) of ``FERRY_ONLINE_MODEL`` points
-to in the registry at ``FERRY_REGISTRY_URL``, polls the pointer and swaps to a new version once it is warmed.
+Each worker builds one :class:`~ferry.online.app.OnlineApp` (the composition root, BentoML-free) and adapts it to
+BentoML: the API methods, the ASGI middlewares, readiness and shutdown. It serves the version that
+``FERRY_ONLINE_CHANNEL`` (default ``online/champion``) of ``FERRY_ONLINE_MODEL`` points to in the registry at
+``FERRY_REGISTRY_URL``, polls the pointer and swaps to a new version once it is warmed.
 """
 
 from __future__ import annotations
@@ -15,28 +17,17 @@ import bentoml
 from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, Field
 
-from ferry.online.answer import Answerer, NotReadyError
+from ferry.online.answer import NotReadyError
+from ferry.online.app import OnlineApp
 from ferry.online.auth import ApiKeyMiddleware
-from ferry.online.holder import LoadedModel, ModelHolder
-from ferry.online.ids import PredictionIds
 from ferry.online.lane import Lane, PredictLaneMiddleware
 from ferry.online.limits import BodyLimitMiddleware
-from ferry.online.logs import FeedbackLog, Flusher, PredictionLog
-from ferry.online.metrics import HttpMetricsMiddleware, MetricsHolder, OnlineMetrics
-from ferry.online.predict import (
-    FeedbackAck,
-    FeedbackItem,
-    ModelInfo,
-    PredictResponse,
-    check_feedback,
-    model_info,
-)
+from ferry.online.metrics import HttpMetricsMiddleware, MetricsHolder
+from ferry.online.predict import FeedbackAck, FeedbackItem, ModelInfo, PredictResponse
 from ferry.online.records import RequestRejected
-from ferry.online.routing import Router
-from ferry.online.settings import OnlineSettings, wal_root
+from ferry.online.settings import OnlineSettings
 from ferry.online.shed import KeyShareMiddleware, LoadShedMiddleware
-from ferry.online.telemetry import Collector, TelemetryAck, TelemetryLog
-from ferry.registry import Registry
+from ferry.online.telemetry import TelemetryAck
 
 log = logging.getLogger("ferry.online")
 
@@ -89,59 +80,15 @@ LANE = Lane()
 class Online:
     """Predictions from the model a channel points to."""
 
-    holder: ModelHolder
+    app: OnlineApp
 
     def __init__(self) -> None:
-        self.settings = OnlineSettings()
-        registry = Registry.from_settings()
-        # FERRY_ONLINE_* settings win over the arguments a bento was built with, so an operator can still move it.
-        model = ModelHolder.resolve_model(registry, self.settings.model or ARGS.model)
-        self.holder = ModelHolder(
-            registry,
-            model,
-            self.settings.channel,
-            intra_op_threads=self.settings.intra_op_threads,
-            pinned=self.settings.version or ARGS.version,
-        )
-        self.metrics = OnlineMetrics()
-        METRICS.metrics = self.metrics
-        buffer = self.settings.log_buffer_rows
-        self.prediction_log = PredictionLog(
-            registry.url, model, sample_rate=self.settings.prediction_sample_rate, buffer_rows=buffer
-        )
-        wal = wal_root(self.settings, registry.url, model)
-        self.feedback_log = FeedbackLog(registry.url, model, buffer_rows=buffer, wal_dir=wal / "feedback")
-        self.telemetry_log = TelemetryLog(registry.url, model, buffer_rows=buffer, wal_dir=wal / "telemetry")
-        logs = [self.prediction_log, self.feedback_log, self.telemetry_log]
-        self.flusher = Flusher(logs, self.settings.log_flush_interval_s)
-        self.flusher.flush()  # rows a killed predecessor acknowledged (recovered from the write-ahead files)
-        self.flusher.start()
-        self.router = Router(self.settings.routing, self.settings.challenger_percent)
-        self.challenger: ModelHolder | None = None
-        if self.settings.routing != "champion":
-            self.challenger = ModelHolder(
-                registry, model, self.settings.challenger_channel, intra_op_threads=self.settings.intra_op_threads
-            )
-            self.challenger.refresh()
-            self.challenger.start(self.settings.poll_interval_s)
-        self.holder.refresh()
-        self.holder.start(self.settings.poll_interval_s)
-        id_key = self.settings.id_key.get_secret_value() if self.settings.id_key is not None else None
-        self.ids = PredictionIds.for_model(registry.url, model, key=id_key)
-        self.answerer = Answerer(
-            self.holder,
-            challenger=self.challenger,
-            router=self.router,
-            metrics=self.metrics,
-            prediction_log=self.prediction_log,
-            max_records=self.settings.max_records,
-            ids=self.ids,
-        )
-        LANE.retry_after_s = self.settings.retry_after_s
-        self.collector = Collector(self.telemetry_log, model)
-        LANE.answerer = self.answerer
-        LANE.collector = self.collector
-        LANE.metrics = self.render_metrics
+        self.app = OnlineApp(OnlineSettings(), model=ARGS.model, version=ARGS.version).start()
+        METRICS.metrics = self.app.metrics
+        LANE.retry_after_s = self.app.settings.retry_after_s
+        LANE.answerer = self.app.answerer
+        LANE.collector = self.app.collector
+        LANE.metrics = self.app.render_metrics
         # Everything loaded so far (BentoML, onnxruntime, pydantic models, the warmed session) lives as long as the
         # process: move it out of the collector's sight, so a full collection walks only what requests allocate.
         gc.collect()
@@ -149,28 +96,14 @@ class Online:
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
-        if LANE.answerer is self.answerer:
+        if LANE.answerer is self.app.answerer:
             LANE.answerer = None
             LANE.collector = None
             LANE.metrics = None
-        self.holder.stop(timeout_s=1.0)
-        if self.challenger is not None:
-            self.challenger.stop(timeout_s=1.0)
-        self.flusher.stop(timeout_s=1.0)
-
-    def render_metrics(self) -> str:
-        """``/metrics``: requests, scores, shadow agreement and feedback (OnlineMetrics), and the logs (Flusher)."""
-        return self.metrics.render() + self.flusher.render()
+        self.app.stop(timeout_s=1.0)
 
     def __is_ready__(self) -> bool:
-        # Not ready without a model, nor when the thread that writes the logs has stopped (rows would pile up).
-        return self.holder.ready and self.flusher.alive
-
-    def _loaded(self) -> LoadedModel:
-        try:
-            return self.answerer.loaded()
-        except NotReadyError as exc:
-            raise NotReady(str(exc)) from None
+        return self.app.ready
 
     @bentoml.api
     def predict(self, records: list[dict[str, Any]] | dict[str, Any], route_key: str | None = None) -> PredictResponse:
@@ -180,7 +113,7 @@ class Online:
         and the same :meth:`Answerer.answer`; this method serves in-process calls and documents the API.
         """
         try:
-            return self.answerer.answer(records, route_key)
+            return self.app.answerer.answer(records, route_key)
         except RequestRejected as exc:
             raise Rejected(exc) from None
         except NotReadyError as exc:
@@ -190,11 +123,11 @@ class Online:
     def feedback(self, items: list[FeedbackItem]) -> FeedbackAck:
         """Ground-truth labels by prediction id (feedback scope), stored for the monitor flow."""
         try:
-            pairs = check_feedback(self._loaded(), items, self.ids)
+            return self.app.feedback(items)
         except RequestRejected as exc:
-            self.metrics.refused_feedback(exc.rule)
             raise Rejected(exc) from None
-        return FeedbackAck(stored=self.feedback_log.record(pairs))
+        except NotReadyError as exc:
+            raise NotReady(str(exc)) from None
 
     @bentoml.api(route="/telemetry")
     def telemetry(self, heartbeat: dict[str, Any], /) -> TelemetryAck:
@@ -205,20 +138,26 @@ class Online:
         files in the registry for the monitor flow. Over HTTP the fast lane answers it with the same Collector.
         """
         try:
-            return self.collector.accept(heartbeat)
+            return self.app.telemetry(heartbeat)
         except RequestRejected as exc:
             raise Rejected(exc) from None
 
     @bentoml.api(route="/model")
     def model(self) -> ModelInfo:
         """The version, schema, gate summary and metrics of the model being served."""
-        return model_info(self._loaded(), self.holder.channel)
+        try:
+            return self.app.info()
+        except NotReadyError as exc:
+            raise NotReady(str(exc)) from None
 
     @bentoml.api(route="/refresh")
     def refresh(self) -> ModelInfo:
         """Read the channel pointer now (admin scope) and answer what is served afterwards."""
-        self.holder.refresh()
-        return model_info(self._loaded(), self.holder.channel)
+        self.app.holder.refresh()
+        try:
+            return self.app.info()
+        except NotReadyError as exc:
+            raise NotReady(str(exc)) from None
 
 
 # Listed outermost first. Every request is counted by endpoint and status. A request without a valid key is

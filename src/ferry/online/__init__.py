@@ -2,6 +2,7 @@
 
 | module | what |
 |---|---|
+| :mod:`ferry.online.app` | :class:`OnlineApp`: the composition root, every part of one service process, BentoML-free |
 | :mod:`ferry.online.settings` | :class:`OnlineSettings` (``FERRY_ONLINE_`` environment): model, channel, limits, keys |
 | :mod:`ferry.online.records` | JSON records -> checked ONNX inputs, or :class:`RequestRejected` naming the field |
 | :mod:`ferry.online.holder` | :class:`ModelHolder`: follows a channel pointer, warms a new session, swaps atomically |
@@ -15,7 +16,8 @@
 | :mod:`ferry.online.routing` | champion, shadow, canary or sticky A/B between champion and challenger |
 | :mod:`ferry.online.logs` | prediction, feedback and telemetry logs, buffered into Parquet files in the registry |
 | :mod:`ferry.online.wal` | the local write-ahead file that makes acknowledged feedback and heartbeats durable |
-| :mod:`ferry.online.metrics` | per-version request counts, score histogram and shadow agreement for ``/metrics`` |
+| :mod:`ferry.online.metrics` | ``/metrics``: HTTP requests by endpoint (bounded labels), versions, scores, shadow |
+| :mod:`ferry.online.ids` | prediction ids signed by the service, verified without a lookup |
 
 Importing this package starts nothing: no thread, no I/O, no BentoML.
 """
