@@ -180,3 +180,26 @@ def test_the_real_commands_send_no_row_value(data: st.DataObject, synced: Setup)
     [beat] = [json.loads(p.read_text()) for p in (work / "collected").glob("*.json")]
     assert beat["sketch"]["rows"] == len(rows)
     assert_no_row_value(beat, rows, features)
+
+
+def test_a_heartbeat_an_older_agent_queued_goes_out_without_its_values(tmp_path: Path) -> None:
+    """Heartbeats wait on disk across an upgrade; the ones an older agent queued are held to the same rules."""
+    home, out = tmp_path / "home", tmp_path / "out"
+    (home / "heartbeats").mkdir(parents=True)
+    older = {
+        "id": "0" * 32,
+        "device": "d",
+        "health": {"ok": True},
+        "sent_at": "2026-01-01T00:00:00+00:00",
+        "sketch": {
+            "rows": 1,
+            "numeric": {"age": {"count": 1, "missing": 0, "quantiles": {"p5": 42.5, "p50": 42.5, "p95": 42.5}}},
+            "categorical": {"device_os": {"missing": 0, "counts": {"someone@example.com": 1}, "other": 0}},
+        },
+    }
+    (home / "heartbeats" / "20260101T000000000000-abcdef.json").write_text(json.dumps(older))
+    beats = Heartbeats(home, str(out))
+    assert beats.send(beats.build({"device": "d"}, None))
+    delivered = json.loads((out / f"{'0' * 32}.json").read_text())
+    assert_no_row_value(delivered, [{"age": 42.5, "device_os": "someone@example.com"}], [])
+    assert delivered["sketch"]["numeric"]["age"]["count"] == 1  # the counts still go out

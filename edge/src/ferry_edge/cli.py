@@ -130,7 +130,8 @@ def cmd_heartbeat(args: argparse.Namespace) -> int:
     sketch_path = home / "sketch.json"
     with contextlib.suppress(EdgeError):
         sketch = DriftSketch.load(sketch_path, agent.active().features, min_count=agent.config["sketch_min_count"])
-    beats = Heartbeats(home, args.collector, token=args.token or os.environ.get("FERRY_EDGE_COLLECTOR_TOKEN"))
+    token = args.token or os.environ.get("FERRY_EDGE_COLLECTOR_TOKEN")
+    beats = Heartbeats(home, args.collector, token=token, min_count=agent.config["sketch_min_count"])
     sent = beats.send(beats.build(agent.status(), sketch))
     sketch_path.unlink(missing_ok=True)
     print(json.dumps({"sent": sent, "queued": beats.queued(), "refused": beats.refused}))

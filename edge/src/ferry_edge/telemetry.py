@@ -170,6 +170,7 @@ class Heartbeats:
         token: str | None = None,
         queue_cap_bytes: int = 1 << 20,
         timeout_s: float = 5.0,
+        min_count: int = MIN_COUNT,
     ) -> None:
         self.home = Path(home)
         self.collector = collector
@@ -178,6 +179,7 @@ class Heartbeats:
         self.queue = self.home / "heartbeats"
         self.queue_cap_bytes = queue_cap_bytes
         self.timeout_s = timeout_s
+        self.min_count = min_count
         self.queue.mkdir(parents=True, exist_ok=True)
 
     def build(self, status: Mapping[str, Any], sketch: DriftSketch | None) -> dict[str, Any]:
@@ -232,6 +234,22 @@ class Heartbeats:
             total -= oldest.stat().st_size
             oldest.unlink()
 
+    def _scrubbed(self, body: bytes) -> bytes:
+        """A queued heartbeat held to this agent's rules: one an older agent queued may carry quantiles of a few rows
+        or raw categories; they are dropped, the counts kept."""
+        try:
+            beat = json.loads(body)
+            sketch = beat.get("sketch") or {}
+            for part in (sketch.get("numeric") or {}).values():
+                if int(part.get("count", 0)) < self.min_count:
+                    part["quantiles"] = {}
+            for part in (sketch.get("categorical") or {}).values():
+                if "count" not in part or int(part["count"]) < self.min_count:  # "count" marks this agent's sketches
+                    part.update(counts={}, other=0)
+        except (ValueError, TypeError, AttributeError):
+            return body  # not ours to judge: the collector refuses what it cannot read
+        return json.dumps(beat, sort_keys=True).encode()
+
     def queued(self) -> int:
         return len(list(self.queue.glob("*.json")))
 
@@ -244,7 +262,7 @@ class Heartbeats:
         try:
             for path in sorted(self.queue.glob("*.json")):
                 try:
-                    self._deliver(path.read_bytes())
+                    self._deliver(self._scrubbed(path.read_bytes()))
                 except HeartbeatRefused as exc:
                     self.refused.append(str(exc))
                 path.unlink()
