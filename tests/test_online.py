@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -635,3 +637,42 @@ def test_text_longer_than_its_max_length_is_refused_everywhere(churn_champion: d
     assert prepare([{**record, "region": "r" * 300}], Served.of(wider))
     with pytest.raises(ValueError, match="max_length"):
         Schema.from_dict({**schema.to_dict(), "features": [{"name": "x", "type": "numeric", "max_length": 5}]})
+
+
+def test_the_key_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
+    """Rotation and revocation without a restart: keys added, revoked and expired in the key file take effect on
+    the next request after the change; a file broken mid-edit keeps the keys read last."""
+    from datetime import UTC, datetime, timedelta
+
+    path = tmp_path / "keys.json"
+
+    def write(entries: list[dict[str, Any]]) -> None:
+        path.write_text(json.dumps(entries))
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a change even within one mtime tick
+
+    write([{"name": "app", "sha256": hash_key("k-1"), "scopes": ["predict"]}])
+    fixed = ApiKeyEntry(name="env", sha256=hash_key("k-env"), scopes=("admin",))
+    keys = KeyStore([fixed], path, reload_s=0)
+    assert keys.check("k-1", "predict").status == 200
+    assert keys.check("k-env", "admin").status == 200
+    assert keys.check("k-2", "predict").status == 401
+    soon = (datetime.now(UTC) + timedelta(seconds=0.3)).isoformat()
+    write(
+        [
+            {"name": "app", "sha256": hash_key("k-1"), "scopes": ["predict"], "revoked": True},
+            {"name": "app2", "sha256": hash_key("k-2"), "scopes": ["predict"], "expires_at": soon},
+        ]
+    )
+    assert keys.check("k-1", "predict").why == "revoked_key"
+    assert keys.check("k-2", "predict").status == 200
+    time.sleep(0.4)
+    expired = keys.check("k-2", "predict")
+    assert (expired.status, expired.why) == (401, "expired_key")
+    assert expired.reason == keys.check(None, "predict").reason == keys.check("nope", "predict").reason
+    path.write_text('[{"name": "half an ed')  # an editor's half-written file
+    assert keys.check("k-env", "admin").status == 200
+    assert keys.check("k-1", "predict").why == "revoked_key"  # the keys read last still hold
+    assert keys.errors >= 1
+    with pytest.raises(ValueError, match="expires_at"):
+        ApiKeyEntry(name="x", sha256=hash_key("x"), scopes=("predict",), expires_at="2030-01-01T00:00:00")  # type: ignore[arg-type]

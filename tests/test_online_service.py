@@ -675,3 +675,33 @@ def test_a_huge_bad_value_is_not_echoed_back(
     response = client.post(path, json=body(_record(churn_champion)), headers=auth(key))
     assert 400 <= response.status_code < 500, response.text[:500]
     assert len(response.content) < 5_000, response.text[:500]
+
+
+def test_refusals_are_counted_by_reason_and_key_and_a_repeat_offender_is_a_suspect(
+    client_for: Any, churn_champion: dict[str, str]
+) -> None:
+    """Every kind of refusal lands in ferry_online_refused_total with its status, reason and key (- when the caller
+    had none), and a client refused suspect_refusals times is counted once as a suspect."""
+    client = client_for(churn_champion["registry"], suspect_refusals="5", suspect_window_s="600")
+    record = _record(churn_champion)
+    client.post("/predict", json={"records": record})  # 401 no key
+    client.post("/predict", json={"records": record}, headers={"Authorization": "Bearer guess"})  # 401 unknown
+    client.post("/predict", json={"records": record}, headers=auth("revoked"))  # 401 revoked
+    client.post("/refresh", headers=auth("predict"))  # 403
+    client.post("/predict", json={"records": {**record, "age": "old"}}, headers=auth("predict"))  # 422
+    client.post("/predict", content=b"{", headers=auth("predict"))  # 400
+    metrics = client.get("/metrics").text
+    for status, reason, key in (
+        (401, "no_key", "-"),
+        (401, "unknown_key", "-"),
+        (401, "revoked_key", "old"),
+        (403, "scope", "app"),
+        (422, "numeric_type", "app"),
+        (400, "json", "app"),
+    ):
+        assert f'ferry_online_refused_total{{status="{status}",reason="{reason}",key="{key}"}} 1' in metrics, (
+            status,
+            reason,
+        )
+    assert "ferry_online_suspect_clients_total 1" in metrics  # six refusals of one client, threshold five
+    assert client.post("/predict", json={"records": record}, headers=auth("predict")).status_code == 200

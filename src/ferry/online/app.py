@@ -47,7 +47,9 @@ class OnlineApp:
         if settings.routing != "champion":
             self.challenger = ModelHolder(registry, model, settings.challenger_channel, intra_op_threads=threads)
         self.router = Router(settings.routing, settings.challenger_percent)
-        self.metrics = OnlineMetrics()
+        self.metrics = OnlineMetrics(
+            suspect_refusals=settings.suspect_refusals, suspect_window_s=settings.suspect_window_s
+        )
         buffer = settings.log_buffer_rows
         self.prediction_log = PredictionLog(
             registry.url, model, sample_rate=settings.prediction_sample_rate, buffer_rows=buffer

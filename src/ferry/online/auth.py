@@ -10,17 +10,25 @@ scope map needs a valid key of any scope.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
+import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+from pydantic import TypeAdapter
 
 from ferry.online.settings import ApiKeyEntry, OnlineSettings, Scope
 
 __all__ = [
     "KEY_NAME",
     "OPEN_PATHS",
+    "REFUSED",
     "SCOPE_BY_PATH",
     "UNAUTHORIZED",
     "ApiKeyMiddleware",
@@ -38,7 +46,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[ASGIScope, Receive, Send], Awaitable[None]]
 
 KEY_NAME = "ferry.key"
-"""The ASGI scope entry where the middleware leaves the name of the key a request was allowed with."""
+"""The ASGI scope entry where the middleware leaves the name of the key a request presented (when it is known)."""
+
+REFUSED = "ferry.refused"
+"""The ASGI scope entry where the part of the service that refuses a request leaves why, for the refusal metrics."""
 
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
 SCOPE_BY_PATH: Mapping[str, Scope] = {
@@ -68,27 +79,81 @@ class Decision:
 
 
 class KeyStore:
-    """Configured keys, looked up by the hash of the presented key."""
+    """Configured keys: ``entries``, plus those of ``path`` (a JSON list), read again when the file changes.
 
-    def __init__(self, entries: Iterable[ApiKeyEntry]) -> None:
-        self._by_hash = {e.sha256: e for e in entries}
+    A presented key is hashed and compared with every configured hash in constant time. The file is looked at no
+    more than once per ``reload_s``; when it changed, its keys replace the old ones. A file that cannot be read or
+    parsed keeps the keys read last, and says so in the log and in :attr:`errors`.
+    """
+
+    def __init__(self, entries: Iterable[ApiKeyEntry], path: Path | None = None, *, reload_s: float = 1.0) -> None:
+        self._fixed = tuple(entries)
+        self._path = path
+        self._reload_s = reload_s
+        self._seen: tuple[float, int] | None = None
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self.errors = 0
+        self._entries = self._fixed
+        if path is not None:
+            self._reload(force=True)
+
+    @classmethod
+    def from_settings(cls, settings: OnlineSettings) -> KeyStore:
+        return cls(settings.api_keys, settings.api_keys_file)
+
+    @property
+    def entries(self) -> tuple[ApiKeyEntry, ...]:
+        self._reload()
+        return self._entries
+
+    def _reload(self, *, force: bool = False) -> None:
+        if self._path is None:
+            return
+        now = time.monotonic()
+        if not force and now < self._next:
+            return
+        with self._lock:
+            self._next = now + self._reload_s
+            try:
+                stat = self._path.stat()
+                seen = (stat.st_mtime, stat.st_size)
+                if seen == self._seen:
+                    return
+                loaded = _ENTRIES.validate_json(self._path.read_bytes())
+            except (OSError, ValueError) as exc:
+                self.errors += 1
+                log.error("API key file %s could not be read (%s); keeping the keys read last", self._path, exc)
+                return
+            self._seen = seen
+            self._entries = self._fixed + tuple(loaded)
+            log.info("API keys read from %s: %d", self._path, len(loaded))
 
     def check(self, key: str | None, scope: Scope | None) -> Decision:
         """Whether ``key`` may use an endpoint needing ``scope`` (None: any valid key will do).
 
         Every 401 answers the same :data:`UNAUTHORIZED` (a caller must not learn that a key once existed); why it
-        was refused is in :attr:`Decision.why`, for the server's log.
+        was refused is in :attr:`Decision.why`, for the server's log and the refusal metrics.
         """
         if not key:
-            return Decision(401, UNAUTHORIZED, why="no key")
-        entry = self._by_hash.get(hash_key(key))
+            return Decision(401, UNAUTHORIZED, why="no_key")
+        presented = hash_key(key).encode()
+        entry = None
+        for candidate in self.entries:  # every hash is compared, in constant time, whichever matches
+            if hmac.compare_digest(presented, candidate.sha256.encode()):
+                entry = candidate
         if entry is None:
-            return Decision(401, UNAUTHORIZED, why="unknown key")
+            return Decision(401, UNAUTHORIZED, why="unknown_key")
         if entry.revoked:
-            return Decision(401, UNAUTHORIZED, entry.name, why="revoked key")
+            return Decision(401, UNAUTHORIZED, entry.name, why="revoked_key")
+        if entry.expires_at is not None and entry.expires_at <= datetime.now(UTC):
+            return Decision(401, UNAUTHORIZED, entry.name, why="expired_key")
         if scope is not None and scope not in entry.scopes:
-            return Decision(403, f"this API key lacks the {scope!r} scope", entry.name)
+            return Decision(403, f"this API key lacks the {scope!r} scope", entry.name, why="scope")
         return Decision(200, "ok", entry.name)
+
+
+_ENTRIES = TypeAdapter(list[ApiKeyEntry])
 
 
 def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -127,7 +192,7 @@ class ApiKeyMiddleware:
     def keys(self) -> KeyStore:
         if self._keys is None:
             settings = OnlineSettings()
-            self._keys = KeyStore(settings.api_keys)
+            self._keys = KeyStore.from_settings(settings)
             if self._open is None:
                 self._open = OPEN_PATHS - {"/metrics"} if settings.metrics_require_key else OPEN_PATHS
         return self._keys
@@ -150,6 +215,8 @@ class ApiKeyMiddleware:
             return
         decision = self.keys.check(presented_key(scope.get("headers", ())), SCOPE_BY_PATH.get(path))
         if decision.status != 200:
+            scope[REFUSED] = decision.why or "refused"
+            scope[KEY_NAME] = decision.key_name
             log.info(
                 "refused %s %s: %s (key %s)",
                 scope.get("method"), path[:200], decision.why or decision.reason, decision.key_name,

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from functools import partial
 
 from ferry.online.answer import Answerer, NotReadyError, check_envelope
-from ferry.online.auth import ASGIApp, ASGIScope, Receive, Send, send_json
+from ferry.online.auth import REFUSED, ASGIApp, ASGIScope, Receive, Send, send_json
 from ferry.online.records import RequestRejected, parse_json
 from ferry.online.telemetry import Collector
 
@@ -101,6 +101,7 @@ class PredictLaneMiddleware:
             else:
                 data = await asyncio.to_thread(handler, body)
         except RequestRejected as exc:
+            scope[REFUSED] = exc.rule
             await send_json(send, exc.status, {"error": str(exc), **exc.to_dict()})
             return
         except NotReadyError as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ferry.online.auth import ASGIApp, ASGIScope, Message, Receive, Send, send_json
+from ferry.online.auth import REFUSED, ASGIApp, ASGIScope, Message, Receive, Send, send_json
 from ferry.online.settings import OnlineSettings
 
 __all__ = ["BodyLimitMiddleware"]
@@ -34,7 +34,8 @@ class BodyLimitMiddleware:
             self._timeout = OnlineSettings().body_timeout_s
         return self._timeout
 
-    async def _too_large(self, send: Send) -> None:
+    async def _too_large(self, scope: ASGIScope, send: Send) -> None:
+        scope[REFUSED] = "max_body_bytes"
         reason = f"the body exceeds {self.max_bytes} bytes; send fewer records per request"
         await send_json(send, 413, {"error": reason, "field": None, "rule": "max_body_bytes"})
 
@@ -48,10 +49,11 @@ class BodyLimitMiddleware:
                 try:
                     declared = int(value)
                 except ValueError:
+                    scope[REFUSED] = "content_length"
                     await send_json(send, 400, {"error": "Content-Length is not a number"})
                     return
                 if declared > limit:
-                    await self._too_large(send)
+                    await self._too_large(scope, send)
                     return
         # Read the body here (the app reads it whole anyway) so that a body without Content-Length is bounded too.
         chunks: list[bytes] = []
@@ -63,6 +65,7 @@ class BodyLimitMiddleware:
                 message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.0))
             except TimeoutError:
                 self.timed_out += 1
+                scope[REFUSED] = "body_timeout_s"
                 reason = f"the body did not arrive in full within {self.timeout_s:g} s; send it at once"
                 await send_json(send, 408, {"error": reason, "field": None, "rule": "body_timeout_s"},
                                 [(b"connection", b"close")])  # fmt: skip
@@ -73,7 +76,7 @@ class BodyLimitMiddleware:
             chunk = bytes(message.get("body", b""))
             size += len(chunk)
             if size > limit:
-                await self._too_large(send)
+                await self._too_large(scope, send)
                 return
             chunks.append(chunk)
             more = bool(message.get("more_body", False))

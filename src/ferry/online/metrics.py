@@ -9,13 +9,19 @@ false``) and :class:`HttpMetricsMiddleware` counts instead.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 
-from ferry.online.auth import OPEN_PATHS, SCOPE_BY_PATH, ASGIApp, ASGIScope, Message, Receive, Send
+from ferry.online.auth import KEY_NAME, OPEN_PATHS, REFUSED, SCOPE_BY_PATH, ASGIApp, ASGIScope, Message, Receive, Send
 
 __all__ = ["BUCKETS", "KNOWN_PATHS", "HttpMetricsMiddleware", "MetricsHolder", "OnlineMetrics"]
+
+log = logging.getLogger("ferry.online.security")
+
+MAX_CLIENTS = 10_000
+"""Clients whose refusals are counted at once (the least recently refused are forgotten first)."""
 
 BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -26,7 +32,12 @@ KNOWN_PATHS = frozenset({*SCOPE_BY_PATH, *OPEN_PATHS, "/", "/docs.json"})
 class OnlineMetrics:
     """Counters kept by the service process, rendered in the Prometheus text format."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, suspect_refusals: int = 20, suspect_window_s: float = 60.0) -> None:
+        self.suspect_refusals = suspect_refusals
+        self.suspect_window_s = suspect_window_s
+        self._clients: OrderedDict[str, tuple[float, int]] = OrderedDict()  # host -> (window start, refusals)
+        self.refusals: Counter[tuple[int, str, str]] = Counter()  # (status, reason, key)
+        self.suspects_total = 0
         self._lock = threading.Lock()
         self.requests: Counter[tuple[str, str]] = Counter()  # (version, outcome)
         self.buckets: Counter[tuple[str, float]] = Counter()  # (version, le)
@@ -76,6 +87,38 @@ class OnlineMetrics:
             self.http_count[endpoint] += 1
             self.http_seconds[endpoint] = self.http_seconds.get(endpoint, 0.0) + seconds
 
+    def refused(self, status: int, reason: str, key: str, client: str) -> None:
+        """A request was refused: counted by status, reason and key, and against its client. A client refused
+        ``suspect_refusals`` times within ``suspect_window_s`` becomes a suspect: counted, and logged once."""
+        now = time.monotonic()
+        with self._lock:
+            self.refusals[(status, reason, key)] += 1
+            start, n = self._clients.pop(client, (now, 0))
+            if now - start > self.suspect_window_s:
+                start, n = now, 0
+            n += 1
+            self._clients[client] = (start, n)
+            if len(self._clients) > MAX_CLIENTS:
+                self._clients.popitem(last=False)
+            crossed = n == self.suspect_refusals
+            if crossed:
+                self.suspects_total += 1
+        if crossed:
+            log.warning(
+                "client %s was refused %d times within %g s (last: %d %s, key %s)",
+                client, n, self.suspect_window_s, status, reason, key,
+            )  # fmt: skip
+
+    def suspects(self) -> int:
+        """Clients refused at least ``suspect_refusals`` times in their current window."""
+        now = time.monotonic()
+        with self._lock:
+            return sum(
+                1
+                for start, n in self._clients.values()
+                if n >= self.suspect_refusals and now - start <= self.suspect_window_s
+            )
+
     def refused_feedback(self, rule: str) -> None:
         """A /feedback request was refused for ``rule`` (``prediction_id``: an id the service never issued)."""
         with self._lock:
@@ -115,6 +158,18 @@ class OnlineMetrics:
             ]
             for rule, n in sorted(self.feedback_refused.items()):
                 lines.append(f'ferry_online_feedback_refused_total{{rule="{rule}"}} {n}')
+            lines += [
+                "# HELP ferry_online_refused_total Requests refused, by status, reason and key (- when none was "
+                "known).",
+                "# TYPE ferry_online_refused_total counter",
+            ]
+            for (status, reason, key), n in sorted(self.refusals.items()):
+                lines.append(f'ferry_online_refused_total{{status="{status}",reason="{reason}",key="{key}"}} {n}')
+            lines += [
+                "# HELP ferry_online_suspect_clients_total Clients that crossed the refusal threshold in a window.",
+                "# TYPE ferry_online_suspect_clients_total counter",
+                f"ferry_online_suspect_clients_total {self.suspects_total}",
+            ]
             lines += [
                 "# HELP ferry_online_http_requests_total HTTP requests by endpoint (the service's own paths, else "
                 "other) and status.",
@@ -170,6 +225,10 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, counted)
         finally:
             metrics.http_request(path, status, time.perf_counter() - started)
+            if status >= 400 and path not in OPEN_PATHS:
+                client = scope.get("client")
+                host = str(client[0]) if client else "-"
+                metrics.refused(status, str(scope.get(REFUSED) or "other"), str(scope.get(KEY_NAME) or "-"), host)
 
 
 def _endpoint(path: str) -> str:

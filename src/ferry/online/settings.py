@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import fsspec
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Scope = Literal["predict", "feedback", "telemetry", "admin", "metrics"]
@@ -25,6 +25,9 @@ class ApiKeyEntry(BaseModel):
         min_length=1, description="What the key may do: predict, feedback, telemetry, admin, metrics."
     )
     revoked: bool = Field(default=False, description="A revoked key is refused with 401.")
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="From this time on the key is refused with 401 (ISO 8601 with a time zone)."
+    )
 
 
 class OnlineSettings(BaseSettings):
@@ -94,6 +97,13 @@ class OnlineSettings(BaseSettings):
     log_flush_interval_s: float = Field(
         default=30.0, gt=0, le=3600, description="Buffered log rows are written at least this often."
     )
+    suspect_refusals: int = Field(
+        default=20,
+        ge=1,
+        le=1_000_000,
+        description="Refusals of one client within suspect_window_s that make it a suspect (logged and counted).",
+    )
+    suspect_window_s: float = Field(default=60.0, gt=0, le=86_400, description="Window of suspect_refusals.")
     metrics_require_key: bool = Field(
         default=False, description="/metrics answers only a key with the metrics scope (the probes stay open)."
     )
@@ -112,6 +122,11 @@ class OnlineSettings(BaseSettings):
         default=(),
         description='API keys as JSON: [{"name": ..., "sha256": ..., "scopes": ["predict"]}]. None: every '
         "guarded endpoint answers 401.",
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="A JSON file of more API keys in the same form, read again when it changes (rotation and "
+        "revocation without a restart).",
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ferry.online.auth import KEY_NAME, OPEN_PATHS, ASGIApp, ASGIScope, Receive, Send, send_json
+from ferry.online.auth import KEY_NAME, OPEN_PATHS, REFUSED, ASGIApp, ASGIScope, Receive, Send, send_json
 from ferry.online.settings import OnlineSettings, per_key_limit
 
 __all__ = ["KeyShareMiddleware", "LoadShedMiddleware"]
@@ -48,6 +48,7 @@ class LoadShedMiddleware:
         limit, retry = self._limits()
         if self.in_flight >= limit:  # one event loop: the check and the increment cannot interleave
             self.shed += 1
+            scope[REFUSED] = "max_in_flight"
             await send_json(
                 send,
                 503,
@@ -87,6 +88,7 @@ class KeyShareMiddleware:
         limit, retry = self._limits()
         if self.active[key] >= limit:  # one event loop: the check and the increment cannot interleave
             self.refused[key] += 1
+            scope[REFUSED] = "key_share"
             await send_json(
                 send,
                 429,
