@@ -314,7 +314,7 @@ def test_a_bento_built_by_build_py_serves_the_version_it_was_pinned_to(
 
 def test_overload_is_shed_with_503_and_retry_after_never_504(churn_champion: dict[str, str], tmp_path: Path) -> None:
     registry = copy_registry(churn_champion, tmp_path / "registry")
-    running = start_server(registry, tmp_path, max_in_flight="2")
+    running = start_server(registry, tmp_path, max_in_flight="2", max_in_flight_per_key="16")  # one key, many calls
     records = demo_records(churn_champion, 1000)  # each request takes a while, so 16 at once overload 2 slots
     results: list[tuple[int, str | None]] = []
     lock = threading.Lock()
