@@ -28,7 +28,8 @@ and rejected only after ``selftest_attempts`` attempts. ``Agent.retry`` (``ferry
 postponements; so does a newer version of the repository's targets metadata.
 
 **Leftovers.** A sync first collects what a killed install left behind: ``versions/incoming-*``, partial
-directories, half-made links and versions that neither ``current`` nor ``previous`` points at.
+directories, half-made links, temporary files and versions that neither ``current`` nor ``previous`` points at.
+``collect_leftovers`` does the same at the start of any command, unless a sync holds the lock at that moment.
 """
 
 from __future__ import annotations
@@ -215,7 +216,8 @@ class Agent:
             if d.name.startswith("incoming-") or (d.name.startswith(".") and d.name.endswith(".partial")):
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(f"versions/{d.name}")
-        for p in [self.home / ".current.new", self.home / ".previous.new", *self.home.glob(".state.json.*")]:
+        temporary = [*self.home.glob(".state.json.*"), *(self.home / "tuf").glob("tmp*")]  # python-tuf's temp files
+        for p in [self.home / ".current.new", self.home / ".previous.new", *temporary]:
             if p.is_symlink() or p.exists():
                 p.unlink()
                 removed.append(p.name)
