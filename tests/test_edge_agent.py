@@ -414,3 +414,18 @@ def test_a_bad_setting_is_refused_naming_it(setup: Setup, setting: str, value: A
     with pytest.raises(ConfigError, match=rf"setting {setting!r}: {reason}"):
         setup.agent.sync()
     assert not (setup.agent.home / "state.json").exists()  # nothing was attempted, nothing half-written
+
+
+def test_an_unreadable_state_file_is_named_with_what_to_do(setup: Setup) -> None:
+    setup.agent.sync()
+    (setup.agent.home / "state.json").write_text('{"torn')
+    done = subprocess.run(
+        [sys.executable, "-m", "ferry_edge.cli", "--home", str(setup.agent.home), "status"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "state.json is not a JSON object" in done.stderr
+    assert "move it aside" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -4,6 +4,7 @@ records the same shape, ``stale`` is set, and the old model keeps answering."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -77,6 +78,15 @@ def selftest_timeout(setup: Setup) -> None:
     _configure(setup, selftest_timeout_s=0.001)  # no child process finishes in a millisecond
 
 
+def disk_error(setup: Setup) -> None:
+    _publish_next(setup)
+    downloads = setup.agent.home / "downloads"
+    for p in downloads.iterdir():
+        p.unlink() if p.is_file() else shutil.rmtree(p)
+    downloads.rmdir()
+    downloads.write_bytes(b"")  # a file where the agent needs a directory: the bundle cannot be written
+
+
 CASES: list[tuple[str, Callable[[Setup], None], str]] = [
     ("unreachable", unreachable, "unreachable"),
     ("expired-timestamp", expired, "unverified"),
@@ -86,11 +96,12 @@ CASES: list[tuple[str, Callable[[Setup], None], str]] = [
     ("golden-mismatch", bad_golden, "rejected"),
     ("rejected-before", rejected_before, "rejected"),
     ("selftest-timeout", selftest_timeout, "selftest-incomplete"),
+    ("disk-error", disk_error, "error"),
 ]
 
 
 def test_every_failure_kind_has_a_case() -> None:
-    assert {kind for _, _, kind in CASES} == set(FAILURE_KINDS) - {"error"}
+    assert {kind for _, _, kind in CASES} == set(FAILURE_KINDS)
 
 
 @pytest.mark.parametrize(("cause", "kind"), [(c[1], c[2]) for c in CASES], ids=[c[0] for c in CASES])

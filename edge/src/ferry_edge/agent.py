@@ -147,10 +147,19 @@ class Agent:
         return config
 
     def state(self) -> dict[str, Any]:
+        path = self.home / "state.json"
         try:
-            return dict(json.loads((self.home / "state.json").read_text()))
+            state = json.loads(path.read_text())
         except FileNotFoundError:
             return {"crashes": {}, "rejected": {}, "pending": {}}
+        except ValueError as exc:
+            state = exc
+        if not isinstance(state, dict):
+            raise ConfigError(
+                f"{path} is not a JSON object ({state}); move it aside and the agent starts a new one "
+                "(its rejected bundles are then tried again)"
+            )
+        return state
 
     def _save_state(self, **changes: Any) -> dict[str, Any]:
         state = {**self.state(), **changes}
@@ -269,9 +278,9 @@ class Agent:
         in state.json in one shape (see the module docstring); the error raised carries its ``kind``."""
         cfg = self.config
         with self._locked():
-            self._collect()
             seen: dict[str, str] = {}
             try:
+                self._collect()
                 result = self._sync(cfg, seen)
             except Exception as exc:
                 error = _as_edge_error(exc)

@@ -1,7 +1,8 @@
 """Errors of the device agent, all under :class:`EdgeError`::
 
 EdgeError
-├── ConfigError(ValueError)            the agent is not initialised, or a setting in config.json is wrong
+├── ConfigError(ValueError)            the agent is not initialised, a setting in config.json is wrong, or
+│                                      config.json or state.json cannot be read
 ├── BundleRejected(ValueError)         a verified download is still not an acceptable bundle (layout, self-test,
 │                                      size); kinds ``rejected`` and ``oversize``
 ├── SelfTestIncomplete(RuntimeError)   the self-test did not complete (a signal, a timeout, the latency budget
