@@ -138,8 +138,17 @@ def _break_golden(raw: bytes) -> bytes:
         (lambda m: m.update({"../model.onnx": m["model.onnx"]}), "not allowed"),
         (lambda m: m.pop("bundle.json"), "lacks"),
         (lambda m: m.update({"bundle.json": b"{not json"}), "not valid JSON"),
+        (lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], "../../escape")}), "not a version name"),
     ],
-    ids=["golden-mismatch", "truncated-model", "extra-member", "path-traversal", "no-manifest", "bad-manifest"],
+    ids=[
+        "golden-mismatch",
+        "truncated-model",
+        "extra-member",
+        "path-traversal",
+        "no-manifest",
+        "bad-manifest",
+        "version-is-a-path",
+    ],
 )
 def test_signed_but_bad_bundles_never_switch_in(
     setup: Setup, change: Callable[[dict[str, bytes]], None], problem: str

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any
 
 from ferry_edge.errors import BundleRejected
 
+VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+"""A version names a directory on the device, so it is a plain name: never a path."""
 MEMBERS = frozenset({"bundle.json", "model.onnx"})
 MAX_MEMBER_BYTES = 512 * 1024 * 1024
 REQUIRED = {
@@ -41,6 +44,11 @@ def parse_manifest(raw: bytes) -> dict[str, Any]:
     for key, kind in REQUIRED.items():
         if not isinstance(manifest.get(key), kind):
             raise BundleRejected(f"bundle.json field {key!r} is missing or not a {kind.__name__}")
+    if not VERSION.fullmatch(manifest["version"]):
+        raise BundleRejected(
+            f"bundle.json field 'version' {manifest['version'][:80]!r} is not a version name "
+            "(letters, digits, '.', '_', '+', '-'; at most 128 characters)"
+        )
     if manifest["format"] != 1:
         raise BundleRejected(f"bundle format {manifest['format']} is not supported by this agent (1)")
     return manifest
