@@ -22,11 +22,11 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from ferry import batch as core
-from ferry.batch_io import OutputDir, Partition, count_rows, output_lock
+from ferry.batch import OutputDir, Partition, count_rows, output_lock
 from ferry.errors import MissingExtra
 from ferry.registry import Registry
 from ferry.settings import StorageSettings
-from ferry.summary import as_link
+from ferry.train.summary import as_link
 
 
 @task(name="plan-batch", retries=1, retry_delay_seconds=2)

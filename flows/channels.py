@@ -11,8 +11,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
 
-from ferry.audit import AuditRecord
 from ferry.registry import Registry
+from ferry.registry.audit import AuditRecord
 from ferry.settings import StorageSettings
 
 Channel = Literal["online/champion", "online/challenger", "batch", "edge/beta", "edge/stable"]

@@ -9,9 +9,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from ferry.publish import open_repository, publish_channel
+from ferry.publish.tufrepo import describe
 from ferry.registry import Registry
 from ferry.settings import StorageSettings
-from ferry.tufrepo import describe
 
 
 @task(name="publish-channel", retries=2, retry_delay_seconds=5)

@@ -19,11 +19,12 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.events import emit_event
 
 from ferry import monitor as core
-from ferry import rollout, whereabouts
+from ferry import status
+from ferry.monitor import rollout
+from ferry.monitor.rollout import RolloutSettings
 from ferry.registry import Registry
-from ferry.rollout import RolloutSettings
 from ferry.settings import StorageSettings
-from ferry.summary import as_link
+from ferry.train.summary import as_link
 
 EVENT = "ferry.drift.detected"
 
@@ -101,7 +102,7 @@ def monitor(
     service's ``/feedback`` with the predictions logged in the last ``label_lookback_days``: each version's quality.
     ``online_url``: the online service, asked what it serves for the "what runs where" artifact (with the key in
     ``FERRY_STATUS_API_KEY``). Then the staged rollout: a challenger whose window has elapsed is promoted or rolled back
-    (:mod:`ferry.rollout`).
+    (:mod:`ferry.monitor.rollout`).
     """
     log = get_run_logger()
     settings = settings or core.MonitorSettings()
@@ -138,7 +139,7 @@ def monitor(
     if edge_cursor:
         state.cursors["edge"] = edge_cursor
     if devices:
-        whereabouts.remember_devices(registry, model, devices)
+        status.remember_devices(registry, model, devices)
 
     judged = [judge_source(registry_url, model, version_id, s, settings, run) for s in sources]
     quality = _quality(registry, model, schema, feedback, labels_url, settings)
@@ -198,11 +199,9 @@ def monitor(
         "quality": quality,
     }
     outcome["rollout"] = rollout_step(registry_url, model, rollout_settings or RolloutSettings())
-    view = whereabouts.collect(registry, model, online_url=online_url, api_key=os.environ.get("FERRY_STATUS_API_KEY"))
+    view = status.collect(registry, model, online_url=online_url, api_key=os.environ.get("FERRY_STATUS_API_KEY"))
     outcome["skew"] = view.skew
-    create_markdown_artifact(
-        whereabouts.to_markdown(view), key=_key(model, "whereabouts"), description="What runs where"
-    )
+    create_markdown_artifact(status.to_markdown(view), key=_key(model, "whereabouts"), description="What runs where")
     _artifacts(registry, outcome)
     return outcome
 

@@ -1,4 +1,4 @@
-"""The ``retrain`` Prefect flow: thin tasks around :mod:`ferry.retrain`, passing the run directory between them.
+"""The ``retrain`` Prefect flow: thin tasks around :mod:`ferry.train.steps`, passing the run directory between them.
 
 Run it with ``ferry train --data ... --schema ...``, or deploy it from ``prefect.yaml``.
 """
@@ -15,11 +15,11 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from pydantic import Field
 
-from ferry import retrain as core
-from ferry.artifacts import read_json
 from ferry.registry import Registry
 from ferry.settings import GateSettings, StorageSettings, TrainSettings
-from ferry.summary import as_link, gate_rows, markdown_summary, metric_rows
+from ferry.train import steps as core
+from ferry.train.run_files import read_json
+from ferry.train.summary import as_link, gate_rows, markdown_summary, metric_rows
 
 
 @task(name="ingest", retries=2, retry_delay_seconds=5)

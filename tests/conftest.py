@@ -42,13 +42,13 @@ def churn_champion(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """
     from helpers import loop
 
-    from ferry import demo
+    from ferry import demo_data
     from ferry.registry import Registry
 
     root = tmp_path_factory.mktemp("champion")
     schema = root / "schema.yaml"
-    schema.write_text(demo.churn_schema().dump_yaml())
-    data = demo.write_demo(root / "data", n_rows=6000, seed=11, fmt="parquet")
+    schema.write_text(demo_data.churn_schema().dump_yaml())
+    data = demo_data.write_demo(root / "data", n_rows=6000, seed=11, fmt="parquet")
     registry = Registry(str(root / "registry"))
     version, gate, _ = loop(data, schema, registry, root / "runs")
     assert gate["passed"], gate["reasons"]
@@ -56,7 +56,7 @@ def churn_champion(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def free_port() -> int:
-    from ferry.serving import free_port as _free_port
+    from ferry.cli.processes import free_port as _free_port
 
     return _free_port()
 
@@ -64,7 +64,7 @@ def free_port() -> int:
 @pytest.fixture
 def serve_dir() -> Iterator[Callable[[Path], str]]:
     """Start Python's http.server on a directory (127.0.0.1, free port); returns its URL. Stopped by PID."""
-    from ferry.serving import StaticHost
+    from ferry.cli.processes import StaticHost
 
     hosts: list[StaticHost] = []
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ferry import retrain as core
 from ferry.registry import ModelVersion, Registry
 from ferry.settings import GateSettings, TrainSettings
+from ferry.train import steps as core
 
 
 def loop(

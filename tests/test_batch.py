@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ferry import batch
-from ferry.batch_io import discover_partitions
+from ferry.batch import discover_partitions
 from ferry.data import read_table, to_onnx_inputs, validate
 from ferry.errors import DataFormatError, DataValidationError, RegistryError
 from ferry.registry import Registry
@@ -304,7 +304,7 @@ def test_version_batch_channel_then_champion_then_pinned(tmp_path: Path, churn_c
 def test_prefetch_keeps_order_raises_in_order_and_stops_when_closed() -> None:
     import threading
 
-    from ferry.batch_io import prefetch
+    from ferry.batch import prefetch
 
     assert list(prefetch(iter(range(50)), depth=2)) == list(range(50))
 
@@ -376,7 +376,7 @@ def test_reads_and_writes_fsspec_urls(tmp_path: Path, churn_champion: dict[str, 
 def test_write_behind_keeps_order_and_reraises_a_failed_write() -> None:
     import threading
 
-    from ferry.batch_io import WriteBehind
+    from ferry.batch import WriteBehind
 
     for threaded in (True, False):
         seen: list[int] = []
@@ -409,7 +409,7 @@ def test_row_progress_reports_rows_share_and_rate(
     progress = batch.RowProgress(lines.append, "day=00__part", 6000, every_s=0.0)
     write_partitions(churn_champion, tmp_path / "in", n=1, csv=0)
     part = discover_partitions(str(tmp_path / "in"))[0]
-    from ferry.batch_io import count_rows
+    from ferry.batch import count_rows
 
     assert count_rows(part) == 6000
     batch.score(

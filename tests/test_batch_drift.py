@@ -13,16 +13,15 @@ import pyarrow.parquet as pq
 import pytest
 from test_batch import _second_version
 
-from ferry import batch, demo
-from ferry.batch_io import OutputDir, discover_partitions
-from ferry.batch_rows import Reservoir, check_batch
+from ferry import batch, demo_data
+from ferry.batch import OutputDir, Reservoir, check_batch, discover_partitions
 from ferry.registry import Registry
 
 
 def demo_partitions(where: Path, *, drift: float, parts: int = 2, rows: int = 3000) -> Path:
     where.mkdir(parents=True)
     for i in range(parts):
-        frame = demo.make_churn(rows, seed=500 + i, drift=drift)
+        frame = demo_data.make_churn(rows, seed=500 + i, drift=drift)
         frame["customer_id"] = [f"D{i}-{j:06d}" for j in range(rows)]
         frame.to_parquet(where / f"part-{i}.parquet", index=False)
     return where
@@ -46,7 +45,7 @@ def test_drifted_input_is_detected_and_fresh_input_is_not(tmp_path: Path, regist
     assert d["drifted_share"] >= 0.25
     flagged = {c["feature"] for c in d["columns"] if c["drifted"]}
     assert {"device_os", "contract", "support_calls"} <= flagged
-    assert [c["feature"] for c in d["columns"]] == list(demo.churn_schema().feature_names)
+    assert [c["feature"] for c in d["columns"]] == list(demo_data.churn_schema().feature_names)
     assert all(c["method"] and c["threshold"] is not None for c in d["columns"])
     assert d["sample_rows"] == 4000  # 2,000 sampled rows of each 3,000-row partition
     assert d["reference_rows"] > 1000
@@ -68,7 +67,7 @@ def test_samples_cover_each_partition_and_a_rerun_reuses_them(tmp_path: Path, re
     assert [p.name for p in samples] == ["part-0.parquet", "part-1.parquet"]
     frame = pq.read_table(samples[0]).to_pandas()
     assert len(frame) == 300
-    assert list(frame.columns) == list(demo.churn_schema().feature_names)
+    assert list(frame.columns) == list(demo_data.churn_schema().feature_names)
     again = batch.score(str(source), str(tmp_path / "out"), registry, settings=settings)
     assert again.skipped == 2
     assert again.drift is not None
@@ -109,8 +108,8 @@ def test_drift_can_be_switched_off(tmp_path: Path, registry: Registry) -> None:
 
 
 def test_reservoir_samples_uniformly_and_reproducibly() -> None:
-    schema = demo.churn_schema()
-    frame = demo.make_churn(20_000, seed=9).drop(columns=["churned", "email", "phone"])
+    schema = demo_data.churn_schema()
+    frame = demo_data.make_churn(20_000, seed=9).drop(columns=["churned", "email", "phone"])
     frame["tenure_months"] = np.arange(len(frame), dtype=np.float64) % 600  # marks each row's position
     frame["num_lines"] = np.arange(len(frame)) // 600 + 1.0
     table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -140,8 +139,8 @@ def test_a_sample_drawn_from_the_input_is_the_one_scoring_keeps(tmp_path: Path, 
     """``sample_partition`` checks only the rows that could enter the sample, in other record batches, yet keeps
     the same rows as scoring does: with a third of the rows bad, few candidates at a time (k=7) need several rounds
     of checks, and k above the good rows keeps them all."""
-    schema = demo.churn_schema()
-    frame = demo.make_churn(4000, seed=31).drop(columns=["churned"])
+    schema = demo_data.churn_schema()
+    frame = demo_data.make_churn(4000, seed=31).drop(columns=["churned"])
     frame["customer_id"] = [f"C{j:05d}" for j in range(len(frame))]
     frame["tenure_months"] = frame["tenure_months"].astype(object)
     bad = np.random.default_rng(3).random(len(frame)) < 0.33

@@ -28,7 +28,7 @@ def drift_processes() -> list[int]:
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if child.status() == psutil.STATUS_ZOMBIE or "ferry.batch_drift" in " ".join(child.cmdline()):
+            if child.status() == psutil.STATUS_ZOMBIE or "ferry.batch.drift_process" in " ".join(child.cmdline()):
                 found.append(child.pid)
         except psutil.NoSuchProcess:
             continue
@@ -132,7 +132,7 @@ def test_a_drift_process_that_hangs_fails_the_check_at_its_time_limit(
 ) -> None:
     """A drift process stopped (SIGSTOP) mid-run never answers: the run waits only the check's time limit plus the
     grace, reports the check failed, keeps its scores, and still reaps the stopped process."""
-    from ferry import batch_drift
+    from ferry.batch import drift as batch_drift
 
     monkeypatch.setattr(batch_drift, "_ANSWER_GRACE_S", 2.0)
     stopped: list[int] = []

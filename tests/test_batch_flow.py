@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from test_batch import read_scores, without_time, write_partitions
 
-from ferry import batch, demo
+from ferry import batch, demo_data
 from ferry.registry import Registry
 
 # The Prefect client that tasks open inside in-process Dask workers leaves a socket to the test server for the
@@ -72,7 +72,7 @@ def test_runners_give_identical_output(
     drift = Artifact.get("churn-batch-drift")
     assert drift is not None
     rows = json.loads(str(drift.data))
-    assert [r["feature"] for r in rows] == list(demo.churn_schema().feature_names)
+    assert [r["feature"] for r in rows] == list(demo_data.churn_schema().feature_names)
     assert {r["drifted?"] for r in rows} == {"no"}
     report = Artifact.get("churn-batch-drift-report")
     assert report is not None

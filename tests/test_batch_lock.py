@@ -16,7 +16,7 @@ import pytest
 from test_batch import read_scores, without_time
 
 from ferry import batch
-from ferry.batch_io import OutputDir, OutputLocked, output_lock
+from ferry.batch import OutputDir, OutputLocked, output_lock
 from ferry.registry import Registry
 
 SCORE = "from ferry.cli import app; app()"

@@ -1,4 +1,4 @@
-"""The Arrow route of batch validation (:func:`ferry.batch_rows.check_batch`) against the pandas route it replaces:
+"""The Arrow route of batch validation (:func:`ferry.batch.rows.check_batch`) against the pandas route it replaces:
 the same good rows, the same rejects (column, rule, every reason, in order) and bit-identical ONNX inputs, for
 every column type a partition can bring."""
 
@@ -13,11 +13,11 @@ import pyarrow as pa
 import pytest
 
 from ferry import data as fdata
-from ferry import demo
-from ferry.batch_rows import check_batch, split_rows
+from ferry import demo_data
+from ferry.batch.rows import check_batch, split_rows
 from ferry.schema import Schema
 
-SCHEMA: Schema = demo.churn_schema()
+SCHEMA: Schema = demo_data.churn_schema()
 
 
 def pandas_route(batch: pa.RecordBatch, schema: Schema) -> tuple[Any, Any, Any]:
@@ -49,7 +49,7 @@ def assert_same_as_pandas(batch: pa.RecordBatch, schema: Schema = SCHEMA) -> Non
 
 
 def frame(n: int = 60, seed: int = 3) -> pd.DataFrame:
-    df = demo.make_churn(n, seed=seed)
+    df = demo_data.make_churn(n, seed=seed)
     return df.drop(columns=["churned", "email", "phone"])
 
 

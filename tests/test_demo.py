@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
 from ferry.data import read_table, to_onnx_inputs, validate
-from ferry.demo import NEW_DEVICE_OS, churn_schema, make_churn, write_demo
+from ferry.demo_data import NEW_DEVICE_OS, churn_schema, make_churn, write_demo
 from ferry.schema import Schema
 
 EXAMPLE_SCHEMA = Path(__file__).resolve().parents[1] / "examples" / "churn" / "schema.yaml"

@@ -11,10 +11,11 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from ferry import export, train
 from ferry.errors import ExportError
 from ferry.schema import Schema
 from ferry.settings import TrainSettings
+from ferry.train import onnx_export as export
+from ferry.train import pipeline as train
 
 SCHEMA = Schema.from_dict(
     {

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ferry import demo
+from ferry import demo_data
 from ferry.registry import Registry
 
 pytestmark = pytest.mark.integration
@@ -32,14 +32,14 @@ def test_retrain_flow_leaves_a_version_and_readable_artifacts(
     prefect_server: None, ferry_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ferry.publish import open_repository
-    from ferry.tufrepo import describe
+    from ferry.publish.tufrepo import describe
     from flows.retrain import retrain
 
     monkeypatch.setenv("FERRY_EDGE_REPO_URL", str(ferry_env / "edge-repo"))
     monkeypatch.setenv("FERRY_EDGE_KEYS_DIR", str(ferry_env / "edge-keys"))
     schema = ferry_env / "schema.yaml"
-    schema.write_text(demo.churn_schema().dump_yaml())
-    data = demo.write_demo(ferry_env / "data", n_rows=5000, seed=3, fmt="parquet")
+    schema.write_text(demo_data.churn_schema().dump_yaml())
+    data = demo_data.write_demo(ferry_env / "data", n_rows=5000, seed=3, fmt="parquet")
 
     channels = ["online/champion", "edge/beta"]
     state = retrain(data=str(data), schema_file=str(schema), promote_to=channels, return_state=True)
@@ -76,9 +76,9 @@ def test_retrain_flow_fails_clearly_on_bad_data(prefect_server: None, ferry_env:
     from flows.retrain import retrain
 
     schema = ferry_env / "schema.yaml"
-    schema.write_text(demo.churn_schema().dump_yaml())
+    schema.write_text(demo_data.churn_schema().dump_yaml())
     bad = ferry_env / "bad.csv"
-    demo.make_churn(1000, seed=1).drop(columns=["contract"]).to_csv(bad, index=False)
+    demo_data.make_churn(1000, seed=1).drop(columns=["contract"]).to_csv(bad, index=False)
     with pytest.raises(DataValidationError, match="contract"):
         retrain(data=str(bad), schema_file=str(schema))
     assert Registry(str(ferry_env / "registry")).models() == []

@@ -132,7 +132,7 @@ def test_gate_result_round_trips_through_json() -> None:
 
 
 def test_input_drift_is_detected_on_drifted_data_and_not_on_fresh_reference_data(tmp_path: Path) -> None:
-    from ferry.demo import churn_schema, make_churn
+    from ferry.demo_data import churn_schema, make_churn
     from ferry.gate import input_drift
 
     schema = churn_schema()

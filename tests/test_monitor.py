@@ -13,12 +13,13 @@ from conftest import copy_clean
 from ferry_edge.telemetry import DriftSketch, Heartbeats
 
 from ferry import gate, monitor
-from ferry.demo import churn_schema, make_churn
+from ferry.cli.parity import records
+from ferry.demo_data import churn_schema, make_churn
+from ferry.errors import FerryError
 from ferry.online.holder import ModelHolder
 from ferry.online.logs import FeedbackLog, PredictionLog
 from ferry.online.predict import predict
 from ferry.registry import Registry
-from ferry.showcase import records
 
 SETTINGS = monitor.MonitorSettings(min_rows=100)
 
@@ -276,7 +277,7 @@ def test_a_corrupt_state_file_is_named(registry: Registry) -> None:
     path = Path(registry.url) / "models" / "churn" / "monitor" / "state.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("{not json")
-    with pytest.raises(monitor.FerryError, match="monitor state of 'churn' is not valid JSON"):
+    with pytest.raises(FerryError, match="monitor state of 'churn' is not valid JSON"):
         monitor.MonitorState.load(registry, "churn")
 
 
@@ -296,7 +297,7 @@ def test_bad_settings_name_the_field(env: dict[str, str], field: str, monkeypatc
 def test_a_batch_run_leaves_its_input_sample_for_the_monitor_and_its_output_for_status(
     registry: Registry, reference: Any, tmp_path: Path
 ) -> None:
-    from ferry import batch, whereabouts
+    from ferry import batch, status
 
     frame, schema = reference
     (tmp_path / "in").mkdir()
@@ -307,7 +308,7 @@ def test_a_batch_run_leaves_its_input_sample_for_the_monitor_and_its_output_for_
     assert data.versions == {summary.version: data.rows}
     assert data.rows == 2000  # the partition's drift sample (FERRY_BATCH_DRIFT_SAMPLE_ROWS)
     assert monitor.judge(data, frame, schema, SETTINGS).drifted
-    (run,) = whereabouts.batch_runs(registry, "churn")
+    (run,) = status.batch_runs(registry, "churn")
     assert run["output"] == summary.output
     assert run["version"] == summary.version
     assert run["scored"] == 3000

@@ -12,9 +12,9 @@ from test_monitor import beats_from, serve_rows
 from test_rollout import traffic
 
 from ferry import monitor as core
-from ferry.demo import churn_schema, make_churn
+from ferry.cli.parity import records
+from ferry.demo_data import churn_schema, make_churn
 from ferry.registry import Registry
-from ferry.showcase import records
 
 pytestmark = pytest.mark.integration
 
@@ -66,9 +66,9 @@ def test_monitor_flow_announces_new_drift_once_and_leaves_evidence(
 def test_monitor_flow_promotes_a_challenger_after_its_window_and_publishes_edge_stable(
     prefect_server: None, staged: tuple[Registry, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from ferry.monitor.rollout import RolloutSettings
     from ferry.publish import open_repository
-    from ferry.rollout import RolloutSettings
-    from ferry.tufrepo import describe
+    from ferry.publish.tufrepo import describe
     from flows.monitor import monitor
 
     monkeypatch.setenv("FERRY_EDGE_REPO_URL", str(tmp_path / "edge-repo"))

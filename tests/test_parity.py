@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 
 from ferry import batch
-from ferry.demo import NEW_DEVICE_OS, churn_schema, make_churn
+from ferry.cli.parity import Scores, batch_scores, compare, edge_scores, online_scores, records
+from ferry.cli.processes import BentoNotFound, Service, StaticHost, bento_dir, free_port
+from ferry.demo_data import NEW_DEVICE_OS, churn_schema, make_churn
 from ferry.online.auth import hash_key
 from ferry.publish import open_repository, publish_channel
 from ferry.registry import Registry
-from ferry.serving import BentoNotFound, Service, StaticHost, bento_dir, free_port
 from ferry.settings import EdgeSettings
-from ferry.showcase import Scores, batch_scores, compare, edge_scores, online_scores, records
 
 KEY = "parity-test-key"
 FERRY = Path(sys.executable).parent / "ferry"
@@ -253,7 +253,7 @@ def test_demo_runs_the_whole_release_end_to_end(tmp_path: Path) -> None:
 
 
 def test_the_demo_clears_only_what_an_earlier_demo_made(tmp_path: Path) -> None:
-    from ferry.cli_demo import MARKER, fresh_world
+    from ferry.cli.demo_steps import MARKER, fresh_world
     from ferry.errors import FerryError
 
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"

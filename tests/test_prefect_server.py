@@ -20,10 +20,10 @@ import yaml
 from conftest import copy_clean, free_port
 from test_monitor import serve_rows
 
-from ferry import demo
+from ferry import demo_data
+from ferry.cli.parity import records
+from ferry.cli.processes import stop_process
 from ferry.registry import Registry
-from ferry.serving import stop_process
-from ferry.showcase import records
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -132,13 +132,13 @@ def test_drift_runs_the_retrain_deployment_through_the_automation(
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     s, registry = stack
-    schema = demo.churn_schema()
+    schema = demo_data.churn_schema()
     before = {v.id for v in registry.versions("churn")}
 
     # Fresh labelled data for the retrain (newer than anything the champion saw), in a copy of prefect.yaml whose
     # parameters point at this test's files; the deployments themselves are the real ones.
     labelled = tmp_path / "labelled.parquet"
-    demo.make_churn(6000, seed=95, drift=0.8, start="2027-01-01").to_parquet(labelled, index=False)
+    demo_data.make_churn(6000, seed=95, drift=0.8, start="2027-01-01").to_parquet(labelled, index=False)
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
     for d in spec["deployments"]:
         if d["name"] == "retrain":
@@ -155,7 +155,7 @@ def test_drift_runs_the_retrain_deployment_through_the_automation(
     s.spawn("worker", "worker", "start", "--pool", "ferry-process", "--limit", "2")
 
     # A drifted batch of traffic reaches the online service's prediction log; then the monitor deployment runs.
-    serve_rows(registry, records(demo.make_churn(600, seed=96, drift=1.0), schema))
+    serve_rows(registry, records(demo_data.make_churn(600, seed=96, drift=1.0), schema))
     s.run("deployment", "run", "monitor/monitor")
 
     async def retrain_runs(client: Any) -> list[Any]:

@@ -9,22 +9,22 @@ import pandas as pd
 import pytest
 from helpers import loop
 
-from ferry import demo
-from ferry import retrain as core
+from ferry import demo_data
 from ferry.errors import DataError, DataFormatError, DataValidationError
 from ferry.registry import Registry
 from ferry.settings import GateSettings, TrainSettings
+from ferry.train import steps as core
 
 
 @pytest.fixture(scope="module")
 def churn_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("churn")
     schema = root / "schema.yaml"
-    schema.write_text(demo.churn_schema().dump_yaml())
+    schema.write_text(demo_data.churn_schema().dump_yaml())
     return {
         "schema": schema,
-        "base": demo.write_demo(root / "base", n_rows=6000, seed=1, drift=0.0, fmt="parquet"),
-        "drifted": demo.write_demo(root / "drifted", n_rows=6000, seed=2, drift=0.8, fmt="csv"),
+        "base": demo_data.write_demo(root / "base", n_rows=6000, seed=1, drift=0.0, fmt="parquet"),
+        "drifted": demo_data.write_demo(root / "drifted", n_rows=6000, seed=2, drift=0.8, fmt="csv"),
     }
 
 

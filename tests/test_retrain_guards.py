@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from ferry import demo
-from ferry import retrain as core
+from ferry import demo_data
 from ferry.registry import Registry
+from ferry.train import steps as core
 
 pytestmark = pytest.mark.integration
 
@@ -41,8 +41,8 @@ def test_new_rows_are_told_by_timestamp_and_by_data_hash(
     assert "the same data" in same.how
 
     frame = pd_concat(
-        demo.make_churn(300, seed=90, start="2024-06-01", days=30),  # older than anything the champion saw
-        demo.make_churn(700, seed=91, start="2027-01-01", days=30),  # newer
+        demo_data.make_churn(300, seed=90, start="2024-06-01", days=30),  # older than anything the champion saw
+        demo_data.make_churn(700, seed=91, start="2027-01-01", days=30),  # newer
     )
     later = tmp_path / "later.parquet"
     frame.to_parquet(later, index=False)
@@ -109,7 +109,7 @@ def test_a_person_approves_or_rejects_a_paused_retrain(
     from flows.retrain import retrain
 
     monkeypatch.setenv("FERRY_WORK_DIR", str(tmp_path / "runs"))
-    data = demo.write_demo(tmp_path / "data", n_rows=5000, seed=93, fmt="parquet")
+    data = demo_data.write_demo(tmp_path / "data", n_rows=5000, seed=93, fmt="parquet")
     champion = registry.channel("churn", "online/champion")
     result: dict[str, Any] = {}
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from ferry import rollout
-from ferry.demo import make_churn
+from ferry.cli.parity import records
+from ferry.demo_data import make_churn
+from ferry.monitor import rollout as rollout
 from ferry.online.holder import ModelHolder
 from ferry.online.logs import FeedbackLog, PredictionLog
 from ferry.online.predict import predict
 from ferry.registry import Registry
-from ferry.showcase import records
 
 SETTINGS = rollout.RolloutSettings(window_hours=1, min_rows=200, min_labels=100)
 

@@ -17,12 +17,12 @@ import pytest
 from tuf.api.exceptions import ExpiredMetadataError
 from tuf.ngclient import Updater
 
-from ferry.bundle import MEMBERS, build_bundle
 from ferry.data import to_onnx_inputs
+from ferry.publish.bundle import MEMBERS, build_bundle
+from ferry.publish.tufrepo import KeyStore, TufRepository, describe, target_name
 from ferry.registry import Registry
 from ferry.schema import Schema
 from ferry.scoring import OnnxScorer
-from ferry.tufrepo import KeyStore, TufRepository, describe, target_name
 
 
 @pytest.fixture
@@ -142,7 +142,7 @@ def test_init_refuses_an_existing_repository(repo_dir: Path, tmp_path: Path) -> 
 
 PUBLISHER = """
 import sys
-from ferry.tufrepo import KeyStore, TufRepository
+from ferry.publish.tufrepo import KeyStore, TufRepository
 repo = TufRepository(sys.argv[1], KeyStore(sys.argv[2]))
 for i in range(5):
     repo.publish(f"m/edge-{sys.argv[3]}/bundle.tar", f"{sys.argv[3]}-{i}".encode())

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ferry import whereabouts
+from ferry import status
 from ferry.cli import app
+from ferry.cli.processes import Service, free_port
 from ferry.online.auth import hash_key
 from ferry.registry import Registry
-from ferry.serving import Service, free_port
 
 KEY = "whereabouts-key"
 
@@ -30,7 +30,7 @@ def beat(device: str, channel: str, version: str, at: str) -> dict[str, object]:
 
 def test_devices_behind_and_stale_batch_outputs_are_skew(staged: tuple[Registry, str, str]) -> None:
     registry, champion, challenger = staged
-    whereabouts.remember_devices(
+    status.remember_devices(
         registry,
         "churn",
         [
@@ -39,15 +39,15 @@ def test_devices_behind_and_stale_batch_outputs_are_skew(staged: tuple[Registry,
             beat("pump-2", "edge/beta", challenger, "2026-01-01T09:00:00+00:00"),  # older: ignored
         ],
     )
-    assert whereabouts.devices(registry, "churn")["pump-2"]["version"] == champion
-    whereabouts.note_batch_run(registry, "churn", output="s3://scores/a", version=challenger, rows=10, scored=10)
-    view = whereabouts.collect(registry, "churn")
+    assert status.devices(registry, "churn")["pump-2"]["version"] == champion
+    status.note_batch_run(registry, "churn", output="s3://scores/a", version=challenger, rows=10, scored=10)
+    view = status.collect(registry, "churn")
     assert view.channels["edge/beta"] == challenger
     assert view.skew == [
         f"the latest batch output s3://scores/a was scored with {challenger}",
         f"device pump-2 on edge/beta runs {champion}, behind {challenger}",
     ]
-    md = whereabouts.to_markdown(view)
+    md = status.to_markdown(view)
     assert "| pump-1 | edge/stable |" in md
     assert "behind" in md
 
@@ -70,7 +70,7 @@ def test_status_asks_the_online_service_what_it_serves(
         "BENTOML_HOME": str(tmp_path / "bh"),
     }
     with Service(log=tmp_path / "serve.log", env=env) as service:
-        view = whereabouts.collect(registry, "churn", online_url=service.url, api_key=KEY)
+        view = status.collect(registry, "churn", online_url=service.url, api_key=KEY)
         assert view.online is not None
         assert view.online["version"] == champion
         assert view.skew == []
@@ -79,9 +79,9 @@ def test_status_asks_the_online_service_what_it_serves(
         )
         assert result.exit_code == 0, result.output
         assert f"online service: serves {champion}" in result.output
-        wrong = whereabouts.collect(registry, "churn", online_url=service.url, api_key="wrong")
+        wrong = status.collect(registry, "churn", online_url=service.url, api_key="wrong")
         assert wrong.skew == [f"online: {service.url} answered 401"]
-    gone = whereabouts.collect(registry, "churn", online_url=f"http://127.0.0.1:{free_port()}")
+    gone = status.collect(registry, "churn", online_url=f"http://127.0.0.1:{free_port()}")
     assert gone.skew[0].startswith("online: http://127.0.0.1:")
     assert "did not answer" in gone.skew[0]
 
@@ -90,6 +90,6 @@ def test_a_corrupt_devices_file_reads_as_no_devices(registry: Registry) -> None:
     path = Path(registry.url) / "models" / "churn" / "monitor" / "devices.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("{torn")
-    assert whereabouts.devices(registry, "churn") == {}
+    assert status.devices(registry, "churn") == {}
     shutil.rmtree(path.parent)
-    assert whereabouts.collect(registry, "churn").devices == {}
+    assert status.collect(registry, "churn").devices == {}
