@@ -22,6 +22,7 @@ from ferry import monitor as core
 from ferry import status
 from ferry.monitor import rollout
 from ferry.monitor.rollout import RolloutSettings
+from ferry.publish import publish_moved
 from ferry.registry import Registry
 from ferry.settings import StorageSettings
 from ferry.train.summary import as_link
@@ -74,10 +75,7 @@ def rollout_step(registry_url: str, model: str, settings: RolloutSettings) -> di
     log = get_run_logger()
     for rec in moved:
         log.warning("%s of %s: %s -> %s (%s)", rec.channel, model, rec.from_version, rec.to_version, evidence.decision)
-        if rec.channel.startswith("edge/"):
-            from ferry.publish import open_repository, publish_channel
-
-            publish_channel(registry, open_repository(), model, rec.channel)
+    publish_moved(registry, model, [rec.channel for rec in moved])
     if evidence.decision in ("wait", "none"):
         log.info("rollout: %s (%s)", evidence.decision, "; ".join(evidence.reasons))
     return {**evidence.to_dict(), "moved": [{"channel": r.channel, "to": r.to_version} for r in moved]}

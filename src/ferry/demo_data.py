@@ -16,15 +16,14 @@ worse, which is what the monitoring and retraining flows must notice.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from ferry import storage
 from ferry.schema import Feature, Schema
 
 __all__ = ["churn_schema", "make_churn", "write_demo"]
@@ -236,15 +235,12 @@ def write_demo(
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"churn-n{n_rows}-seed{seed}-drift{drift:.2f}.{fmt}"
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+
+    def write(fh: BinaryIO) -> None:
         if fmt == "csv":
-            frame.to_csv(tmp, index=False)
+            frame.to_csv(fh, index=False)
         else:
-            frame.to_parquet(tmp, index=False, engine="pyarrow")
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
+            frame.to_parquet(fh, index=False, engine="pyarrow")
+
+    storage.atomic_write(storage.local_fs(), str(target), write)
     return target

@@ -107,7 +107,11 @@ class PromotionRefused(RegistryError, ValueError):
 
 
 class LockTimeout(RegistryError, TimeoutError):
-    """Another writer held the registry lock for longer than the timeout."""
+    """Another writer held a lock for longer than the timeout; ``holder`` is its record (pid, host, since) if known."""
+
+    def __init__(self, message: str, *, holder: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class AuditError(FerryError, ValueError):

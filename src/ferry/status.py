@@ -19,22 +19,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ferry import storage
-from ferry.registry import Registry
+from ferry.registry import Registry, layout
 
 __all__ = ["Whereabouts", "collect", "devices", "note_batch_run", "remember_devices", "to_markdown"]
 
 BATCH_RUNS_SHOWN = 5
 
 
-def _path(root: str, model: str, *parts: str) -> str:
-    return "/".join([root.rstrip("/"), "models", model, *parts])
-
-
 def note_batch_run(registry: Registry, model: str, *, output: str, version: str, rows: int, scored: int) -> str:
     """Record a finished batch run (where its output is and which version scored it)."""
     fs, root = storage.open_fs(registry.url)
     now = datetime.now(UTC)
-    path = _path(root, model, "batch", "runs", f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.json")
+    path = f"{layout.batch_runs_dir(root, model)}/{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.json"
     record = {
         "output": output,
         "version": version,
@@ -48,7 +44,7 @@ def note_batch_run(registry: Registry, model: str, *, output: str, version: str,
 
 def batch_runs(registry: Registry, model: str, *, last: int = BATCH_RUNS_SHOWN) -> list[dict[str, Any]]:
     fs, root = storage.open_fs(registry.url)
-    directory = _path(root, model, "batch", "runs")
+    directory = layout.batch_runs_dir(root, model)
     try:
         names = sorted(str(p) for p in fs.ls(directory, detail=False) if str(p).endswith(".json"))
     except FileNotFoundError:
@@ -71,7 +67,7 @@ def remember_devices(registry: Registry, model: str, heartbeats: Sequence[Mappin
             known[name] = {k: beat.get(k) for k in ("channel", "version", "sha256", "health", "sent_at")}
     fs, root = storage.open_fs(registry.url)
     storage.atomic_write_bytes(
-        fs, _path(root, model, "monitor", "devices.json"), json.dumps(known, indent=1, sort_keys=True).encode()
+        fs, layout.monitor_path(root, model, "devices.json"), json.dumps(known, indent=1, sort_keys=True).encode()
     )
     return known
 
@@ -79,7 +75,7 @@ def remember_devices(registry: Registry, model: str, heartbeats: Sequence[Mappin
 def devices(registry: Registry, model: str) -> dict[str, Any]:
     fs, root = storage.open_fs(registry.url)
     try:
-        return dict(json.loads(storage.read_bytes(fs, _path(root, model, "monitor", "devices.json"))))
+        return dict(json.loads(storage.read_bytes(fs, layout.monitor_path(root, model, "devices.json"))))
     except FileNotFoundError:
         return {}
     except ValueError:

@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
 import sys
-import time
 import uuid
 from collections.abc import Generator
 from typing import Any
 
 from ferry import storage
-from ferry.batch.partitions import _full, _open_fs
-from ferry.errors import DataFormatError, FerryError
+from ferry.batch.partitions import _full
+from ferry.errors import DataFormatError, FerryError, LockTimeout
 
 __all__ = ["OutputDir", "OutputLocked", "output_lock"]
+
+_LOCK_TRY_S = 1.0  # a run never waits for another: the lock is tried once
 
 
 class OutputDir:
@@ -36,7 +35,7 @@ class OutputDir:
     def __init__(self, url: str, *, storage_options: dict[str, Any] | None = None) -> None:
         self.url = url
         self.storage_options = dict(storage_options or {})
-        fs, root = _open_fs(url, storage_options)
+        fs, root = storage.open_fs(url, storage_options, data=True)
         self.fs = fs
         self.root = root.rstrip("/")
 
@@ -104,11 +103,9 @@ class OutputDir:
         return out
 
     def write_manifest(self, key: str, record: dict[str, Any]) -> None:
-        """The commit point of a partition: written to a temp name, then renamed."""
-        tmp = self.path("_tmp", f"{key}.manifest.{uuid.uuid4().hex}.json")
-        with self.fs.open(tmp, "wb") as fh:
-            fh.write((json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
-        self.fs.mv(tmp, self.manifest(key))
+        """The commit point of a partition: written atomically (:func:`ferry.storage.atomic_write_bytes`)."""
+        data = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
+        storage.atomic_write_bytes(self.fs, self.manifest(key), data)
 
 
 class OutputLocked(FerryError, RuntimeError):
@@ -130,98 +127,20 @@ class OutputLocked(FerryError, RuntimeError):
         )
 
 
-def _holder() -> dict[str, Any]:
-    return {**storage.lock_owner(), "command": " ".join(sys.argv)[:300]}
-
-
-def _read_holder(fs: Any, path: str) -> dict[str, Any] | None:
-    for _ in range(20):  # the holder writes its record just after taking the lock: give it a moment
-        try:
-            raw = fs.cat_file(path)
-            if raw:
-                found = json.loads(raw)
-                return found if isinstance(found, dict) else None
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.025)
-    return None
-
-
-def _gone(holder: dict[str, Any] | None) -> bool:
-    """True when the holder ran on this machine and its process no longer exists (a crashed run's lock)."""
-    if not holder or holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
-        return False
-    try:
-        os.kill(holder["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 @contextlib.contextmanager
 def output_lock(out: OutputDir) -> Generator[dict[str, Any], None, None]:
     """Hold ``out``'s ``_lock`` for a whole run; :class:`OutputLocked` at once when another run holds it.
 
-    Locally the lock is an ``fcntl.flock`` on ``_lock`` (the kernel drops it when its holder dies, so a killed run
-    never blocks the next one) and the file records who holds it. Elsewhere ``_lock`` is an object created in
-    exclusive-create mode and deleted on release; one left by a crashed run on this machine (its pid is gone) is
-    taken over, otherwise the error names it so an operator can delete it.
+    The lock is :func:`ferry.storage.lock` on ``_lock``, tried once, recording who holds it (with the command).
+    Locally the kernel drops it when its holder dies, so a killed run never blocks the next one; elsewhere one left
+    by a crashed run on this machine is taken over, and any other one is named so an operator can delete it.
     """
-    path = out.path("_lock")
-    me = _holder()
-    payload = json.dumps(me, sort_keys=True).encode()
     out.fs.makedirs(out.root, exist_ok=True)
-    if storage.is_local(out.fs):
-        import fcntl
-
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise OutputLocked(out.location(), out.location("_lock"), _read_holder(out.fs, path)) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, payload, 0)
-            try:
-                yield me
-            finally:
-                os.ftruncate(fd, 0)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-        return
-    for attempt in range(2):
-        if _create_exclusive(out.fs, path, payload):
-            break
-        holder = _read_holder(out.fs, path)
-        if attempt == 0 and _gone(holder):
-            with contextlib.suppress(FileNotFoundError):
-                out.fs.rm(path)
-            continue
-        raise OutputLocked(out.location(), out.location("_lock"), holder)
+    owner = storage.lock_owner(command=" ".join(sys.argv)[:300])
+    held = contextlib.ExitStack()
     try:
+        me = held.enter_context(storage.lock(out.fs, out.path("_lock"), _LOCK_TRY_S, wait=False, owner=owner))
+    except LockTimeout as exc:
+        raise OutputLocked(out.location(), out.location("_lock"), exc.holder) from None
+    with held:
         yield me
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            if out.fs.cat_file(path) == payload:
-                out.fs.rm(path)
-
-
-def _create_exclusive(fs: Any, path: str, payload: bytes) -> bool:
-    try:
-        with fs.open(path, "xb") as fh:
-            fh.write(payload)
-    except FileExistsError:
-        return False
-    except (ValueError, NotImplementedError):  # no exclusive-create mode here: check, then create
-        if fs.exists(path):
-            return False
-        fs.pipe_file(path, payload)
-    try:
-        return bool(fs.cat_file(path) == payload)
-    except FileNotFoundError:
-        return False

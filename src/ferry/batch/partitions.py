@@ -14,11 +14,11 @@ from collections.abc import Generator, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from ferry import storage
 from ferry.errors import DataFormatError
 from ferry.schema import Schema
 
@@ -72,14 +72,6 @@ def _key(relative: str) -> str:
     return _KEY_UNSAFE.sub("_", stem.strip("/").replace("/", "__")) or "part"
 
 
-def _open_fs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
-    try:
-        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    except (ValueError, ImportError) as exc:
-        raise DataFormatError(f"{url}: cannot open this URL ({exc}); check the protocol and storage_options") from None
-    return fs, str(path)
-
-
 def _full(fs: Any, path: str, like: str) -> str:
     """``path`` in the same form as the user's input: a plain path locally, a full URL elsewhere."""
     return path if "://" not in like else str(fs.unstrip_protocol(path))
@@ -91,7 +83,7 @@ def discover_partitions(url: str, *, storage_options: dict[str, Any] | None = No
     In a directory, files whose names start with ``.`` or ``_`` are skipped (temp files, markers), as are files
     that are neither CSV nor Parquet.
     """
-    fs, path = _open_fs(url, storage_options)
+    fs, path = storage.open_fs(url, storage_options, data=True)
     if _GLOB_CHARS.search(path):
         root = _GLOB_CHARS.split(path, 1)[0].rpartition("/")[0]
         found = [p for p in sorted(fs.glob(path)) if not fs.isdir(p)]
@@ -132,7 +124,7 @@ def count_rows(part: Partition, *, storage_options: dict[str, Any] | None = None
     """Rows of a Parquet partition from its footer (cheap); None for CSV or when the footer cannot be read."""
     if part.format != "parquet":
         return None
-    fs, path = _open_fs(part.url, storage_options)
+    fs, path = storage.open_fs(part.url, storage_options, data=True)
     try:
         with fs.open(path, "rb") as fh:
             return int(pq.ParquetFile(fh).metadata.num_rows)
@@ -157,7 +149,7 @@ def iter_batches(
     CSV columns are read as text and typed by validation (so a stray word in a numeric column rejects that row
     rather than the whole file). Every way the file can be unreadable becomes a DataFormatError naming it.
     """
-    fs, path = _open_fs(part.url, storage_options)
+    fs, path = storage.open_fs(part.url, storage_options, data=True)
     try:
         if part.format == "parquet":
             with fs.open(path, "rb") as fh:

@@ -41,13 +41,11 @@ def promote(
 
 
 def publish_edge(registry: Any, model: str, channel: str) -> None:
-    """Publish an edge channel right after it moved; other channels need nothing."""
-    if not channel.startswith("edge/"):
-        return
+    """Publish the channel right after it moved when it is an edge one (:func:`ferry.publish.publish_moved`)."""
     try:
-        from ferry.publish import open_repository, publish_channel
+        from ferry.publish import publish_moved
 
-        result = publish_channel(registry, open_repository(), model, channel)
+        results = publish_moved(registry, model, [channel])
     except ImportError as exc:
         raise fail(MissingExtra("edge", exc.name or "tuf")) from exc
     except FerryError as exc:
@@ -56,8 +54,9 @@ def publish_edge(registry: Any, model: str, channel: str) -> None:
             f"fix it and run `ferry edge publish --model {model} --channel {channel}`"
         )
         raise typer.Exit(code=2) from exc
-    state = "published" if result.changed else "already published"
-    console().print(f"{channel}: {state} {result.target} (sha256 {result.sha256[:16]}, {result.length} B)")
+    for result in results:
+        state = "published" if result.changed else "already published"
+        console().print(f"{channel}: {state} {result.target} (sha256 {result.sha256[:16]}, {result.length} B)")
 
 
 @app.command()

@@ -27,13 +27,13 @@ def publish(
     ] = None,
 ) -> None:
     """Build and publish the bundle of each edge channel's version (idempotent)."""
-    from ferry.publish import open_repository, publish_channel
+    from ferry.publish import is_edge, open_repository, publish_channel
     from ferry.registry import Registry
 
     try:
         registry = Registry.from_settings()
         repo = open_repository()
-        names = channel or sorted(c for c in registry.channels(model) if c.startswith("edge/"))
+        names = channel or sorted(c for c in registry.channels(model) if is_edge(c))
         if not names:
             raise FerryError(
                 f"no edge channel of {model!r} points anywhere; `ferry promote VERSION -c edge/beta` first"

@@ -33,7 +33,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ferry import gate, storage
 from ferry.monitor.judging import label_metrics
 from ferry.monitor.sources import online_logs_since
-from ferry.registry import Registry
+from ferry.registry import Registry, layout
 from ferry.registry.audit import AuditRecord
 
 __all__ = ["Evidence", "RolloutSettings", "apply", "assess"]
@@ -224,7 +224,7 @@ def apply(
         raise ValueError("a promote or rollback decision needs both a champion and a challenger")
     fs, root = storage.open_fs(registry.url)
     name = f"{evidence.decided_at.replace(':', '').replace('-', '')[:15]}-{evidence.challenger}.json"
-    path = f"{root.rstrip('/')}/models/{evidence.model}/monitor/rollouts/{name}"
+    path = layout.monitor_path(root, evidence.model, "rollouts", name)
     evidence.location = path if storage.is_local(fs) else fs.unstrip_protocol(path)
     storage.atomic_write_bytes(fs, path, json.dumps(evidence.to_dict(), indent=2, default=str).encode())
     why = f"rollout {evidence.decision}: {'; '.join(evidence.reasons)} (evidence {evidence.location})"

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from ferry import storage
 from ferry.monitor.sketches import sketch_frame
+from ferry.registry import layout
 from ferry.registry.store import Registry
 from ferry.schema import Schema
 
@@ -44,10 +45,6 @@ __all__ = [
 
 def _fs(registry: Registry) -> tuple[Any, str]:
     return storage.open_fs(registry.url)
-
-
-def _path(root: str, model: str, *parts: str) -> str:
-    return "/".join([root.rstrip("/"), "models", model, *parts])
 
 
 def _files_after(fs: Any, directory: str, cursor: str | None, suffixes: tuple[str, ...]) -> list[str]:
@@ -95,7 +92,7 @@ def online_since(registry: Registry, model: str, cursor: str | None, *, max_rows
     """Answers the online service logged after ``cursor`` (shadow answers left out), newest ``max_rows`` kept; None
     when nothing is new."""
     fs, root = _fs(registry)
-    directory = _path(root, model, "online", "predictions")
+    directory = layout.online_dir(root, model, "predictions")
     names = _files_after(fs, directory, cursor, (".parquet",))
     if not names:
         return None
@@ -109,7 +106,7 @@ def online_since(registry: Registry, model: str, cursor: str | None, *, max_rows
 def feedback_since(registry: Registry, model: str, cursor: str | None) -> tuple[pd.DataFrame | None, str | None]:
     """Labels sent to the service's ``/feedback`` after ``cursor`` (prediction_id, label), and the new cursor."""
     fs, root = _fs(registry)
-    directory = _path(root, model, "online", "feedback")
+    directory = layout.online_dir(root, model, "feedback")
     names = _files_after(fs, directory, cursor, (".parquet",))
     if not names:
         return None, cursor
@@ -129,7 +126,7 @@ def record_batch_input(
     """Keep a sample of a batch run's input (features and ``p_positive``) where the monitor flow reads it."""
     fs, root = _fs(registry)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    path = _path(root, model, "batch", "inputs", f"{stamp}-{uuid.uuid4().hex[:8]}.parquet")
+    path = f"{layout.batch_inputs_dir(root, model)}/{stamp}-{uuid.uuid4().hex[:8]}.parquet"
     frame = sample.assign(version=version, run=run)
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
@@ -140,7 +137,7 @@ def record_batch_input(
 def batch_since(registry: Registry, model: str, cursor: str | None, *, max_rows: int) -> SourceData | None:
     """Input samples of the batch runs recorded after ``cursor``."""
     fs, root = _fs(registry)
-    directory = _path(root, model, "batch", "inputs")
+    directory = layout.batch_inputs_dir(root, model)
     names = _files_after(fs, directory, cursor, (".parquet",))
     if not names:
         return None
@@ -181,7 +178,7 @@ def edge_since(
     collector). A heartbeat delivered twice (an agent resends one whose answer it missed) counts once.
     """
     fs, root = storage.open_fs(folder) if folder else _fs(registry)
-    directory = root if folder else _path(root, model, "online", "telemetry")
+    directory = root if folder else layout.online_dir(root, model, "telemetry")
     names = _files_after(fs, directory, cursor, (".json", ".jsonl") if folder else (".parquet",))
     if not names:
         return [], [], cursor
@@ -245,7 +242,7 @@ def logged_since(registry: Registry, model: str, days: float) -> pd.DataFrame:
 def online_logs_since(registry: Registry, model: str, kind: str, since: datetime) -> pd.DataFrame:
     """Rows of the online service's ``kind`` log (predictions, feedback, telemetry) written at ``since`` or later."""
     fs, root = _fs(registry)
-    directory = _path(root, model, "online", kind)
+    directory = layout.online_dir(root, model, kind)
     day = since.strftime("%Y-%m-%d")
     names = [n for n in _files_after(fs, directory, None, (".parquet",)) if n[:10] >= day]  # in <date>/ folders
     frame = _read_parquets(fs, directory, names)

@@ -14,7 +14,8 @@ from typing import Any
 
 from ferry import storage
 from ferry.errors import FerryError
-from ferry.monitor.sources import _fs, _path
+from ferry.monitor.sources import _fs
+from ferry.registry import layout
 from ferry.registry.store import Registry
 
 __all__ = ["MonitorState", "append_history", "history", "keep_report"]
@@ -32,7 +33,7 @@ class MonitorState:
     def load(cls, registry: Registry, model: str) -> MonitorState:
         fs, root = _fs(registry)
         try:
-            raw = json.loads(storage.read_bytes(fs, _path(root, model, "monitor", "state.json")))
+            raw = json.loads(storage.read_bytes(fs, layout.monitor_path(root, model, "state.json")))
         except FileNotFoundError:
             return cls()
         except ValueError as exc:
@@ -48,13 +49,13 @@ class MonitorState:
     def save(self, registry: Registry, model: str) -> None:
         fs, root = _fs(registry)
         data = json.dumps(asdict(self), indent=2, sort_keys=True).encode()
-        storage.atomic_write_bytes(fs, _path(root, model, "monitor", "state.json"), data)
+        storage.atomic_write_bytes(fs, layout.monitor_path(root, model, "state.json"), data)
 
 
 def keep_report(registry: Registry, model: str, html: Path) -> str:
     """Copy an Evidently report (and its snapshot JSON) into ``monitor/reports/``; returns where it now is."""
     fs, root = _fs(registry)
-    target = _path(root, model, "monitor", "reports", html.name)
+    target = layout.monitor_path(root, model, "reports", html.name)
     storage.atomic_write_bytes(fs, target, html.read_bytes())
     snapshot = html.with_suffix(".evidently.json")
     if snapshot.exists():
@@ -68,7 +69,7 @@ def append_history(registry: Registry, model: str, entries: Sequence[Mapping[str
     if not entries:
         return
     fs, root = _fs(registry)
-    path = _path(root, model, "monitor", "history.jsonl")
+    path = layout.monitor_path(root, model, "history.jsonl")
     try:
         old = storage.read_bytes(fs, path)
     except FileNotFoundError:
@@ -80,7 +81,7 @@ def append_history(registry: Registry, model: str, entries: Sequence[Mapping[str
 def history(registry: Registry, model: str) -> list[dict[str, Any]]:
     fs, root = _fs(registry)
     try:
-        text = storage.read_bytes(fs, _path(root, model, "monitor", "history.jsonl")).decode()
+        text = storage.read_bytes(fs, layout.monitor_path(root, model, "history.jsonl")).decode()
     except FileNotFoundError:
         return []
     return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -4,40 +4,41 @@
 |---|---|
 | :mod:`~ferry.publish.bundle` | a version's ``model.onnx`` plus a manifest, packed as a deterministic tar file |
 | :mod:`~ferry.publish.tufrepo` | the TUF repository (python-tuf's metadata API) and its signing keys |
-| :mod:`~ferry.publish.channels` | publishing an edge channel, and moving a channel then publishing it |
+| :mod:`~ferry.publish.channels` | publishing an edge channel; :func:`publish_moved`, the step after every move |
+
+The names of :mod:`~ferry.publish.bundle` and :mod:`~ferry.publish.tufrepo` are loaded on first use, so moving a
+channel that is not an edge one needs neither python-tuf (the ``edge`` extra) nor the time to import it.
 """
 
 from __future__ import annotations
 
-from ferry.publish.bundle import BUNDLE_FORMAT, GOLDEN_ROWS, MEMBERS, Bundle, build_bundle
-from ferry.publish.channels import open_repository, publish_channel
-from ferry.publish.tufrepo import (
-    DEFAULT_EXPIRY,
-    ROLES,
-    SERIALIZER,
-    KeyStore,
-    PublishResult,
-    TufRepository,
-    check_thresholds,
-    describe,
-    target_name,
-)
+import importlib
+from typing import Any
+
+from ferry.publish.channels import EDGE_PREFIX, is_edge, open_repository, publish_channel, publish_moved
 
 __all__ = [
-    "BUNDLE_FORMAT",
-    "DEFAULT_EXPIRY",
-    "GOLDEN_ROWS",
-    "MEMBERS",
-    "ROLES",
-    "SERIALIZER",
+    "EDGE_PREFIX",
     "Bundle",
     "KeyStore",
     "PublishResult",
     "TufRepository",
     "build_bundle",
-    "check_thresholds",
     "describe",
+    "is_edge",
     "open_repository",
     "publish_channel",
+    "publish_moved",
     "target_name",
 ]
+
+_LAZY = {
+    **dict.fromkeys(("Bundle", "build_bundle"), "ferry.publish.bundle"),
+    **dict.fromkeys(("KeyStore", "PublishResult", "TufRepository", "describe", "target_name"), "ferry.publish.tufrepo"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ferry.publish' has no attribute {name!r}")

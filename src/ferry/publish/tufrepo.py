@@ -98,10 +98,7 @@ class KeyStore:
 
     def _write(self, target: Path, signer: CryptoSigner) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(signer.private_bytes)
-        tmp.chmod(0o600)
-        tmp.replace(target)
+        storage.atomic_write_bytes(storage.local_fs(), str(target), signer.private_bytes, mode=0o600)
 
     def signer(self, role: str, *, slot: int = 1) -> Signer:
         return self._load(self.path(role, slot), role)

@@ -2,34 +2,23 @@
 
 | module | what lives there |
 |---|---|
+| :mod:`~ferry.registry.layout` | every path under ``models/<model>/``: the one place that spells them |
 | :mod:`~ferry.registry.versions` | :class:`ModelVersion`, content-addressed ids, the naming rules |
 | :mod:`~ferry.registry.store` | :class:`Registry`: register versions, move channels under a lock, read files |
 | :mod:`~ferry.registry.audit` | the hash-chained audit log and its check against the channel pointers |
+
+The audit module's parsing and checking functions are its own surface (``ferry.registry.audit``); the records and
+reports callers receive are re-exported here.
 """
 
 from __future__ import annotations
 
-from ferry.registry.audit import (
-    ZERO_HASH,
-    AuditRecord,
-    AuditReport,
-    ChannelState,
-    GateRef,
-    apply_record,
-    canonical_json,
-    check_log,
-    dump_channels,
-    make_record,
-    parse_channels,
-    parse_log,
-    replay,
-    verify_log,
-)
+from ferry.registry import layout
+from ferry.registry.audit import AuditRecord, AuditReport, ChannelState, GateRef
 from ferry.registry.store import Registry
 from ferry.registry.versions import FileEntry, ModelVersion, version_id
 
 __all__ = [
-    "ZERO_HASH",
     "AuditRecord",
     "AuditReport",
     "ChannelState",
@@ -37,14 +26,6 @@ __all__ = [
     "GateRef",
     "ModelVersion",
     "Registry",
-    "apply_record",
-    "canonical_json",
-    "check_log",
-    "dump_channels",
-    "make_record",
-    "parse_channels",
-    "parse_log",
-    "replay",
-    "verify_log",
+    "layout",
     "version_id",
 ]

@@ -24,6 +24,7 @@ from typing import Any
 
 from ferry import storage
 from ferry.errors import AuditError, ChannelError, PromotionRefused, RegistryError, VersionNotFound
+from ferry.registry import layout
 from ferry.registry.audit import (
     AuditRecord,
     AuditReport,
@@ -98,15 +99,12 @@ class Registry:
             self._opened = storage.open_fs(self.url, self._storage_options)
         return self._opened
 
-    def _path(self, *parts: str) -> str:
-        root = self._open()[1].rstrip("/")
-        return "/".join([root, *parts])
-
-    def _model_dir(self, model: str) -> str:
-        return self._path("models", model)
+    @property
+    def _root(self) -> str:
+        return str(self._open()[1])
 
     def _version_dir(self, model: str, vid: str) -> str:
-        return self._path("models", model, "versions", vid)
+        return layout.version_dir(self._root, model, vid)
 
     def _read_text(self, path: str) -> str | None:
         try:
@@ -158,12 +156,12 @@ class Registry:
             return existing
         version = ModelVersion(id=vid, model=model, created_at=_now(), files=entries, info=info_plain)
         manifest = (json.dumps(version.to_manifest(), indent=2, sort_keys=True) + "\n").encode()
-        staging = self._path("models", model, ".staging", f"{vid}-{uuid.uuid4().hex}")
+        staging = layout.staging_dir(self._root, model, f"{vid}-{uuid.uuid4().hex}")
         try:
             for name, data in blobs.items():
                 storage.atomic_write_bytes(self._fs, f"{staging}/{name}", data)
             storage.atomic_write_bytes(self._fs, f"{staging}/{MANIFEST}", manifest)
-            with storage.lock(self._fs, self._path("models", model, ".lock"), self.lock_timeout_s):
+            with storage.lock(self._fs, layout.lock_file(self._root, model), self.lock_timeout_s):
                 existing = self._find_existing(model, vid)
                 if existing is not None:
                     return existing
@@ -205,10 +203,12 @@ class Registry:
 
     def models(self) -> list[str]:
         """Names of all models that have a directory in the registry, sorted."""
-        return [m for m in self._list_dirs(self._path("models")) if MODEL_RULE.fullmatch(m)]
+        return [m for m in self._list_dirs(layout.models_dir(self._root)) if MODEL_RULE.fullmatch(m)]
 
     def _version_ids(self, model: str) -> list[str]:
-        return [v for v in self._list_dirs(self._path("models", model, "versions")) if VERSION_ID_RULE.fullmatch(v)]
+        return [
+            v for v in self._list_dirs(layout.model_path(self._root, model, "versions")) if VERSION_ID_RULE.fullmatch(v)
+        ]
 
     def versions(self, model: str) -> list[ModelVersion]:
         """All complete versions of ``model``, oldest first."""
@@ -299,7 +299,7 @@ class Registry:
     def channels(self, model: str) -> dict[str, ChannelState]:
         """Every channel of ``model`` and where it points."""
         _check_model(model)
-        path = f"{self._model_dir(model)}/channels.json"
+        path = layout.channels_file(self._root, model)
         try:
             return parse_channels(self._read_text(path), source=path)
         except ValueError as exc:
@@ -350,7 +350,7 @@ class Registry:
 
     def _gate_ref(self, v: ModelVersion) -> GateRef:
         entry = v.files.get(GATE_REPORT)
-        report = "/".join(["models", v.model, "versions", v.id, GATE_REPORT]) if entry else None
+        report = f"{layout.version_dir('', v.model, v.id)}/{GATE_REPORT}" if entry else None
         return GateRef(passed=v.gate_passed, report=report, sha256=entry.sha256 if entry else None)
 
     def _move(
@@ -361,9 +361,9 @@ class Registry:
         ``target`` is the version to promote, or None for a rollback to the channel's previous version.
         """
         who = actor or self._actor or StorageSettings().resolved_actor()
-        log_path = f"{self._model_dir(model)}/audit.jsonl"
-        channels_path = f"{self._model_dir(model)}/channels.json"
-        with storage.lock(self._fs, f"{self._model_dir(model)}/.lock", self.lock_timeout_s):
+        log_path = layout.audit_file(self._root, model)
+        channels_path = layout.channels_file(self._root, model)
+        with storage.lock(self._fs, layout.lock_file(self._root, model), self.lock_timeout_s):
             log_text = self._read_text(log_path) or ""
             records, report = check_log(log_text, self._read_text(channels_path), model=model)
             if not report.ok and not report.repairable:
@@ -408,12 +408,12 @@ class Registry:
         This does not check the hash chain; use :meth:`verify_audit` for that.
         """
         _check_model(model)
-        path = f"{self._model_dir(model)}/audit.jsonl"
+        path = layout.audit_file(self._root, model)
         return parse_log(self._read_text(path) or "", source=path)
 
     def verify_audit(self, model: str) -> AuditReport:
         """Check the hash chain of ``model``'s audit log and that ``channels.json`` agrees with it (never raises
         for bad content; the report names the first bad line or channel)."""
         _check_model(model)
-        log_text = self._read_text(f"{self._model_dir(model)}/audit.jsonl")
-        return verify_log(log_text, self._read_text(f"{self._model_dir(model)}/channels.json"), model=model)
+        log_text = self._read_text(layout.audit_file(self._root, model))
+        return verify_log(log_text, self._read_text(layout.channels_file(self._root, model)), model=model)

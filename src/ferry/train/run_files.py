@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from ferry import storage
 from ferry.errors import RegistryError
 
 __all__ = [
@@ -43,18 +42,8 @@ def _finite(o: Any) -> Any:
 
 
 def write_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temp file in the same directory and a rename: never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` so it is never half-written (:func:`ferry.storage.atomic_write_bytes`)."""
+    storage.atomic_write_bytes(storage.local_fs(), str(path), data)
     return path
 
 
@@ -67,15 +56,8 @@ def read_json(path: Path) -> Any:
 
 
 def write_parquet(path: Path, frame: pd.DataFrame) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``frame`` to ``path`` as Parquet, never half-written (:func:`ferry.storage.atomic_write`)."""
+    storage.atomic_write(storage.local_fs(), str(path), lambda fh: frame.to_parquet(fh, index=False))
     return path
 
 
