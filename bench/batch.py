@@ -187,7 +187,7 @@ def worker_flow(setup: dict[str, str]) -> dict[str, Any]:
 
     from ferry import batch
     from ferry.registry import Registry
-    from flows.batch_score import batch_score
+    from ferry_flows.batch_score import batch_score
 
     out = Path(setup["out"])
     common: dict[str, Any] = {"input": setup["input"], "registry_url": setup["registry"], "version": setup["version"]}

@@ -76,7 +76,7 @@ def main() -> None:
     from prefect import flow
 
     from ferry import demo_data
-    from flows.retrain import retrain
+    from ferry_flows.retrain import retrain
 
     with tempfile.TemporaryDirectory(prefix="ferry-bench-") as tmp:
         root = Path(tmp)

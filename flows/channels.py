@@ -14,7 +14,7 @@ from pydantic import Field
 from ferry.registry import Registry
 from ferry.registry.audit import AuditRecord
 from ferry.settings import StorageSettings
-from flows.edge import publish_moved
+from ferry_flows.edge import publish_moved
 
 Channel = Literal["online/champion", "online/challenger", "batch", "edge/beta", "edge/stable"]
 

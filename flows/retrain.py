@@ -20,7 +20,7 @@ from ferry.settings import GateSettings, StorageSettings, TrainSettings
 from ferry.train import steps as core
 from ferry.train.run_files import read_json
 from ferry.train.summary import as_link, gate_rows, markdown_summary, metric_rows
-from flows.edge import publish_moved
+from ferry_flows.edge import publish_moved
 
 
 @task(name="ingest", retries=2, retry_delay_seconds=5)

@@ -46,7 +46,7 @@ def test_runners_give_identical_output(
 ) -> None:
     from prefect.artifacts import Artifact
 
-    from flows.batch_score import batch_score
+    from ferry_flows.batch_score import batch_score
 
     write_partitions(churn_champion, tmp_path / "in", n=3, csv=1)
     registry = Registry(churn_champion["registry"])
@@ -83,7 +83,7 @@ def test_runners_give_identical_output(
 def test_process_runner_scores_the_rest_when_one_partition_is_corrupt(
     tmp_path: Path, churn_champion: dict[str, str], prefect_server: None
 ) -> None:
-    from flows.batch_score import batch_score
+    from ferry_flows.batch_score import batch_score
 
     write_partitions(churn_champion, tmp_path / "in", n=2, csv=0)
     (tmp_path / "in" / "day=05").mkdir()

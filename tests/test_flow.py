@@ -33,7 +33,7 @@ def test_retrain_flow_leaves_a_version_and_readable_artifacts(
 ) -> None:
     from ferry.publish import open_repository
     from ferry.publish.tufrepo import describe
-    from flows.retrain import retrain
+    from ferry_flows.retrain import retrain
 
     monkeypatch.setenv("FERRY_EDGE_REPO_URL", str(ferry_env / "edge-repo"))
     monkeypatch.setenv("FERRY_EDGE_KEYS_DIR", str(ferry_env / "edge-keys"))
@@ -73,7 +73,7 @@ def test_retrain_flow_leaves_a_version_and_readable_artifacts(
 
 def test_retrain_flow_fails_clearly_on_bad_data(prefect_server: None, ferry_env: Path) -> None:
     from ferry.errors import DataValidationError
-    from flows.retrain import retrain
+    from ferry_flows.retrain import retrain
 
     schema = ferry_env / "schema.yaml"
     schema.write_text(demo_data.churn_schema().dump_yaml())

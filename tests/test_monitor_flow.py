@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 def test_monitor_flow_announces_new_drift_once_and_leaves_evidence(
     prefect_server: None, churn_champion: dict[str, str], tmp_path: Path
 ) -> None:
-    from flows.monitor import monitor
+    from ferry_flows.monitor import monitor
 
     registry = copy_clean(churn_champion["registry"], tmp_path / "registry")
     schema = churn_schema()
@@ -69,7 +69,7 @@ def test_monitor_flow_promotes_a_challenger_after_its_window_and_publishes_edge_
     from ferry.monitor.rollout import RolloutSettings
     from ferry.publish import open_repository
     from ferry.publish.tufrepo import describe
-    from flows.monitor import monitor
+    from ferry_flows.monitor import monitor
 
     monkeypatch.setenv("FERRY_EDGE_REPO_URL", str(tmp_path / "edge-repo"))
     monkeypatch.setenv("FERRY_EDGE_KEYS_DIR", str(tmp_path / "edge-keys"))

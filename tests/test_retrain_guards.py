@@ -67,7 +67,7 @@ def test_retrain_stops_cleanly_without_enough_new_data(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    from flows.retrain import retrain
+    from ferry_flows.retrain import retrain
 
     monkeypatch.setenv("FERRY_WORK_DIR", str(tmp_path / "runs"))
     before = [v.id for v in registry.versions("churn")]
@@ -106,7 +106,7 @@ def test_a_person_approves_or_rejects_a_paused_retrain(
     from prefect.client.orchestration import get_client
     from prefect.flow_runs import resume_flow_run
 
-    from flows.retrain import retrain
+    from ferry_flows.retrain import retrain
 
     monkeypatch.setenv("FERRY_WORK_DIR", str(tmp_path / "runs"))
     data = demo_data.write_demo(tmp_path / "data", n_rows=5000, seed=93, fmt="parquet")

@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -34,9 +34,6 @@ from ferry.gate.evidently_adapter import import_evidently, input_drift
 from ferry.monitor.sources import record_batch_input
 from ferry.registry.store import Registry
 from ferry.schema import Schema
-
-if TYPE_CHECKING:
-    from ferry.batch.drift_process import DriftProcess
 
 __all__ = ["check_drift", "warm_drift"]
 
@@ -123,6 +120,14 @@ def _write_summary(out: OutputDir, d: dict[str, Any], started: float) -> dict[st
     return d
 
 
+class CheckElsewhere(Protocol):
+    """A drift check made in another process (:class:`ferry.batch.drift_process.DriftProcess`)."""
+
+    def finish(self, *, limit_s: float) -> tuple[Any, str]:
+        """The check's summary, or None and why there is none, within ``limit_s`` seconds."""
+        ...
+
+
 def check_drift(
     output_url: str,
     registry_url: str,
@@ -131,7 +136,7 @@ def check_drift(
     *,
     settings: BatchSettings | None = None,
     storage_options: dict[str, Any] | None = None,
-    process: DriftProcess | None = None,
+    process: CheckElsewhere | None = None,
     partitions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Input drift of a run: the finished partitions' samples against the version's reference, with Evidently.
@@ -141,8 +146,8 @@ def check_drift(
     ``no drift``, ``no reference``, ``no sample`` or ``failed``, ``detail``/``text`` say why, and ``columns``
     holds one row per feature (feature, method, score, threshold, drifted). A finished partition without a sample
     (its run's drift process died) gets one drawn from its input when it is among ``partitions``. With
-    ``process``, the answer is that process's (see :class:`DriftProcess`); when it dies, hangs or fails, the
-    summary says ``failed`` and why.
+    ``process``, the answer is that process's (see :class:`ferry.batch.drift_process.DriftProcess`); when it dies,
+    hangs or fails, the summary says ``failed`` and why.
     """
     s = _settings(settings)
     started = time.perf_counter()

@@ -70,7 +70,7 @@ def one_model(registry: Any, model: str | None) -> str:
 
 def retrain_flow() -> Any:
     try:
-        from flows.retrain import retrain
+        from ferry_flows.retrain import retrain
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] == "prefect":
             raise MissingExtra("prefect", "prefect") from exc

@@ -43,7 +43,7 @@ def demo(
         from ferry.monitor import MonitorSettings
         from ferry.monitor.rollout import RolloutSettings
         from ferry.settings import EdgeSettings
-        from flows.monitor import monitor
+        from ferry_flows.monitor import monitor
 
         edge = EdgeSettings()
         repo_dir = Path(edge.repo_url)
