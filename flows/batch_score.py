@@ -43,13 +43,7 @@ def plan_batch(
         p.version,
         len(p.finished),
     )
-    return {
-        "model": p.model,
-        "version": p.version,
-        "pending": [part.to_dict() for part in p.pending],
-        "finished": [r.to_dict() for r in p.finished.values()],
-        "partitions": len(p.partitions),
-    }
+    return p.to_dict()
 
 
 @task(name="score-partition", retries=2, retry_delay_seconds=1, task_run_name="score-{partition[key]}")
@@ -158,24 +152,12 @@ def batch_score(
                     logger.info(
                         "progress: %d/%d partitions, %d rows, %.0f rows/s", done, len(pending), rows, rows / elapsed
                     )
-        plan_obj = core.Plan(
-            input,
-            output,
-            registry_url,
-            planned["model"],
-            planned["version"],
-            [Partition.from_dict(p) for p in pending],
-            {r["partition"]: core.PartitionResult(**r) for r in planned["finished"]},
-        )
         drift = (
             check_drift(output, registry_url, planned["model"], planned["version"], settings)
             if settings.drift
             else None
         )
-        summary = core.summarise(plan_obj, results, failures, time.perf_counter() - started)
-        summary.partitions = planned["partitions"]
-        summary.drift = drift
-        core.note_run(registry_url, summary)
+        summary = core.finish_run(planned, results, failures, time.perf_counter() - started, drift)
     outcome = summary.to_dict()
     _publish_artifacts(outcome)
     if failures:

@@ -312,3 +312,40 @@ def test_a_batch_run_leaves_its_input_sample_for_the_monitor_and_its_output_for_
     assert run["output"] == summary.output
     assert run["version"] == summary.version
     assert run["scored"] == 3000
+
+
+def test_a_run_hands_over_files_and_moves_its_cursors_only_when_it_records(
+    registry: Registry, reference: Any, tmp_path: Path
+) -> None:
+    """The plain functions the monitor flow wraps: gather writes each source's rows to a file (the tasks pass its
+    path, never rows), judging reads it back, and the cursors move past the judged rows only in ``record``."""
+    from datetime import UTC, datetime
+
+    from ferry.monitor import run as one_run
+
+    _, schema = reference
+    ids = serve_rows(registry, records(make_churn(600, seed=42, drift=1.0), schema), labels=True)
+    champion = registry.channel("churn", "online/champion")
+    assert champion is not None
+    gathered = one_run.gather(registry, "churn", schema, SETTINGS, tmp_path / "work")
+    (online,) = gathered.sources
+    assert online.source == "online"
+    assert online.rows == 600
+    assert Path(online.path).is_file()
+    assert online.load().frame.shape[0] == 600
+    assert gathered.feedback is not None
+    assert Path(gathered.feedback).is_file()
+    assert one_run.Gathered.from_dict(gathered.to_dict()) == gathered  # what the flow's tasks hand each other
+    again = one_run.gather(registry, "churn", schema, SETTINGS, tmp_path / "again")
+    assert [s.rows for s in again.sources] == [600]  # nothing recorded yet: the same rows are still new
+
+    judged = [one_run.judge_source(registry, "churn", champion, s, SETTINGS, "r1") for s in gathered.sources]
+    assert judged[0]["drifted"]
+    assert judged[0]["report"] is not None
+    quality = one_run.quality_of_versions(registry, "churn", "1", gathered.feedback, None, SETTINGS)
+    assert quality[champion]["labelled"] == len(ids)
+    (announced,) = one_run.record(registry, "churn", champion, gathered, judged, SETTINGS, datetime.now(UTC))
+    assert announced.announce
+    assert announced.retrain
+    assert one_run.gather(registry, "churn", schema, SETTINGS, tmp_path / "after").sources == []
+    assert [h["source"] for h in monitor.history(registry, "churn")] == ["online"]

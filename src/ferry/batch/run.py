@@ -35,6 +35,7 @@ __all__ = [
     "RowProgress",
     "RunSummary",
     "expected_rows",
+    "finish_run",
     "note_run",
     "plan",
     "run_partition",
@@ -74,6 +75,32 @@ class Plan:
     @property
     def pending(self) -> list[Partition]:
         return [p for p in self.partitions if p.key not in self.finished]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (what the flow's tasks hand each other), with the pending partitions spelled out."""
+        return {
+            "input": self.input,
+            "output": self.output,
+            "registry_url": self.registry_url,
+            "model": self.model,
+            "version": self.version,
+            "partitions": [p.to_dict() for p in self.partitions],
+            "finished": [r.to_dict() for r in self.finished.values()],
+            "pending": [p.to_dict() for p in self.pending],
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Plan:
+        finished = [PartitionResult(**r) for r in raw["finished"]]
+        return cls(
+            input=str(raw["input"]),
+            output=str(raw["output"]),
+            registry_url=str(raw["registry_url"]),
+            model=str(raw["model"]),
+            version=str(raw["version"]),
+            partitions=[Partition.from_dict(p) for p in raw["partitions"]],
+            finished={r.partition: r for r in finished},
+        )
 
 
 def plan(
@@ -187,6 +214,22 @@ def summarise(p: Plan, results: list[dict[str, Any]], failures: dict[str, str], 
         failures=failures,
         results=sorted(every, key=lambda r: str(r["partition"])),
     )
+
+
+def finish_run(
+    plan: dict[str, Any],
+    results: list[dict[str, Any]],
+    failures: dict[str, str],
+    seconds: float,
+    drift: dict[str, Any] | None,
+) -> RunSummary:
+    """The end of a run whose partitions were scored elsewhere (the flow's tasks): its summary, with the drift
+    check's, recorded where ``ferry status`` finds it."""
+    p = Plan.from_dict(plan)
+    summary = summarise(p, results, failures, seconds)
+    summary.drift = drift
+    note_run(p.registry_url, summary)
+    return summary
 
 
 def score(
