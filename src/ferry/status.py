@@ -10,8 +10,6 @@ Batch runs and devices are recorded in the registry's storage, so one URL tells 
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,6 +82,9 @@ def devices(registry: Registry, model: str) -> dict[str, Any]:
 
 def ask_online(url: str, api_key: str | None, *, timeout_s: float = 5.0) -> dict[str, Any]:
     """What the service at ``url`` serves (its ``/model``); ``{"error": ...}`` when it cannot say."""
+    import urllib.error
+    import urllib.request
+
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"

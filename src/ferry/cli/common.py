@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ferry.errors import FerryError, MissingExtra
-from ferry.settings import StorageSettings
 
 
 def console() -> Console:
@@ -37,6 +36,7 @@ PublishOpt = Annotated[
 
 def open_registry(url: str | None) -> Any:
     from ferry.registry import Registry
+    from ferry.settings import StorageSettings
 
     settings = StorageSettings()
     return Registry(

@@ -9,8 +9,6 @@ import typer
 
 from ferry.cli.app import app
 from ferry.cli.common import RegistryOpt, console, fail, open_registry, retrain_flow
-from ferry.cli.status import status
-from ferry.cli.views import print_outcome
 from ferry.errors import FerryError
 
 
@@ -31,6 +29,8 @@ def demo(
 
     from ferry import demo_data as demo_mod
     from ferry.cli import demo_steps as cli_demo
+    from ferry.cli.status import status
+    from ferry.cli.views import print_outcome
 
     out = console()
     schema = demo_mod.churn_schema()

@@ -11,14 +11,14 @@ from rich.table import Table
 
 from ferry.cli.app import models_app
 from ferry.cli.common import ModelOpt, RegistryOpt, add_column, console, fail, open_registry
-from ferry.cli.views import print_gate
 from ferry.errors import FerryError
-from ferry.train.summary import fmt, metric_rows
 
 
 @models_app.command("list")
 def models_list(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
     """Every registered version, newest last, with its headline metrics and gate verdict."""
+    from ferry.train.summary import fmt
+
     try:
         reg = open_registry(registry)
         names = [model] if model else reg.models()
@@ -53,6 +53,9 @@ def models_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """One version: metrics, gate result, lineage and where its files are."""
+    from ferry.cli.views import print_gate
+    from ferry.train.summary import metric_rows
+
     try:
         reg = open_registry(registry)
         v = reg.get(version)

@@ -10,7 +10,6 @@ from rich.markup import escape
 
 from ferry.cli.app import app
 from ferry.cli.common import ModelOpt, RegistryOpt, fail, open_registry
-from ferry.cli.views import print_batch
 from ferry.errors import FerryError
 
 
@@ -35,6 +34,7 @@ def score(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ferry import batch
+    from ferry.cli.views import print_batch
 
     try:
         settings = batch.BatchSettings() if batch_rows is None else batch.BatchSettings(batch_rows=batch_rows)

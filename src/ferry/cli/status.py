@@ -9,9 +9,7 @@ from rich.table import Table
 
 from ferry.cli.app import app
 from ferry.cli.common import ModelOpt, RegistryOpt, add_column, console, fail, open_registry
-from ferry.cli.views import print_status
 from ferry.errors import FerryError
-from ferry.train.summary import fmt
 
 
 @app.command()
@@ -31,6 +29,8 @@ def status(
 ) -> None:
     """What runs where: every channel's version, batch outputs, the online service, devices, and the skew."""
     from ferry import status as status_view
+    from ferry.cli.views import print_status
+    from ferry.train.summary import fmt
 
     try:
         reg = open_registry(registry)

@@ -8,9 +8,7 @@ import typer
 
 from ferry.cli.app import app
 from ferry.cli.common import RegistryOpt, fail, retrain_flow
-from ferry.cli.views import print_outcome
 from ferry.errors import FerryError
-from ferry.settings import TrainSettings
 
 
 @app.command()
@@ -28,6 +26,9 @@ def train(
     registry: RegistryOpt = None,
 ) -> None:
     """Run the retrain flow on your own data: validate, train, gate, register, and promote when the gate passes."""
+    from ferry.cli.views import print_outcome
+    from ferry.settings import TrainSettings
+
     try:
         overrides: dict[str, Any] = {"estimator": estimator} if estimator else {}
         settings = TrainSettings(**overrides)

@@ -8,7 +8,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from ferry.cli.common import add_column, console
-from ferry.train.summary import gate_rows, metric_rows
 
 
 def print_outcome(outcome: dict[str, Any]) -> None:
@@ -36,6 +35,8 @@ def print_outcome(outcome: dict[str, Any]) -> None:
     summary.add_row("data-quality report", outcome["data_quality_html"])
     console().print(summary)
 
+    from ferry.train.summary import metric_rows
+
     rows = metric_rows(outcome["metrics"], outcome.get("champion_metrics"))
     metrics = Table(title="holdout metrics", title_justify="left")
     for col in rows[0]:
@@ -47,6 +48,8 @@ def print_outcome(outcome: dict[str, Any]) -> None:
 
 
 def print_gate(checks: list[dict[str, Any]]) -> None:
+    from ferry.train.summary import gate_rows
+
     table = Table(title="gate checks", title_justify="left")
     for col in ("check", "value", "threshold", "pass"):
         table.add_column(col, justify="right" if col == "value" else "left", overflow="fold")

@@ -20,7 +20,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ferry import storage
 from ferry.errors import AuditError, ChannelError, PromotionRefused, RegistryError, VersionNotFound
@@ -54,8 +54,10 @@ from ferry.registry.versions import (
     _now,
     version_id,
 )
-from ferry.schema import Schema
 from ferry.settings import StorageSettings
+
+if TYPE_CHECKING:
+    from ferry.schema import Schema
 
 __all__ = ["Registry"]
 
@@ -257,6 +259,8 @@ class Registry:
 
     def schema(self, v: ModelVersion) -> Schema:
         """The schema ``v`` was trained on (its ``schema.json``, checked against the manifest like any artifact)."""
+        from ferry.schema import Schema
+
         return Schema.from_dict(json.loads(self.read_bytes(v, "schema.json")), source=f"{v.model}/{v.id}")
 
     def read_bytes(self, v: ModelVersion, name: str) -> bytes:

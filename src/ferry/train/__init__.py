@@ -8,89 +8,36 @@
 | :mod:`~ferry.train.onnx_export` | the ONNX export and its parity with scikit-learn |
 | :mod:`~ferry.train.run_files` | the files of a run: JSON and Parquet written atomically, skops pipelines |
 | :mod:`~ferry.train.summary` | the rows of the summary, metrics and gate tables (artifacts and the CLI) |
+
+Names are loaded from their module on first use (as in :mod:`ferry.publish`), so importing one light module of
+this package (``ferry.train.summary``, which the CLI's tables use) does not import scikit-learn and the gate.
 """
 
 from __future__ import annotations
 
-from ferry.train.metrics import METRIC_NAMES, calibration_table, classification_metrics, expected_calibration_error
-from ferry.train.onnx_export import TARGET_OPSET, ParityResult, align_thresholds_to_float32, parity, to_onnx
-from ferry.train.pipeline import Split, TrainResult, build_pipeline, fit, model_frame, split
-from ferry.train.run_files import (
-    TRUSTED_TYPES,
-    load_pipeline,
-    read_json,
-    save_pipeline,
-    write_atomic,
-    write_json,
-    write_parquet,
-)
-from ferry.train.steps import (
-    LIBRARIES,
-    VERSION_FILES,
-    IngestSummary,
-    NewData,
-    check_data_quality,
-    check_parity,
-    code_revision,
-    evaluate_candidate,
-    export_onnx,
-    ingest,
-    new_labelled_rows,
-    new_run_dir,
-    promote_if_passed,
-    register_candidate,
-    run_gate,
-    split_data,
-    train_candidate,
-    write_lineage,
-)
-from ferry.train.summary import as_link, fmt, gate_rows, markdown_summary, markdown_table, metric_rows
+import importlib
+from typing import Any
 
-__all__ = [
-    "LIBRARIES",
-    "METRIC_NAMES",
-    "TARGET_OPSET",
-    "TRUSTED_TYPES",
-    "VERSION_FILES",
-    "IngestSummary",
-    "NewData",
-    "ParityResult",
-    "Split",
-    "TrainResult",
-    "align_thresholds_to_float32",
-    "as_link",
-    "build_pipeline",
-    "calibration_table",
-    "check_data_quality",
-    "check_parity",
-    "classification_metrics",
-    "code_revision",
-    "evaluate_candidate",
-    "expected_calibration_error",
-    "export_onnx",
-    "fit",
-    "fmt",
-    "gate_rows",
-    "ingest",
-    "load_pipeline",
-    "markdown_summary",
-    "markdown_table",
-    "metric_rows",
-    "model_frame",
-    "new_labelled_rows",
-    "new_run_dir",
-    "parity",
-    "promote_if_passed",
-    "read_json",
-    "register_candidate",
-    "run_gate",
-    "save_pipeline",
-    "split",
-    "split_data",
-    "to_onnx",
-    "train_candidate",
-    "write_atomic",
-    "write_json",
-    "write_lineage",
-    "write_parquet",
-]
+_NAMES = {
+    "ferry.train.steps": (
+        "IngestSummary LIBRARIES NewData VERSION_FILES check_data_quality check_parity code_revision "
+        "evaluate_candidate export_onnx ingest new_labelled_rows new_run_dir promote_if_passed "
+        "register_candidate run_gate split_data train_candidate write_lineage"
+    ),
+    "ferry.train.pipeline": "Split TrainResult build_pipeline fit model_frame split",
+    "ferry.train.metrics": "METRIC_NAMES calibration_table classification_metrics expected_calibration_error",
+    "ferry.train.onnx_export": "ParityResult TARGET_OPSET align_thresholds_to_float32 parity to_onnx",
+    "ferry.train.run_files": (
+        "TRUSTED_TYPES load_pipeline read_json save_pipeline write_atomic write_json write_parquet"
+    ),
+    "ferry.train.summary": "as_link fmt gate_rows markdown_summary markdown_table metric_rows",
+}
+_LAZY = {name: module for module, names in _NAMES.items() for name in names.split()}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ferry.train' has no attribute {name!r}")

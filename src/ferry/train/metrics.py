@@ -1,12 +1,16 @@
-"""Holdout metrics for a binary classifier: the numbers the gate compares and the summary shows."""
+"""Holdout metrics for a binary classifier: the numbers the gate compares and the summary shows.
+
+numpy and scikit-learn are imported by the functions that compute, so the CLI's tables read :data:`METRIC_NAMES`
+without loading either.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from sklearn.metrics import brier_score_loss, f1_score, log_loss, precision_score, recall_score, roc_auc_score
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["METRIC_NAMES", "calibration_table", "classification_metrics", "expected_calibration_error"]
 
@@ -16,6 +20,8 @@ METRIC_NAMES = ("roc_auc", "f1", "precision", "recall", "brier", "ece", "log_los
 
 def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, *, bins: int = 10) -> float:
     """Mean |observed rate - mean predicted probability| over equal-width probability bins, weighted by bin size."""
+    import numpy as np
+
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(prob, edges[1:-1], right=True), 0, bins - 1)
     total = 0.0
@@ -28,6 +34,8 @@ def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, *, bins: in
 
 def calibration_table(y_true: np.ndarray, prob: np.ndarray, *, bins: int = 10) -> list[dict[str, Any]]:
     """Per-bin counts, mean predicted probability and observed positive rate (a reliability diagram as rows)."""
+    import numpy as np
+
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(prob, edges[1:-1], right=True), 0, bins - 1)
     rows = []
@@ -49,6 +57,9 @@ def classification_metrics(y_true: np.ndarray, prob: np.ndarray, *, threshold: f
 
     ``prob`` is the probability of the positive class. ROC AUC is NaN when the holdout holds one class only.
     """
+    import numpy as np
+    from sklearn.metrics import brier_score_loss, f1_score, log_loss, precision_score, recall_score, roc_auc_score
+
     y = np.asarray(y_true).astype(int)
     p = np.asarray(prob, dtype=np.float64)
     pred = (p >= threshold).astype(int)
