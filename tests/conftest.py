@@ -8,11 +8,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import copy_clean
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("FERRY_CODE_REVISION", "test")
+
+
+SERVER_FIXTURES = frozenset({"prefect_server", "serve_dir"})
+"""Fixtures that start Prefect or a server: a test that uses one is an integration test."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that starts Prefect or a server (through these fixtures) as integration, whether or not its
+    module says so, so that ``-m "not integration"`` is the fast set."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +69,15 @@ def churn_champion(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"registry": str(root / "registry"), "version": version.id, "schema": str(schema), "data": str(data)}
 
 
+@pytest.fixture(scope="module")
+def writable_champion(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """``churn_champion`` with its registry copied for one test module, for tests that write to the registry (a
+    batch run records itself and its input sample there): the session's registry stays read-only."""
+    copy = tmp_path_factory.mktemp("champion-copy") / "registry"
+    copy_clean(churn_champion["registry"], copy)
+    return {**churn_champion, "registry": str(copy)}
+
+
 def free_port() -> int:
     from ferry.cli.processes import free_port as _free_port
 
@@ -91,21 +114,6 @@ def pair(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     challenger = clone_version(registry, base, tmp / "challenger", note="challenger")
     registry.promote(challenger, "online/challenger", model="churn", reason="test: challenger")
     return registry, base.id, challenger
-
-
-PRODUCTION_DATA = ("batch", "online", "monitor")
-"""What production writes under ``models/<model>/`` (logs, batch samples and runs, monitor state): other tests'
-runs leave some in the shared champion registry, so tests that read it start from copies without it."""
-
-
-def copy_clean(src: str | Path, dst: Path) -> Any:
-    """A copy of a registry with its versions and channels but none of the production data other tests wrote."""
-    import shutil
-
-    from ferry.registry import Registry
-
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*PRODUCTION_DATA))
-    return Registry(str(dst))
 
 
 @pytest.fixture

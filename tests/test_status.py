@@ -58,6 +58,7 @@ def test_devices_behind_and_stale_batch_outputs_are_skew(staged: tuple[Registry,
     assert "s3://scores/a" in result.output
 
 
+@pytest.mark.integration
 def test_status_asks_the_online_service_what_it_serves(
     staged: tuple[Registry, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from batch_support import read_scores, second_version, source_table, without_time, write_partitions
 
 from ferry import batch
 from ferry.batch import discover_partitions
@@ -21,29 +22,6 @@ from ferry.errors import DataFormatError, DataValidationError, RegistryError
 from ferry.registry import Registry
 from ferry.schema import Schema
 from ferry.scoring import OnnxScorer
-
-
-def _source(champion: dict[str, str]) -> pa.Table:
-    return pq.read_table(champion["data"])
-
-
-def write_partitions(champion: dict[str, str], where: Path, n: int = 3, *, csv: int = 1) -> list[Path]:
-    """The champion's training data cut into ``n`` Parquet partitions plus ``csv`` CSV ones, in subdirectories."""
-    table = _source(champion)
-    cuts = np.linspace(0, table.num_rows, n + csv + 1).astype(int)
-    paths = []
-    for i in range(n + csv):
-        piece = table.slice(cuts[i], cuts[i + 1] - cuts[i])
-        sub = where / f"day={i:02d}"
-        sub.mkdir(parents=True, exist_ok=True)
-        if i < n:
-            path = sub / "part.parquet"
-            pq.write_table(piece, path)
-        else:
-            path = sub / "part.csv"
-            piece.to_pandas().to_csv(path, index=False)
-        paths.append(path)
-    return paths
 
 
 def reference_scores(champion: dict[str, str], path: Path | str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -56,24 +34,16 @@ def reference_scores(champion: dict[str, str], path: Path | str) -> tuple[pd.Dat
     return frame, scores.labels, scores.probabilities
 
 
-def read_scores(out: Path) -> pd.DataFrame:
-    return pq.read_table(out / "scores").to_pandas()
-
-
-def without_time(df: pd.DataFrame) -> pd.DataFrame:
-    return df.drop(columns=["scored_at"]).sort_values("customer_id").reset_index(drop=True)
-
-
 @pytest.fixture
-def registry(churn_champion: dict[str, str]) -> Registry:
-    return Registry(churn_champion["registry"])
+def registry(writable_champion: dict[str, str]) -> Registry:
+    return Registry(writable_champion["registry"])
 
 
 # -------------------------------------------------------------------------------------------------- partitions
 
 
-def test_discovers_files_directories_and_globs(tmp_path: Path, churn_champion: dict[str, str]) -> None:
-    write_partitions(churn_champion, tmp_path / "in", n=2, csv=1)
+def test_discovers_files_directories_and_globs(tmp_path: Path, writable_champion: dict[str, str]) -> None:
+    write_partitions(writable_champion, tmp_path / "in", n=2, csv=1)
     (tmp_path / "in" / "_SUCCESS").write_text("")
     (tmp_path / "in" / "notes.txt").write_text("not data")
     parts = discover_partitions(str(tmp_path / "in"))
@@ -97,8 +67,8 @@ def test_discovers_files_directories_and_globs(tmp_path: Path, churn_champion: d
         discover_partitions(str(tmp_path / "in" / "*.pq"))
 
 
-def test_discovers_fsspec_urls(tmp_path: Path, churn_champion: dict[str, str]) -> None:
-    write_partitions(churn_champion, tmp_path / "in", n=2, csv=0)
+def test_discovers_fsspec_urls(tmp_path: Path, writable_champion: dict[str, str]) -> None:
+    write_partitions(writable_champion, tmp_path / "in", n=2, csv=0)
     parts = discover_partitions(f"file://{tmp_path / 'in'}")
     assert [p.key for p in parts] == ["day=00__part", "day=01__part"]
     assert all(p.url.startswith("file://") for p in parts)
@@ -108,16 +78,16 @@ def test_discovers_fsspec_urls(tmp_path: Path, churn_champion: dict[str, str]) -
 
 
 def test_scores_match_onnx_scorer_bit_for_bit(
-    tmp_path: Path, churn_champion: dict[str, str], registry: Registry
+    tmp_path: Path, writable_champion: dict[str, str], registry: Registry
 ) -> None:
-    paths = write_partitions(churn_champion, tmp_path / "in", n=3, csv=1)
+    paths = write_partitions(writable_champion, tmp_path / "in", n=3, csv=1)
     summary = batch.score(
         str(tmp_path / "in"), str(tmp_path / "out"), registry, settings=batch.BatchSettings(batch_rows=700)
     )
     assert (summary.partitions, summary.skipped, summary.rejected) == (4, 0, 0)
     assert summary.rows == summary.scored == 6000
     for path, key in zip(paths, ["day=00__part", "day=01__part", "day=02__part", "day=03__part"], strict=True):
-        frame, labels, probs = reference_scores(churn_champion, path)
+        frame, labels, probs = reference_scores(writable_champion, path)
         got = pq.read_table(tmp_path / "out" / "scores" / f"{key}.parquet")
         assert got.column_names == ["customer_id", "prediction", "prob_0", "prob_1", "model_version", "scored_at"]
         assert got.column("customer_id").to_pylist() == frame["customer_id"].tolist()
@@ -126,15 +96,15 @@ def test_scores_match_onnx_scorer_bit_for_bit(
         # bit-identical, not merely close
         assert got.column("prob_0").to_numpy().tobytes() == probs[:, 0].tobytes()
         assert got.column("prob_1").to_numpy().tobytes() == probs[:, 1].tobytes()
-        assert set(got.column("model_version").to_pylist()) == {churn_champion["version"]}
+        assert set(got.column("model_version").to_pylist()) == {writable_champion["version"]}
     manifest = sorted((tmp_path / "out" / "_manifest").iterdir())
     assert len(manifest) == 4
     assert list((tmp_path / "out" / "_tmp").iterdir()) == []
     assert not (tmp_path / "out" / "rejects").exists() or list((tmp_path / "out" / "rejects").iterdir()) == []
 
 
-def test_rerun_skips_finished_partitions(tmp_path: Path, churn_champion: dict[str, str], registry: Registry) -> None:
-    write_partitions(churn_champion, tmp_path / "in", n=2, csv=0)
+def test_rerun_skips_finished_partitions(tmp_path: Path, writable_champion: dict[str, str], registry: Registry) -> None:
+    write_partitions(writable_champion, tmp_path / "in", n=2, csv=0)
     first = batch.score(str(tmp_path / "in"), str(tmp_path / "out"), registry)
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out" / "scores").iterdir()}
     again = batch.score(str(tmp_path / "in"), str(tmp_path / "out"), registry)
@@ -146,8 +116,8 @@ def test_rerun_skips_finished_partitions(tmp_path: Path, churn_champion: dict[st
 # -------------------------------------------------------------------------------------------------- rejects
 
 
-def _bad_rows(churn_champion: dict[str, str]) -> pd.DataFrame:
-    df = _source(churn_champion).slice(0, 40).to_pandas()
+def _bad_rows(writable_champion: dict[str, str]) -> pd.DataFrame:
+    df = source_table(writable_champion).slice(0, 40).to_pandas()
     df["tenure_months"] = df["tenure_months"].astype(object)
     df.loc[3, "tenure_months"] = "twelve"  # wrong type
     df.loc[5, "plan"] = "platinum"  # unknown category, schema forbids it
@@ -159,14 +129,14 @@ def _bad_rows(churn_champion: dict[str, str]) -> pd.DataFrame:
 
 
 def test_bad_rows_go_to_rejects_with_id_and_reason(
-    tmp_path: Path, churn_champion: dict[str, str], registry: Registry
+    tmp_path: Path, writable_champion: dict[str, str], registry: Registry
 ) -> None:
-    df = _bad_rows(churn_champion)
+    df = _bad_rows(writable_champion)
     (tmp_path / "in").mkdir()
     df.to_csv(tmp_path / "in" / "a.csv", index=False)
     table = pa.Table.from_pandas(df.astype({"tenure_months": str}), preserve_index=False)
     pq.write_table(table, tmp_path / "in" / "b.parquet")
-    missing = _source(churn_champion).slice(100, 10).drop_columns(["plan"])
+    missing = source_table(writable_champion).slice(100, 10).drop_columns(["plan"])
     pq.write_table(missing, tmp_path / "in" / "c.parquet")
 
     summary = batch.score(str(tmp_path / "in"), str(tmp_path / "out"), registry)
@@ -194,7 +164,7 @@ def test_bad_rows_go_to_rejects_with_id_and_reason(
     # the good rows score exactly as the shared path scores them
     good = df.drop(index=[3, 5, 7, 9]).astype({"tenure_months": float})
     good.to_parquet(tmp_path / "good.parquet")
-    _, labels, probs = reference_scores(churn_champion, tmp_path / "good.parquet")
+    _, labels, probs = reference_scores(writable_champion, tmp_path / "good.parquet")
     got = pq.read_table(tmp_path / "out" / "scores" / "a.parquet")
     assert got.column("prob_1").to_numpy().tobytes() == probs[:, 1].tobytes()
     np.testing.assert_array_equal(got.column("prediction").to_numpy(), labels)
@@ -213,11 +183,13 @@ def test_bad_rows_go_to_rejects_with_id_and_reason(
         ("signup_at", None, "not_null"),
     ],
 )
-def test_row_problems_agree_with_validate(churn_champion: dict[str, str], column: str, value: Any, rule: str) -> None:
-    registry = Registry(churn_champion["registry"])
-    v = registry.get(churn_champion["version"])
+def test_row_problems_agree_with_validate(
+    writable_champion: dict[str, str], column: str, value: Any, rule: str
+) -> None:
+    registry = Registry(writable_champion["registry"])
+    v = registry.get(writable_champion["version"])
     schema = Schema.from_dict(json.loads(registry.read_bytes(v, "schema.json")))
-    df = read_table(churn_champion["data"]).head(5).astype({column: object})
+    df = read_table(writable_champion["data"]).head(5).astype({column: object})
     df.loc[2, column] = value
     with pytest.raises(DataValidationError) as caught:
         validate(df, schema, require_target=False)
@@ -230,9 +202,9 @@ def test_row_problems_agree_with_validate(churn_champion: dict[str, str], column
 
 
 def test_corrupt_partition_fails_clearly_and_the_others_score(
-    tmp_path: Path, churn_champion: dict[str, str], registry: Registry
+    tmp_path: Path, writable_champion: dict[str, str], registry: Registry
 ) -> None:
-    paths = write_partitions(churn_champion, tmp_path / "in", n=3, csv=0)
+    paths = write_partitions(writable_champion, tmp_path / "in", n=3, csv=0)
     good_bytes = paths[1].read_bytes()
     paths[1].write_bytes(good_bytes[: len(good_bytes) // 2])  # truncated
     (tmp_path / "in" / "day=09").mkdir()
@@ -263,25 +235,12 @@ def test_corrupt_partition_fails_clearly_and_the_others_score(
 # -------------------------------------------------------------------------------------------- version choice
 
 
-def _second_version(registry: Registry, first: str, tmp_path: Path) -> str:
-    """Register the same model under a different lineage, so it gets its own id (no training needed)."""
-    v = registry.get(first)
-    files = {}
-    for name in ("model.onnx", "schema.json", "lineage.json"):
-        data = registry.read_bytes(v, name)
-        if name == "lineage.json":
-            data = json.dumps({**json.loads(data), "note": "second"}).encode()
-        (tmp_path / name).write_bytes(data)
-        files[name] = tmp_path / name
-    return registry.register(v.model, files, {"gate": {"passed": True}}).id
-
-
-def test_version_batch_channel_then_champion_then_pinned(tmp_path: Path, churn_champion: dict[str, str]) -> None:
-    shutil.copytree(churn_champion["registry"], tmp_path / "registry")
+def test_version_batch_channel_then_champion_then_pinned(tmp_path: Path, writable_champion: dict[str, str]) -> None:
+    shutil.copytree(writable_champion["registry"], tmp_path / "registry")
     registry = Registry(str(tmp_path / "registry"))
-    first = churn_champion["version"]
+    first = writable_champion["version"]
     assert batch.resolve_version(registry).id == first  # no batch channel: online/champion
-    second = _second_version(registry, first, tmp_path)
+    second = second_version(registry, first, tmp_path)
     registry.promote(second, "batch", reason="test batch channel")
     assert batch.resolve_version(registry).id == second
     assert batch.resolve_version(registry, version=first[:8]).id == first
@@ -291,7 +250,7 @@ def test_version_batch_channel_then_champion_then_pinned(tmp_path: Path, churn_c
     with pytest.raises(RegistryError, match="holds no models"):
         batch.resolve_version(Registry(str(tmp_path / "empty")))
 
-    write_partitions(churn_champion, tmp_path / "in", n=1, csv=0)
+    write_partitions(writable_champion, tmp_path / "in", n=1, csv=0)
     batch.score(str(tmp_path / "in"), str(tmp_path / "out"), registry)
     assert set(read_scores(tmp_path / "out")["model_version"]) == {second}
     with pytest.raises(RegistryError, match=f"already holds partitions scored by version\\(s\\) {second}"):
@@ -339,9 +298,9 @@ def test_prefetch_keeps_order_raises_in_order_and_stops_when_closed() -> None:
 
 
 def test_threaded_and_plain_reading_give_the_same_output(
-    tmp_path: Path, churn_champion: dict[str, str], registry: Registry
+    tmp_path: Path, writable_champion: dict[str, str], registry: Registry
 ) -> None:
-    write_partitions(churn_champion, tmp_path / "in", n=1, csv=1)
+    write_partitions(writable_champion, tmp_path / "in", n=1, csv=1)
     for name, threaded in (("plain", False), ("threaded", True)):
         settings = batch.BatchSettings(batch_rows=500, prefetch=threaded)
         batch.score(str(tmp_path / "in"), str(tmp_path / name), registry, settings=settings)
@@ -350,11 +309,11 @@ def test_threaded_and_plain_reading_give_the_same_output(
     )
 
 
-def test_reads_and_writes_fsspec_urls(tmp_path: Path, churn_champion: dict[str, str], registry: Registry) -> None:
+def test_reads_and_writes_fsspec_urls(tmp_path: Path, writable_champion: dict[str, str], registry: Registry) -> None:
     import fsspec
 
     fs = fsspec.filesystem("memory")
-    paths = write_partitions(churn_champion, tmp_path / "in", n=1, csv=1)
+    paths = write_partitions(writable_champion, tmp_path / "in", n=1, csv=1)
     for path in paths:
         fs.pipe(f"/batch-test/in/{path.parent.name}/{path.name}", path.read_bytes())
     try:
@@ -365,7 +324,7 @@ def test_reads_and_writes_fsspec_urls(tmp_path: Path, churn_champion: dict[str, 
         assert output.endswith("/batch-test/out/scores/day=00__part.parquet")
         with fs.open("/batch-test/out/scores/day=01__part.parquet", "rb") as fh:
             got = pq.read_table(fh)
-        _, labels, probs = reference_scores(churn_champion, paths[1])
+        _, labels, probs = reference_scores(writable_champion, paths[1])
         assert got.column("prob_1").to_numpy().tobytes() == probs[:, 1].tobytes()
         np.testing.assert_array_equal(got.column("prediction").to_numpy(), labels)
         assert batch.score("memory://batch-test/in", "memory://batch-test/out", registry).skipped == 2
@@ -403,11 +362,11 @@ def test_write_behind_keeps_order_and_reraises_a_failed_write() -> None:
 
 
 def test_row_progress_reports_rows_share_and_rate(
-    tmp_path: Path, churn_champion: dict[str, str], registry: Registry
+    tmp_path: Path, writable_champion: dict[str, str], registry: Registry
 ) -> None:
     lines: list[str] = []
     progress = batch.RowProgress(lines.append, "day=00__part", 6000, every_s=0.0)
-    write_partitions(churn_champion, tmp_path / "in", n=1, csv=0)
+    write_partitions(writable_champion, tmp_path / "in", n=1, csv=0)
     part = discover_partitions(str(tmp_path / "in"))[0]
     from ferry.batch import count_rows
 

@@ -6,10 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import copy_clean
-from test_flow import artifacts_of
-from test_monitor import beats_from, serve_rows
-from test_rollout import traffic
+from helpers import artifacts_of, beats_from, copy_clean, serve_rows, traffic
 
 from ferry import monitor as core
 from ferry.cli.parity import records

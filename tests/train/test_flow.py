@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
+from helpers import artifacts_of
 
 from ferry import demo_data
 from ferry.registry import Registry
 
 pytestmark = pytest.mark.integration
-
-
-def artifacts_of(flow_run_id: Any) -> dict[str, Any]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-    async def read() -> dict[str, Any]:
-        async with get_client() as client:
-            found = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
-            )
-            return {a.key: a for a in found}
-
-    return asyncio.run(read())
 
 
 def test_retrain_flow_leaves_a_version_and_readable_artifacts(

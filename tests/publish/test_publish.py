@@ -15,6 +15,7 @@ from ferry.registry import Registry
 from ferry.settings import EdgeSettings
 
 
+@pytest.mark.integration
 def test_promote_publish_sync(churn_champion: dict[str, str], tmp_path: Path, serve_dir: Callable[[Path], str]) -> None:
     shutil.copytree(churn_champion["registry"], tmp_path / "registry")
     registry = Registry(str(tmp_path / "registry"))

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import copy_clean, free_port
-from test_monitor import serve_rows
+from conftest import free_port
+from helpers import copy_clean, serve_rows
 
 from ferry import demo_data
 from ferry.cli.parity import records
@@ -27,7 +27,7 @@ from ferry.registry import Registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_batch import read_scores, without_time, write_partitions
+from batch_support import read_scores, without_time, write_partitions
 
 from ferry import batch, demo_data
 from ferry.registry import Registry
@@ -42,23 +42,23 @@ def dask_address() -> Iterator[str]:
 
 
 def test_runners_give_identical_output(
-    tmp_path: Path, churn_champion: dict[str, str], prefect_server: None, dask_address: str
+    tmp_path: Path, writable_champion: dict[str, str], prefect_server: None, dask_address: str
 ) -> None:
     from prefect.artifacts import Artifact
 
     from ferry_flows.batch_score import batch_score
 
-    write_partitions(churn_champion, tmp_path / "in", n=3, csv=1)
-    registry = Registry(churn_champion["registry"])
+    write_partitions(writable_champion, tmp_path / "in", n=3, csv=1)
+    registry = Registry(writable_champion["registry"])
     plain = batch.score(str(tmp_path / "in"), str(tmp_path / "plain"), registry)
     want = without_time(read_scores(tmp_path / "plain"))
 
-    common = {"input": str(tmp_path / "in"), "registry_url": churn_champion["registry"], "batch_rows": 1000}
+    common = {"input": str(tmp_path / "in"), "registry_url": writable_champion["registry"], "batch_rows": 1000}
     on_threads = batch_score(output=str(tmp_path / "thread"), runner="thread", **common)
     on_dask = batch_score(output=str(tmp_path / "dask"), cluster_address=dask_address, **common)
     for outcome, name in ((on_threads, "thread"), (on_dask, "dask")):
         assert (outcome["rows"], outcome["scored"], outcome["rejected"]) == (plain.rows, plain.scored, 0)
-        assert outcome["version"] == churn_champion["version"]
+        assert outcome["version"] == writable_champion["version"]
         assert outcome["failures"] == {}
         pd.testing.assert_frame_equal(without_time(read_scores(tmp_path / name)), want)
 
@@ -67,7 +67,7 @@ def test_runners_give_identical_output(
     assert summary.data is not None
     assert "| scored | 6,000 |" in str(summary.data)
     assert str(tmp_path / "dask") in str(summary.data)
-    assert churn_champion["version"] in str(summary.data)
+    assert writable_champion["version"] in str(summary.data)
     assert "| input drift | no drift: 0 of 15 features drifted" in str(summary.data)
     drift = Artifact.get("churn-batch-drift")
     assert drift is not None
@@ -81,17 +81,17 @@ def test_runners_give_identical_output(
 
 @pytest.mark.slow
 def test_process_runner_scores_the_rest_when_one_partition_is_corrupt(
-    tmp_path: Path, churn_champion: dict[str, str], prefect_server: None
+    tmp_path: Path, writable_champion: dict[str, str], prefect_server: None
 ) -> None:
     from ferry_flows.batch_score import batch_score
 
-    write_partitions(churn_champion, tmp_path / "in", n=2, csv=0)
+    write_partitions(writable_champion, tmp_path / "in", n=2, csv=0)
     (tmp_path / "in" / "day=05").mkdir()
     (tmp_path / "in" / "day=05" / "part.parquet").write_bytes(b"PAR1 garbage")
     common = {
         "input": str(tmp_path / "in"),
         "output": str(tmp_path / "out"),
-        "registry_url": churn_champion["registry"],
+        "registry_url": writable_champion["registry"],
     }
     state = batch_score(**common, return_state=True)
     assert state.is_failed()
@@ -103,7 +103,7 @@ def test_process_runner_scores_the_rest_when_one_partition_is_corrupt(
     ]
     assert len(read_scores(tmp_path / "out")) == 6000
     # the process pool wrote what the plain function writes for the same partitions
-    registry = Registry(churn_champion["registry"])
+    registry = Registry(writable_champion["registry"])
     batch.score(str(tmp_path / "in" / "day=0[01]" / "*.parquet"), str(tmp_path / "plain"), registry)
     pd.testing.assert_frame_equal(
         without_time(read_scores(tmp_path / "out")), without_time(read_scores(tmp_path / "plain"))

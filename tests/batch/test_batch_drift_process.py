@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from test_batch_drift import demo_partitions
+from batch_support import demo_partitions
 
 from ferry import batch
 from ferry.registry import Registry
@@ -50,8 +50,8 @@ class Watch:
 
 
 @pytest.fixture
-def registry(churn_champion: dict[str, str]) -> Registry:
-    return Registry(churn_champion["registry"])
+def registry(writable_champion: dict[str, str]) -> Registry:
+    return Registry(writable_champion["registry"])
 
 
 def _evidence(out: Path) -> dict[str, Any]:
@@ -235,10 +235,11 @@ def test_the_drift_process_checks_while_partitions_score(tmp_path: Path, registr
     summary = batch.score(str(source), str(out), registry, settings=APART, on_rows=Watch(wait_for_the_check))
     assert early
     assert early[0]["status"] == "drifted"
-    assert early[0]["sample_rows"] == 4000  # both partitions' samples, drawn from the input before they scored
+    # both partitions' samples, drawn from the input before they scored
+    assert early[0]["sample_rows"] == 2 * APART.drift_sample_rows
     assert summary.drift is not None
     waited = summary.drift.pop("waited_seconds")  # the run's own note: how long it waited for the answer
-    assert waited >= 0
+    assert 0.0 <= waited <= summary.seconds  # part of the run's own time, measured on the same clock
     assert summary.drift == early[0] == json.loads((out / "drift" / "summary.json").read_text())
     assert sorted(p.name for p in (out / "_drift").iterdir()) == ["part-0.parquet", "part-1.parquet"]
     assert drift_processes() == []
@@ -268,6 +269,6 @@ def test_a_partition_that_fails_after_its_sample_was_checked_is_left_out_of_the_
     assert list(summary.failures) == ["part-1"]
     assert summary.drift is not None
     assert summary.drift["status"] == "no drift"
-    assert summary.drift["sample_rows"] == 2000  # part-0's sample only
-    assert json.loads((out / "drift" / "summary.json").read_text())["sample_rows"] == 2000
+    assert summary.drift["sample_rows"] == APART.drift_sample_rows  # part-0's sample only
+    assert json.loads((out / "drift" / "summary.json").read_text())["sample_rows"] == APART.drift_sample_rows
     assert drift_processes() == []

@@ -11,25 +11,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_batch import _second_version
+from batch_support import demo_partitions, second_version
 
 from ferry import batch, demo_data
 from ferry.batch import OutputDir, Reservoir, check_batch, discover_partitions
 from ferry.registry import Registry
 
 
-def demo_partitions(where: Path, *, drift: float, parts: int = 2, rows: int = 3000) -> Path:
-    where.mkdir(parents=True)
-    for i in range(parts):
-        frame = demo_data.make_churn(rows, seed=500 + i, drift=drift)
-        frame["customer_id"] = [f"D{i}-{j:06d}" for j in range(rows)]
-        frame.to_parquet(where / f"part-{i}.parquet", index=False)
-    return where
-
-
 @pytest.fixture
-def registry(churn_champion: dict[str, str]) -> Registry:
-    return Registry(churn_champion["registry"])
+def registry(writable_champion: dict[str, str]) -> Registry:
+    return Registry(writable_champion["registry"])
 
 
 def test_drifted_input_is_detected_and_fresh_input_is_not(tmp_path: Path, registry: Registry) -> None:
@@ -47,7 +38,7 @@ def test_drifted_input_is_detected_and_fresh_input_is_not(tmp_path: Path, regist
     assert {"device_os", "contract", "support_calls"} <= flagged
     assert [c["feature"] for c in d["columns"]] == list(demo_data.churn_schema().feature_names)
     assert all(c["method"] and c["threshold"] is not None for c in d["columns"])
-    assert d["sample_rows"] == 4000  # 2,000 sampled rows of each 3,000-row partition
+    assert d["sample_rows"] == 2 * batch.BatchSettings().drift_sample_rows  # a sample of each 3,000-row partition
     assert d["reference_rows"] > 1000
     assert d["text"].startswith("drifted: ")
     report = tmp_path / "out1" / "drift" / "report.html"
@@ -80,12 +71,14 @@ def test_samples_cover_each_partition_and_a_rerun_reuses_them(tmp_path: Path, re
     assert pq.read_table(tmp_path / "again" / "_drift" / "part-0.parquet").equals(pq.read_table(samples[0]))
 
 
-def test_a_version_without_reference_still_scores_and_says_so(tmp_path: Path, churn_champion: dict[str, str]) -> None:
+def test_a_version_without_reference_still_scores_and_says_so(
+    tmp_path: Path, writable_champion: dict[str, str]
+) -> None:
     import shutil
 
-    shutil.copytree(churn_champion["registry"], tmp_path / "registry")
+    shutil.copytree(writable_champion["registry"], tmp_path / "registry")
     registry = Registry(str(tmp_path / "registry"))
-    second = _second_version(registry, churn_champion["version"], tmp_path)
+    second = second_version(registry, writable_champion["version"], tmp_path)
     assert "reference.parquet" not in registry.get(second).files
     summary = batch.score(
         str(demo_partitions(tmp_path / "in", drift=1.0)), str(tmp_path / "out"), registry, version=second
@@ -175,7 +168,7 @@ def test_finished_partitions_without_samples_get_them_from_their_input(tmp_path:
     assert again.skipped == 2
     assert again.drift is not None
     assert again.drift["status"] == "drifted"
-    assert again.drift["sample_rows"] == 4000
+    assert again.drift["sample_rows"] == 2 * batch.BatchSettings().drift_sample_rows
     whole = batch.score(source, str(tmp_path / "whole"), registry)
     for key in ("part-0", "part-1"):
         drawn = pq.read_table(tmp_path / "out" / "_drift" / f"{key}.parquet")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from test_batch import read_scores, without_time
+from batch_support import read_scores, without_time
 
 from ferry import batch
 from ferry.batch import OutputDir, OutputLocked, output_lock
@@ -55,14 +55,14 @@ def wait_for_holder(lock: Path, proc: subprocess.Popen[str], timeout: float = 12
 
 
 @pytest.mark.slow
-def test_a_second_process_on_the_same_output_fails_clearly(tmp_path: Path, churn_champion: dict[str, str]) -> None:
-    source = slow_input(churn_champion, tmp_path / "in")
+def test_a_second_process_on_the_same_output_fails_clearly(tmp_path: Path, writable_champion: dict[str, str]) -> None:
+    source = slow_input(writable_champion, tmp_path / "in")
     out = tmp_path / "out"
-    first = start_score(churn_champion, source, out, batch_rows=10)
+    first = start_score(writable_champion, source, out, batch_rows=10)
     try:
         holder = wait_for_holder(out / "_lock", first)
         assert holder["pid"] == first.pid
-        second = start_score(churn_champion, source, out, batch_rows=10)
+        second = start_score(writable_champion, source, out, batch_rows=10)
         _, err = second.communicate(timeout=120)
         assert second.returncode == 2
         message = " ".join(err.split())
@@ -77,23 +77,23 @@ def test_a_second_process_on_the_same_output_fails_clearly(tmp_path: Path, churn
         if first.poll() is None:
             first.kill()
     # the output is exactly one clean run's
-    clean = batch.score(str(source), str(tmp_path / "clean"), Registry(churn_champion["registry"]))
+    clean = batch.score(str(source), str(tmp_path / "clean"), Registry(writable_champion["registry"]))
     got = read_scores(out)
     assert got["customer_id"].is_unique
     assert len(got) == clean.scored
     assert without_time(got).equals(without_time(read_scores(tmp_path / "clean")))
     # released: the next run goes through (and skips everything)
-    again = start_score(churn_champion, source, out, batch_rows=10)
+    again = start_score(writable_champion, source, out, batch_rows=10)
     stdout, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
     assert "12 finished earlier" in stdout
 
 
 @pytest.mark.slow
-def test_a_killed_holder_does_not_block_the_next_run(tmp_path: Path, churn_champion: dict[str, str]) -> None:
-    source = slow_input(churn_champion, tmp_path / "in")
+def test_a_killed_holder_does_not_block_the_next_run(tmp_path: Path, writable_champion: dict[str, str]) -> None:
+    source = slow_input(writable_champion, tmp_path / "in")
     out = tmp_path / "out"
-    first = start_score(churn_champion, source, out, batch_rows=10)
+    first = start_score(writable_champion, source, out, batch_rows=10)
     try:
         wait_for_holder(out / "_lock", first)
         first.send_signal(signal.SIGKILL)
@@ -102,8 +102,8 @@ def test_a_killed_holder_does_not_block_the_next_run(tmp_path: Path, churn_champ
         if first.poll() is None:
             first.kill()
         first.communicate()
-    summary = batch.score(str(source), str(out), Registry(churn_champion["registry"]))
-    assert summary.rows == pq.read_table(churn_champion["data"]).num_rows // 12 * 12
+    summary = batch.score(str(source), str(out), Registry(writable_champion["registry"]))
+    assert summary.rows == pq.read_table(writable_champion["data"]).num_rows // 12 * 12
 
 
 def test_lock_in_process_and_on_an_object_store(tmp_path: Path) -> None:

@@ -8,49 +8,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import traffic
 
-from ferry.cli.parity import records
-from ferry.demo_data import make_churn
 from ferry.monitor import rollout as rollout
-from ferry.online.holder import ModelHolder
-from ferry.online.logs import FeedbackLog, PredictionLog
-from ferry.online.predict import predict
 from ferry.registry import Registry
 
 SETTINGS = rollout.RolloutSettings(window_hours=1, min_rows=200, min_labels=100)
-
-
-def traffic(
-    registry: Registry,
-    channel: str,
-    n: int,
-    seed: int,
-    *,
-    labels: str | None = None,
-    latency_ms: float | None = None,
-    requests: int = 1,
-) -> None:
-    """``n`` requests answered by the version behind ``channel``, logged as the service logs them; with ``labels``
-        ("right" or "wrong"), each answer's true label comes back through the feedback log; ``latency_ms`` is the time
-        the service logs for each answer (None, as in logs written before latency was recorded), the rows split into
-    ``requests`` requests."""
-    holder = ModelHolder(registry, "churn", channel)
-    holder.refresh()
-    loaded = holder.current
-    assert loaded is not None
-    rows = records(make_churn(n, seed=seed), loaded.schema)
-    answer = predict(loaded, rows)
-    log = PredictionLog(registry.url, "churn", sample_rate=1.0, buffer_rows=100_000)
-    size = -(-n // requests)
-    for start in range(0, n, size):
-        part = answer.model_copy(update={"predictions": answer.predictions[start : start + size]})
-        log.record(loaded, rows[start : start + size], part, latency_ms=latency_ms)
-    log.flush()
-    if labels:
-        feedback = FeedbackLog(registry.url, "churn", buffer_rows=100_000)
-        flip = {"right": {0: 0, 1: 1}, "wrong": {0: 1, 1: 0}}[labels]
-        feedback.record([(p.prediction_id, str(flip[int(p.prediction)])) for p in answer.predictions])
-        feedback.flush()
 
 
 def later(registry: Registry) -> datetime:

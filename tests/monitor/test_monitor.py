@@ -9,16 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import copy_clean
 from ferry_edge.telemetry import DriftSketch, Heartbeats
+from helpers import beats_from, copy_clean, serve_rows
 
 from ferry import gate, monitor
 from ferry.cli.parity import records
 from ferry.demo_data import churn_schema, make_churn
 from ferry.errors import FerryError
-from ferry.online.holder import ModelHolder
-from ferry.online.logs import FeedbackLog, PredictionLog
-from ferry.online.predict import predict
 from ferry.registry import Registry
 
 SETTINGS = monitor.MonitorSettings(min_rows=100)
@@ -33,24 +30,6 @@ def registry(churn_champion: dict[str, str], tmp_path: Path) -> Registry:
 def reference(churn_champion: dict[str, str]) -> Any:
     registry = Registry(churn_champion["registry"])
     return monitor.reference_of(registry, registry.get(churn_champion["version"]))
-
-
-def serve_rows(registry: Registry, rows: list[dict[str, Any]], *, labels: bool = False) -> list[str]:
-    """Score ``rows`` as the online service does and log every prediction (and, optionally, its true label)."""
-    holder = ModelHolder(registry, "churn", "online/champion")
-    holder.refresh()
-    loaded = holder.current
-    assert loaded is not None
-    log = PredictionLog(registry.url, "churn", sample_rate=1.0, buffer_rows=10_000)
-    answer = predict(loaded, rows)
-    log.record(loaded, rows, answer)
-    log.flush()
-    ids = [p.prediction_id for p in answer.predictions]
-    if labels:
-        feedback = FeedbackLog(registry.url, "churn")
-        feedback.record([(i, str(p.prediction)) for i, p in zip(ids, answer.predictions, strict=True)])
-        feedback.flush()
-    return ids
 
 
 def test_online_drift_is_found_once_and_the_cursor_moves_on(registry: Registry, reference: Any, tmp_path: Path) -> None:
@@ -132,18 +111,6 @@ def test_the_reference_is_sketched_exactly_as_a_device_sketches_its_inputs() -> 
     device = DriftSketch([{"name": f.name, "type": f.type} for f in schema.features], top_k=50)
     device.update(records(frame, schema))
     assert monitor.reference_sketch(frame, schema, top_k=50) == device.to_dict()
-
-
-def beats_from(tmp_path: Path, name: str, frames: list[Any], channel: str, folder: Path) -> None:
-    """Real devices' heartbeats (ferry_edge's DriftSketch and Heartbeats) written to a folder collector."""
-    schema = churn_schema()
-    features = [{"name": f.name, "type": f.type} for f in schema.features]
-    for i, frame in enumerate(frames):
-        sketch = DriftSketch(features)
-        sketch.update(records(frame, schema))
-        beats = Heartbeats(tmp_path / f"{name}-{i}", str(folder))
-        status = {"device": f"{name}-{i}", "model": "churn", "channel": channel, "active_version": "v"}
-        assert beats.send(beats.build(status, sketch))
 
 
 def test_edge_cohorts_are_judged_from_sketches_alone(registry: Registry, reference: Any, tmp_path: Path) -> None:
@@ -306,7 +273,7 @@ def test_a_batch_run_leaves_its_input_sample_for_the_monitor_and_its_output_for_
     data = monitor.batch_since(registry, "churn", None, max_rows=50_000)
     assert data is not None
     assert data.versions == {summary.version: data.rows}
-    assert data.rows == 2000  # the partition's drift sample (FERRY_BATCH_DRIFT_SAMPLE_ROWS)
+    assert data.rows == batch.BatchSettings().drift_sample_rows  # the partition's drift sample
     assert monitor.judge(data, frame, schema, SETTINGS).drifted
     (run,) = status.batch_runs(registry, "churn")
     assert run["output"] == summary.output

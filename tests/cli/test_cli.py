@@ -11,7 +11,9 @@ from typer.testing import CliRunner
 
 from ferry.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.integration  # every test here uses a retrain flow run on a Prefect server
+
+REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 
