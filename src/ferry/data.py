@@ -12,8 +12,11 @@ Everything that enters training, scoring or monitoring passes through here:
   row is encoded identically everywhere.
 - :func:`sha256_of` fingerprints the training file for lineage.
 - The column rules :func:`validate` applies (:func:`parse_numeric`, :func:`coded_text`, :func:`category_label`,
-  :func:`timestamp_masks`, :func:`normalise_dtypes`, :func:`spread`) are public for :mod:`ferry.batch_rows`, which
+  :func:`timestamp_masks`, :func:`normalise_dtypes`, :func:`spread`) are public for :mod:`ferry.batch.rows`, which
   applies the same rules to Arrow record batches.
+
+One concept kept whole (about 530 lines): reading and validating share the per-value rules and the dtype policy,
+and :mod:`ferry.batch.rows` reuses those rules value by value.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def sample_partition(
 ) -> int:
     """Draw the partition's drift sample from its input, without scoring it, into ``out``; returns its rows.
 
-    The same rows as :func:`score_partition` keeps with ``sample_rows`` (:class:`ferry.batch_rows.Reservoir`), but
+    The same rows as :func:`score_partition` keeps with ``sample_rows`` (:class:`Reservoir`), but
     only rows that could enter the sample are checked. A partition without a good row leaves no sample.
     """
     reservoir = Reservoir(sample_rows, seed=seed_of(part.key))

@@ -11,6 +11,9 @@ A version id is the first 16 hex characters of a sha256 over the names and hashe
 model computes (``model.onnx``, ``schema.json``, ``lineage.json``), so registering the same model twice gives the same
 id and keeps the first copy. Channel moves happen under the model's lock and re-read both files inside it, so
 concurrent promotions are serialised and every one of them is recorded.
+
+One concept kept whole (about 420 lines): :class:`Registry` is one object whose reads, registration and
+channel moves share the same storage handle, lock and manifest checks.
 """
 
 from __future__ import annotations
