@@ -68,14 +68,14 @@ def prepare(root: Path, rows: int, partitions: int) -> dict[str, str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ferry import demo
-    from ferry import retrain as core
+    from ferry import demo_data
     from ferry.registry import Registry
     from ferry.settings import GateSettings, TrainSettings
+    from ferry.train import steps as core
 
     schema = root / "schema.yaml"
-    schema.write_text(demo.churn_schema().dump_yaml())
-    train = demo.write_demo(root / "train", n_rows=20_000, seed=1, fmt="parquet")
+    schema.write_text(demo_data.churn_schema().dump_yaml())
+    train = demo_data.write_demo(root / "train", n_rows=20_000, seed=1, fmt="parquet")
     registry = Registry(str(root / "registry"))
     run = core.new_run_dir(root / "runs")
     gate = GateSettings()
@@ -101,7 +101,7 @@ def prepare(root: Path, rows: int, partitions: int) -> dict[str, str]:
             done = 0
             while done < n_part:
                 n = min(CHUNK, n_part - done)
-                frame = demo.make_churn(n, seed=1000 + p * 1000 + done // CHUNK)
+                frame = demo_data.make_churn(n, seed=1000 + p * 1000 + done // CHUNK)
                 frame["customer_id"] = np.array([f"C{written + done + i:09d}" for i in range(n)], dtype=object)
                 writer.write_table(pa.Table.from_pandas(frame, schema=_arrow_schema(), preserve_index=False))
                 done += n
@@ -112,9 +112,9 @@ def prepare(root: Path, rows: int, partitions: int) -> dict[str, str]:
 def _arrow_schema() -> Any:
     import pyarrow as pa
 
-    from ferry import demo
+    from ferry import demo_data
 
-    return pa.Schema.from_pandas(demo.make_churn(50, seed=0), preserve_index=False)
+    return pa.Schema.from_pandas(demo_data.make_churn(50, seed=0), preserve_index=False)
 
 
 # ------------------------------------------------------------------------------------------------------ workers
@@ -134,7 +134,7 @@ def worker_naive(setup: dict[str, str]) -> dict[str, Any]:
     import pandas as pd
     from threadpoolctl import threadpool_limits
 
-    from ferry.artifacts import load_pipeline
+    from ferry.train.run_files import load_pipeline
 
     pipeline = load_pipeline(Path(setup["run"]) / "model.skops")
     start = time.perf_counter()
@@ -187,7 +187,7 @@ def worker_flow(setup: dict[str, str]) -> dict[str, Any]:
 
     from ferry import batch
     from ferry.registry import Registry
-    from flows.batch_score import batch_score
+    from ferry_flows.batch_score import batch_score
 
     out = Path(setup["out"])
     common: dict[str, Any] = {"input": setup["input"], "registry_url": setup["registry"], "version": setup["version"]}

@@ -50,16 +50,16 @@ def cold(cmd: list[str], runs: int = 7) -> float:
 def main() -> None:
     from helpers import loop
 
-    from ferry import demo
-    from ferry.bundle import build_bundle
+    from ferry import demo_data
+    from ferry.publish.bundle import build_bundle
+    from ferry.publish.tufrepo import KeyStore, TufRepository, target_name
     from ferry.registry import Registry
-    from ferry.tufrepo import KeyStore, TufRepository, target_name
 
     with tempfile.TemporaryDirectory(prefix="ferry-edge-bench-") as tmp:
         root = Path(tmp)
         schema = root / "schema.yaml"
-        schema.write_text(demo.churn_schema().dump_yaml())
-        data = demo.write_demo(root / "data", n_rows=5000, seed=1, fmt="parquet")
+        schema.write_text(demo_data.churn_schema().dump_yaml())
+        data = demo_data.write_demo(root / "data", n_rows=5000, seed=1, fmt="parquet")
         registry = Registry(str(root / "registry"))
         version, _, _ = loop(data, schema, registry, root / "runs")
         model_bytes = registry.read_bytes(version, "model.onnx")

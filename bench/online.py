@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ferry.serving import free_port, stop_process
+from ferry.cli.processes import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "bench-key"
@@ -75,19 +75,19 @@ def train_registry(root: Path) -> str:
     sys.path.insert(0, str(REPO / "tests"))
     from helpers import loop
 
-    from ferry import demo
+    from ferry import demo_data
     from ferry.registry import Registry
 
     schema = root / "schema.yaml"
-    schema.write_text(demo.churn_schema().dump_yaml())
-    data = demo.write_demo(root / "data", n_rows=6000, seed=11, fmt="parquet")
+    schema.write_text(demo_data.churn_schema().dump_yaml())
+    data = demo_data.write_demo(root / "data", n_rows=6000, seed=11, fmt="parquet")
     registry = Registry(str(root / "registry"))
     loop(data, schema, registry, root / "runs")
     return registry.url
 
 
 def one_record(registry_url: str) -> dict[str, Any]:
-    from ferry import demo
+    from ferry import demo_data
     from ferry.registry import Registry
     from ferry.schema import Schema
 
@@ -95,7 +95,7 @@ def one_record(registry_url: str) -> dict[str, Any]:
     model = registry.models()[0]
     version = registry.get(registry.channel(model, "online/champion") or "", model=model)
     schema = Schema.from_dict(json.loads(registry.read_bytes(version, "schema.json")))
-    frame = demo.make_churn(50, seed=5)
+    frame = demo_data.make_churn(50, seed=5)
     row = json.loads(frame.iloc[[7]].to_json(orient="records", date_format="iso"))[0]
     return {name: row[name] for name in schema.feature_names}
 

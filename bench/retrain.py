@@ -24,9 +24,9 @@ STEPS = ["ingest", "data-quality", "split", "train", "evaluate", "export-onnx", 
 
 
 def bare_steps(data: Path, schema: Path, registry_url: str, work: Path) -> dict[str, float]:
-    from ferry import retrain as core
     from ferry.registry import Registry
     from ferry.settings import GateSettings, TrainSettings
+    from ferry.train import steps as core
 
     registry, train, gate = Registry(registry_url), TrainSettings(), GateSettings()
     run = core.new_run_dir(work)
@@ -75,15 +75,15 @@ def main() -> None:
 
     from prefect import flow
 
-    from ferry import demo
-    from flows.retrain import retrain
+    from ferry import demo_data
+    from ferry_flows.retrain import retrain
 
     with tempfile.TemporaryDirectory(prefix="ferry-bench-") as tmp:
         root = Path(tmp)
         os.environ["FERRY_WORK_DIR"] = str(root / "runs")
         schema = root / "schema.yaml"
-        schema.write_text(demo.churn_schema().dump_yaml())
-        data = demo.write_demo(root / "data", n_rows=args.rows, seed=1, fmt="parquet")
+        schema.write_text(demo_data.churn_schema().dump_yaml())
+        data = demo_data.write_demo(root / "data", n_rows=args.rows, seed=1, fmt="parquet")
 
         @flow(name="bench-warm-up")
         def warm_up() -> None:

@@ -22,11 +22,11 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from ferry import batch as core
-from ferry.batch_io import OutputDir, Partition, count_rows, output_lock
+from ferry.batch import OutputDir, Partition, count_rows, output_lock
 from ferry.errors import MissingExtra
 from ferry.registry import Registry
 from ferry.settings import StorageSettings
-from ferry.summary import as_link
+from ferry.train.summary import as_link
 
 
 @task(name="plan-batch", retries=1, retry_delay_seconds=2)
@@ -43,13 +43,7 @@ def plan_batch(
         p.version,
         len(p.finished),
     )
-    return {
-        "model": p.model,
-        "version": p.version,
-        "pending": [part.to_dict() for part in p.pending],
-        "finished": [r.to_dict() for r in p.finished.values()],
-        "partitions": len(p.partitions),
-    }
+    return p.to_dict()
 
 
 @task(name="score-partition", retries=2, retry_delay_seconds=1, task_run_name="score-{partition[key]}")
@@ -158,24 +152,12 @@ def batch_score(
                     logger.info(
                         "progress: %d/%d partitions, %d rows, %.0f rows/s", done, len(pending), rows, rows / elapsed
                     )
-        plan_obj = core.Plan(
-            input,
-            output,
-            registry_url,
-            planned["model"],
-            planned["version"],
-            [Partition.from_dict(p) for p in pending],
-            {r["partition"]: core.PartitionResult(**r) for r in planned["finished"]},
-        )
         drift = (
             check_drift(output, registry_url, planned["model"], planned["version"], settings)
             if settings.drift
             else None
         )
-        summary = core.summarise(plan_obj, results, failures, time.perf_counter() - started)
-        summary.partitions = planned["partitions"]
-        summary.drift = drift
-        core.note_run(registry_url, summary)
+        summary = core.finish_run(planned, results, failures, time.perf_counter() - started, drift)
     outcome = summary.to_dict()
     _publish_artifacts(outcome)
     if failures:

@@ -11,9 +11,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
 
-from ferry.audit import AuditRecord
 from ferry.registry import Registry
+from ferry.registry.audit import AuditRecord
 from ferry.settings import StorageSettings
+from ferry_flows.edge import publish_moved
 
 Channel = Literal["online/champion", "online/challenger", "batch", "edge/beta", "edge/stable"]
 
@@ -33,10 +34,8 @@ def _record(rec: AuditRecord) -> dict[str, Any]:
 
 def _after_move(registry_url: str, rec: AuditRecord, verb: str) -> dict[str, Any]:
     out = _record(rec)
-    if rec.channel.startswith("edge/"):
-        from flows.edge import publish_one
-
-        out["published"] = publish_one(registry_url, rec.model, rec.channel)
+    if published := publish_moved(registry_url, rec.model, [rec.channel]):
+        out["published"] = published[0]
     get_run_logger().info("%s %s of %s: %s -> %s", verb, rec.channel, rec.model, rec.from_version, rec.to_version)
     create_markdown_artifact(
         f"**{verb}** `{rec.channel}` of `{rec.model}`: `{rec.from_version}` → `{rec.to_version}`\n\n"

@@ -19,11 +19,13 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.events import emit_event
 
 from ferry import monitor as core
-from ferry import rollout, whereabouts
+from ferry import status
+from ferry.monitor import rollout
+from ferry.monitor.rollout import RolloutSettings
+from ferry.publish import publish_moved
 from ferry.registry import Registry
-from ferry.rollout import RolloutSettings
 from ferry.settings import StorageSettings
-from ferry.summary import as_link
+from ferry.train.summary import as_link
 
 EVENT = "ferry.drift.detected"
 
@@ -32,36 +34,65 @@ def _key(model: str, *parts: str) -> str:
     return "-".join([model, *parts]).replace("_", "-").replace("/", "-").replace(":", "-").lower()
 
 
+@task(name="gather-sources")
+def gather_sources(
+    registry_url: str, model: str, version_id: str, settings: core.MonitorSettings, workdir: str, folder: str | None
+) -> dict[str, Any]:
+    """What every source produced since its cursor, written to files in ``workdir``: references, never rows."""
+    registry = Registry(registry_url)
+    schema = registry.schema(registry.get(version_id, model=model))
+    found = core.gather(registry, model, schema, settings, Path(workdir), telemetry_folder=folder)
+    for s in found.sources:
+        get_run_logger().info("%s: %d new rows from %s", s.source, s.rows, ", ".join(s.versions) or "no version")
+    return found.to_dict()
+
+
 @task(name="judge-source")
 def judge_source(
-    registry_url: str, model: str, version_id: str, source: core.SourceData, settings: core.MonitorSettings, run: str
+    registry_url: str, model: str, version_id: str, source: dict[str, Any], settings: core.MonitorSettings, run: str
 ) -> dict[str, Any]:
-    """Evidently drift (and quality, with labels) of one source; its HTML report is kept in the registry."""
-    registry = Registry(registry_url)
-    reference, schema = core.reference_of(registry, registry.get(version_id, model=model))
-    with tempfile.TemporaryDirectory(prefix="ferry-monitor-") as tmp:
-        judgement = core.judge(source, reference, schema, settings, report_dir=Path(tmp), run=run)
-        out = judgement.to_dict()
-        if judgement.report is not None:
-            out["report"] = core.keep_report(registry, model, Path(judgement.report))
-    if judgement.input is not None:
-        out["columns"] = [
-            {
-                "feature": c.feature,
-                "method": c.method,
-                "score": c.score,
-                "threshold": c.threshold,
-                "drifted": c.drifted,
-            }
-            for c in judgement.input.columns
-        ]
+    """Evidently drift (and quality, with labels) of one gathered source; its HTML report is kept in the registry."""
+    ref = core.SourceRef(**source)
+    out = core.judge_source(Registry(registry_url), model, version_id, ref, settings, run)
     get_run_logger().info(
         "%s: %d rows, %s",
-        source.source,
-        source.rows,
+        ref.source,
+        ref.rows,
         out["skipped"] or f"drifted share {out['drifted_share']:.2f}, drifted={out['drifted']}",
     )
     return out
+
+
+@task(name="quality")
+def quality(
+    registry_url: str,
+    model: str,
+    positive: str,
+    feedback: str | None,
+    labels_url: str | None,
+    settings: core.MonitorSettings,
+) -> dict[str, dict[str, float]]:
+    """Each version's quality on the labels that arrived (feedback since the last run, and a labels file)."""
+    found = core.quality_of_versions(Registry(registry_url), model, positive, feedback, labels_url, settings)
+    for version, q in found.items():
+        get_run_logger().info("quality of %s on %d labelled predictions: %s", version, int(q["labelled"]), q)
+    return found
+
+
+@task(name="record")
+def record(
+    registry_url: str,
+    model: str,
+    version_id: str,
+    gathered: dict[str, Any],
+    judged: list[dict[str, Any]],
+    settings: core.MonitorSettings,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """What to announce; the cursors move past what was judged, and the judgements join the history."""
+    found = core.Gathered.from_dict(gathered)
+    announced = core.record(Registry(registry_url), model, version_id, found, judged, settings, now)
+    return [a.__dict__ for a in announced]
 
 
 @task(name="rollout")
@@ -73,10 +104,7 @@ def rollout_step(registry_url: str, model: str, settings: RolloutSettings) -> di
     log = get_run_logger()
     for rec in moved:
         log.warning("%s of %s: %s -> %s (%s)", rec.channel, model, rec.from_version, rec.to_version, evidence.decision)
-        if rec.channel.startswith("edge/"):
-            from ferry.publish import open_repository, publish_channel
-
-            publish_channel(registry, open_repository(), model, rec.channel)
+    publish_moved(registry, model, [rec.channel for rec in moved])
     if evidence.decision in ("wait", "none"):
         log.info("rollout: %s (%s)", evidence.decision, "; ".join(evidence.reasons))
     return {**evidence.to_dict(), "moved": [{"channel": r.channel, "to": r.to_version} for r in moved]}
@@ -101,7 +129,7 @@ def monitor(
     service's ``/feedback`` with the predictions logged in the last ``label_lookback_days``: each version's quality.
     ``online_url``: the online service, asked what it serves for the "what runs where" artifact (with the key in
     ``FERRY_STATUS_API_KEY``). Then the staged rollout: a challenger whose window has elapsed is promoted or rolled back
-    (:mod:`ferry.rollout`).
+    (:mod:`ferry.monitor.rollout`).
     """
     log = get_run_logger()
     settings = settings or core.MonitorSettings()
@@ -111,47 +139,20 @@ def monitor(
     if version_id is None:
         log.warning("%s of %s points nowhere: nothing to compare against", channel, model)
         return {"model": model, "judgements": [], "announcements": []}
-    schema = core.reference_of(registry, registry.get(version_id, model=model))[1]
-    state = core.MonitorState.load(registry, model)
+    schema = registry.schema(registry.get(version_id, model=model))
     now = datetime.now(UTC)
     run = now.strftime("%Y%m%dT%H%M%S")
-
-    sources: list[core.SourceData] = []
-    online = core.online_since(registry, model, state.cursors.get("online"), max_rows=settings.max_rows)
-    feedback, feedback_cursor = core.feedback_since(registry, model, state.cursors.get("feedback"))
-    if feedback_cursor:
-        state.cursors["feedback"] = feedback_cursor
-    if online is not None:
-        sources.append(online)
-    batch = core.batch_since(registry, model, state.cursors.get("batch"), max_rows=settings.max_rows)
-    if batch is not None:
-        sources.append(batch)
-    edge, devices, edge_cursor = core.edge_since(registry, model, schema, state.cursors.get("edge"))
-    sources += edge
-    if telemetry_folder:
-        more, more_devices, folder_cursor = core.edge_since(
-            registry, model, schema, state.cursors.get("edge-folder"), folder=telemetry_folder
-        )
-        sources, devices = _merge_cohorts(sources, more, schema), devices + more_devices
-        if folder_cursor:
-            state.cursors["edge-folder"] = folder_cursor
-    if edge_cursor:
-        state.cursors["edge"] = edge_cursor
-    if devices:
-        whereabouts.remember_devices(registry, model, devices)
-
-    judged = [judge_source(registry_url, model, version_id, s, settings, run) for s in sources]
-    quality = _quality(registry, model, schema, feedback, labels_url, settings)
-    verdicts = [core.Seen(j["source"], j["drifted"], j["fingerprint"]) for j in judged]
-    announcements = core.Policy(settings).decide(state, verdicts, now)
-    for s in sources:
-        if s.cursor is not None:
-            state.cursors[s.source] = s.cursor
+    with tempfile.TemporaryDirectory(prefix="ferry-monitor-") as workdir:
+        gathered = gather_sources(registry_url, model, version_id, settings, workdir, telemetry_folder)
+        judged = [judge_source(registry_url, model, version_id, s, settings, run) for s in gathered["sources"]]
+        positive = str(schema.target_classes[-1])
+        found = quality(registry_url, model, positive, gathered["feedback"], labels_url, settings)
+    announcements = record(registry_url, model, version_id, gathered, judged, settings, now)
     by_source = {j["source"]: j for j in judged}
     for a in announcements:
-        j = by_source[a.source]
-        if not a.announce:
-            log.info("%s: %s; not announced again", a.source, a.why)
+        j = by_source[a["source"]]
+        if not a["announce"]:
+            log.info("%s: %s; not announced again", a["source"], a["why"])
             continue
         emit_event(
             event=EVENT,
@@ -160,93 +161,38 @@ def monitor(
                 "prefect.resource.name": model,
                 "ferry.model": model,
                 "ferry.channel": channel,
-                "ferry.source": a.source,
-                "ferry.retrain": "true" if a.retrain else "false",
+                "ferry.source": a["source"],
+                "ferry.retrain": "true" if a["retrain"] else "false",
             },
             payload={
                 "model": model,
                 "channel": channel,
                 "version": version_id,
-                "source": a.source,
+                "source": a["source"],
                 "drifted_share": j["drifted_share"],
                 "drifted_features": j["drifted_features"],
                 "prediction_drift": j["prediction_drift"],
                 "report": j["report"],
-                "retrain": a.retrain,
-                "why": a.why,
-                "summary": f"{a.source}: {', '.join(j['drifted_features']) or 'predictions'} drifted",
+                "retrain": a["retrain"],
+                "why": a["why"],
+                "summary": f"{a['source']}: {', '.join(j['drifted_features']) or 'predictions'} drifted",
             },
         )
-        log.warning("drift announced on %s (retrain requested: %s): %s", a.source, a.retrain, a.why)
-    entries = [
-        {
-            "at": now.isoformat(timespec="seconds"),
-            "version": version_id,
-            **{k: v for k, v in j.items() if k != "columns"},
-        }
-        | {"announced": any(a.source == j["source"] and a.announce for a in announcements)}
-        for j in judged
-    ]
-    core.append_history(registry, model, entries)
-    state.save(registry, model)
+        log.warning("drift announced on %s (retrain requested: %s): %s", a["source"], a["retrain"], a["why"])
     outcome: dict[str, Any] = {
         "model": model,
         "version": version_id,
         "judgements": judged,
-        "announcements": [a.__dict__ for a in announcements],
-        "devices": devices,
-        "quality": quality,
+        "announcements": announcements,
+        "devices": gathered["devices"],
+        "quality": found,
     }
     outcome["rollout"] = rollout_step(registry_url, model, rollout_settings or RolloutSettings())
-    view = whereabouts.collect(registry, model, online_url=online_url, api_key=os.environ.get("FERRY_STATUS_API_KEY"))
+    view = status.collect(registry, model, online_url=online_url, api_key=os.environ.get("FERRY_STATUS_API_KEY"))
     outcome["skew"] = view.skew
-    create_markdown_artifact(
-        whereabouts.to_markdown(view), key=_key(model, "whereabouts"), description="What runs where"
-    )
+    create_markdown_artifact(status.to_markdown(view), key=_key(model, "whereabouts"), description="What runs where")
     _artifacts(registry, outcome)
     return outcome
-
-
-def _quality(
-    registry: Registry,
-    model: str,
-    schema: Any,
-    feedback: Any,
-    labels_url: str | None,
-    settings: core.MonitorSettings,
-) -> dict[str, dict[str, float]]:
-    """Each version's quality on the labels that arrived (feedback since the last run, and a labels file)."""
-    import pandas as pd
-
-    parts = [feedback] if feedback is not None else []
-    if labels_url:
-        parts.append(core.read_labels(labels_url))
-    labels = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    if labels.empty:
-        return {}
-    logged = core.logged_since(registry, model, settings.label_lookback_days)
-    quality = core.quality_by_version(logged, labels, str(schema.target_classes[-1]))
-    for version, q in quality.items():
-        get_run_logger().info("quality of %s on %d labelled predictions: %s", version, int(q["labelled"]), q)
-    return quality
-
-
-def _merge_cohorts(sources: list[core.SourceData], more: list[core.SourceData], schema: Any) -> list[core.SourceData]:
-    """Sources from a folder collector join the registry's: same cohort name, rows side by side."""
-    import pandas as pd
-
-    by = {s.source: s for s in sources}
-    for s in more:
-        old = by.get(s.source)
-        if old is None:
-            by[s.source] = s
-            continue
-        versions = dict(old.versions)
-        for k, v in s.versions.items():
-            versions[k] = versions.get(k, 0) + v
-        frame = pd.concat([old.frame, s.frame], ignore_index=True)
-        by[s.source] = core.SourceData(s.source, frame, old.rows + s.rows, versions, None)
-    return list(by.values())
 
 
 def _artifacts(registry: Registry, outcome: dict[str, Any]) -> None:

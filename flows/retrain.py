@@ -1,4 +1,4 @@
-"""The ``retrain`` Prefect flow: thin tasks around :mod:`ferry.retrain`, passing the run directory between them.
+"""The ``retrain`` Prefect flow: thin tasks around :mod:`ferry.train.steps`, passing the run directory between them.
 
 Run it with ``ferry train --data ... --schema ...``, or deploy it from ``prefect.yaml``.
 """
@@ -15,11 +15,12 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from pydantic import Field
 
-from ferry import retrain as core
-from ferry.artifacts import read_json
 from ferry.registry import Registry
 from ferry.settings import GateSettings, StorageSettings, TrainSettings
-from ferry.summary import as_link, gate_rows, markdown_summary, metric_rows
+from ferry.train import steps as core
+from ferry.train.run_files import read_json
+from ferry.train.summary import as_link, gate_rows, markdown_summary, metric_rows
+from ferry_flows.edge import publish_moved
 
 
 @task(name="ingest", retries=2, retry_delay_seconds=5)
@@ -226,10 +227,8 @@ def retrain(
         elif note:
             reason = f"{reason}; approved: {note}"
     outcome["promoted"] = promote(registry_url, version["id"], version["model"], channels, reason)
-    if edge_channels := [c for c in outcome["promoted"] if c.startswith("edge/")]:
-        from flows.edge import publish_one  # needs the edge extra only when an edge channel moved
-
-        outcome["published"] = [publish_one(registry_url, version["model"], c) for c in edge_channels]
+    if published := publish_moved(registry_url, version["model"], outcome["promoted"]):
+        outcome["published"] = published
     _publish_artifacts(outcome)
     return outcome
 

@@ -8,11 +8,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import copy_clean
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("FERRY_CODE_REVISION", "test")
+
+
+SERVER_FIXTURES = frozenset({"prefect_server", "serve_dir"})
+"""Fixtures that start Prefect or a server: a test that uses one is an integration test."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that starts Prefect or a server (through these fixtures) as integration, whether or not its
+    module says so, so that ``-m "not integration"`` is the fast set."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -42,21 +56,30 @@ def churn_champion(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """
     from helpers import loop
 
-    from ferry import demo
+    from ferry import demo_data
     from ferry.registry import Registry
 
     root = tmp_path_factory.mktemp("champion")
     schema = root / "schema.yaml"
-    schema.write_text(demo.churn_schema().dump_yaml())
-    data = demo.write_demo(root / "data", n_rows=6000, seed=11, fmt="parquet")
+    schema.write_text(demo_data.churn_schema().dump_yaml())
+    data = demo_data.write_demo(root / "data", n_rows=6000, seed=11, fmt="parquet")
     registry = Registry(str(root / "registry"))
     version, gate, _ = loop(data, schema, registry, root / "runs")
     assert gate["passed"], gate["reasons"]
     return {"registry": str(root / "registry"), "version": version.id, "schema": str(schema), "data": str(data)}
 
 
+@pytest.fixture(scope="module")
+def writable_champion(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """``churn_champion`` with its registry copied for one test module, for tests that write to the registry (a
+    batch run records itself and its input sample there): the session's registry stays read-only."""
+    copy = tmp_path_factory.mktemp("champion-copy") / "registry"
+    copy_clean(churn_champion["registry"], copy)
+    return {**churn_champion, "registry": str(copy)}
+
+
 def free_port() -> int:
-    from ferry.serving import free_port as _free_port
+    from ferry.cli.processes import free_port as _free_port
 
     return _free_port()
 
@@ -64,7 +87,7 @@ def free_port() -> int:
 @pytest.fixture
 def serve_dir() -> Iterator[Callable[[Path], str]]:
     """Start Python's http.server on a directory (127.0.0.1, free port); returns its URL. Stopped by PID."""
-    from ferry.serving import StaticHost
+    from ferry.cli.processes import StaticHost
 
     hosts: list[StaticHost] = []
 
@@ -91,21 +114,6 @@ def pair(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     challenger = clone_version(registry, base, tmp / "challenger", note="challenger")
     registry.promote(challenger, "online/challenger", model="churn", reason="test: challenger")
     return registry, base.id, challenger
-
-
-PRODUCTION_DATA = ("batch", "online", "monitor")
-"""What production writes under ``models/<model>/`` (logs, batch samples and runs, monitor state): other tests'
-runs leave some in the shared champion registry, so tests that read it start from copies without it."""
-
-
-def copy_clean(src: str | Path, dst: Path) -> Any:
-    """A copy of a registry with its versions and channels but none of the production data other tests wrote."""
-    import shutil
-
-    from ferry.registry import Registry
-
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*PRODUCTION_DATA))
-    return Registry(str(dst))
 
 
 @pytest.fixture

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
-from ferry import retrain as core
+from ferry_edge.telemetry import DriftSketch, Heartbeats
+
+from ferry.cli.parity import records
+from ferry.demo_data import churn_schema, make_churn
+from ferry.monitor import rollout as rollout
+from ferry.online.holder import ModelHolder
+from ferry.online.logs import FeedbackLog, PredictionLog
+from ferry.online.predict import predict
 from ferry.registry import ModelVersion, Registry
 from ferry.settings import GateSettings, TrainSettings
+from ferry.train import steps as core
 
 
 def loop(
@@ -35,3 +45,95 @@ def loop(
     version = core.register_candidate(run, registry)
     moved = core.promote_if_passed(registry, version, list(channels), reason="test")
     return version, result.to_dict(), moved
+
+
+def serve_rows(registry: Registry, rows: list[dict[str, Any]], *, labels: bool = False) -> list[str]:
+    """Score ``rows`` as the online service does and log every prediction (and, optionally, its true label)."""
+    holder = ModelHolder(registry, "churn", "online/champion")
+    holder.refresh()
+    loaded = holder.current
+    assert loaded is not None
+    log = PredictionLog(registry.url, "churn", sample_rate=1.0, buffer_rows=10_000)
+    answer = predict(loaded, rows)
+    log.record(loaded, rows, answer)
+    log.flush()
+    ids = [p.prediction_id for p in answer.predictions]
+    if labels:
+        feedback = FeedbackLog(registry.url, "churn")
+        feedback.record([(i, str(p.prediction)) for i, p in zip(ids, answer.predictions, strict=True)])
+        feedback.flush()
+    return ids
+
+
+def beats_from(tmp_path: Path, name: str, frames: list[Any], channel: str, folder: Path) -> None:
+    """Real devices' heartbeats (ferry_edge's DriftSketch and Heartbeats) written to a folder collector."""
+    schema = churn_schema()
+    features = [{"name": f.name, "type": f.type} for f in schema.features]
+    for i, frame in enumerate(frames):
+        sketch = DriftSketch(features)
+        sketch.update(records(frame, schema))
+        beats = Heartbeats(tmp_path / f"{name}-{i}", str(folder))
+        status = {"device": f"{name}-{i}", "model": "churn", "channel": channel, "active_version": "v"}
+        assert beats.send(beats.build(status, sketch))
+
+
+def traffic(
+    registry: Registry,
+    channel: str,
+    n: int,
+    seed: int,
+    *,
+    labels: str | None = None,
+    latency_ms: float | None = None,
+    requests: int = 1,
+) -> None:
+    """``n`` requests answered by the version behind ``channel``, logged as the service logs them; with ``labels``
+        ("right" or "wrong"), each answer's true label comes back through the feedback log; ``latency_ms`` is the time
+        the service logs for each answer (None, as in logs written before latency was recorded), the rows split into
+    ``requests`` requests."""
+    holder = ModelHolder(registry, "churn", channel)
+    holder.refresh()
+    loaded = holder.current
+    assert loaded is not None
+    rows = records(make_churn(n, seed=seed), loaded.schema)
+    answer = predict(loaded, rows)
+    log = PredictionLog(registry.url, "churn", sample_rate=1.0, buffer_rows=100_000)
+    size = -(-n // requests)
+    for start in range(0, n, size):
+        part = answer.model_copy(update={"predictions": answer.predictions[start : start + size]})
+        log.record(loaded, rows[start : start + size], part, latency_ms=latency_ms)
+    log.flush()
+    if labels:
+        feedback = FeedbackLog(registry.url, "churn", buffer_rows=100_000)
+        flip = {"right": {0: 0, 1: 1}, "wrong": {0: 1, 1: 0}}[labels]
+        feedback.record([(p.prediction_id, str(flip[int(p.prediction)])) for p in answer.predictions])
+        feedback.flush()
+
+
+def artifacts_of(flow_run_id: Any) -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async def read() -> dict[str, Any]:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+            )
+            return {a.key: a for a in found}
+
+    return asyncio.run(read())
+
+
+PRODUCTION_DATA = ("batch", "online", "monitor")
+"""What production writes under ``models/<model>/`` (logs, batch samples and runs, monitor state): other tests'
+runs leave some in the shared champion registry, so tests that read it start from copies without it."""
+
+
+def copy_clean(src: str | Path, dst: Path) -> Any:
+    """A copy of a registry with its versions and channels but none of the production data other tests wrote."""
+    import shutil
+
+    from ferry.registry import Registry
+
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*PRODUCTION_DATA))
+    return Registry(str(dst))

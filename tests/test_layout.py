@@ -31,7 +31,7 @@ def test_prefect_yaml_entrypoints_load_as_flows() -> None:
 
 def test_importing_ferry_starts_nothing_and_imports_no_framework() -> None:
     code = (
-        "import sys, ferry, ferry.registry, ferry.retrain, ferry.cli;"
+        "import sys, ferry, ferry.registry, ferry.train, ferry.cli;"
         "bad = [m for m in ('prefect', 'bentoml', 'evidently') if m in sys.modules];"
         "print(','.join(bad))"
     )

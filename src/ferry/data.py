@@ -12,8 +12,11 @@ Everything that enters training, scoring or monitoring passes through here:
   row is encoded identically everywhere.
 - :func:`sha256_of` fingerprints the training file for lineage.
 - The column rules :func:`validate` applies (:func:`parse_numeric`, :func:`coded_text`, :func:`category_label`,
-  :func:`timestamp_masks`, :func:`normalise_dtypes`, :func:`spread`) are public for :mod:`ferry.batch_rows`, which
+  :func:`timestamp_masks`, :func:`normalise_dtypes`, :func:`spread`) are public for :mod:`ferry.batch.rows`, which
   applies the same rules to Arrow record batches.
+
+One concept kept whole (about 530 lines): reading and validating share the per-value rules and the dtype policy,
+and :mod:`ferry.batch.rows` reuses those rules value by value.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy.typing as npt
 import pandas as pd
 from pandas.api import types as ptypes
 
+from ferry import storage
 from ferry.errors import DataFormatError, DataValidationError
 from ferry.schema import Feature, Schema
 
@@ -63,16 +67,6 @@ ObjectArray = npt.NDArray[np.object_]
 # ----------------------------------------------------------------------------------------------------------- reading
 
 
-def _open_fs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
-    import fsspec
-
-    try:
-        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    except (ValueError, ImportError) as exc:
-        raise DataFormatError(f"{url}: cannot open this URL ({exc}); check the protocol and storage_options") from None
-    return fs, path
-
-
 def _stat(url: str, fs: Any, path: str) -> int:
     """Size of the file in bytes, or DataFormatError when it is missing or not a file."""
     try:
@@ -94,7 +88,7 @@ def read_table(url: str | Path, *, storage_options: dict[str, Any] | None = None
     booleans and timestamps keep their dtype. A file with no rows is an error: there is nothing to learn or score.
     """
     source = str(url)
-    fs, path = _open_fs(source, storage_options)
+    fs, path = storage.open_fs(source, storage_options, data=True)
     size = _stat(source, fs, path)
     if size == 0:
         raise DataFormatError(f"{source}: the file is empty (0 bytes); write the data again or point at another file")
@@ -171,7 +165,7 @@ def normalise_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
 def sha256_of(url: str | Path, *, storage_options: dict[str, Any] | None = None) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB chunks (works for files larger than memory)."""
     source = str(url)
-    fs, path = _open_fs(source, storage_options)
+    fs, path = storage.open_fs(source, storage_options, data=True)
     _stat(source, fs, path)
     digest = hashlib.sha256()
     with fs.open(path, "rb") as fh:

@@ -8,7 +8,7 @@ meaning, so callers may catch either::
     ├── ConfigError(ValueError)            a settings value or config file is wrong
     ├── SchemaError(ValueError)            the declared schema file itself is invalid
     ├── DataError(ValueError)              input data cannot be used
-    │   ├── DataFormatError                the file is missing, empty, corrupt or of an unknown format
+    │   ├── DataFormatError                a file or URL is missing, empty, corrupt, unreadable or of an unknown format
     │   ├── DataValidationError            rows break a schema rule; names column, rule and example rows
     │   └── RequestRejected                an online request the service refuses (400/413/422); names the field
     ├── TrainingError(RuntimeError)        the pipeline could not be fitted
@@ -16,15 +16,19 @@ meaning, so callers may catch either::
     ├── GateError(RuntimeError)            the gate could not reach a verdict (it then fails closed)
     ├── RegistryError(RuntimeError)        the registry storage is unusable or inconsistent
     │   ├── VersionNotFound(LookupError)   no version with that id
-    │   ├── ChannelError(ValueError)       bad channel name, or nothing to roll back to
+    │   ├── ChannelError(ValueError)       bad channel name, nothing to roll back to, or not an edge channel
     │   ├── PromotionRefused(ValueError)   the version's gate did not pass and force was not given
-    │   └── LockTimeout(TimeoutError)      another promotion held the lock for too long
+    │   └── LockTimeout(TimeoutError)      another writer held a lock too long; ``holder`` says who when known
     ├── AuditError(ValueError)             the audit log's hash chain is broken
+    ├── OutputLocked(RuntimeError)         another batch run is writing the same output; names the holder
+    ├── PartitionsFailed(RuntimeError)     some partitions of a batch run failed; the others were scored
     ├── NotReadyError(RuntimeError)        the online service has no model loaded and warmed yet
     ├── BentoNotFound(FileNotFoundError)   `ferry serve` cannot find the online service's directory
     └── ServiceFailed(RuntimeError)        a `bentoml serve` started by ferry exited or never became ready
 
-The last four live beside the code that raises them (``ferry.online``, ``ferry.serving``).
+The last six live beside the code that raises them: :mod:`ferry.batch.output`, :mod:`ferry.batch.run`,
+:mod:`ferry.online.records` (``RequestRejected``), :mod:`ferry.online.answer` and :mod:`ferry.cli.processes`.
+The device agent has its own tree (``ferry_edge.errors``): it imports nothing of ferry.
 """
 
 from __future__ import annotations
@@ -107,7 +111,11 @@ class PromotionRefused(RegistryError, ValueError):
 
 
 class LockTimeout(RegistryError, TimeoutError):
-    """Another writer held the registry lock for longer than the timeout."""
+    """Another writer held a lock for longer than the timeout; ``holder`` is its record (pid, host, since) if known."""
+
+    def __init__(self, message: str, *, holder: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class AuditError(FerryError, ValueError):

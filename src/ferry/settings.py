@@ -1,11 +1,20 @@
-"""Settings, one class per concern. Each reads its own environment prefix; nothing happens at import time.
+"""Settings, one class per concern, each reading its own environment prefix; nothing happens at import time.
 
-| class | env prefix | what |
-|---|---|---|
-| :class:`StorageSettings` | ``FERRY_`` | where the registry lives (any fsspec URL) and who is acting |
-| :class:`GateSettings` | ``FERRY_GATE_`` | thresholds the gate compares a candidate against |
-| :class:`TrainSettings` | ``FERRY_TRAIN_`` | the estimator, its small CV search, split and seed |
-| :class:`EdgeSettings` | ``FERRY_EDGE_`` | where edge bundles are published (a TUF repository) and its keys |
+This is the index of every settings class in ferry. The four shared ones live here; the others live beside the
+code that reads them, each in a module of its own so that reading settings never imports that code:
+
+| class | env prefix | module | what |
+|---|---|---|---|
+| :class:`StorageSettings` | ``FERRY_`` | here | where the registry lives (any fsspec URL), who acts, lock timeout |
+| :class:`GateSettings` | ``FERRY_GATE_`` | here | thresholds the gate compares a candidate against |
+| :class:`TrainSettings` | ``FERRY_TRAIN_`` | here | the estimator, its CV search, split, threads and seed |
+| :class:`EdgeSettings` | ``FERRY_EDGE_`` | here | the TUF repository edge bundles go to, and its keys |
+| ``BatchSettings`` | ``FERRY_BATCH_`` | :mod:`ferry.batch.settings` | batch scoring: channel, batches, drift |
+| ``MonitorSettings`` | ``FERRY_MONITOR_`` | :mod:`ferry.monitor.settings` | judging drift, announcing it |
+| ``RolloutSettings`` | ``FERRY_ROLLOUT_`` | :mod:`ferry.monitor.rollout` | judging a challenger on live traffic |
+| ``OnlineSettings`` | ``FERRY_ONLINE_`` | :mod:`ferry.online.settings` | the online service: routing, keys, limits |
+
+``tests/test_settings.py`` checks that this table names every settings class in ``ferry`` with its prefix.
 """
 
 from __future__ import annotations

@@ -1,0 +1,92 @@
+"""``ferry models list`` and ``ferry models show``: registered versions, metrics, gate result and lineage."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ferry.cli.app import models_app
+from ferry.cli.common import ModelOpt, RegistryOpt, add_column, console, fail, open_registry
+from ferry.errors import FerryError
+
+
+@models_app.command("list")
+def models_list(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
+    """Every registered version, newest last, with its headline metrics and gate verdict."""
+    from ferry.train.summary import fmt
+
+    try:
+        reg = open_registry(registry)
+        names = [model] if model else reg.models()
+        table = Table(title="model versions", title_justify="left")
+        for col in ("model", "version", "created", "roc_auc", "f1", "gate", "channels"):
+            add_column(table, col)
+        for name in names:
+            pointers: dict[str, list[str]] = {}
+            for channel, state in reg.channels(name).items():
+                pointers.setdefault(state.version, []).append(channel)
+            for v in reg.versions(name):
+                m = v.info.get("metrics", {})
+                passed = v.info.get("gate", {}).get("passed")
+                table.add_row(
+                    name,
+                    v.id,
+                    str(v.created_at)[:16].replace("T", " "),
+                    fmt(m.get("roc_auc")),
+                    fmt(m.get("f1")),
+                    "[green]passed[/]" if passed else "[red]rejected[/]",
+                    ", ".join(sorted(pointers.get(v.id, []))),
+                )
+    except FerryError as exc:
+        raise fail(exc) from exc
+    console().print(table)
+
+
+@models_app.command("show")
+def models_show(
+    version: Annotated[str, typer.Argument(help="Version id (a unique prefix is enough).")],
+    registry: RegistryOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """One version: metrics, gate result, lineage and where its files are."""
+    from ferry.cli.views import print_gate
+    from ferry.train.summary import metric_rows
+
+    try:
+        reg = open_registry(registry)
+        v = reg.get(version)
+        gate = json.loads(reg.read_bytes(v, "gate.json"))
+    except FerryError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        console().print_json(
+            data={"id": v.id, "model": v.model, "created_at": str(v.created_at), "info": v.info, "gate": gate}
+        )
+        return
+    head = Table(title=f"{v.model} version {v.id}", show_header=False, title_justify="left")
+    head.add_column(style="bold")
+    head.add_column(overflow="fold")
+    lineage = v.info.get("lineage", {})
+    head.add_row("created", str(v.created_at))
+    head.add_row("gate", "[green]passed[/]" if gate["passed"] else "[red]rejected[/]")
+    for reason in gate["reasons"]:
+        head.add_row("why", f"[red]{escape(reason)}[/]")
+    head.add_row("champion compared", gate.get("champion") or "none")
+    head.add_row("data", f"{lineage.get('data', {}).get('url')} sha256 {lineage.get('data', {}).get('sha256')}")
+    head.add_row("code revision", str(lineage.get("code_revision")))
+    head.add_row("estimator", f"{lineage.get('estimator')} {lineage.get('params')}")
+    head.add_row("libraries", ", ".join(f"{k} {val}" for k, val in lineage.get("libraries", {}).items()))
+    head.add_row("files", reg.version_url(v))
+    console().print(head)
+    rows = metric_rows(v.info.get("metrics", {}))
+    metrics = Table(title="holdout metrics", title_justify="left")
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    for r in rows:
+        metrics.add_row(r["metric"], r["candidate"])
+    console().print(metrics)
+    print_gate(gate["checks"])

@@ -1,0 +1,232 @@
+"""Local processes the demo and ``ferry serve`` start: ``bentoml serve`` for the online service, and a static file host
+for the edge repository. Each binds 127.0.0.1 on a free port by default and is stopped by its own PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+from ferry import storage
+from ferry.errors import FerryError
+from ferry.settings import StorageSettings
+
+__all__ = [
+    "BentoNotFound",
+    "Service",
+    "ServiceFailed",
+    "StaticHost",
+    "bento_dir",
+    "free_port",
+    "serve_command",
+    "stop_process",
+]
+
+BENTO_ENV = "FERRY_BENTO_DIR"
+"""Where ``bentos/online`` is, when ferry runs from somewhere other than its source tree."""
+REGISTRY_ENV = "FERRY_REGISTRY_URL"
+"""The registry the service reads; handed to ``bentoml serve`` as an absolute path when it is local."""
+
+
+class BentoNotFound(FerryError, FileNotFoundError):
+    """The online service's source directory (``bentos/online``) cannot be found."""
+
+
+class ServiceFailed(FerryError, RuntimeError):
+    """``bentoml serve`` exited or did not become ready in time; the message ends with its log."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def bento_dir() -> Path:
+    """``$FERRY_BENTO_DIR`` when set, else ``bentos/online`` of the source tree or of the working directory."""
+    configured = os.environ.get(BENTO_ENV)
+    if configured:
+        candidates = [Path(configured)]
+    else:
+        candidates = [Path(__file__).resolve().parents[3] / "bentos" / "online", Path.cwd() / "bentos" / "online"]
+    for candidate in candidates:
+        if (candidate / "service.py").is_file():
+            return candidate
+    tried = " or ".join(str(c) for c in candidates)
+    raise BentoNotFound(f"no online service (service.py) in {tried}; set {BENTO_ENV} to the bentos/online directory")
+
+
+def serve_command(host: str, port: int) -> list[str]:
+    """The ``bentoml serve`` command line for the online service, with this interpreter's bentoml."""
+    local = Path(sys.executable).parent / "bentoml"
+    exe = str(local) if local.exists() else shutil.which("bentoml")
+    if exe is None:
+        raise FerryError("bentoml is not installed; install ferry with the `online` extra")
+    return [exe, "serve", "service:Online", "--host", host, "--port", str(port)]
+
+
+def _get(url: str, *, timeout: float) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        with exc:  # an HTTPError holds the response open
+            return int(exc.code)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:
+    """SIGTERM to the process's own PID; SIGKILL to its own process group if it has not stopped in time."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@dataclass
+class Service:
+    """A ``bentoml serve`` subprocess of the online service, ready once its ``/readyz`` answers 200.
+
+    ``env`` is added to this process's environment (``FERRY_REGISTRY_URL``, ``FERRY_ONLINE_*``); its output goes to
+    ``log``. Use as a context manager: it starts on entry and is stopped by its PID on exit.
+    """
+
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: int = 0
+    start_timeout_s: float = 120.0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Self:
+        self.port = self.port or free_port(self.host)
+        environ = {"BENTOML_DO_NOT_TRACK": "true", **os.environ, **self.env}
+        # bentoml serve runs in the service's directory: a relative registry path must not change its meaning
+        environ[REGISTRY_ENV] = storage.portable_url(environ.get(REGISTRY_ENV) or StorageSettings().registry_url)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                serve_command(self.host, self.port),
+                cwd=bento_dir(),
+                env=environ,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServiceFailed(f"bentoml serve exited with {self.process.returncode}:\n{self._tail()}")
+            try:
+                if _get(self.url + "/readyz", timeout=2) == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise ServiceFailed(f"bentoml serve was not ready within {self.start_timeout_s:.0f} s:\n{self._tail()}")
+
+    def _tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else "(no log)"
+
+    def post(self, path: str, body: Any, *, key: str, timeout: float = 30.0) -> Any:
+        """POST JSON with a bearer key and return the decoded answer; an HTTP error raises ServiceFailed."""
+        request = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise ServiceFailed(
+                f"POST {path} answered {exc.code}: {exc.read()[:500].decode(errors='replace')}"
+            ) from exc
+
+    def metrics(self, timeout: float = 10.0) -> str:
+        """The Prometheus text of ``/metrics`` (open, no key)."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=timeout) as response:
+            text: str = response.read().decode()
+        return text
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, grace_s=30)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class StaticHost:
+    """Python's ``http.server`` on a directory: a stand-in for nginx, a bucket or a CDN. Stopped by its PID."""
+
+    directory: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 15.0) -> Self:
+        self.port = self.port or free_port(self.host)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "http.server",
+                str(self.port),
+                "--bind",
+                self.host,
+                "--directory",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                _get(self.url, timeout=1)
+                return self
+            except OSError as exc:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise FerryError(f"the static host on {self.url} did not start: {exc}") from exc
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process, grace_s=10)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

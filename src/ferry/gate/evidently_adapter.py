@@ -1,0 +1,327 @@
+"""The Evidently adapter: the one module of ferry that imports Evidently.
+
+Evidently 0.7 computes the data-quality, model-quality and drift metrics and runs their tests; this module turns its
+snapshots into our own frozen types (:mod:`ferry.gate.verdict`). Evidently is imported inside the functions, so
+importing this module costs nothing until a check runs. Every check here **fails closed**: an Evidently error or a
+timeout becomes a failed check whose reason says why.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from ferry.errors import GateError
+from ferry.gate.verdict import Check, ColumnDrift, DriftResult
+from ferry.schema import Schema
+from ferry.settings import GateSettings
+
+__all__ = ["data_drift", "data_quality", "import_evidently", "input_drift", "model_quality"]
+
+
+T = TypeVar("T")
+
+
+_OPS = {
+    "GreaterOrEqualMetricTest": ">=",
+    "GreaterThanMetricTest": ">",
+    "LessOrEqualMetricTest": "<=",
+    "LessThanMetricTest": "<",
+    "EqualMetricTest": "==",
+    "NotEqualMetricTest": "!=",
+}
+
+
+def import_evidently() -> None:
+    """Import Evidently now (about 5 s of CPU), so a check later in this process does not wait for it.
+
+    Any failure is left for the check itself to report.
+    """
+    with contextlib.suppress(Exception):
+        import evidently.metrics  # noqa: F401
+
+
+def _clean(value: Any) -> float | str | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        value = value.get("share", value.get("count"))
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return f if math.isfinite(f) else str(f)
+
+
+def _evidently_checks(snapshot: Any, names: dict[str, str]) -> list[tuple[Check, Any]]:
+    """Our checks from an Evidently snapshot: one per Evidently test, named via ``names`` (metric_name -> check),
+    each with the test's raw threshold."""
+    d = snapshot.dict()
+    metrics = {m["id"]: m for m in d["metrics"]}
+    checks = []
+    for test in d["tests"]:
+        metric = metrics[test["metric_config"]["metric_id"]]
+        kind = test["test_config"]["type"].rsplit(":", 1)[-1]
+        config = test["test_config"]
+        threshold = config.get("threshold", config.get("expected"))
+        check = Check(
+            name=names.get(metric["metric_name"], metric["metric_name"]),
+            observed=_clean(metric["value"]),
+            threshold=f"{_OPS.get(kind, kind)} {threshold:.4g}" if isinstance(threshold, float) else str(threshold),
+            passed=test["status"] == "SUCCESS",
+            source="evidently",
+            detail=test.get("description", ""),
+        )
+        checks.append((check, threshold))
+    return checks
+
+
+def _save(snapshot: Any, html_path: Path) -> None:
+    """Keep Evidently's own evidence: the HTML report and, beside it, the snapshot JSON (``<stem>.evidently.json``)."""
+    snapshot.save_html(str(html_path))
+    snapshot.save_json(str(html_path.with_suffix(".evidently.json")))
+
+
+def _with_timeout(fn: Callable[[], T], timeout_s: float, what: str) -> T:
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferry-gate")
+    try:
+        return pool.submit(fn).result(timeout=timeout_s)
+    except concurrent.futures.TimeoutError as exc:
+        raise GateError(f"{what} did not finish within {timeout_s:g} s (FERRY_GATE_TIMEOUT_S)") from exc
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def data_quality(
+    frame: pd.DataFrame, schema: Schema, settings: GateSettings, *, html_path: Path | None = None
+) -> list[Check]:
+    """Evidently data-quality tests on the validated training data: row count, missing share per feature,
+    duplicated rows and the feature-column count the schema declares."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ColumnCount, DuplicatedRowCount, MissingValueCount, RowCount
+    from evidently.tests import eq, gte, lte
+
+    features = frame[list(schema.feature_names)]
+    definition = DataDefinition(
+        numerical_columns=list(schema.numeric_features), categorical_columns=list(schema.categorical_features)
+    )
+    max_dup = math.floor(settings.max_duplicate_share * len(features))
+    metrics: list[Any] = [
+        RowCount(tests=[gte(settings.min_rows)]),
+        ColumnCount(tests=[eq(len(schema.features))]),
+        DuplicatedRowCount(tests=[lte(max_dup)]),
+    ]
+    names = {
+        "RowCount()": "data.row_count",
+        "ColumnCount()": "data.schema_columns",
+        "DuplicatedRowCount()": "data.duplicated_rows",
+    }
+    for f in schema.features:
+        metrics.append(MissingValueCount(column=f.name, share_tests=[lte(settings.max_missing_share)]))
+        names[f"MissingValueCount(column={f.name})"] = f"data.missing_share[{f.name}]"
+
+    def run() -> Any:
+        return Report(metrics).run(Dataset.from_pandas(features, data_definition=definition))
+
+    snapshot = _with_timeout(run, settings.timeout_s, "the Evidently data-quality report")
+    if html_path is not None:
+        _save(snapshot, html_path)
+    return [check for check, _ in _evidently_checks(snapshot, names)]
+
+
+def _quality_snapshot(y: np.ndarray, prob: np.ndarray, tests: dict[str, list[Any]]) -> Any:
+    from evidently import BinaryClassification, DataDefinition, Dataset, Report
+    from evidently.metrics import F1Score, LogLoss, Precision, Recall, RocAuc
+
+    frame = pd.DataFrame({"target": np.asarray(y).astype(int), "prediction": np.asarray(prob, dtype=np.float64)})
+    definition = DataDefinition(classification=[BinaryClassification(target="target", prediction_probas="prediction")])
+    metrics = [
+        RocAuc(tests=tests.get("roc_auc", [])),
+        F1Score(tests=tests.get("f1", [])),
+        Precision(tests=tests.get("precision", [])),
+        Recall(tests=tests.get("recall", [])),
+        LogLoss(),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return Report(metrics).run(Dataset.from_pandas(frame, data_definition=definition))
+
+
+_QUALITY_NAMES = {"RocAuc": "roc_auc", "F1Score": "f1", "Precision": "precision", "Recall": "recall"}
+
+
+def _metric_values(snapshot: Any) -> dict[str, float]:
+    out = {}
+    for m in snapshot.dict()["metrics"]:
+        key = _QUALITY_NAMES.get(m["metric_name"].split("(", 1)[0])
+        if key is not None:
+            out[key] = float(m["value"])
+    return out
+
+
+def model_quality(
+    y: np.ndarray,
+    candidate_prob: np.ndarray,
+    settings: GateSettings,
+    *,
+    champion_prob: np.ndarray | None = None,
+    champion: str | None = None,
+    html_path: Path | None = None,
+) -> tuple[list[Check], dict[str, float]]:
+    """Evidently quality tests on the holdout: absolute floors, and (when a champion exists) no worse than the
+    champion scored on the same holdout by more than ``tolerance``. Returns the checks and the champion's values."""
+    from evidently.tests import gte
+
+    champion_values: dict[str, float] = {}
+    if champion_prob is not None:
+        champion_values = _with_timeout(
+            lambda: _metric_values(_quality_snapshot(y, champion_prob, {})),
+            settings.timeout_s,
+            "the Evidently report for the champion",
+        )
+        if not math.isfinite(champion_values.get(settings.primary_metric, math.nan)):
+            raise GateError(f"the champion's {settings.primary_metric} on the holdout is not a number")
+
+    tests: dict[str, list[Any]] = {"roc_auc": [gte(settings.min_roc_auc)], "f1": [gte(settings.min_f1)]}
+    bar: float | None = None
+    if champion_values:
+        bar = champion_values[settings.primary_metric] - settings.tolerance
+        tests.setdefault(settings.primary_metric, []).append(gte(bar))
+
+    snapshot = _with_timeout(
+        lambda: _quality_snapshot(y, candidate_prob, tests), settings.timeout_s, "the Evidently model-quality report"
+    )
+    if html_path is not None:
+        _save(snapshot, html_path)
+    checks = []
+    for c, threshold in _evidently_checks(snapshot, {}):
+        metric = _QUALITY_NAMES.get(c.name.split("(", 1)[0], c.name)
+        if (
+            bar is not None
+            and metric == settings.primary_metric
+            and isinstance(threshold, float)
+            and math.isclose(threshold, bar)
+        ):
+            label = f"model.{metric}_vs_champion"
+            detail = f"champion {champion} scored {champion_values[metric]:.4f}; tolerance {settings.tolerance:g}"
+        else:
+            label, detail = f"model.{metric}_floor", c.detail
+        checks.append(Check(label, c.observed, c.threshold, c.passed, c.source, detail))
+    return checks, champion_values
+
+
+def input_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    schema: Schema,
+    *,
+    drift_share: float = 0.5,
+    timeout_s: float = 300.0,
+    html_path: Path | None = None,
+) -> DriftResult:
+    """Evidently's drift test of every feature of ``schema``, ``current`` against ``reference``.
+
+    Both frames hold the features as :func:`ferry.data.validate` types them (numeric float64 with NaN, categorical
+    str with None). See :func:`data_drift`.
+    """
+    return data_drift(
+        reference,
+        current,
+        numeric=schema.numeric_features,
+        categorical=schema.categorical_features,
+        drift_share=drift_share,
+        timeout_s=timeout_s,
+        html_path=html_path,
+        what=f"the schema {schema.name}",
+    )
+
+
+def data_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    numeric: Sequence[str],
+    categorical: Sequence[str] = (),
+    drift_share: float = 0.5,
+    timeout_s: float = 300.0,
+    html_path: Path | None = None,
+    what: str = "the columns compared",
+) -> DriftResult:
+    """Evidently's drift test of each column, ``current`` against ``reference``: input drift over the features, or
+    prediction drift over a probability column (the monitor flow uses both).
+
+    Evidently picks the method per column from its type and the sample sizes (K-S or chi-square on small samples,
+    normed Wasserstein or Jensen-Shannon distance on large ones) and its threshold. The data set drifts when at
+    least ``drift_share`` of the columns do (0.5 is Evidently's default). With ``html_path``, Evidently's HTML report
+    and its snapshot JSON (``<stem>.evidently.json``) are saved. Raises GateError when a frame lacks columns or has
+    no rows, when Evidently fails, or after ``timeout_s``.
+    """
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import DriftedColumnsCount, ValueDrift
+
+    features = [*numeric, *categorical]
+    if not features:
+        raise GateError("drift needs at least one column to compare")
+    for name, frame in (("reference", reference), ("current", current)):
+        lacking = [f for f in features if f not in frame.columns]
+        if lacking:
+            raise GateError(f"the {name} data lacks column(s) {lacking}; it does not match {what}")
+        if len(frame) == 0:
+            raise GateError(f"the {name} data has no rows; there is nothing to compare")
+    definition = DataDefinition(numerical_columns=list(numeric), categorical_columns=list(categorical))
+    metrics: list[Any] = [DriftedColumnsCount(columns=features, drift_share=drift_share)]
+    metrics += [ValueDrift(column=f) for f in features]
+
+    def run() -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # scipy's chi-square on empty categories
+            return Report(metrics, include_tests=True).run(
+                Dataset.from_pandas(current[features].reset_index(drop=True), data_definition=definition),
+                Dataset.from_pandas(reference[features].reset_index(drop=True), data_definition=definition),
+            )
+
+    try:
+        snapshot = _with_timeout(run, timeout_s, "the Evidently drift report")
+    except GateError:
+        raise
+    except Exception as exc:  # Evidently's own failures are reported, never taken for "no drift"
+        raise GateError(f"Evidently could not compute drift: {type(exc).__name__}: {exc}") from exc
+    if html_path is not None:
+        _save(snapshot, html_path)
+    d = snapshot.dict()
+    status = {t["metric_config"]["metric_id"]: t["status"] for t in d["tests"]}
+    columns: list[ColumnDrift] = []
+    share = math.nan
+    for m in d["metrics"]:
+        config = m["config"]
+        if config["type"].endswith("DriftedColumnsCount"):
+            share = float(m["value"]["share"])
+        elif config["type"].endswith("ValueDrift"):
+            threshold = config.get("threshold")
+            columns.append(
+                ColumnDrift(
+                    feature=str(config["column"]),
+                    method=str(config.get("method")),
+                    score=_clean(m["value"]),
+                    threshold=float(threshold) if threshold is not None else None,
+                    drifted=status.get(m["id"]) == "FAIL",
+                )
+            )
+    if len(columns) != len(features) or not math.isfinite(share):
+        raise GateError(f"the Evidently drift report is incomplete: {len(columns)} of {len(features)} columns")
+    return DriftResult(
+        drifted=share >= drift_share,
+        drifted_share=share,
+        drift_share=drift_share,
+        columns=tuple(columns),
+        reference_rows=len(reference),
+        current_rows=len(current),
+    )

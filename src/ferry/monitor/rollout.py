@@ -1,0 +1,242 @@
+"""Staged rollout: a candidate first serves as ``online/challenger`` (shadow, canary or A/B, as the service's routing
+says) and on ``edge/beta``. After an observation window, :func:`assess` compares it with the champion on the live
+traffic both answered in that window, and :func:`apply` makes it champion (and ``edge/stable``) or rolls it back.
+Either way the decision and its evidence are recorded: the evidence as ``monitor/rollouts/<time>-<version>.json``
+in the registry, the decision as an audit record whose reason names that file.
+
+The decision, in order:
+
+1. wait while the window has not elapsed, or either side answered fewer than ``min_rows`` requests in it;
+2. once each side answered ``min_latency_requests`` requests, a challenger whose median latency per request (its
+   own time to check and score it, logged with every prediction) is more than ``max_latency_ratio`` times the
+   champion's is rolled back, whatever its quality (fewer requests make too noisy a median to act on);
+3. with at least ``min_labels`` labelled answers on each side (labels sent to ``/feedback``), the challenger is
+   promoted when its ROC AUC on them is no worse than the champion's by more than ``tolerance``, else rolled back;
+4. without labels, a challenger whose answers are all one class is rolled back; otherwise it is promoted, since
+   it passed the gate and served the window without a signal against it.
+
+Prediction drift between the two (Evidently, on the positive class's probability), each side's positive rate and
+its latency percentiles are part of the evidence either way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ferry import gate, storage
+from ferry.monitor.judging import label_metrics
+from ferry.monitor.sources import online_logs_since
+from ferry.registry import Registry, layout
+from ferry.registry.audit import AuditRecord
+
+__all__ = ["Evidence", "RolloutSettings", "apply", "assess"]
+
+Decision = Literal["wait", "promote", "rollback", "none"]
+
+
+class RolloutSettings(BaseSettings):
+    """When a challenger is judged, and how."""
+
+    model_config = SettingsConfigDict(env_prefix="FERRY_ROLLOUT_", extra="ignore")
+
+    window_hours: float = Field(default=24.0, ge=0, description="How long a challenger serves before it is judged.")
+    min_rows: int = Field(default=500, ge=1, description="Answers each side needs in the window to be compared.")
+    min_labels: int = Field(default=200, ge=1, description="Labelled answers each side needs to compare quality.")
+    tolerance: float = Field(
+        default=0.01, ge=0, le=1, description="How much lower the challenger's ROC AUC may be than the champion's."
+    )
+    max_latency_ratio: float = Field(
+        default=2.0, ge=1, description="How many times the champion's median latency the challenger's may be."
+    )
+    min_latency_requests: int = Field(
+        default=100, ge=1, description="Requests each side needs before their latencies are compared."
+    )
+
+
+@dataclass
+class Evidence:
+    model: str
+    champion: str | None
+    challenger: str | None
+    since: str | None
+    decided_at: str
+    decision: Decision
+    reasons: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    positive_rate: dict[str, float] = field(default_factory=dict)
+    quality: dict[str, dict[str, float]] = field(default_factory=dict)
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    prediction_drift: dict[str, Any] | None = None
+    location: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _quality(answers: pd.DataFrame, labels: pd.DataFrame, positive: str) -> dict[str, float] | None:
+    if labels.empty or answers.empty:
+        return None
+    joined = answers.merge(labels[["prediction_id", "label"]], on="prediction_id", how="inner")
+    return label_metrics(joined, positive) if len(joined) else {"labelled": 0.0}
+
+
+def _latency(answers: pd.DataFrame) -> dict[str, float] | None:
+    """p50/p99 of the logged latency per request (rows of one request share it); None when the logs predate it."""
+    if "latency_ms" not in answers.columns:
+        return None
+    timed = answers.assign(latency_ms=pd.to_numeric(answers["latency_ms"], errors="coerce")).dropna(
+        subset=["latency_ms"]
+    )
+    if timed.empty:
+        return None
+    key = ["request"] if "request" in timed.columns else ["ts", "latency_ms"]
+    ms = timed.drop_duplicates(subset=key)["latency_ms"]
+    return {
+        "p50": round(float(ms.quantile(0.5)), 4),
+        "p99": round(float(ms.quantile(0.99)), 4),
+        "requests": float(len(ms)),
+    }
+
+
+def assess(
+    registry: Registry,
+    model: str,
+    settings: RolloutSettings | None = None,
+    *,
+    now: datetime | None = None,
+    champion_channel: str = "online/champion",
+    challenger_channel: str = "online/challenger",
+) -> Evidence:
+    """Compare the challenger with the champion on the traffic since the challenger's channel last moved."""
+    s = settings or RolloutSettings()
+    now = now or datetime.now(UTC)
+    stamp = now.isoformat(timespec="seconds")
+    channels = registry.channels(model)
+    champion = channels[champion_channel].version if champion_channel in channels else None
+    challenger = channels[challenger_channel].version if challenger_channel in channels else None
+    if champion is None or challenger is None or challenger == champion:
+        return Evidence(model, champion, challenger, None, stamp, "none", ["no challenger different from the champion"])
+    since = datetime.fromisoformat(channels[challenger_channel].moved_at)
+    since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    evidence = Evidence(model, champion, challenger, since.isoformat(timespec="seconds"), stamp, "wait")
+    if now - since < timedelta(hours=s.window_hours):
+        evidence.reasons.append(f"the {s.window_hours:g} h window since {evidence.since} has not elapsed")
+        return evidence
+    logs = online_logs_since(registry, model, "predictions", since)
+    labels = online_logs_since(registry, model, "feedback", since)
+    schema_positive = str(
+        json.loads(registry.read_bytes(registry.get(champion, model=model), "schema.json"))["target_classes"][-1]
+    )
+    sides = {}
+    for name, vid in (("champion", champion), ("challenger", challenger)):
+        part = logs[logs["version"] == vid] if not logs.empty else logs
+        if name == "champion" and "role" in part.columns:
+            part = part[part["role"] != "shadow"]
+        sides[name] = part
+        evidence.rows[name] = len(part)
+        if len(part):
+            evidence.positive_rate[name] = float((part["prediction"].astype(str) == schema_positive).mean())
+        q = _quality(part, labels, schema_positive)
+        if q is not None:
+            evidence.quality[name] = q
+        took = _latency(part)
+        if took is not None:
+            evidence.latency_ms[name] = took
+    short = [n for n in ("champion", "challenger") if evidence.rows[n] < s.min_rows]
+    if short:
+        evidence.reasons.append(
+            f"{' and '.join(short)} answered fewer than min_rows={s.min_rows} requests since {evidence.since} "
+            f"({', '.join(f'{k} {v}' for k, v in evidence.rows.items())})"
+            + (
+                "; no prediction was logged at all: the service logs none unless FERRY_ONLINE_PREDICTION_SAMPLE_RATE "
+                "is above 0"
+                if not any(evidence.rows.values())
+                else ""
+            )
+        )
+        return evidence
+    evidence.prediction_drift = gate.data_drift(
+        sides["champion"], sides["challenger"], numeric=["p_positive"]
+    ).to_dict()
+    timed = [evidence.latency_ms[n] for n in ("champion", "challenger") if n in evidence.latency_ms]
+    if len(timed) == 2 and min(t["requests"] for t in timed) >= s.min_latency_requests:
+        champ_ms, chall_ms = timed[0]["p50"], timed[1]["p50"]
+        if chall_ms > champ_ms * s.max_latency_ratio:
+            evidence.decision = "rollback"
+            evidence.reasons.append(
+                f"median latency {chall_ms:.3f} ms is more than max_latency_ratio={s.max_latency_ratio:g} times the "
+                f"champion's {champ_ms:.3f} ms"
+            )
+            return evidence
+    labelled = {n: int(evidence.quality.get(n, {}).get("labelled", 0)) for n in ("champion", "challenger")}
+    aucs = {n: evidence.quality.get(n, {}).get("roc_auc") for n in ("champion", "challenger")}
+    if min(labelled.values()) >= s.min_labels and None not in aucs.values():
+        champ, chall = float(aucs["champion"]), float(aucs["challenger"])  # type: ignore[arg-type]
+        if chall >= champ - s.tolerance:
+            evidence.decision = "promote"
+            evidence.reasons.append(f"ROC AUC on labelled live traffic {chall:.4f} vs champion {champ:.4f}")
+        else:
+            evidence.decision = "rollback"
+            evidence.reasons.append(
+                f"ROC AUC on labelled live traffic {chall:.4f} is below the champion's {champ:.4f} by more than "
+                f"{s.tolerance:g}"
+            )
+        return evidence
+    rate = evidence.positive_rate.get("challenger", 0.0)
+    if rate in (0.0, 1.0):
+        evidence.decision = "rollback"
+        evidence.reasons.append(f"every challenger answer was the same class (positive rate {rate:.0%})")
+    else:
+        evidence.decision = "promote"
+        evidence.reasons.append(
+            f"no labels to compare (champion {labelled['champion']}, challenger {labelled['challenger']} of "
+            f"min_labels={s.min_labels}); {evidence.rows['challenger']} answers in the window without a signal "
+            f"against it"
+        )
+    return evidence
+
+
+def apply(
+    registry: Registry,
+    evidence: Evidence,
+    *,
+    champion_channel: str = "online/champion",
+    challenger_channel: str = "online/challenger",
+    edge_beta: str = "edge/beta",
+    edge_stable: str = "edge/stable",
+) -> list[AuditRecord]:
+    """Record the evidence and move the channels the decision calls for; returns the audit records written.
+
+    Promote: the challenger becomes champion, and ``edge/stable`` follows when ``edge/beta`` runs the challenger.
+    Rollback: ``online/challenger`` points at the champion again, and ``edge/beta`` back at ``edge/stable``'s
+    version. Wait or none: nothing moves.
+    """
+    if evidence.decision not in ("promote", "rollback"):
+        return []
+    if evidence.champion is None or evidence.challenger is None:
+        raise ValueError("a promote or rollback decision needs both a champion and a challenger")
+    fs, root = storage.open_fs(registry.url)
+    name = f"{evidence.decided_at.replace(':', '').replace('-', '')[:15]}-{evidence.challenger}.json"
+    path = layout.monitor_path(root, evidence.model, "rollouts", name)
+    evidence.location = path if storage.is_local(fs) else fs.unstrip_protocol(path)
+    storage.atomic_write_bytes(fs, path, json.dumps(evidence.to_dict(), indent=2, default=str).encode())
+    why = f"rollout {evidence.decision}: {'; '.join(evidence.reasons)} (evidence {evidence.location})"
+    channels = registry.channels(evidence.model)
+    records = []
+    if evidence.decision == "promote":
+        records.append(registry.promote(evidence.challenger, champion_channel, model=evidence.model, reason=why))
+        if edge_beta in channels and channels[edge_beta].version == evidence.challenger:
+            records.append(registry.promote(evidence.challenger, edge_stable, model=evidence.model, reason=why))
+    else:
+        records.append(registry.promote(evidence.champion, challenger_channel, model=evidence.model, reason=why))
+        stable = channels.get(edge_stable)
+        if edge_beta in channels and channels[edge_beta].version == evidence.challenger and stable is not None:
+            records.append(registry.promote(stable.version, edge_beta, model=evidence.model, reason=why))
+    return records

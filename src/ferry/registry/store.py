@@ -1,0 +1,426 @@
+"""The model registry: immutable, content-addressed versions and the channel pointers that select them.
+
+Layout under the registry root (a local directory or any fsspec URL)::
+
+    models/<model>/versions/<version_id>/   immutable: the registered files plus manifest.json
+    models/<model>/channels.json            {"online/champion": {"version", "history", "moved_at", "audit_head"}}
+    models/<model>/audit.jsonl              append-only, hash-chained records of every move (see ferry.registry.audit)
+    models/<model>/.lock                    serialises promotions and rollbacks of one model
+
+A version id is the first 16 hex characters of a sha256 over the names and hashes of the files that define what the
+model computes (``model.onnx``, ``schema.json``, ``lineage.json``), so registering the same model twice gives the same
+id and keeps the first copy. Channel moves happen under the model's lock and re-read both files inside it, so
+concurrent promotions are serialised and every one of them is recorded.
+
+One concept kept whole (about 420 lines): :class:`Registry` is one object whose reads, registration and
+channel moves share the same storage handle, lock and manifest checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ferry import storage
+from ferry.errors import AuditError, ChannelError, PromotionRefused, RegistryError, VersionNotFound
+from ferry.registry import layout
+from ferry.registry.audit import (
+    AuditRecord,
+    AuditReport,
+    ChannelState,
+    GateRef,
+    apply_record,
+    check_log,
+    dump_channels,
+    make_record,
+    parse_channels,
+    parse_log,
+    replay,
+    verify_log,
+)
+from ferry.registry.versions import (
+    ARTIFACT_RULE,
+    GATE_REPORT,
+    MANIFEST,
+    MODEL_RULE,
+    VERSION_ID_RULE,
+    VERSION_PREFIX_RULE,
+    FileEntry,
+    ModelVersion,
+    _check_channel,
+    _check_model,
+    _check_reason,
+    _now,
+    version_id,
+)
+from ferry.settings import StorageSettings
+
+if TYPE_CHECKING:
+    from ferry.schema import Schema
+
+__all__ = ["Registry"]
+
+
+class Registry:
+    """Model versions, channel pointers and the audit log under one root URL. Constructing it does no I/O."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        lock_timeout_s: float = 30.0,
+        actor: str | None = None,
+    ) -> None:
+        if not lock_timeout_s > 0:
+            raise RegistryError(f"lock_timeout_s must be positive, got {lock_timeout_s!r}")
+        self.url = url
+        self.lock_timeout_s = lock_timeout_s
+        self._storage_options = dict(storage_options or {})
+        self._actor = actor
+        self._opened: tuple[Any, str] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: StorageSettings | None = None) -> Registry:
+        """A registry configured from :class:`~ferry.settings.StorageSettings` (``FERRY_*`` environment)."""
+        s = settings or StorageSettings()
+        return cls(s.registry_url, lock_timeout_s=s.lock_timeout_s, actor=s.resolved_actor())
+
+    def __repr__(self) -> str:
+        return f"Registry({self.url!r})"
+
+    # -- paths -------------------------------------------------------------------------------------------------
+
+    @property
+    def _fs(self) -> Any:
+        return self._open()[0]
+
+    def _open(self) -> tuple[Any, str]:
+        if self._opened is None:
+            self._opened = storage.open_fs(self.url, self._storage_options)
+        return self._opened
+
+    @property
+    def _root(self) -> str:
+        return str(self._open()[1])
+
+    def _version_dir(self, model: str, vid: str) -> str:
+        return layout.version_dir(self._root, model, vid)
+
+    def _read_text(self, path: str) -> str | None:
+        try:
+            return storage.read_bytes(self._fs, path).decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return None
+
+    def _list_dirs(self, path: str) -> list[str]:
+        try:
+            entries = self._fs.ls(path, detail=True)
+        except FileNotFoundError:
+            return []
+        return sorted(str(e["name"]).rstrip("/").rpartition("/")[2] for e in entries if e.get("type") == "directory")
+
+    # -- versions ----------------------------------------------------------------------------------------------
+
+    def register(self, model: str, files: Mapping[str, Path], info: Mapping[str, Any]) -> ModelVersion:
+        """Store a new immutable version of ``model`` and return it; the same content again returns the first copy.
+
+        ``files`` maps artifact names (``model.onnx``, ``schema.json``, ...) to local paths; ``info`` is any
+        JSON-able dict (metrics, ``{"gate": {"passed": bool, ...}}``, lineage, params). Files are staged in a
+        temporary directory and renamed into ``versions/<id>`` with ``manifest.json``, so a version is either
+        complete or absent.
+        """
+        _check_model(model)
+        if not files:
+            raise RegistryError("files is empty: register needs at least the model's artifacts (e.g. model.onnx)")
+        blobs: dict[str, bytes] = {}
+        for name, path in sorted(files.items()):
+            if not isinstance(name, str) or not ARTIFACT_RULE.fullmatch(name) or name == MANIFEST:
+                raise RegistryError(
+                    f"artifact name {name!r} in files is invalid: use a plain file name matching "
+                    f"{ARTIFACT_RULE.pattern}, not {MANIFEST!r}"
+                )
+            try:
+                blobs[name] = Path(path).read_bytes()
+            except OSError as exc:
+                raise RegistryError(f"cannot read files[{name!r}] from {str(path)!r}: {exc}") from exc
+        try:
+            info_plain = json.loads(json.dumps(dict(info), allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise RegistryError(
+                f"info is not JSON-serialisable ({exc}); use dicts, lists, strings, finite numbers, booleans and None"
+            ) from exc
+        entries = {name: FileEntry(storage.sha256_bytes(data), len(data)) for name, data in blobs.items()}
+        vid = version_id({name: e.sha256 for name, e in entries.items()})
+        existing = self._find_existing(model, vid)
+        if existing is not None:
+            return existing
+        version = ModelVersion(id=vid, model=model, created_at=_now(), files=entries, info=info_plain)
+        manifest = (json.dumps(version.to_manifest(), indent=2, sort_keys=True) + "\n").encode()
+        staging = layout.staging_dir(self._root, model, f"{vid}-{uuid.uuid4().hex}")
+        try:
+            for name, data in blobs.items():
+                storage.atomic_write_bytes(self._fs, f"{staging}/{name}", data)
+            storage.atomic_write_bytes(self._fs, f"{staging}/{MANIFEST}", manifest)
+            with storage.lock(self._fs, layout.lock_file(self._root, model), self.lock_timeout_s):
+                existing = self._find_existing(model, vid)
+                if existing is not None:
+                    return existing
+                final = self._version_dir(model, vid)
+                try:
+                    storage.publish_dir(self._fs, staging, final, [*blobs, MANIFEST], marker=MANIFEST)
+                except OSError as exc:
+                    raise RegistryError(
+                        f"version directory {final!r} exists without a manifest.json (left by a crashed write?); "
+                        f"remove it and register again"
+                    ) from exc
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                if storage.exists(self._fs, staging):
+                    self._fs.rm(staging, recursive=True)
+        return version
+
+    def _find_existing(self, model: str, vid: str) -> ModelVersion | None:
+        try:
+            return self._load(model, vid)
+        except VersionNotFound:
+            return None
+
+    def _load(self, model: str, vid: str) -> ModelVersion:
+        path = f"{self._version_dir(model, vid)}/{MANIFEST}"
+        text = self._read_text(path)
+        if text is None:
+            raise VersionNotFound(
+                f"model {model!r} has no version {vid!r}; list them with Registry.versions({model!r})"
+            )
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise RegistryError(f"manifest {path} is not valid JSON ({exc}); the version directory is damaged") from exc
+        version = ModelVersion.from_manifest(raw, source=path)
+        if version.id != vid or version.model != model:
+            raise RegistryError(f"manifest {path} names {version.model}/{version.id}; the version directory was moved")
+        return version
+
+    def models(self) -> list[str]:
+        """Names of all models that have a directory in the registry, sorted."""
+        return [m for m in self._list_dirs(layout.models_dir(self._root)) if MODEL_RULE.fullmatch(m)]
+
+    def _version_ids(self, model: str) -> list[str]:
+        return [
+            v for v in self._list_dirs(layout.model_path(self._root, model, "versions")) if VERSION_ID_RULE.fullmatch(v)
+        ]
+
+    def versions(self, model: str) -> list[ModelVersion]:
+        """All complete versions of ``model``, oldest first."""
+        _check_model(model)
+        found = [v for vid in self._version_ids(model) if (v := self._find_existing(model, vid)) is not None]
+        return sorted(found, key=lambda v: (v.created_at, v.id))
+
+    def get(self, version: str, *, model: str | None = None) -> ModelVersion:
+        """The version with this id or unique id prefix (at least 4 hex characters), in ``model`` or in any model."""
+        if not isinstance(version, str) or not VERSION_PREFIX_RULE.fullmatch(version):
+            raise RegistryError(
+                f"version {version!r} is invalid: give a version id or a prefix of 4 to 16 hex characters"
+            )
+        if model is not None:
+            _check_model(model)
+        models = [model] if model is not None else self.models()
+        matches = [
+            (m, vid)
+            for m in models
+            for vid in self._version_ids(m)
+            if vid.startswith(version) and storage.exists(self._fs, f"{self._version_dir(m, vid)}/{MANIFEST}")
+        ]
+        if not matches:
+            where = f"model {model!r}" if model is not None else f"any model of {self.url!r}"
+            raise VersionNotFound(f"no version {version!r} in {where}; list them with Registry.versions(model)")
+        if len(matches) > 1:
+            names = ", ".join(f"{m}/{vid}" for m, vid in matches)
+            raise RegistryError(f"version {version!r} is ambiguous, it matches {names}; give more characters or model=")
+        return self._load(*matches[0])
+
+    def _artifact_path(self, v: ModelVersion, name: str) -> str:
+        if name not in v.files:
+            have = ", ".join(sorted(v.files))
+            raise RegistryError(f"version {v.model}/{v.id} has no artifact {name!r}; it has {have}")
+        return f"{self._version_dir(v.model, v.id)}/{name}"
+
+    def file_url(self, v: ModelVersion, name: str) -> str:
+        """Where artifact ``name`` of ``v`` lives: a local path, or a full fsspec URL elsewhere."""
+        path = self._artifact_path(v, name)
+        return path if storage.is_local(self._fs) else str(self._fs.unstrip_protocol(path))
+
+    def version_url(self, v: ModelVersion) -> str:
+        """Where the directory of ``v`` lives: a local path, or a full fsspec URL elsewhere."""
+        path = self._version_dir(v.model, v.id)
+        return path if storage.is_local(self._fs) else str(self._fs.unstrip_protocol(path))
+
+    def schema(self, v: ModelVersion) -> Schema:
+        """The schema ``v`` was trained on (its ``schema.json``, checked against the manifest like any artifact)."""
+        from ferry.schema import Schema
+
+        return Schema.from_dict(json.loads(self.read_bytes(v, "schema.json")), source=f"{v.model}/{v.id}")
+
+    def read_bytes(self, v: ModelVersion, name: str) -> bytes:
+        """The bytes of artifact ``name``; RegistryError when they no longer match the manifest's sha256."""
+        path = self._artifact_path(v, name)
+        try:
+            data = storage.read_bytes(self._fs, path)
+        except FileNotFoundError as exc:
+            raise RegistryError(f"artifact {path} is missing; the version is damaged (see verify_version)") from exc
+        if storage.sha256_bytes(data) != v.files[name].sha256:
+            raise RegistryError(f"artifact {path} changed since it was registered (sha256 differs); do not use it")
+        return data
+
+    def verify_version(self, v: ModelVersion) -> list[str]:
+        """Names of files that are missing or whose sha256 differs from the manifest; empty when intact.
+
+        ``manifest.json`` is listed too when the stored manifest differs from ``v`` or its hashes no longer give
+        the version id.
+        """
+        bad: list[str] = []
+        for name, entry in sorted(v.files.items()):
+            try:
+                data = storage.read_bytes(self._fs, f"{self._version_dir(v.model, v.id)}/{name}")
+            except FileNotFoundError:
+                bad.append(name)
+                continue
+            if storage.sha256_bytes(data) != entry.sha256:
+                bad.append(name)
+        try:
+            stored = self._load(v.model, v.id)
+            intact = stored.to_manifest() == v.to_manifest()
+        except RegistryError:
+            intact = False
+        if not intact or version_id({n: e.sha256 for n, e in v.files.items()}) != v.id:
+            bad.append(MANIFEST)
+        return bad
+
+    # -- channels ----------------------------------------------------------------------------------------------
+
+    def channels(self, model: str) -> dict[str, ChannelState]:
+        """Every channel of ``model`` and where it points."""
+        _check_model(model)
+        path = layout.channels_file(self._root, model)
+        try:
+            return parse_channels(self._read_text(path), source=path)
+        except ValueError as exc:
+            raise RegistryError(f"{path} is unreadable ({exc}); run verify_audit({model!r})") from exc
+
+    def channel(self, model: str, channel: str) -> str | None:
+        """The version id ``channel`` of ``model`` points to, or None when it was never set."""
+        _check_channel(channel)
+        state = self.channels(model).get(channel)
+        return state.version if state else None
+
+    def promote(
+        self,
+        version: str,
+        channel: str,
+        *,
+        reason: str,
+        model: str | None = None,
+        force: bool = False,
+        actor: str | None = None,
+    ) -> AuditRecord:
+        """Point ``channel`` at ``version`` and append the audit record, which is returned.
+
+        Refuses (PromotionRefused) a version whose ``info["gate"]["passed"]`` is not True unless ``force``; a forced
+        promotion says so in its record. Refuses (ChannelError) when the channel already points there, and
+        (RegistryError) when the version's files no longer match its manifest.
+        """
+        _check_channel(channel)
+        why = _check_reason(reason)
+        v = self.get(version, model=model)
+        if v.gate_passed is not True and not force:
+            raise PromotionRefused(
+                f"version {v.model}/{v.id} did not pass its gate (gate.passed is {v.gate_passed}); fix the candidate, "
+                f"or pass force=True with a reason to override (the override is recorded)"
+            )
+        damaged = self.verify_version(v)
+        if damaged:
+            raise RegistryError(
+                f"version {v.model}/{v.id} is damaged ({', '.join(damaged)} differ from the manifest); register again"
+            )
+        return self._move(v.model, channel, v.id, why, force, actor)
+
+    def rollback(self, channel: str, *, model: str, reason: str = "rollback", actor: str | None = None) -> AuditRecord:
+        """Point ``channel`` back at the version it had before its last move; ChannelError when there is none."""
+        _check_model(model)
+        _check_channel(channel)
+        return self._move(model, channel, None, _check_reason(reason), False, actor)
+
+    def _gate_ref(self, v: ModelVersion) -> GateRef:
+        entry = v.files.get(GATE_REPORT)
+        report = f"{layout.version_dir('', v.model, v.id)}/{GATE_REPORT}" if entry else None
+        return GateRef(passed=v.gate_passed, report=report, sha256=entry.sha256 if entry else None)
+
+    def _move(
+        self, model: str, channel: str, target: str | None, reason: str, forced: bool, actor: str | None
+    ) -> AuditRecord:
+        """Append one record and move one pointer, under the model's lock, re-reading both files inside it.
+
+        ``target`` is the version to promote, or None for a rollback to the channel's previous version.
+        """
+        who = actor or self._actor or StorageSettings().resolved_actor()
+        log_path = layout.audit_file(self._root, model)
+        channels_path = layout.channels_file(self._root, model)
+        with storage.lock(self._fs, layout.lock_file(self._root, model), self.lock_timeout_s):
+            log_text = self._read_text(log_path) or ""
+            records, report = check_log(log_text, self._read_text(channels_path), model=model)
+            if not report.ok and not report.repairable:
+                raise AuditError(
+                    f"refusing to move {channel!r} of {model!r}: {report.problem}. Investigate with "
+                    f"verify_audit({model!r}) and restore audit.jsonl/channels.json from a backup"
+                )
+            state = replay(records)  # the log is the truth; this also completes a move that stopped half-way
+            current = state.get(channel)
+            if target is not None:
+                if current is not None and current.version == target:
+                    raise ChannelError(f"channel {channel!r} of {model!r} already points to {target}; nothing to do")
+                to = target
+            elif current is None or not current.history:
+                raise ChannelError(f"channel {channel!r} of {model!r} has nothing to roll back to")
+            else:
+                to = current.history[-1]
+            record = make_record(
+                records[-1] if records else None,
+                ts=_now(),
+                actor=who,
+                action="promote" if target is not None else "rollback",
+                model=model,
+                channel=channel,
+                from_version=current.version if current else None,
+                to_version=to,
+                reason=reason,
+                forced=forced,
+                gate=self._gate_ref(self._load(model, to)),
+            )
+            if log_text and not log_text.endswith("\n"):
+                log_text += "\n"
+            storage.atomic_write_bytes(self._fs, log_path, (log_text + record.to_line()).encode())
+            storage.atomic_write_bytes(self._fs, channels_path, dump_channels(apply_record(state, record)))
+        return record
+
+    # -- audit -------------------------------------------------------------------------------------------------
+
+    def audit(self, model: str) -> list[AuditRecord]:
+        """Every audit record of ``model``, oldest first; AuditError when a line cannot be parsed.
+
+        This does not check the hash chain; use :meth:`verify_audit` for that.
+        """
+        _check_model(model)
+        path = layout.audit_file(self._root, model)
+        return parse_log(self._read_text(path) or "", source=path)
+
+    def verify_audit(self, model: str) -> AuditReport:
+        """Check the hash chain of ``model``'s audit log and that ``channels.json`` agrees with it (never raises
+        for bad content; the report names the first bad line or channel)."""
+        _check_model(model)
+        log_text = self._read_text(layout.audit_file(self._root, model))
+        return verify_log(log_text, self._read_text(layout.channels_file(self._root, model)), model=model)

@@ -1,0 +1,43 @@
+"""Training a candidate: the retrain loop's steps as plain functions, and what each step uses.
+
+| module | what lives there |
+|---|---|
+| :mod:`~ferry.train.steps` | the retrain loop, one plain function per step, passing a run directory |
+| :mod:`~ferry.train.pipeline` | the split and the fitted pipeline (preprocessing + estimator, small CV search) |
+| :mod:`~ferry.train.metrics` | holdout metrics of a binary classifier |
+| :mod:`~ferry.train.onnx_export` | the ONNX export and its parity with scikit-learn |
+| :mod:`~ferry.train.run_files` | the files of a run: JSON and Parquet written atomically, skops pipelines |
+| :mod:`~ferry.train.summary` | the rows of the summary, metrics and gate tables (artifacts and the CLI) |
+
+Names are loaded from their module on first use (as in :mod:`ferry.publish`), so importing one light module of
+this package (``ferry.train.summary``, which the CLI's tables use) does not import scikit-learn and the gate.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_NAMES = {
+    "ferry.train.steps": (
+        "IngestSummary LIBRARIES NewData VERSION_FILES check_data_quality check_parity code_revision "
+        "evaluate_candidate export_onnx ingest new_labelled_rows new_run_dir promote_if_passed "
+        "register_candidate run_gate split_data train_candidate write_lineage"
+    ),
+    "ferry.train.pipeline": "Split TrainResult build_pipeline fit model_frame split",
+    "ferry.train.metrics": "METRIC_NAMES calibration_table classification_metrics expected_calibration_error",
+    "ferry.train.onnx_export": "ParityResult TARGET_OPSET align_thresholds_to_float32 parity to_onnx",
+    "ferry.train.run_files": (
+        "TRUSTED_TYPES load_pipeline read_json save_pipeline write_atomic write_json write_parquet"
+    ),
+    "ferry.train.summary": "as_link fmt gate_rows markdown_summary markdown_table metric_rows",
+}
+_LAZY = {name: module for module, names in _NAMES.items() for name in names.split()}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ferry.train' has no attribute {name!r}")

@@ -1,0 +1,117 @@
+"""What a retrain run says to people: the rows of the summary, metrics and gate tables, as plain data and as
+Markdown. The Prefect artifacts and the CLI's rich tables are both drawn from these."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from ferry.train.metrics import METRIC_NAMES
+
+__all__ = ["as_link", "fmt", "gate_rows", "markdown_summary", "markdown_table", "metric_rows"]
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if value != 0 and abs(value) < 1e-3:
+            return f"{value:.2e}"
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def metric_rows(metrics: dict[str, Any], champion: dict[str, Any] | None = None) -> list[dict[str, str]]:
+    rows = []
+    for name in METRIC_NAMES:
+        if name in metrics:
+            row = {"metric": name, "candidate": fmt(metrics[name])}
+            if champion is not None:
+                row["champion"] = fmt(champion.get(name))
+            rows.append(row)
+    return rows
+
+
+def gate_rows(checks: list[dict[str, Any]], *, group_passing: bool = False) -> list[dict[str, str]]:
+    """One row per check. With ``group_passing``, passing per-column checks of one kind (``name[column]``) that share
+    a threshold collapse into one row showing the worst column, so a 40-column schema stays readable."""
+    rows = []
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for c in checks:
+        kind, _, column = c["name"].partition("[")
+        if group_passing and c["passed"] and column and isinstance(c["observed"], float):
+            key = (kind, c["threshold"])
+            if key not in groups:
+                groups[key] = []
+                rows.append({"check": kind, "value": "", "threshold": c["threshold"], "pass": "PASS", "_group": key})
+            groups[key].append(c)
+            continue
+        rows.append(
+            {
+                "check": c["name"],
+                "value": fmt(c["observed"]),
+                "threshold": c["threshold"],
+                "pass": "PASS" if c["passed"] else "FAIL",
+            }
+        )
+    for row in rows:
+        key = row.pop("_group", None)
+        if key is None:
+            continue
+        members = groups[key]
+        worst = (
+            max(members, key=lambda m: m["observed"])
+            if key[1].startswith("<")
+            else min(members, key=lambda m: m["observed"])
+        )
+        if len(members) == 1:
+            row["check"], row["value"] = worst["name"], fmt(worst["observed"])
+        else:
+            row["check"] = f"{key[0]}[{len(members)} columns, worst {worst['name'].partition('[')[2].rstrip(']')}]"
+            row["value"] = fmt(worst["observed"])
+    return rows
+
+
+def markdown_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "_none_\n"
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(r.get(c, "")).replace("|", "\\|") for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_summary(outcome: dict[str, Any]) -> str:
+    """The run's one-page summary for the Prefect UI."""
+    verdict = (
+        "**promoted**"
+        if outcome["promoted"]
+        else ("gate passed, not promoted" if outcome["gate_passed"] else "**rejected**")
+    )
+    lines = [
+        f"# Retrain of `{outcome['model']}`: {verdict}",
+        "",
+        f"- **version**: `{outcome['version']}`",
+        f"- **data**: `{outcome['data_url']}` ({outcome['rows']} rows, sha256 `{outcome['data_sha256'][:16]}…`)",
+        f"- **champion compared**: `{outcome['champion'] or 'none (first model: absolute floors only)'}`",
+        f"- **promoted to**: {', '.join(f'`{c}`' for c in outcome['promoted']) or 'nothing'}",
+        f"- **version directory**: `{outcome['version_url']}`",
+        f"- **gate report**: `{outcome['gate_html']}`",
+        "",
+    ]
+    if outcome["reasons"]:
+        lines += ["## Why it was rejected", ""] + [f"- {r}" for r in outcome["reasons"]] + [""]
+    lines += [
+        "## Metrics (holdout)",
+        "",
+        markdown_table(metric_rows(outcome["metrics"], outcome.get("champion_metrics"))),
+    ]
+    lines += ["## Gate", "", markdown_table(gate_rows(outcome["checks"]))]
+    return "\n".join(lines)
+
+
+def as_link(location: str) -> str:
+    """A URL for a Prefect link artifact: URLs as they are, local paths as absolute file:// URIs."""
+    return location if "://" in location else Path(location).resolve().as_uri()
