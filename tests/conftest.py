@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import copy_clean
+from helpers import clone_version, copy_clean, copy_registry
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
@@ -106,8 +106,6 @@ def pair(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFactor
 
     Returns ``(registry, champion_id, challenger_id)``; used by the online routing tests.
     """
-    from test_online import clone_version, copy_registry
-
     tmp = tmp_path_factory.mktemp("routing")
     registry = copy_registry(churn_champion, tmp / "registry")
     base = registry.get(churn_champion["version"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +139,24 @@ def copy_clean(src: str | Path, dst: Path) -> Any:
 
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns(*PRODUCTION_DATA))
     return Registry(str(dst))
+
+
+def copy_registry(champion: dict[str, str], dest: Path) -> Registry:
+    """A writable copy of the session's champion registry."""
+    shutil.copytree(champion["registry"], dest)
+    return Registry(str(dest), actor="tester@ferry")
+
+
+def clone_version(registry: Registry, base: ModelVersion, work: Path, *, note: str, onnx: bytes | None = None) -> str:
+    """Register a new version of ``base``'s model: same files, a lineage note (so a new id), optionally other ONNX."""
+    work.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name in base.files:
+        data = registry.read_bytes(base, name)
+        if name == "lineage.json":
+            data = json.dumps({**json.loads(data), "note": note}).encode()
+        if name == "model.onnx" and onnx is not None:
+            data = onnx
+        (work / name).write_bytes(data)
+        files[name] = work / name
+    return registry.register(base.model, files, dict(base.info)).id

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_online import clone_version
+from helpers import clone_version
 from typer.testing import CliRunner
 
 from ferry.cli_edge import edge_app

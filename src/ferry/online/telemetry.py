@@ -45,13 +45,21 @@ class _Part(BaseModel):
 class NumericSketch(_Part):
     count: Count = Field(description="Values seen (not missing).")
     missing: Count = Field(description="Missing values seen.")
-    quantiles: dict[QuantileName, Finite] = Field(max_length=101, description="p5, p25, p50, ... of a sample.")
+    quantiles: dict[QuantileName, Finite] = Field(
+        max_length=101,
+        description="p5, p25, p50, ... of a sample; empty until the device has enough values to send them without "
+        "revealing a row (the agent's sketch_min_count).",
+    )
 
 
 class CategoricalSketch(_Part):
+    count: Count | None = Field(
+        default=None, description="Values seen (not missing); older agents leave it out (counts + other)."
+    )
     missing: Count = Field(description="Missing values seen.")
     counts: dict[Annotated[str, StringConstraints(max_length=200)], Count] = Field(
-        max_length=MAX_CATEGORIES, description="Counts of the most frequent categories."
+        max_length=MAX_CATEGORIES,
+        description="Counts of the most frequent declared levels (empty until the device has enough values).",
     )
     other: Count = Field(description="Values outside the listed categories.")
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import schemathesis
+from helpers import copy_registry
 from hypothesis import HealthCheck, settings
+from online_support import Server, start_server, stop_server
 from schemathesis.checks import not_a_server_error
-from test_online import copy_registry
-from test_online_serve import Server, start_server, stop_server
 
 from ferry.online.auth import hash_key
 

@@ -64,7 +64,7 @@ def test_router_refuses_bad_settings() -> None:
 
 @pytest.mark.parametrize("mode", ["shadow", "canary", "ab"])
 def test_the_routing_examples_in_deployments_are_valid_settings(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = Path(__file__).resolve().parents[1] / "deployments" / f"online-{mode}.env"
+    path = Path(__file__).resolve().parents[2] / "deployments" / f"online-{mode}.env"
     names = []
     for line in path.read_text().splitlines():
         if line.strip() and not line.startswith("#"):

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import os
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -16,12 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import clone_version, copy_registry
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from online_support import edge_heartbeat
-from test_online import clone_version, copy_registry, demo_records, expected_probabilities
-
-from ferry.online.auth import hash_key
+from online_support import KEYS, auth, demo_records, edge_heartbeat, expected_probabilities
 
 pytestmark = [
     # bentoml 1.4 (importing bentoml): pathspec deprecated the pattern factory bentoml builds its ignore spec with
@@ -42,83 +37,6 @@ pytestmark = [
         ":starlette.exceptions.StarletteDeprecationWarning"
     ),
 ]
-
-SERVICE = Path(__file__).resolve().parents[1] / "bentos" / "online" / "service.py"
-KEYS = {
-    "predict": "key-predict",
-    "feedback": "key-feedback",
-    "telemetry": "key-telemetry",
-    "admin": "key-admin",
-    "revoked": "key-revoked",
-}
-
-
-def key_entries() -> list[dict[str, Any]]:
-    return [
-        {"name": "app", "sha256": hash_key(KEYS["predict"]), "scopes": ["predict"]},
-        {"name": "labeller", "sha256": hash_key(KEYS["feedback"]), "scopes": ["feedback"]},
-        {"name": "devices", "sha256": hash_key(KEYS["telemetry"]), "scopes": ["telemetry"]},
-        {"name": "ops", "sha256": hash_key(KEYS["admin"]), "scopes": ["admin"]},
-        {"name": "old", "sha256": hash_key(KEYS["revoked"]), "scopes": ["predict", "admin"], "revoked": True},
-    ]
-
-
-def auth(name: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {KEYS[name]}"}
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    """bentos/online/service.py, imported once (BENTOML_HOME in a temporary directory)."""
-    os.environ.setdefault("BENTOML_HOME", str(tmp_path_factory.mktemp("bentoml-home")))
-    if "ferry_online_service" in sys.modules:
-        return sys.modules["ferry_online_service"]
-    spec = importlib.util.spec_from_file_location("ferry_online_service", SERVICE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ferry_online_service"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def app(service: ModuleType) -> Any:
-    """The ASGI app, built once: BentoML registers its Prometheus metrics when the app is built.
-
-    Each TestClient runs the app's lifespan, which creates a new service instance from the environment of its test.
-    """
-    return service.Online.to_asgi()
-
-
-@pytest.fixture
-def client_for(app: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Start the service over a registry directory; every client is closed (lifespan ends) after its test."""
-    from starlette.testclient import TestClient
-
-    opened: list[Any] = []
-
-    def start(registry: str, **env: str) -> Any:
-        monkeypatch.setenv("FERRY_REGISTRY_URL", registry)
-        monkeypatch.setenv("FERRY_ONLINE_API_KEYS", json.dumps(key_entries()))
-        monkeypatch.setenv("FERRY_ONLINE_POLL_INTERVAL_S", "0.1")
-        for name, value in env.items():
-            monkeypatch.setenv(f"FERRY_ONLINE_{name.upper()}", value)
-        while opened:  # one service instance per app at a time: close the previous client first
-            opened.pop().__exit__(None, None, None)
-        client = TestClient(app)
-        client.__enter__()
-        opened.append(client)
-        return client
-
-    yield start
-    for client in opened:
-        client.__exit__(None, None, None)
-
-
-@pytest.fixture
-def client(client_for: Any, churn_champion: dict[str, str]) -> Any:
-    return client_for(churn_champion["registry"])
 
 
 def test_predictions_equal_onnx_scorer(client: Any, churn_champion: dict[str, str]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -19,89 +18,26 @@ from typing import Any
 
 import httpx
 import pytest
-from online_support import edge_heartbeat
-from test_online import clone_version, copy_registry, demo_records, expected_probabilities
+from helpers import clone_version, copy_registry
+from online_support import (
+    ADMIN,
+    BENTO_DIR,
+    DEVICE,
+    KEY,
+    LABELLER,
+    METRICS,
+    START_TIMEOUT_S,
+    Server,
+    demo_records,
+    edge_heartbeat,
+    expected_probabilities,
+    start_server,
+    stop_server,
+)
 
-from ferry.online.auth import hash_key
 from ferry.registry import Registry
-from ferry.serving import stop_process
 
 pytestmark = pytest.mark.integration
-
-BENTO_DIR = Path(__file__).resolve().parents[1] / "bentos" / "online"
-KEY = "serve-test-key"
-ADMIN = "serve-test-admin"
-DEVICE = "serve-test-device"
-LABELLER = "serve-test-labeller"
-METRICS = "serve-test-metrics"
-START_TIMEOUT_S = 120.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    registry: Registry
-
-    def post(self, path: str, body: Any = None, *, key: str | None = KEY, timeout: float = 10.0) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.post(self.url + path, json=body, headers=headers, timeout=timeout)
-
-
-def start_server(registry: Registry, tmp: Path, target: str = "service:Online", **env: str) -> Server:
-    port = free_port()
-    log = tmp / f"serve-{port}.log"
-    keys = [
-        {"name": "tests", "sha256": hash_key(KEY), "scopes": ["predict"]},
-        {"name": "ops", "sha256": hash_key(ADMIN), "scopes": ["admin"]},
-        {"name": "devices", "sha256": hash_key(DEVICE), "scopes": ["telemetry"]},
-        {"name": "labeller", "sha256": hash_key(LABELLER), "scopes": ["feedback"]},
-        {"name": "scraper", "sha256": hash_key(METRICS), "scopes": ["metrics"]},
-    ]
-    environ = {
-        **os.environ,
-        "BENTOML_HOME": str(tmp / "bentoml-home"),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "FERRY_REGISTRY_URL": registry.url,
-        "FERRY_ONLINE_API_KEYS": json.dumps(keys),
-        "FERRY_ONLINE_POLL_INTERVAL_S": "0.2",
-        **{f"FERRY_ONLINE_{k.upper()}": v for k, v in env.items()},
-    }
-    bentoml = Path(sys.executable).parent / "bentoml"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(bentoml), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=BENTO_DIR,
-            env=environ,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Server(f"http://127.0.0.1:{port}", process, log, registry)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"bentoml serve exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    stop_server(server)
-    raise AssertionError(f"bentoml serve was not ready within {START_TIMEOUT_S:.0f} s:\n{log.read_text()[-4000:]}")
-
-
-def stop_server(server: Server) -> None:
-    """SIGTERM to the server's own PID; SIGKILL to its own process group if it does not stop in time."""
-    stop_process(server.process)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -14,8 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import clone_version, copy_registry
+from online_support import demo_records, expected_probabilities
 
-from ferry.data import to_onnx_inputs, validate
+from ferry.data import validate
 from ferry.errors import DataValidationError
 from ferry.online.auth import KeyStore, hash_key
 from ferry.online.holder import ModelHolder, warmup_records
@@ -23,52 +24,10 @@ from ferry.online.ids import PredictionIds
 from ferry.online.predict import model_info, predict
 from ferry.online.records import RequestRejected, Served, parse_json, prepare, to_records
 from ferry.online.settings import ApiKeyEntry, OnlineSettings
-from ferry.registry import ModelVersion, Registry
+from ferry.registry import Registry
 from ferry.schema import Schema
-from ferry.scoring import OnnxScorer
 
 CHANNEL = "online/champion"
-
-
-# ------------------------------------------------------------------------------------------------ shared helpers
-
-
-def copy_registry(champion: dict[str, str], dest: Path) -> Registry:
-    """A writable copy of the session's champion registry."""
-    shutil.copytree(champion["registry"], dest)
-    return Registry(str(dest), actor="tester@ferry")
-
-
-def clone_version(registry: Registry, base: ModelVersion, work: Path, *, note: str, onnx: bytes | None = None) -> str:
-    """Register a new version of ``base``'s model: same files, a lineage note (so a new id), optionally other ONNX."""
-    work.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for name in base.files:
-        data = registry.read_bytes(base, name)
-        if name == "lineage.json":
-            data = json.dumps({**json.loads(data), "note": note}).encode()
-        if name == "model.onnx" and onnx is not None:
-            data = onnx
-        (work / name).write_bytes(data)
-        files[name] = work / name
-    return registry.register(base.model, files, dict(base.info)).id
-
-
-def demo_records(champion: dict[str, str], n: int, *, offset: int = 0) -> list[dict[str, Any]]:
-    """Rows of the training data as JSON records would send them (null for missing, ISO timestamps)."""
-    frame = pd.read_parquet(champion["data"]).iloc[offset : offset + n]
-    records: list[dict[str, Any]] = json.loads(frame.to_json(orient="records", date_format="iso"))
-    return records
-
-
-def expected_probabilities(champion: dict[str, str], records: list[dict[str, Any]]) -> np.ndarray:
-    """What OnnxScorer answers for these records on the same rows, through ferry.data (the batch path)."""
-    registry = Registry(champion["registry"])
-    version = registry.get(champion["version"])
-    schema = Schema.from_dict(json.loads(registry.read_bytes(version, "schema.json")))
-    frame = validate(pd.DataFrame(records), schema, require_target=False)
-    scorer = OnnxScorer(registry.read_bytes(version, "model.onnx"))
-    return np.asarray(scorer.score(to_onnx_inputs(frame, schema)).probabilities)
 
 
 @pytest.fixture(scope="module")
