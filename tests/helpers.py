@@ -70,7 +70,7 @@ def serve_rows(registry: Registry, rows: list[dict[str, Any]], *, labels: bool =
 def beats_from(tmp_path: Path, name: str, frames: list[Any], channel: str, folder: Path) -> None:
     """Real devices' heartbeats (ferry_edge's DriftSketch and Heartbeats) written to a folder collector."""
     schema = churn_schema()
-    features = [{"name": f.name, "type": f.type} for f in schema.features]
+    features = schema.to_dict()["features"]  # with the declared levels, as a device has them from its bundle
     for i, frame in enumerate(frames):
         sketch = DriftSketch(features)
         sketch.update(records(frame, schema))

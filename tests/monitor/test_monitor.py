@@ -108,7 +108,7 @@ def test_the_reference_is_sketched_exactly_as_a_device_sketches_its_inputs() -> 
     schema = churn_schema()
     frame = make_churn(600, seed=45, drift=0.3)  # fewer rows than a device's sample, with missing values
     assert frame[[f.name for f in schema.features]].isna().any().any()
-    device = DriftSketch([{"name": f.name, "type": f.type} for f in schema.features], top_k=50)
+    device = DriftSketch(schema.to_dict()["features"], top_k=50)
     device.update(records(frame, schema))
     assert monitor.reference_sketch(frame, schema, top_k=50) == device.to_dict()
 
@@ -141,7 +141,7 @@ def test_heartbeats_the_online_service_received_are_read_once(
     from ferry.online.telemetry import Collector, TelemetryLog
 
     frame, schema = reference
-    features = [{"name": f.name, "type": f.type} for f in schema.features]
+    features = schema.to_dict()["features"]
     log = TelemetryLog(registry.url, "churn", buffer_rows=100)
     collector = Collector(log, "churn")
     for i in range(2):

@@ -150,7 +150,7 @@ def edge_heartbeat(champion: dict[str, str], home: Path, collector: str, *, toke
     from ferry_edge.telemetry import DriftSketch, Heartbeats
 
     schema = Schema.load(champion["schema"])
-    sketch = DriftSketch([{"name": f.name, "type": f.type} for f in schema.features])
+    sketch = DriftSketch(schema.to_dict()["features"])
     sketch.update(demo_records(champion, rows))
     beats = Heartbeats(home, collector, token=token, timeout_s=10)
     status = {

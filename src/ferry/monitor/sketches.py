@@ -21,7 +21,15 @@ from ferry.registry.store import Registry
 from ferry.registry.versions import ModelVersion
 from ferry.schema import Schema
 
-__all__ = ["PREDICTION", "QUANTILES", "SKETCH_POINTS", "reference_of", "reference_sketch", "sketch_frame"]
+__all__ = [
+    "PREDICTION",
+    "QUANTILES",
+    "SKETCH_MIN_COUNT",
+    "SKETCH_POINTS",
+    "reference_of",
+    "reference_sketch",
+    "sketch_frame",
+]
 
 
 PREDICTION = "p_positive"
@@ -34,6 +42,9 @@ SKETCH_POINTS = 200
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
+SKETCH_MIN_COUNT = 20
+"""Values of a feature before a device sends its distribution (the edge agent's ``sketch_min_count`` default)."""
+
 
 def _from_quantiles(quantiles: Sequence[float], n: int) -> np.ndarray:
     """``n`` values spread evenly over the quantile function given at QUANTILES (linear between, flat outside)."""
@@ -41,24 +52,38 @@ def _from_quantiles(quantiles: Sequence[float], n: int) -> np.ndarray:
     return np.interp(probs, QUANTILES, np.asarray(quantiles, dtype=np.float64))
 
 
+def _withheld(part: Mapping[str, Any], numeric: bool) -> bool:
+    """A device saw values of the feature but kept their distribution back (fewer than its sketch_min_count)."""
+    if not int(part.get("count", 0) or 0):
+        return False
+    if numeric:
+        return not part.get("quantiles")
+    return not part.get("counts") and not part.get("other")
+
+
 def sketch_frame(sketches: Sequence[Mapping[str, Any]], schema: Schema, *, points: int = SKETCH_POINTS) -> pd.DataFrame:
     """A frame that stands for device inputs known only through drift sketches (edge telemetry).
 
     Numeric features: values drawn evenly from each sketch's quantile function (in proportion to its rows) plus
-    its missing values; categorical features: categories in the sketched proportions. The reference goes through
-    the same transformation (:func:`reference_sketch`) so both sides lose the same detail.
+    its missing values; categorical features: declared levels, ``<other>`` and missing in the sketched proportions.
+    A sketch that withheld a feature's distribution (a device with too few values to send one without revealing a
+    row) is left out for that feature, and its share goes to the others. The reference goes through the same
+    transformation (:func:`reference_sketch`) so both sides lose the same detail.
     """
     total = sum(int(s.get("rows", 0)) for s in sketches)
     if total <= 0:
         raise FerryError("the drift sketches hold no rows")
     columns: dict[str, list[Any]] = {}
     for f in schema.features:
+        numeric = f.type == "numeric"
+        kind = "numeric" if numeric else "categorical"
+        parts = [(s, s.get(kind, {}).get(f.name, {})) for s in sketches]
+        known = [(s, part) for s, part in parts if not _withheld(part, numeric)] or parts
+        rows = sum(int(s.get("rows", 0)) for s, _ in known) or total
         values: list[Any] = []
-        for s in sketches:
-            share = int(s.get("rows", 0)) / total
-            n = max(1, round(points * share))
-            if f.type == "numeric":
-                part = s.get("numeric", {}).get(f.name, {})
+        for s, part in known:
+            n = max(1, round(points * int(s.get("rows", 0)) / rows))
+            if numeric:
                 count, missing = int(part.get("count", 0)), int(part.get("missing", 0))
                 qs = [part.get("quantiles", {}).get(f"p{int(q * 100)}") for q in QUANTILES]
                 seen = count + missing
@@ -68,7 +93,6 @@ def sketch_frame(sketches: Sequence[Mapping[str, Any]], schema: Schema, *, point
                     continue
                 values += _from_quantiles([float(q) for q in qs], n - n_missing).tolist() + [math.nan] * n_missing
             else:
-                part = s.get("categorical", {}).get(f.name, {})
                 counts = {**part.get("counts", {}), **({"<other>": part["other"]} if part.get("other") else {})}
                 if part.get("missing"):
                     counts["<missing>"] = part["missing"]
@@ -83,27 +107,34 @@ def sketch_frame(sketches: Sequence[Mapping[str, Any]], schema: Schema, *, point
     return pd.DataFrame({k: v[:length] for k, v in columns.items()})
 
 
-def reference_sketch(reference: pd.DataFrame, schema: Schema, *, top_k: int = 50) -> dict[str, Any]:
-    """The reference summarised exactly as a device's DriftSketch summarises its inputs."""
+def reference_sketch(
+    reference: pd.DataFrame, schema: Schema, *, top_k: int = 50, min_count: int = SKETCH_MIN_COUNT
+) -> dict[str, Any]:
+    """The reference summarised exactly as a device's DriftSketch summarises its inputs: quantiles per numeric
+    feature, counts of the declared levels per categorical feature with every other value as ``other``, and no
+    distribution for a feature with fewer than ``min_count`` values."""
     numeric, categorical = {}, {}
     for f in schema.features:
         col = reference[f.name]
         if f.type == "numeric":
             values = pd.to_numeric(col, errors="coerce").dropna().to_numpy(dtype=np.float64)
-            qs = np.quantile(values, QUANTILES).tolist() if len(values) else []
+            qs = np.quantile(values, QUANTILES).tolist() if len(values) and len(values) >= min_count else []
             numeric[f.name] = {
                 "count": len(values),
                 "missing": int(col.isna().sum()),
                 "quantiles": dict(zip([f"p{int(q * 100)}" for q in QUANTILES], qs, strict=False)),
             }
         else:
-            counts = col.dropna().astype(str).value_counts()
-            top = {str(k): int(v) for k, v in counts.head(top_k).items()}
-            categorical[f.name] = {
-                "missing": int(col.isna().sum()),
-                "counts": top,
-                "other": int(counts.sum()) - sum(top.values()),
-            }
+            present = col.dropna().astype(str)
+            levels = set(f.levels or ())
+            count = len(present)
+            if count >= min_count:
+                declared = present[present.isin(levels)].value_counts()
+                top = {str(k): int(v) for k, v in declared.head(top_k).items()}
+                other = count - sum(top.values())
+            else:
+                top, other = {}, 0
+            categorical[f.name] = {"count": count, "missing": int(col.isna().sum()), "counts": top, "other": other}
     return {"rows": len(reference), "numeric": numeric, "categorical": categorical}
 
 

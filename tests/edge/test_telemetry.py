@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port
+from edge_support import Setup
 from ferry_edge.cli import main as edge_main
-from test_edge_agent import Setup
 
 COLLECTOR = """
 import json, sys, uuid

@@ -89,7 +89,7 @@ def test_promote_and_rollback_on_an_edge_channel_publish_the_bundle(
 ) -> None:
     from ferry.cli import app
     from ferry.publish import open_repository
-    from ferry.tufrepo import describe
+    from ferry.publish.tufrepo import describe
 
     registry_dir = edge_env(churn_champion, tmp_path, monkeypatch)
     first = churn_champion["version"]

@@ -15,10 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edge_support import edge, paused_pid, start_paused, status, wait_for
+from edge_support import (
+    NAME,
+    Setup,
+    break_golden,
+    edge,
+    paused_pid,
+    retar,
+    start_paused,
+    status,
+    wait_for,
+    with_version,
+)
 from ferry_edge.agent import Agent
 from ferry_edge.errors import BundleRejected, SelfTestIncomplete
-from test_edge_agent import NAME, Setup, _break_golden, _with_version, retar
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +39,7 @@ def _configure(setup: Setup, **changes: Any) -> None:
 
 
 def _publish(setup: Setup, version: str) -> str:
-    bundle = retar(setup.bundle.data, lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], version)}))
+    bundle = retar(setup.bundle.data, lambda m: m.update({"bundle.json": with_version(m["bundle.json"], version)}))
     setup.repo.publish(NAME, bundle)
     return hashlib.sha256(bundle).hexdigest()
 
@@ -75,7 +85,7 @@ def test_a_self_test_killed_by_a_signal_postpones_the_bundle_and_it_installs_lat
 
 
 def test_a_failed_self_test_rejects_at_once_and_is_not_run_again(synced: Setup) -> None:
-    broken = retar(synced.bundle.data, lambda m: m.update({"bundle.json": _break_golden(m["bundle.json"])}))
+    broken = retar(synced.bundle.data, lambda m: m.update({"bundle.json": break_golden(m["bundle.json"])}))
     synced.repo.publish(NAME, broken)
     sha = hashlib.sha256(broken).hexdigest()
     with pytest.raises(BundleRejected, match="self-test failed: golden outputs differ"):

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edge_support import edge, leftovers, status
+from edge_support import NAME, Setup, break_golden, edge, leftovers, retar, status, with_version
 from ferry_edge.errors import FAILURE_KINDS
-from test_edge_agent import NAME, Setup, _break_golden, _with_version, retar
 
-from ferry.tufrepo import KeyStore, TufRepository
+from ferry.publish.tufrepo import KeyStore, TufRepository
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +28,7 @@ def _configure(setup: Setup, **changes: Any) -> None:
 
 
 def _publish_next(setup: Setup) -> bytes:
-    newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], "v-next")}))
+    newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": with_version(m["bundle.json"], "v-next")}))
     setup.repo.publish(NAME, newer)
     return newer
 
@@ -64,7 +63,7 @@ def unpublished(setup: Setup) -> None:
 
 def bad_golden(setup: Setup) -> None:
     setup.repo.publish(
-        NAME, retar(setup.bundle.data, lambda m: m.update({"bundle.json": _break_golden(m["bundle.json"])}))
+        NAME, retar(setup.bundle.data, lambda m: m.update({"bundle.json": break_golden(m["bundle.json"])}))
     )
 
 

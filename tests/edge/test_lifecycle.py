@@ -12,10 +12,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from edge_support import agent_cmd, edge, leftovers, power_loss, start_paused, status, wait_for
+from edge_support import (
+    NAME,
+    Setup,
+    agent_cmd,
+    edge,
+    leftovers,
+    power_loss,
+    retar,
+    start_paused,
+    status,
+    wait_for,
+    with_version,
+)
 from ferry_edge.agent import INSTALL_STEPS, Agent
 from ferry_edge.daemon import Schedule
-from test_edge_agent import NAME, Setup, _with_version, retar
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +39,7 @@ def test_power_loss_at_every_install_step(
     names the model ``predict`` answers with; the next start collects the leftovers; the next sync finishes."""
     setup = Setup(tmp_path, churn_champion, serve_dir)
     setup.agent.sync()
-    newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], "v-next")}))
+    newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": with_version(m["bundle.json"], "v-next")}))
     setup.repo.publish(NAME, newer)
     sha_of = {setup.version.id: setup.bundle.sha256, "v-next": hashlib.sha256(newer).hexdigest()}
     home = setup.agent.home
@@ -86,7 +97,7 @@ def test_daemon_follows_the_channel_and_stops_on_sigterm(
         while Agent(setup.agent.home).status()["active_version"] != setup.version.id:
             assert time.monotonic() < deadline, "the daemon never installed the first bundle"
             time.sleep(0.2)
-        newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], "v-next")}))
+        newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": with_version(m["bundle.json"], "v-next")}))
         setup.repo.publish(NAME, newer)
         while Agent(setup.agent.home).status()["active_version"] != "v-next":
             assert time.monotonic() < deadline, "the daemon never picked up the new bundle"
@@ -123,7 +134,7 @@ def test_a_running_install_is_not_collected_as_a_leftover(
     setup = Setup(tmp_path, churn_champion, serve_dir)
     setup.agent.sync()
     setup.repo.publish(
-        NAME, retar(setup.bundle.data, lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], "v-next")}))
+        NAME, retar(setup.bundle.data, lambda m: m.update({"bundle.json": with_version(m["bundle.json"], "v-next")}))
     )
     proc = start_paused(setup.agent.home, "unpacked")
     try:

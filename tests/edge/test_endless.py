@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port
+from edge_support import NAME, Setup, retar, with_version
 from ferry_edge.errors import SyncError
-from test_edge_agent import NAME, Setup, _with_version, retar
 
 ENDLESS = """
 import sys
@@ -45,7 +45,7 @@ def test_a_host_that_streams_forever_installs_nothing(
     setup = Setup(tmp_path, churn_champion, serve_dir)
     setup.agent.sync()
     setup.repo.publish(
-        NAME, retar(setup.bundle.data, lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], "v-next")}))
+        NAME, retar(setup.bundle.data, lambda m: m.update({"bundle.json": with_version(m["bundle.json"], "v-next")}))
     )
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", ENDLESS, str(port), str(setup.repo_dir), prefix])

@@ -15,74 +15,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from edge_support import NAME, Setup, break_golden, retar, with_version
 from ferry_edge.agent import Agent
 from ferry_edge.bundle import target_name, unpack
 from ferry_edge.errors import BundleRejected, ConfigError, InputError, NoModel, SelfTestIncomplete, SyncError
 
-from ferry import bundle as publisher_bundle
-from ferry import tufrepo
-from ferry.bundle import build_bundle
 from ferry.data import to_onnx_inputs, validate
-from ferry.registry import Registry
-from ferry.schema import Schema
+from ferry.publish import bundle as publisher_bundle
+from ferry.publish import tufrepo
+from ferry.publish.tufrepo import KeyStore, TufRepository
 from ferry.scoring import OnnxScorer
-from ferry.tufrepo import KeyStore, TufRepository
-
-NAME = target_name("churn", "edge/stable")
-
-
-def retar(data: bytes, change: Callable[[dict[str, bytes]], None]) -> bytes:
-    """The bundle with its members edited, re-packed (a bundle a compromised build could produce)."""
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
-    change(members)
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, blob in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
-    return out.getvalue()
-
-
-class Setup:
-    """A published repository with the churn champion, served over HTTP, and an agent that has synced it."""
-
-    def __init__(self, root: Path, champion: dict[str, str], serve: Callable[[Path], str]) -> None:
-        self.root = root
-        self.registry = Registry(champion["registry"])
-        self.version = self.registry.get(champion["version"])
-        self.repo_dir = root / "repo"
-        self.repo = TufRepository(str(self.repo_dir), KeyStore(root / "keys"))
-        self.repo.init()
-        self.bundle = build_bundle(self.registry, self.version)
-        self.repo.publish(NAME, self.bundle.data, custom={"version": self.version.id})
-        self.url = serve(self.repo_dir)
-        self.agent = Agent.init(
-            root / "device",
-            repo_url=self.url,
-            model="churn",
-            channel="edge/stable",
-            trusted_root=self.repo.trusted_root(),
-        )
-        self.data = champion["data"]
-        self.schema = Schema.load(champion["schema"])
-
-    def rows(self, n: int = 50) -> list[dict[str, Any]]:
-        frame = validate(pd.read_parquet(self.data).head(n), self.schema, require_target=False)
-        out = []
-        for _, r in frame.iterrows():
-            row: dict[str, Any] = {}
-            for f in self.schema.features:
-                v = r[f.name]
-                row[f.name] = None if v is None or (isinstance(v, float) and np.isnan(v)) else v
-            out.append(row)
-        return out
-
-
-@pytest.fixture
-def setup(tmp_path: Path, churn_champion: dict[str, str], serve_dir: Callable[[Path], str]) -> Setup:
-    return Setup(tmp_path, churn_champion, serve_dir)
 
 
 def test_sync_installs_and_predictions_equal_the_registry_model(setup: Setup) -> None:
@@ -107,7 +49,7 @@ def test_sync_installs_and_predictions_equal_the_registry_model(setup: Setup) ->
 
 def test_new_version_switches_and_keeps_the_previous(setup: Setup) -> None:
     setup.agent.sync()
-    newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], "v-next")}))
+    newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": with_version(m["bundle.json"], "v-next")}))
     setup.repo.publish(NAME, newer)
     assert setup.agent.sync().version == "v-next"
     status = setup.agent.status()
@@ -116,29 +58,16 @@ def test_new_version_switches_and_keeps_the_previous(setup: Setup) -> None:
     assert len(list((setup.agent.home / "versions").iterdir())) == 2
 
 
-def _with_version(raw: bytes, version: str) -> bytes:
-    manifest = json.loads(raw)
-    manifest["version"] = version
-    return json.dumps(manifest).encode()
-
-
-def _break_golden(raw: bytes) -> bytes:
-    manifest = json.loads(raw)
-    manifest["version"] = "v-bad"
-    manifest["golden"]["probabilities"][0] = [0.5, 0.5]
-    return json.dumps(manifest).encode()
-
-
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        (lambda m: m.update({"bundle.json": _break_golden(m["bundle.json"])}), "self-test failed"),
+        (lambda m: m.update({"bundle.json": break_golden(m["bundle.json"])}), "self-test failed"),
         (lambda m: m.update({"model.onnx": m["model.onnx"][:-50]}), "sha256"),
         (lambda m: m.update({"extra.txt": b"x"}), "not allowed"),
         (lambda m: m.update({"../model.onnx": m["model.onnx"]}), "not allowed"),
         (lambda m: m.pop("bundle.json"), "lacks"),
         (lambda m: m.update({"bundle.json": b"{not json"}), "not valid JSON"),
-        (lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], "../../escape")}), "not a version name"),
+        (lambda m: m.update({"bundle.json": with_version(m["bundle.json"], "../../escape")}), "not a version name"),
     ],
     ids=[
         "golden-mismatch",
@@ -215,7 +144,7 @@ def tamper_variants(new_blob: Path, old_blob: Path) -> list[tuple[str, Callable[
 
 def test_tampered_repositories_install_nothing(setup: Setup, tmp_path: Path, serve_dir: Callable[[Path], str]) -> None:
     setup.agent.sync()
-    newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], "v-next")}))
+    newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": with_version(m["bundle.json"], "v-next")}))
     setup.repo.publish(NAME, newer)
     blobs = {p.name.split(".")[0]: p.relative_to(setup.repo_dir) for p in (setup.repo_dir / "targets").rglob("*.tar")}
     variants = tamper_variants(blobs[publisher_bundle.sha256_bytes(newer)], blobs[setup.bundle.sha256])
@@ -249,7 +178,7 @@ def test_tampered_repositories_install_nothing(setup: Setup, tmp_path: Path, ser
 def test_replayed_old_metadata_is_refused_even_after_a_restart(setup: Setup) -> None:
     old_timestamp = (setup.repo_dir / "metadata" / "timestamp.json").read_bytes()
     setup.agent.sync()
-    newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], "v-next")}))
+    newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": with_version(m["bundle.json"], "v-next")}))
     setup.repo.publish(NAME, newer)
     assert setup.agent.sync().version == "v-next"
     (setup.repo_dir / "metadata" / "timestamp.json").write_bytes(old_timestamp)  # rollback attack
@@ -280,7 +209,7 @@ def test_expired_timestamp_is_refused_and_reported_stale(
 
 def test_runtime_crashes_roll_back_and_the_count_survives_restarts(setup: Setup) -> None:
     setup.agent.sync()
-    newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": _with_version(m["bundle.json"], "v-next")}))
+    newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": with_version(m["bundle.json"], "v-next")}))
     setup.repo.publish(NAME, newer)
     setup.agent.sync()
     assert not setup.agent.record_crash()

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from edge_support import Setup
 from ferry_edge.cli import main as edge_main
 from ferry_edge.telemetry import DriftSketch, Heartbeats
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_edge_agent import Setup
 
 from ferry.schema import Schema
 
