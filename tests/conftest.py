@@ -78,12 +78,6 @@ def writable_champion(churn_champion: dict[str, str], tmp_path_factory: pytest.T
     return {**churn_champion, "registry": str(copy)}
 
 
-def free_port() -> int:
-    from ferry.cli.processes import free_port as _free_port
-
-    return _free_port()
-
-
 @pytest.fixture
 def serve_dir() -> Iterator[Callable[[Path], str]]:
     """Start Python's http.server on a directory (127.0.0.1, free port); returns its URL. Stopped by PID."""

@@ -91,6 +91,9 @@ def test_every_bad_value_is_rejected_for_the_same_reason() -> None:
     df.loc[18, "total_charges"] = None  # nullable numeric
     df.loc[19, "satisfaction_score"] = float("nan")  # NaN in a float column is missing, not "finite"
     df.loc[20, "num_lines"] = float("inf")  # finite
+    df.loc[21, "region"] = "r" * 257  # max_length (the schema's max_text_length, 256)
+    df.loc[22, "region"] = "r" * 256  # fine: at the limit
+    df.loc[23, "customer_id"] = "c" * 300  # an id over max_text_length
     for name in ("tenure_months", "monthly_charges"):  # text, as in a CSV
         df[name] = [None if v is None else str(v) for v in df[name]]
     batch = pa.RecordBatch.from_pandas(df, preserve_index=False)
@@ -112,6 +115,8 @@ def test_every_bad_value_is_rejected_for_the_same_reason() -> None:
         15: ("tenure_months", "numeric_type"),
         17: ("age", "range"),
         20: ("num_lines", "finite"),
+        21: ("region", "max_length"),
+        23: ("customer_id", "max_length"),
     }
     reason15 = next(r for pos, _, _, r in checked.rejects if pos == 15)
     assert "'tenure_months' (numeric_type): value is not a number" in reason15

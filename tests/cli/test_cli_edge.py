@@ -9,7 +9,7 @@ import pytest
 from helpers import clone_version
 from typer.testing import CliRunner
 
-from ferry.cli_edge import edge_app
+from ferry.cli.edge import edge_app
 from ferry.registry import Registry
 
 

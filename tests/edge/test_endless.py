@@ -10,9 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 from edge_support import NAME, Setup, retar, with_version
 from ferry_edge.errors import SyncError
+
+from ferry.cli.processes import free_port
 
 ENDLESS = """
 import sys

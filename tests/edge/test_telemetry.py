@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 from edge_support import Setup
 from ferry_edge.cli import main as edge_main
+
+from ferry.cli.processes import free_port
 
 COLLECTOR = """
 import json, sys, uuid

@@ -17,12 +17,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import free_port
 from helpers import copy_clean, serve_rows
 
 from ferry import demo_data
 from ferry.cli.parity import records
-from ferry.cli.processes import stop_process
+from ferry.cli.processes import free_port, stop_process
 from ferry.registry import Registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -20,12 +20,12 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from ferry.cli.processes import stop_process
 from ferry.data import to_onnx_inputs, validate
 from ferry.online.auth import hash_key
 from ferry.registry import Registry
 from ferry.schema import Schema
 from ferry.scoring import OnnxScorer
-from ferry.serving import stop_process
 
 
 def demo_records(champion: dict[str, str], n: int, *, offset: int = 0) -> list[dict[str, Any]]:

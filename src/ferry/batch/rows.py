@@ -118,12 +118,14 @@ def _numeric_problems(f: Feature, values: FloatArray, bad_type: BoolArray, nonfi
     return out
 
 
-def _categorical_problems(f: Feature, codes: Codes, labels: ObjectArray) -> list[Problem]:
+def _categorical_problems(f: Feature, codes: Codes, labels: ObjectArray, limit: int) -> list[Problem]:
     """``labels`` holds str or None (missing) per code; rules run once per label, then spread by ``codes``."""
     out: list[Problem] = []
     if not f.nullable:
         missing = np.array([label is None for label in labels], dtype=bool)[codes]
         out.append(Problem(f.name, "not_null", missing, "value is missing and the schema says nullable: false"))
+    long = np.array([label is not None and len(label) > limit for label in labels], dtype=bool)[codes]
+    out.append(Problem(f.name, "max_length", long, f"text is longer than {limit} characters (max_length)"))
     if f.levels is not None and not f.allow_unknown:
         known = set(f.levels)
         unknown = np.array([label is not None and label not in known for label in labels], dtype=bool)[codes]
@@ -143,10 +145,29 @@ def _required(name: str, n: int) -> Problem:
     return Problem(name, "required", np.ones(n, dtype=bool), "required column is missing from the partition")
 
 
-def _feature_problems(col: pd.Series[Any], f: Feature) -> list[Problem]:
+def _feature_problems(col: pd.Series[Any], f: Feature, limit: int) -> list[Problem]:
     if f.type == "numeric":
         return _numeric_problems(f, *fdata.parse_numeric(col))
-    return _categorical_problems(f, *fdata.coded_text(col))
+    return _categorical_problems(f, *fdata.coded_text(col), limit)
+
+
+def _id_problem(name: str, lengths: npt.NDArray[np.int64], limit: int) -> Problem:
+    """Ids longer than the schema's max_text_length (``lengths``: characters of each id as text, 0 when missing)."""
+    return Problem(name, "max_length", lengths > limit, f"id is longer than {limit} characters (max_text_length)")
+
+
+def _pandas_id_lengths(col: pd.Series[Any]) -> npt.NDArray[np.int64]:
+    codes, labels = fdata.coded_text(col)
+    return np.array([0 if label is None else len(label) for label in labels], dtype=np.int64)[codes]
+
+
+def _arrow_id_lengths(arr: pa.Array) -> npt.NDArray[np.int64]:
+    try:
+        text = arr if _is_text(arr.type) else pc.cast(arr, pa.string())
+        lengths = pc.fill_null(pc.utf8_length(text), 0)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):  # no text form in Arrow: as pandas does
+        return _pandas_id_lengths(_as_series(arr, "id"))
+    return np.asarray(lengths.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def _pandas_timestamp(col: pd.Series[Any]) -> tuple[BoolArray, BoolArray]:
@@ -165,11 +186,13 @@ def row_problems(df: pd.DataFrame, schema: Schema) -> list[Problem]:
     for name in columns:
         if name not in df.columns:
             problems.append(_required(name, n))
+    if schema.id is not None and schema.id in df.columns:
+        problems.append(_id_problem(schema.id, _pandas_id_lengths(df[schema.id]), schema.max_text_length))
     if schema.timestamp is not None and schema.timestamp in df.columns:
         problems.extend(_timestamp_problems(schema.timestamp, *_pandas_timestamp(df[schema.timestamp])))
     for f in schema.features:
         if f.name in df.columns:
-            problems.extend(_feature_problems(df[f.name], f))
+            problems.extend(_feature_problems(df[f.name], f, schema.text_limit(f.name)))
     return [p for p in problems if p.mask.any()]
 
 
@@ -323,6 +346,8 @@ def check_batch(batch: pa.RecordBatch, schema: Schema) -> Checked:
     for name in [c for c in (schema.id, schema.timestamp) if c is not None] + list(schema.feature_names):
         if name not in names:
             problems.append(_required(name, n))
+    if schema.id is not None and (ids := _column(batch, schema.id)) is not None:
+        problems.append(_id_problem(schema.id, _arrow_id_lengths(ids), schema.max_text_length))
     if schema.timestamp is not None and (ts := _column(batch, schema.timestamp)) is not None:
         problems.extend(_timestamp_problems(schema.timestamp, *_arrow_timestamp(ts, schema.timestamp)))
     encoders: list[tuple[str, Callable[[BoolArray | None], np.ndarray[Any, Any]]]] = []
@@ -338,7 +363,7 @@ def check_batch(batch: pa.RecordBatch, schema: Schema) -> Checked:
             numeric[f.name] = values
         else:
             codes, labels = _arrow_text(arr, f.name)
-            problems.extend(_categorical_problems(f, codes, labels))
+            problems.extend(_categorical_problems(f, codes, labels, schema.text_limit(f.name)))
             encoders.append((f.name, _text_encoder(codes, labels)))
             coded[f.name] = (codes, labels)
     typed = Typed(numeric, coded, order=list(schema.feature_names))
