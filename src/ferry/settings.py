@@ -145,7 +145,11 @@ class EdgeSettings(BaseSettings):
         "repo_url.",
     )
     timestamp_expiry_hours: float = Field(
-        default=24, gt=0, le=24 * 30, description="Validity of timestamp metadata; re-signed by the edge-resign flow."
+        default=2,
+        gt=0,
+        le=24 * 30,
+        description="Validity of timestamp metadata, re-signed by the edge-resign flow every 30 minutes: the longest "
+        "a device can be served a stale repository without knowing it.",
     )
     snapshot_expiry_days: float = Field(default=7, gt=0, le=365, description="Validity of snapshot metadata.")
     targets_expiry_days: float = Field(default=90, gt=0, le=3650, description="Validity of targets metadata.")

@@ -207,6 +207,35 @@ def test_expired_timestamp_is_refused_and_reported_stale(
     assert status["active_version"] == setup.version.id
 
 
+def test_a_device_reports_stale_once_its_timestamp_expires_even_between_syncs(
+    tmp_path: Path, churn_champion: dict[str, str], serve_dir: Callable[[Path], str]
+) -> None:
+    """A repository frozen at a timestamp that is still valid cannot be told from a quiet one; once that timestamp
+    expires the device says stale (status, and so its heartbeats), without waiting for a sync; a re-signed
+    timestamp makes it fresh again."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from ferry_edge.telemetry import DriftSketch, Heartbeats
+
+    setup = Setup(tmp_path, churn_champion, serve_dir)
+    short = TufRepository(str(setup.repo_dir), KeyStore(tmp_path / "keys"), expiry={"timestamp": timedelta(seconds=2)})
+    short.refresh_timestamp()
+    setup.agent.sync()
+    status = setup.agent.status()
+    assert status["stale"] is False
+    expires = datetime.fromisoformat(status["metadata_expires"])
+    assert expires > datetime.now(UTC)
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.2)  # the repository stays frozen
+    status = setup.agent.status()
+    assert status["stale"] is True
+    beat = Heartbeats(tmp_path / "beats", "http://unused").build(status, DriftSketch([]))
+    assert beat["health"]["stale"] is True
+    setup.repo.refresh_timestamp()  # the edge-resign flow runs again
+    setup.agent.sync()
+    assert setup.agent.status()["stale"] is False
+
+
 def test_runtime_crashes_roll_back_and_the_count_survives_restarts(setup: Setup) -> None:
     setup.agent.sync()
     newer = retar(setup.bundle.data, lambda m: m.update({"bundle.json": with_version(m["bundle.json"], "v-next")}))

@@ -499,6 +499,11 @@ class Agent:
             self._mirror()
             return True
 
+    def metadata_expires(self) -> datetime | None:
+        """When the timestamp metadata this device last verified expires: past it, the device is stale until a sync
+        verifies a newer one (a repository frozen at an older, unexpired timestamp cannot be detected earlier)."""
+        return _expires(self.home / "tuf" / "timestamp.json")
+
     def status(self) -> dict[str, Any]:
         """What runs (read from the model ``predict`` loads), the last sync and failure, rejected and postponed
         bundles."""
@@ -506,6 +511,9 @@ class Agent:
         current, previous = self.installed("current"), self.installed("previous")
         failure = state.get("failure")
         stale = failure is not None if "failure" in state else bool(state.get("stale"))
+        expires = self.metadata_expires()
+        if expires is not None and expires <= datetime.now(UTC):
+            stale = True  # the repository may be frozen: nothing newer could be verified since this expired
         out: dict[str, Any] = {
             "home": str(self.home),
             "active_version": current.version if current else None,
@@ -516,6 +524,7 @@ class Agent:
             "last_sync_attempt": state.get("last_sync_attempt"),
             "last_error": state.get("last_error"),
             "stale": stale,
+            "metadata_expires": expires.isoformat() if expires is not None else None,
             "failure": failure,
             "rejected": _entries(state, "rejected"),
             "pending": _entries(state, "pending"),
@@ -523,6 +532,15 @@ class Agent:
         with contextlib.suppress(ConfigError):
             out.update({k: self.config[k] for k in ("repo_url", "model", "channel")})
         return out
+
+
+def _expires(path: Path) -> datetime | None:
+    """The expiry of the timestamp metadata python-tuf stored after verifying it (None before the first sync)."""
+    try:
+        signed = json.loads(path.read_bytes())["signed"]
+        return datetime.fromisoformat(str(signed["expires"]).replace("Z", "+00:00"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _entries(state: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:

@@ -49,7 +49,7 @@ DEFAULT_EXPIRY = {
     "root": timedelta(days=365),
     "targets": timedelta(days=90),
     "snapshot": timedelta(days=7),
-    "timestamp": timedelta(days=1),
+    "timestamp": timedelta(hours=2),  # short: a freeze is noticed once it passes (re-signed every 30 minutes)
 }
 SERIALIZER = JSONSerializer(compact=False)
 
