@@ -19,6 +19,7 @@ import re
 import secrets
 
 from ferry import storage
+from ferry.registry import layout
 
 __all__ = ["PredictionIds"]
 
@@ -52,7 +53,7 @@ class PredictionIds:
         if key:
             return cls(key.encode("utf-8"))
         fs, root = storage.open_fs(registry_url)
-        path = f"{root.rstrip('/')}/models/{model}/online/prediction-ids.key"
+        path = layout.online_file(root, model, "prediction-ids.key")
         if not storage.exists(fs, path):
             with storage.lock(fs, f"{path}.lock", lock_timeout_s):
                 if not storage.exists(fs, path):

@@ -51,6 +51,7 @@ from ferry import storage
 from ferry.online.holder import LoadedModel
 from ferry.online.predict import PredictResponse
 from ferry.online.wal import Segment, WriteAheadLog
+from ferry.registry import layout
 
 __all__ = ["FeedbackLog", "Flusher", "ParquetLog", "PredictionLog", "to_table"]
 
@@ -337,7 +338,7 @@ class PredictionLog(ParquetLog):
     ) -> None:
         if not 0 <= sample_rate <= 1:
             raise ValueError(f"sample_rate must be between 0 and 1, got {sample_rate}")
-        super().__init__(registry_url, f"models/{model}/online/predictions", buffer_rows=buffer_rows)
+        super().__init__(registry_url, layout.online_dir("", model, "predictions"), buffer_rows=buffer_rows)
         self.sample_rate = sample_rate
         self._random = random.Random(seed)
 
@@ -391,7 +392,9 @@ class FeedbackLog(ParquetLog):
     def __init__(
         self, registry_url: str, model: str, *, buffer_rows: int = 1000, wal_dir: str | Path | None = None
     ) -> None:
-        super().__init__(registry_url, f"models/{model}/online/feedback", buffer_rows=buffer_rows, wal_dir=wal_dir)
+        super().__init__(
+            registry_url, layout.online_dir("", model, "feedback"), buffer_rows=buffer_rows, wal_dir=wal_dir
+        )
 
     def record(self, items: Sequence[tuple[str, str]]) -> int:
         ts = datetime.now(UTC).isoformat(timespec="microseconds")

@@ -10,6 +10,8 @@ import fsspec
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ferry.registry import layout
+
 Scope = Literal["predict", "feedback", "telemetry", "admin", "metrics"]
 SCOPES: tuple[Scope, ...] = ("predict", "feedback", "telemetry", "admin", "metrics")
 
@@ -143,6 +145,6 @@ def wal_root(settings: OnlineSettings, registry_url: str, model: str) -> Path:
         return settings.wal_dir / model
     protocol, path = fsspec.core.split_protocol(registry_url)
     if protocol in (None, "file", "local"):
-        return Path(path).resolve() / "models" / model / "online" / "wal"
+        return Path(layout.online_dir(str(Path(path).resolve()), model, "wal"))
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state) / "ferry" / "wal" / model

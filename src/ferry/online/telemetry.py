@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from ferry.online.logs import ParquetLog
 from ferry.online.records import RequestRejected
+from ferry.registry import layout
 
 __all__ = ["Collector", "Heartbeat", "TelemetryAck", "TelemetryLog", "check_heartbeat"]
 
@@ -118,7 +119,9 @@ class TelemetryLog(ParquetLog):
     def __init__(
         self, registry_url: str, model: str, *, buffer_rows: int = 1000, wal_dir: str | Path | None = None
     ) -> None:
-        super().__init__(registry_url, f"models/{model}/online/telemetry", buffer_rows=buffer_rows, wal_dir=wal_dir)
+        super().__init__(
+            registry_url, layout.online_dir("", model, "telemetry"), buffer_rows=buffer_rows, wal_dir=wal_dir
+        )
 
     def record(self, beat: Heartbeat) -> int:
         sketch = beat.sketch

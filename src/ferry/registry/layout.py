@@ -8,6 +8,9 @@ Under ``<root>/models/<model>/``::
     audit.jsonl                             append-only, hash-chained records of every move
     .lock                                   serialises promotions and rollbacks of one model
     online/{predictions,feedback,telemetry}/<date>/<time>-<id>.parquet    the online service's logs
+    online/quarantine/<log>/<date>/<time>-<id>.jsonl   log rows no Parquet file could hold, with the reason
+    online/wal/<log>/<time>-<id>.jsonl      write-ahead files of a local registry (acknowledged, not yet in Parquet)
+    online/prediction-ids.key               the key that signs prediction ids
     batch/inputs/<time>-<id>.parquet        a sample of each batch run's input (read by the monitor)
     batch/runs/<time>-<id>.json             one record per finished batch run (read by ``ferry status``)
     monitor/state.json                      the monitor's cursors, announced drift, last retrain request
@@ -33,6 +36,7 @@ __all__ = [
     "models_dir",
     "monitor_path",
     "online_dir",
+    "online_file",
     "staging_dir",
     "version_dir",
 ]
@@ -76,8 +80,14 @@ def lock_file(root: str, model: str) -> str:
 
 
 def online_dir(root: str, model: str, kind: str) -> str:
-    """Where the online service logs ``kind``: ``predictions``, ``feedback`` or ``telemetry``."""
+    """Where the online service logs ``kind``: ``predictions``, ``feedback`` or ``telemetry`` (and ``quarantine``,
+    ``wal``)."""
     return model_path(root, model, "online", kind)
+
+
+def online_file(root: str, model: str, name: str) -> str:
+    """A file of the online service beside its logs, e.g. ``prediction-ids.key``."""
+    return model_path(root, model, "online", name)
 
 
 def batch_inputs_dir(root: str, model: str) -> str:
