@@ -398,21 +398,30 @@ def test_stalled_clients_with_a_valid_key_cannot_lock_out_the_others(
 ) -> None:
     """40 connections with a telemetry-only key send headers and part of a body, then stall. They take no slot
     (a slot is taken once the body is in), and past the key's share (half of the 32 slots) they are refused with
-    429 at once; a predict client's requests keep succeeding within 2x of their p99 before. A stalled body gets
-    408 once the body timeout passes, and a stalled client without a key is refused before its body."""
+    429 at once; a predict client's requests keep succeeding within 2x of their p99 without the stalled clients.
+    A stalled body gets 408 once the body timeout passes, and a stalled client without a key is refused before its
+    body. The p99s are the best of three rounds, each measured with and without the stalled clients in turn, so
+    that other work on the machine weighs on both alike."""
     registry = copy_registry(churn_champion, tmp_path / "registry")
     server = start_server(registry, tmp_path, body_timeout_s="60")
     record = demo_records(churn_champion, 1)[0]
     stalled: list[socket.socket] = []
+    before: list[float] = []
+    during: list[float] = []
     try:
         _p99_ms(server, record, 50)  # warm up
-        before, _ = _p99_ms(server, record, 300)
-        stalled = [_stall(server.url, DEVICE) for _ in range(40)]
-        answered = [_status_if_answered(conn, 0.5) for conn in stalled]
-        assert Counter(answered) == Counter({None: 16, 429: 24}), Counter(answered)
-        during, codes = _p99_ms(server, record, 300)
-        assert codes == Counter({200: 300})
-        assert during <= 2 * before, (during, before)
+        for _ in range(3):
+            before.append(_p99_ms(server, record, 200)[0])
+            stalled = [_stall(server.url, DEVICE) for _ in range(40)]
+            answered = [_status_if_answered(conn, 0.5) for conn in stalled]
+            assert Counter(answered) == Counter({None: 16, 429: 24}), Counter(answered)
+            p99, codes = _p99_ms(server, record, 200)
+            assert codes == Counter({200: 200})
+            during.append(p99)
+            for conn in stalled:
+                conn.close()
+            stalled = []
+        assert min(during) <= 2 * min(before), (during, before)
         stranger = _stall(server.url, "not-a-key")
         assert _status_if_answered(stranger, 5) == 401
         stranger.close()
