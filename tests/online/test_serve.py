@@ -140,7 +140,8 @@ def test_swap_under_load_drops_nothing_and_a_broken_model_never_serves(
         registry.promote(broken, "online/champion", model="churn", reason="test: a broken model")
         served_before = sum(load.statuses.values())
         assert wait_for(lambda: sum(load.statuses.values()) >= served_before + 50, 30)
-        time.sleep(1.0)  # several polls after the broken promotion
+        after = channel_reads(server)
+        assert wait_for(lambda: channel_reads(server) >= after + 3, 30)  # the broken version was read, and refused
     finally:
         load.stop.set()
         for t in threads:
@@ -155,6 +156,13 @@ def test_swap_under_load_drops_nothing_and_a_broken_model_never_serves(
     assert f'ferry_online_requests_total{{version="{new}",outcome="ok"}}' in metrics
     assert f'ferry_online_score_count{{version="{base.id}"}}' in metrics
     assert "gets no traffic" in server.log.read_text()
+
+
+def channel_reads(server: Server, channel: str = "online/champion") -> int:
+    """How often the service has read ``channel``'s pointer, from /metrics."""
+    text = httpx.get(server.url + "/metrics", timeout=5).text
+    line = f'ferry_online_channel_reads_total{{channel="{channel}"}} '
+    return sum(int(row.removeprefix(line)) for row in text.splitlines() if row.startswith(line))
 
 
 def in_progress(server: Server, endpoint: str = "/predict") -> float:
@@ -240,7 +248,7 @@ def test_a_bento_built_by_build_py_serves_the_version_it_was_pinned_to(
     registry.promote(new, "online/champion", model="churn", reason="test: the bento stays pinned")
     running = start_server(registry, tmp_path, target=tag)
     try:
-        time.sleep(1.0)  # several polls of the channel (every 0.2 s)
+        assert wait_for(lambda: channel_reads(running) >= 3, 30)  # several reads since the promotion
         assert running.post("/model").json()["version"] == base.id
         answer = running.post("/predict", {"records": demo_records(churn_champion, 1)[0]})
         assert answer.json()["version"] == base.id

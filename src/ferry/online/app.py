@@ -116,5 +116,13 @@ class OnlineApp:
         return model_info(self.loaded(), self.holder.channel)
 
     def render_metrics(self) -> str:
-        """``/metrics``: requests, scores, shadow agreement and feedback (OnlineMetrics), and the logs (Flusher)."""
-        return self.metrics.render() + self.flusher.render()
+        """``/metrics``: requests, scores, shadow agreement and feedback (OnlineMetrics), the logs (Flusher) and how
+        often each channel pointer was read."""
+        lines = [
+            "# HELP ferry_online_channel_reads_total Times the service read a channel pointer for a new version.",
+            "# TYPE ferry_online_channel_reads_total counter",
+        ]
+        for holder in (self.holder, self.challenger):
+            if holder is not None:
+                lines.append(f'ferry_online_channel_reads_total{{channel="{holder.channel}"}} {holder.reads}')
+        return self.metrics.render() + self.flusher.render() + "\n".join(lines) + "\n"

@@ -83,6 +83,7 @@ class ModelHolder:
         self.pinned = pinned
         self.intra_op_threads = intra_op_threads
         self.failures: dict[str, str] = {}
+        self.reads = 0  # times the pointer was read (each refresh), for /metrics and tests
         self._current: LoadedModel | None = None
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
@@ -126,6 +127,7 @@ class ModelHolder:
         Errors reading the pointer or loading the version are logged and leave the current model serving.
         """
         with self._refresh_lock:
+            self.reads += 1
             target: str | None
             try:
                 if self.pinned is not None:
