@@ -5,6 +5,7 @@ Each promise is tested over a class of rows or faults (hypothesis draws the rows
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -13,7 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -195,17 +196,23 @@ WRITER = textwrap.dedent(
 )
 
 
-def test_acknowledged_rows_survive_kill_9(tmp_path: Path) -> None:
-    """A real process acknowledges labels, is killed with SIGKILL, and the next log to start writes every one."""
-    registry, wal = tmp_path / "registry", tmp_path / "wal"
+@contextlib.contextmanager
+def writer(registry: Path, wal: Path, n: int) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """A process running WRITER, once it has acknowledged ``n`` labels (the lines it printed)."""
     with subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(registry), str(wal), "50"],
+        [sys.executable, "-c", WRITER, str(registry), str(wal), str(n)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     ) as process:
         assert process.stdout is not None
-        acked = [process.stdout.readline().strip() for _ in range(50)]
+        yield process, [process.stdout.readline().strip() for _ in range(n)]
+
+
+def test_acknowledged_rows_survive_kill_9(tmp_path: Path) -> None:
+    """A real process acknowledges labels, is killed with SIGKILL, and the next log to start writes every one."""
+    registry, wal = tmp_path / "registry", tmp_path / "wal"
+    with writer(registry, wal, 50) as (process, acked):
         assert acked[-1] == "acked 49"
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
@@ -246,16 +253,8 @@ def test_a_torn_last_line_was_never_acknowledged_and_is_skipped(tmp_path: Path) 
 
 def test_a_live_writer_s_segment_is_not_taken_by_another_process(tmp_path: Path) -> None:
     registry, wal = tmp_path / "registry", tmp_path / "wal"
-    with subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(registry), str(wal), "3"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as process:
+    with writer(registry, wal, 3) as (process, _):
         try:
-            assert process.stdout is not None
-            for _ in range(3):
-                process.stdout.readline()
             FeedbackLog(str(registry), "m", wal_dir=wal).flush()
             assert not list(registry.rglob("*.parquet"))  # the writer is alive: its rows are its own to write
             assert len(list(wal.glob("*.jsonl"))) == 1

@@ -136,13 +136,7 @@ class OnlineMetrics:
                 "# HELP ferry_online_score Probability of the positive class, by version.",
                 "# TYPE ferry_online_score histogram",
             ]
-            for version in sorted(self.count):
-                for le in BUCKETS:
-                    n = self.buckets[(version, le)]
-                    lines.append(f'ferry_online_score_bucket{{version="{version}",le="{le}"}} {n}')
-                lines.append(f'ferry_online_score_bucket{{version="{version}",le="+Inf"}} {self.count[version]}')
-                lines.append(f'ferry_online_score_sum{{version="{version}"}} {self.total[version]!r}')
-                lines.append(f'ferry_online_score_count{{version="{version}"}} {self.count[version]}')
+            lines += _histogram("ferry_online_score", "version", BUCKETS, self.buckets, self.count, self.total)
             if self.shadow_rows:
                 lines += [
                     "# HELP ferry_online_shadow_agreement Share of shadowed rows where the challenger agreed.",
@@ -187,14 +181,14 @@ class OnlineMetrics:
                 "# HELP ferry_online_http_request_duration_seconds Time to answer, by endpoint.",
                 "# TYPE ferry_online_http_request_duration_seconds histogram",
             ]
-            name = "ferry_online_http_request_duration_seconds"
-            for endpoint in sorted(self.http_count):
-                for le in LATENCY_BUCKETS:
-                    n = self.http_buckets[(endpoint, le)]
-                    lines.append(f'{name}_bucket{{endpoint="{endpoint}",le="{le}"}} {n}')
-                lines.append(f'{name}_bucket{{endpoint="{endpoint}",le="+Inf"}} {self.http_count[endpoint]}')
-                lines.append(f'{name}_sum{{endpoint="{endpoint}"}} {self.http_seconds[endpoint]!r}')
-                lines.append(f'{name}_count{{endpoint="{endpoint}"}} {self.http_count[endpoint]}')
+            lines += _histogram(
+                "ferry_online_http_request_duration_seconds",
+                "endpoint",
+                LATENCY_BUCKETS,
+                self.http_buckets,
+                self.http_count,
+                self.http_seconds,
+            )
         return "\n".join(lines) + "\n"
 
 
@@ -229,6 +223,24 @@ class HttpMetricsMiddleware:
                 client = scope.get("client")
                 host = str(client[0]) if client else "-"
                 metrics.refused(status, str(scope.get(REFUSED) or "other"), str(scope.get(KEY_NAME) or "-"), host)
+
+
+def _histogram(
+    name: str,
+    label: str,
+    buckets: tuple[float, ...],
+    counts: Counter[tuple[str, float]],
+    totals: Counter[str],
+    sums: dict[str, float],
+) -> list[str]:
+    """The sample lines of a Prometheus histogram with one label: cumulative buckets, +Inf, sum and count."""
+    lines = []
+    for value in sorted(totals):
+        lines += [f'{name}_bucket{{{label}="{value}",le="{le}"}} {counts[(value, le)]}' for le in buckets]
+        lines.append(f'{name}_bucket{{{label}="{value}",le="+Inf"}} {totals[value]}')
+        lines.append(f'{name}_sum{{{label}="{value}"}} {sums[value]!r}')
+        lines.append(f'{name}_count{{{label}="{value}"}} {totals[value]}')
+    return lines
 
 
 def _endpoint(path: str) -> str:
