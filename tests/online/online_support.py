@@ -51,6 +51,7 @@ KEYS = {
     "telemetry": "key-telemetry",
     "admin": "key-admin",
     "revoked": "key-revoked",
+    "slow": "key-slow",
 }
 
 
@@ -61,6 +62,7 @@ def key_entries() -> list[dict[str, Any]]:
         {"name": "devices", "sha256": hash_key(KEYS["telemetry"]), "scopes": ["telemetry"]},
         {"name": "ops", "sha256": hash_key(KEYS["admin"]), "scopes": ["admin"]},
         {"name": "old", "sha256": hash_key(KEYS["revoked"]), "scopes": ["predict", "admin"], "revoked": True},
+        {"name": "slow", "sha256": hash_key(KEYS["slow"]), "scopes": ["predict"], "rate_per_s": 0.01, "burst": 2},
     ]
 
 

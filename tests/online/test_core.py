@@ -635,3 +635,31 @@ def test_the_key_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
     assert keys.errors >= 1
     with pytest.raises(ValueError, match="expires_at"):
         ApiKeyEntry(name="x", sha256=hash_key("x"), scopes=("predict",), expires_at="2030-01-01T00:00:00")  # type: ignore[arg-type]
+
+
+def test_each_key_gets_its_own_rate_and_daily_quota() -> None:
+    """A token bucket per key (rate_per_s, burst) and a count per UTC day (daily_quota): past either, the answer
+    says which and how long to wait; keys without limits and other keys are untouched."""
+    from datetime import date, timedelta
+
+    from ferry.online.shed import KeyLimits
+
+    now = [0.0]
+    day = [date(2026, 11, 29)]
+    limits = KeyLimits(clock=lambda: now[0], today=lambda: day[0])
+    rated = ApiKeyEntry(name="rated", sha256=hash_key("r"), scopes=("predict",), rate_per_s=2, burst=2)
+    quota = ApiKeyEntry(name="quota", sha256=hash_key("q"), scopes=("predict",), daily_quota=3)
+    free = ApiKeyEntry(name="free", sha256=hash_key("f"), scopes=("predict",))
+    assert [limits.take("rated", rated) for _ in range(2)] == [None, None]
+    assert limits.take("rated", rated) == ("rate", 1)
+    now[0] += 0.5  # one token back
+    assert limits.take("rated", rated) is None
+    assert limits.take("rated", rated) == ("rate", 1)
+    assert [limits.take("quota", quota) for _ in range(3)] == [None, None, None]
+    over = limits.take("quota", quota)
+    assert over is not None
+    assert over[0] == "daily_quota"
+    assert over[1] >= 1
+    day[0] += timedelta(days=1)
+    assert limits.take("quota", quota) is None
+    assert all(limits.take("free", free) is None for _ in range(1000))

@@ -623,3 +623,21 @@ def test_refusals_are_counted_by_reason_and_key_and_a_repeat_offender_is_a_suspe
         )
     assert "ferry_online_suspect_clients_total 1" in metrics  # six refusals of one client, threshold five
     assert client.post("/predict", json={"records": record}, headers=auth("predict")).status_code == 200
+
+
+def test_a_key_over_its_rate_gets_429_with_retry_after_and_others_go_on(
+    client_for: Any, churn_champion: dict[str, str]
+) -> None:
+    """A key's own rate_per_s and burst (in FERRY_ONLINE_API_KEYS or the key file; the "slow" key of the test keys
+    makes 2 requests at once and then one per 100 s) are applied before its body is read; past them it gets 429
+    with Retry-After, counted with reason rate; another key goes on."""
+    client = client_for(churn_champion["registry"])
+    body = {"records": _record(churn_champion)}
+    slow = auth("slow")
+    assert [client.post("/predict", json=body, headers=slow).status_code for _ in range(2)] == [200, 200]
+    refused = client.post("/predict", json=body, headers=slow)
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
+    assert "rate" in refused.json()["error"]
+    assert all(client.post("/predict", json=body, headers=auth("predict")).status_code == 200 for _ in range(5))
+    assert 'ferry_online_refused_total{status="429",reason="rate",key="slow"} 1' in client.get("/metrics").text

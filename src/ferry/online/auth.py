@@ -26,6 +26,7 @@ from pydantic import TypeAdapter
 from ferry.online.settings import ApiKeyEntry, OnlineSettings, Scope
 
 __all__ = [
+    "KEY_ENTRY",
     "KEY_NAME",
     "OPEN_PATHS",
     "REFUSED",
@@ -47,6 +48,9 @@ ASGIApp = Callable[[ASGIScope, Receive, Send], Awaitable[None]]
 
 KEY_NAME = "ferry.key"
 """The ASGI scope entry where the middleware leaves the name of the key a request presented (when it is known)."""
+
+KEY_ENTRY = "ferry.key_entry"
+"""The ASGI scope entry holding the :class:`ApiKeyEntry` a request was allowed with (its rate and quota)."""
 
 REFUSED = "ferry.refused"
 """The ASGI scope entry where the part of the service that refuses a request leaves why, for the refusal metrics."""
@@ -76,6 +80,7 @@ class Decision:
     reason: str  # what the caller is told
     key_name: str | None = None
     why: str = ""  # what the server logs
+    entry: ApiKeyEntry | None = None  # the key allowed (for its limits)
 
 
 class KeyStore:
@@ -150,7 +155,7 @@ class KeyStore:
             return Decision(401, UNAUTHORIZED, entry.name, why="expired_key")
         if scope is not None and scope not in entry.scopes:
             return Decision(403, f"this API key lacks the {scope!r} scope", entry.name, why="scope")
-        return Decision(200, "ok", entry.name)
+        return Decision(200, "ok", entry.name, entry=entry)
 
 
 _ENTRIES = TypeAdapter(list[ApiKeyEntry])
@@ -224,5 +229,6 @@ class ApiKeyMiddleware:
             extra = [(b"www-authenticate", b"Bearer")] if decision.status == 401 else []
             await send_json(send, decision.status, {"error": decision.reason}, extra)
             return
-        scope[KEY_NAME] = decision.key_name  # who asks, for the per-key share (ferry.online.shed)
+        scope[KEY_NAME] = decision.key_name  # who asks, for the per-key share and limits (ferry.online.shed)
+        scope[KEY_ENTRY] = decision.entry
         await self.app(scope, receive, send)

@@ -30,6 +30,15 @@ class ApiKeyEntry(BaseModel):
     expires_at: AwareDatetime | None = Field(
         default=None, description="From this time on the key is refused with 401 (ISO 8601 with a time zone)."
     )
+    rate_per_s: float | None = Field(
+        default=None, gt=0, le=1_000_000, description="Requests per second the key may make (a token bucket)."
+    )
+    burst: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Requests the key may make at once above its rate."
+    )
+    daily_quota: int | None = Field(
+        default=None, ge=1, le=10**12, description="Requests the key may make per UTC day (per service process)."
+    )
 
 
 class OnlineSettings(BaseSettings):
