@@ -118,7 +118,7 @@ def reference_sketch(
         col = reference[f.name]
         if f.type == "numeric":
             values = pd.to_numeric(col, errors="coerce").dropna().to_numpy(dtype=np.float64)
-            qs = np.quantile(values, QUANTILES).tolist() if len(values) and len(values) >= min_count else []
+            qs = np.quantile(values, QUANTILES).tolist() if len(values) >= max(1, min_count) else []
             numeric[f.name] = {
                 "count": len(values),
                 "missing": int(col.isna().sum()),

@@ -11,9 +11,12 @@ A new app first writes the rows a killed predecessor acknowledged (recovered fro
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from ferry import storage
 from ferry.online.answer import Answerer
 from ferry.online.holder import LoadedModel, ModelHolder
 from ferry.online.ids import PredictionIds
@@ -22,9 +25,9 @@ from ferry.online.metrics import OnlineMetrics
 from ferry.online.predict import FeedbackAck, FeedbackItem, ModelInfo, check_feedback, model_info
 from ferry.online.records import RequestRejected
 from ferry.online.routing import Router
-from ferry.online.settings import OnlineSettings, wal_root
+from ferry.online.settings import OnlineSettings
 from ferry.online.telemetry import Collector, TelemetryAck, TelemetryLog
-from ferry.registry import Registry
+from ferry.registry import Registry, layout
 
 __all__ = ["OnlineApp"]
 
@@ -54,7 +57,7 @@ class OnlineApp:
         self.prediction_log = PredictionLog(
             registry.url, model, sample_rate=settings.prediction_sample_rate, buffer_rows=buffer
         )
-        wal = wal_root(settings, registry.url, model)
+        wal = _wal_root(settings, registry.url, model)
         self.feedback_log = FeedbackLog(registry.url, model, buffer_rows=buffer, wal_dir=wal / "feedback")
         self.telemetry_log = TelemetryLog(registry.url, model, buffer_rows=buffer, wal_dir=wal / "telemetry")
         self.flusher = Flusher(
@@ -126,3 +129,15 @@ class OnlineApp:
             if holder is not None:
                 lines.append(f'ferry_online_channel_reads_total{{channel="{holder.channel}"}} {holder.reads}')
         return self.metrics.render() + self.flusher.render() + "\n".join(lines) + "\n"
+
+
+def _wal_root(settings: OnlineSettings, registry_url: str, model: str) -> Path:
+    """Where the durable logs of ``model`` keep their write-ahead files (see :attr:`OnlineSettings.wal_dir`): beside
+    the logs for a local registry, else in the user's state directory (a write-ahead file must be on local disk)."""
+    if settings.wal_dir is not None:
+        return settings.wal_dir / model
+    fs, root = storage.open_fs(registry_url)
+    if storage.is_local(fs):
+        return Path(layout.online_dir(root, model, "wal"))
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "ferry" / "wal" / model

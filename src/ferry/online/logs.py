@@ -95,7 +95,7 @@ def _column_kind(kinds: Counter[str]) -> str:
     return best[0]
 
 
-def _fits(value: Any, kind: str, column: str) -> bool:
+def _fits(value: Any, column: str) -> bool:
     if value is None:
         return True
     own = _kind(value)
@@ -126,7 +126,7 @@ def to_table(rows: Sequence[Mapping[str, Any]]) -> tuple[pa.Table | None, list[t
             why[i] = "the row has no fields"
             continue
         for key, value in row.items():
-            if not _fits(value, _kind(value), columns[key]):
+            if not _fits(value, columns[key]):
                 why[i] = f"field {key!r} holds a {_kind(value)} where its column holds {columns[key]}"
                 break
     while True:

@@ -109,16 +109,6 @@ class OnlineMetrics:
                 client, n, self.suspect_window_s, status, reason, key,
             )  # fmt: skip
 
-    def suspects(self) -> int:
-        """Clients refused at least ``suspect_refusals`` times in their current window."""
-        now = time.monotonic()
-        with self._lock:
-            return sum(
-                1
-                for start, n in self._clients.values()
-                if n >= self.suspect_refusals and now - start <= self.suspect_window_s
-            )
-
     def refused_feedback(self, rule: str) -> None:
         """A /feedback request was refused for ``rule`` (``prediction_id``: an id the service never issued)."""
         with self._lock:

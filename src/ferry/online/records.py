@@ -173,6 +173,11 @@ def to_records(payload: Any, *, max_records: int) -> tuple[list[Mapping[str, Any
     return payload, False
 
 
+def _id_too_long(value: Any, limit: int) -> bool:
+    """An id (any JSON value; it is logged as text) longer than ``limit`` characters as text."""
+    return value is not None and len(value if type(value) is str else str(value)) > limit
+
+
 def _where(name: str, i: int, n: int) -> str:
     return name if n == 1 else f"[{i}].{name}"
 
@@ -191,7 +196,7 @@ def _columns(records: Sequence[Mapping[str, Any]], served: Served) -> dict[str, 
         limit = schema.max_text_length
         for i, record in enumerate(records):
             value = record.get(schema.id)
-            if value is not None and len(value if isinstance(value, str) else str(value)) > limit:
+            if _id_too_long(value, limit):
                 raise RequestRejected(
                     422, _where(schema.id, i, n), "max_length", f"is longer than {limit} characters; send a shorter id"
                 )
@@ -287,7 +292,7 @@ def _small_inputs(records: Sequence[Mapping[str, Any]], served: Served) -> dict[
             if key not in allowed:
                 return None
         value = record.get(id_name) if id_name is not None else None
-        if value is not None and len(value if type(value) is str else str(value)) > id_limit:
+        if _id_too_long(value, id_limit):
             return None
     inputs: dict[str, np.ndarray[Any, Any]] = {}
     for name, numeric, nullable, low, high, levels, max_length in served.rules:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
-import fsspec
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from ferry.registry import layout
 
 Scope = Literal["predict", "feedback", "telemetry", "admin", "metrics"]
 SCOPES: tuple[Scope, ...] = ("predict", "feedback", "telemetry", "admin", "metrics")
@@ -146,14 +142,3 @@ def per_key_limit(settings: OnlineSettings) -> int:
     if settings.max_in_flight_per_key is not None:
         return settings.max_in_flight_per_key
     return max(1, settings.max_in_flight // 2)
-
-
-def wal_root(settings: OnlineSettings, registry_url: str, model: str) -> Path:
-    """Where the durable logs of ``model`` keep their write-ahead files (see :attr:`OnlineSettings.wal_dir`)."""
-    if settings.wal_dir is not None:
-        return settings.wal_dir / model
-    protocol, path = fsspec.core.split_protocol(registry_url)
-    if protocol in (None, "file", "local"):
-        return Path(layout.online_dir(str(Path(path).resolve()), model, "wal"))
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "ferry" / "wal" / model
