@@ -24,6 +24,13 @@ from ferry.schema import Schema
 from ferry.scoring import OnnxScorer
 
 
+@pytest.fixture(autouse=True)
+def _no_drift_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about partitions and scores; the drift check beside them has its own tests
+    (test_batch_drift*.py), and its process imports Evidently for each run."""
+    monkeypatch.setenv("FERRY_BATCH_DRIFT", "false")
+
+
 def reference_scores(champion: dict[str, str], path: Path | str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """The whole file through read_table -> validate -> to_onnx_inputs -> OnnxScorer (the online/edge path)."""
     registry = Registry(champion["registry"])

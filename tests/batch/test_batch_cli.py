@@ -52,7 +52,11 @@ KILLABLE = "from ferry.cli import app; app()"
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_output(tmp_path: Path, writable_champion: dict[str, str]) -> None:
+def test_killed_run_resumes_to_the_same_output(
+    tmp_path: Path, writable_champion: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the output's resumption is under test; a killed run's drift samples are test_batch_drift.py's
+    monkeypatch.setenv("FERRY_BATCH_DRIFT", "false")
     table = pq.read_table(writable_champion["data"])
     (tmp_path / "in").mkdir()
     n_parts = 24

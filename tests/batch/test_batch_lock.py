@@ -16,10 +16,11 @@ import pytest
 from batch_support import read_scores, without_time
 
 from ferry import batch
-from ferry.batch import OutputDir, OutputLocked, output_lock
+from ferry.batch import BatchSettings, OutputDir, OutputLocked, output_lock
 from ferry.registry import Registry
 
 SCORE = "from ferry.cli import app; app()"
+NO_DRIFT = BatchSettings(drift=False)
 
 
 def slow_input(champion: dict[str, str], where: Path, parts: int = 12) -> Path:
@@ -35,6 +36,7 @@ def start_score(champion: dict[str, str], source: Path, out: Path, batch_rows: i
     env = {
         **os.environ,
         "FERRY_BATCH_BATCH_ROWS": str(batch_rows),
+        "FERRY_BATCH_DRIFT": "false",  # the lock is under test, not the drift check (its process imports Evidently)
         "FERRY_REGISTRY_URL": champion["registry"],
         "COLUMNS": "300",
     }
@@ -58,11 +60,12 @@ def wait_for_holder(lock: Path, proc: subprocess.Popen[str], timeout: float = 12
 def test_a_second_process_on_the_same_output_fails_clearly(tmp_path: Path, writable_champion: dict[str, str]) -> None:
     source = slow_input(writable_champion, tmp_path / "in")
     out = tmp_path / "out"
-    first = start_score(writable_champion, source, out, batch_rows=10)
+    first = start_score(writable_champion, source, out, batch_rows=100)
     try:
         holder = wait_for_holder(out / "_lock", first)
+        first.send_signal(signal.SIGSTOP)  # held mid-run, however fast it scores, until the second has tried
         assert holder["pid"] == first.pid
-        second = start_score(writable_champion, source, out, batch_rows=10)
+        second = start_score(writable_champion, source, out, batch_rows=100)
         _, err = second.communicate(timeout=120)
         assert second.returncode == 2
         message = " ".join(err.split())
@@ -70,6 +73,7 @@ def test_a_second_process_on_the_same_output_fails_clearly(tmp_path: Path, writa
         assert f"pid {first.pid}" in message
         assert "score --input" in message  # the holder's command
         assert f"delete {out / '_lock'}" in message
+        first.send_signal(signal.SIGCONT)
         assert first.poll() is None  # the first run was not disturbed
         _, err1 = first.communicate(timeout=300)
         assert first.returncode == 0, err1
@@ -77,13 +81,14 @@ def test_a_second_process_on_the_same_output_fails_clearly(tmp_path: Path, writa
         if first.poll() is None:
             first.kill()
     # the output is exactly one clean run's
-    clean = batch.score(str(source), str(tmp_path / "clean"), Registry(writable_champion["registry"]))
+    registry = Registry(writable_champion["registry"])
+    clean = batch.score(str(source), str(tmp_path / "clean"), registry, settings=NO_DRIFT)
     got = read_scores(out)
     assert got["customer_id"].is_unique
     assert len(got) == clean.scored
     assert without_time(got).equals(without_time(read_scores(tmp_path / "clean")))
     # released: the next run goes through (and skips everything)
-    again = start_score(writable_champion, source, out, batch_rows=10)
+    again = start_score(writable_champion, source, out, batch_rows=1000)
     stdout, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
     assert "12 finished earlier" in stdout
@@ -102,7 +107,7 @@ def test_a_killed_holder_does_not_block_the_next_run(tmp_path: Path, writable_ch
         if first.poll() is None:
             first.kill()
         first.communicate()
-    summary = batch.score(str(source), str(out), Registry(writable_champion["registry"]))
+    summary = batch.score(str(source), str(out), Registry(writable_champion["registry"]), settings=NO_DRIFT)
     assert summary.rows == pq.read_table(writable_champion["data"]).num_rows // 12 * 12
 
 

@@ -115,7 +115,7 @@ def build(features: list[dict[str, Any]], rows: list[dict[str, Any]], home: Path
     return Heartbeats(home, str(home / "out")).build(status, sketch)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_no_value_of_a_single_row_or_a_small_batch_is_in_a_heartbeat(
     data: st.DataObject, features: list[dict[str, Any]], tmp_path: Path
@@ -130,7 +130,7 @@ def test_no_value_of_a_single_row_or_a_small_batch_is_in_a_heartbeat(
         assert part["count"] + part["missing"] == len(rows), name
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_values_outside_the_declared_levels_never_leave_the_device(
     data: st.DataObject, features: list[dict[str, Any]], tmp_path: Path

@@ -418,7 +418,7 @@ def test_the_fast_path_agrees_with_ferry_data_on_every_record(churn_champion: di
 
     served = Served.of(Schema.load(churn_champion["schema"]))
     rng = np.random.default_rng(5)
-    base = demo_records(churn_champion, 1500)
+    base = demo_records(churn_champion, 1000)
     edits: list[tuple[str, Any]] = [
         ("plan", "platinum"), ("plan", " basic"), ("plan", ""), ("plan", "   "), ("payment_method", ""),
         ("payment_method", "crypto"), ("device_os", "  "), ("region", "x"), ("region", None), ("contract", None),
@@ -448,8 +448,8 @@ def test_the_fast_path_agrees_with_ferry_data_on_every_record(churn_champion: di
         assert _same_inputs(fast, slow), (i, record)
         assert _same_inputs(small, slow), (i, record)
         accepted += 1
-    assert accepted > 300
-    assert refused > 300
+    assert accepted > 200
+    assert refused > 200
     batch = demo_records(churn_champion, 500)
     columns = _columns(batch, served)
     fast_batch = _fast_inputs(columns, served)

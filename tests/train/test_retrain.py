@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import loop
+from helpers import copy_registry, loop
 
 from ferry import demo_data
 from ferry.errors import DataError, DataFormatError, DataValidationError
@@ -28,13 +28,16 @@ def churn_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def test_first_model_is_promoted_and_its_evidence_registered(churn_files: dict[str, Path], tmp_path: Path) -> None:
-    registry = Registry(str(tmp_path / "reg"))
-    version, gate, moved = loop(churn_files["base"], churn_files["schema"], registry, tmp_path / "runs")
+def test_first_model_is_promoted_and_its_evidence_registered(churn_champion: dict[str, str]) -> None:
+    """The session's champion is a first model trained by the same steps on an empty registry (read-only here)."""
+    registry = Registry(churn_champion["registry"])
+    version = registry.get(churn_champion["version"])
+    gate = json.loads(registry.read_bytes(version, "gate.json"))
     assert gate["passed"], gate["reasons"]
     assert gate["champion"] is None
-    assert [m["channel"] for m in moved] == ["online/champion"]
     assert registry.channel("churn", "online/champion") == version.id
+    [record] = registry.audit("churn")
+    assert (record.channel, record.to_version, record.from_version) == ("online/champion", version.id, None)
     files = set(version.files)
     assert {"model.onnx", "model.skops", "schema.json", "reference.parquet", "metrics.json", "gate.json"} <= files
     assert {"gate.html", "data_quality.html", "lineage.json", "parity.json"} <= files
@@ -43,20 +46,22 @@ def test_first_model_is_promoted_and_its_evidence_registered(churn_files: dict[s
     assert any("RocAuc" in m["metric_name"] for m in snapshot["metrics"])
     assert registry.verify_version(version) == []
     lineage = json.loads(registry.read_bytes(version, "lineage.json"))
-    assert lineage["data"]["sha256"] == core.data_mod.sha256_of(churn_files["base"])
+    assert lineage["data"]["sha256"] == core.data_mod.sha256_of(Path(churn_champion["data"]))
     assert lineage["code_revision"] == "test"
     assert lineage["libraries"]["scikit-learn"]
     reference = pd.read_parquet(registry.file_url(version, "reference.parquet"))
     assert "email" not in reference.columns
     assert "phone" not in reference.columns
-    names = {c["name"] for c in gate["checks"]}  # type: ignore[attr-defined]
+    names = {c["name"] for c in gate["checks"]}
     assert {"onnx.parity_max_abs_diff", "model.roc_auc_floor", "behaviour.batch_invariance"} <= names
     assert "data.missing_share[satisfaction_score]" in names
 
 
-def test_drifted_retrain_is_compared_with_the_champion(churn_files: dict[str, Path], tmp_path: Path) -> None:
-    registry = Registry(str(tmp_path / "reg"))
-    first, _, _ = loop(churn_files["base"], churn_files["schema"], registry, tmp_path / "runs")
+def test_drifted_retrain_is_compared_with_the_champion(
+    churn_files: dict[str, Path], churn_champion: dict[str, str], tmp_path: Path
+) -> None:
+    registry = copy_registry(churn_champion, tmp_path / "reg")
+    first = registry.get(churn_champion["version"])
     second, gate, _ = loop(churn_files["drifted"], churn_files["schema"], registry, tmp_path / "runs")
     assert gate["champion"] == first.id
     vs = [c for c in gate["checks"] if c["name"] == "model.roc_auc_vs_champion"]  # type: ignore[attr-defined]
@@ -66,9 +71,11 @@ def test_drifted_retrain_is_compared_with_the_champion(churn_files: dict[str, Pa
     assert registry.channel("churn", "online/champion") == expected
 
 
-def test_gate_rejects_a_worse_candidate_and_keeps_the_champion(churn_files: dict[str, Path], tmp_path: Path) -> None:
-    registry = Registry(str(tmp_path / "reg"))
-    champion, _, _ = loop(churn_files["base"], churn_files["schema"], registry, tmp_path / "runs")
+def test_gate_rejects_a_worse_candidate_and_keeps_the_champion(
+    churn_files: dict[str, Path], churn_champion: dict[str, str], tmp_path: Path
+) -> None:
+    registry = copy_registry(churn_champion, tmp_path / "reg")
+    champion = registry.get(churn_champion["version"])
     worse = TrainSettings(estimator="logistic_regression")
     strict = GateSettings(tolerance=0.0)
     candidate, gate, moved = loop(
@@ -82,13 +89,16 @@ def test_gate_rejects_a_worse_candidate_and_keeps_the_champion(churn_files: dict
     assert registry.verify_audit("churn").ok
 
 
-def test_unscorable_champion_makes_the_gate_fail_closed(churn_files: dict[str, Path], tmp_path: Path) -> None:
-    registry = Registry(str(tmp_path / "reg"))
-    champion, _, _ = loop(churn_files["base"], churn_files["schema"], registry, tmp_path / "runs")
+def test_unscorable_champion_makes_the_gate_fail_closed(
+    churn_files: dict[str, Path], churn_champion: dict[str, str], tmp_path: Path
+) -> None:
+    registry = copy_registry(churn_champion, tmp_path / "reg")
+    champion = registry.get(churn_champion["version"])
     onnx_file = Path(registry.file_url(champion, "model.onnx"))
     onnx_file.chmod(0o644)
     onnx_file.write_bytes(onnx_file.read_bytes()[:100])  # the champion's artifact is damaged
-    _, gate, moved = loop(churn_files["base"], churn_files["schema"], registry, tmp_path / "runs")
+    quick = TrainSettings(estimator="logistic_regression")  # any candidate: the comparison cannot be made
+    _, gate, moved = loop(churn_files["base"], churn_files["schema"], registry, tmp_path / "runs", train=quick)
     assert not gate["passed"]
     assert moved == []
     assert "cannot score the champion" in str(gate["error"])
