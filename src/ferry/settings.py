@@ -13,6 +13,7 @@ code that reads them, each in a module of its own so that reading settings never
 | ``MonitorSettings`` | ``FERRY_MONITOR_`` | :mod:`ferry.monitor.settings` | judging drift, announcing it |
 | ``RolloutSettings`` | ``FERRY_ROLLOUT_`` | :mod:`ferry.monitor.rollout` | judging a challenger on live traffic |
 | ``OnlineSettings`` | ``FERRY_ONLINE_`` | :mod:`ferry.online.settings` | the online service: routing, keys, limits |
+| ``RetentionSettings`` | ``FERRY_RETENTION_`` | :mod:`ferry.governance.retention` | days each kind of kept data stays |
 
 ``tests/test_settings.py`` checks that this table names every settings class in ``ferry`` with its prefix.
 """
@@ -23,7 +24,7 @@ import getpass
 import socket
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -159,3 +160,26 @@ class EdgeSettings(BaseSettings):
         description='Signatures each role needs, e.g. {"root": 2, "targets": 2}; 1 for a role not named. '
         "Read when the repository is created.",
     )
+
+
+def explain(exc: ValidationError) -> str:
+    """A wrong setting in one line: each environment variable, the value it had and what is wrong with it."""
+    prefixes = _prefixes()
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"])
+        name = f"{prefixes[exc.title]}{field}".upper() if exc.title in prefixes else field
+        given = f"={error['input']!r}" if "input" in error and not isinstance(error["input"], dict) else ""
+        parts.append(f"{name}{given}: {error['msg']}")
+    return f"invalid setting{'s' if len(parts) > 1 else ''} ({exc.title}): " + "; ".join(parts)
+
+
+def _prefixes() -> dict[str, str]:
+    """Every settings class imported so far, by name, with its environment prefix."""
+    found: dict[str, str] = {}
+    todo = list(BaseSettings.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        found[cls.__name__] = str(cls.model_config.get("env_prefix", ""))
+    return found

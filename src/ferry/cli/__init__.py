@@ -13,6 +13,7 @@
 | :mod:`~ferry.cli.channels` | ``ferry promote`` / ``rollback`` |
 | :mod:`~ferry.cli.status` | ``ferry status`` |
 | :mod:`~ferry.cli.audit` | ``ferry audit verify`` |
+| :mod:`~ferry.cli.governance` | ``ferry housekeeping`` |
 | :mod:`~ferry.cli.edge` | ``ferry edge publish`` / ``status`` / ``resign`` / ``rotate`` |
 | :mod:`~ferry.cli.processes` | the processes the demo and ``ferry serve`` start: ``bentoml serve``, a static host |
 | :mod:`~ferry.cli.parity` | the same rows through online, batch and edge, compared bit for bit |
@@ -28,14 +29,14 @@ import atexit
 import os
 import sys
 
-from ferry.cli import audit, channels, demo, models, score, serve, status, train
+from ferry.cli import audit, channels, demo, governance, models, score, serve, status, train
 from ferry.cli.app import app
 from ferry.cli.edge import edge_app
 
 __all__ = ["app", "main"]
 
 app.add_typer(edge_app, name="edge")
-_COMMANDS = (audit, channels, demo, models, score, serve, status, train)  # imported for their registration
+_COMMANDS = (audit, channels, demo, governance, models, score, serve, status, train)  # imported for their registration
 
 
 def main() -> None:  # pragma: no cover - console script entry
@@ -49,6 +50,15 @@ def main() -> None:  # pragma: no cover - console script entry
     try:
         app()
         code: object = 0
+    except Exception as exc:  # a wrong FERRY_* setting: one line naming it, not a traceback
+        pydantic = sys.modules.get("pydantic")  # not imported by ``--help``, and then nothing raised this
+        if pydantic is None or not isinstance(exc, pydantic.ValidationError):
+            raise
+        from ferry.cli.common import fail
+
+        code = fail(exc).exit_code
+        if "prefect" not in sys.modules:
+            raise SystemExit(code) from None
     except SystemExit as exc:
         code = exc.code
         if "prefect" not in sys.modules:

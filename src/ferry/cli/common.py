@@ -53,7 +53,12 @@ def add_column(table: Table, name: str) -> None:
 
 
 def fail(exc: BaseException) -> typer.Exit:
-    Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+    """Print ``exc`` as one error line (a wrong setting names its environment variable); exit code 2."""
+    from pydantic import ValidationError
+
+    from ferry.settings import explain
+
+    Console(stderr=True).print(f"[bold red]error:[/] {explain(exc) if isinstance(exc, ValidationError) else exc}")
     return typer.Exit(code=2)
 
 
