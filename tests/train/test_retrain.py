@@ -12,6 +12,7 @@ from helpers import copy_registry, loop
 from ferry import demo_data
 from ferry.errors import DataError, DataFormatError, DataValidationError
 from ferry.registry import Registry
+from ferry.schema import Schema
 from ferry.settings import GateSettings, TrainSettings
 from ferry.train import steps as core
 
@@ -52,6 +53,9 @@ def test_first_model_is_promoted_and_its_evidence_registered(churn_champion: dic
     reference = pd.read_parquet(registry.file_url(version, "reference.parquet"))
     assert "email" not in reference.columns
     assert "phone" not in reference.columns
+    schema = Schema.load(churn_champion["schema"])
+    assert schema.id == "customer_id"
+    assert schema.id not in reference.columns  # kept as long as the version serves: no ids at all
     names = {c["name"] for c in gate["checks"]}
     assert {"onnx.parity_max_abs_diff", "model.roc_auc_floor", "behaviour.batch_invariance"} <= names
     assert "data.missing_share[satisfaction_score]" in names

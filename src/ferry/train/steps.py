@@ -184,7 +184,9 @@ def split_data(run_dir: Path, settings: TrainSettings) -> dict[str, Any]:
     training = frame.iloc[s.train_index].reset_index(drop=True)
     holdout = frame.iloc[s.holdout_index].reset_index(drop=True)
     n_ref = min(settings.reference_rows, len(training))
+    # the reference sample is kept with the version for as long as it serves: features and target only, never ids
     reference = training.sample(n=n_ref, random_state=settings.seed).reset_index(drop=True)
+    reference = reference.drop(columns=[c for c in (schema.id,) if c is not None and c in reference.columns])
     write_parquet(run_dir / "train.parquet", training)
     write_parquet(run_dir / "holdout.parquet", holdout)
     write_parquet(run_dir / "reference.parquet", reference)
