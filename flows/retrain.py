@@ -5,6 +5,7 @@ Run it with ``ferry train --data ... --schema ...``, or deploy it from ``prefect
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from pydantic import Field
 
+from ferry.governance import cards
 from ferry.registry import Registry
 from ferry.settings import GateSettings, StorageSettings, TrainSettings
 from ferry.train import steps as core
@@ -130,6 +132,7 @@ def run_gate(run_dir: str, registry_url: str, gate: GateSettings, champion_chann
 @task(name="register")
 def register(run_dir: str, registry_url: str) -> dict[str, Any]:
     core.write_lineage(Path(run_dir))
+    core.write_model_card(Path(run_dir))
     version = core.register_candidate(Path(run_dir), Registry(registry_url))
     get_run_logger().info("registered version %s of %s", version.id, version.model)
     return {"id": version.id, "model": version.model}
@@ -202,6 +205,7 @@ def retrain(
         "version_url": registry.version_url(v),
         "gate_html": registry.file_url(v, "gate.html"),
         "data_quality_html": registry.file_url(v, "data_quality.html"),
+        "model_card": cards.render(json.loads(registry.read_bytes(v, cards.CARD_JSON)), version=v.id),
         "data_url": data,
         "rows": ingested["rows"],
         "data_sha256": ingested["data_sha256"],
@@ -245,6 +249,9 @@ def _publish_artifacts(outcome: dict[str, Any]) -> None:
         gate_rows(outcome["checks"]),
         key=f"{key}-gate",
         description=f"Gate checks of {outcome['version']}: {'passed' if outcome['gate_passed'] else 'rejected'}",
+    )
+    create_markdown_artifact(
+        outcome["model_card"], key=f"{key}-model-card", description=f"Model card of {outcome['version']}"
     )
     create_link_artifact(
         as_link(outcome["gate_html"]),

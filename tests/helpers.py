@@ -44,6 +44,7 @@ def loop(
     core.check_parity(run, gate)
     result = core.run_gate(run, registry, gate)
     core.write_lineage(run)
+    core.write_model_card(run)
     version = core.register_candidate(run, registry)
     moved = core.promote_if_passed(registry, version, list(channels), reason="test")
     return version, result.to_dict(), moved

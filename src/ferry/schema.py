@@ -158,6 +158,12 @@ class Schema(_Frozen):
         le=1_000_000,
         description="Longest text of the id and of a categorical value, unless the feature sets max_length.",
     )
+    intended_use: str | None = Field(
+        default=None, max_length=4000, description="What the model is for and for whom (shown on its model card)."
+    )
+    limitations: tuple[str, ...] = Field(
+        default=(), description="Known limits a user of the model should read (shown on its model card)."
+    )
 
     @field_validator("target_classes", mode="before")
     @classmethod

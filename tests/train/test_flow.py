@@ -47,6 +47,7 @@ def test_retrain_flow_leaves_a_version_and_readable_artifacts(
         "churn-gate",
         "churn-gate-report",
         "churn-data-quality-report",
+        "churn-model-card",
     }
     summary = found["churn-retrain-summary"].data
     assert outcome["version"] in summary
@@ -54,6 +55,9 @@ def test_retrain_flow_leaves_a_version_and_readable_artifacts(
     gate_rows = found["churn-gate"].data
     assert "onnx.parity_max_abs_diff" in str(gate_rows)
     assert "](file://" in found["churn-gate-report"].data
+    card = found["churn-model-card"].data
+    assert card.startswith(f"# Model card: churn {outcome['version']}")
+    assert "## Known limits" in card
 
 
 def test_retrain_flow_fails_clearly_on_bad_data(prefect_server: None, ferry_env: Path) -> None:

@@ -70,6 +70,12 @@ def test_drifted_retrain_is_compared_with_the_champion(
     assert gate["champion"] == first.id
     vs = [c for c in gate["checks"] if c["name"] == "model.roc_auc_vs_champion"]  # type: ignore[attr-defined]
     assert len(vs) == 1
+    # its model card puts the champion's metrics on the same holdout beside its own
+    card = json.loads(registry.read_bytes(second, "model_card.json"))
+    assert card["champion"] == first.id
+    champion_metrics = json.loads(registry.read_bytes(second, "champion_metrics.json"))
+    assert card["metrics"]["roc_auc"]["champion"] == champion_metrics["roc_auc"]
+    assert card["metrics"]["roc_auc"]["candidate"] == second.info["metrics"]["roc_auc"]
     # the decision and the channel agree, whichever way the gate went
     expected = second.id if gate["passed"] else first.id
     assert registry.channel("churn", "online/champion") == expected

@@ -90,3 +90,32 @@ def models_show(
         metrics.add_row(r["metric"], r["candidate"])
     console().print(metrics)
     print_gate(gate["checks"])
+
+
+@models_app.command("card")
+def models_card(
+    version: Annotated[str, typer.Argument(help="Version id (a unique prefix is enough).")],
+    registry: RegistryOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the card as JSON (model_card.json).")] = False,
+) -> None:
+    """A version's model card: intended use, training data, metrics beside the champion's, the gate, behaviour
+    tests, known limits and lineage (built from its evidence for versions registered before cards existed)."""
+    from rich.markdown import Markdown
+
+    from ferry.governance import cards
+
+    try:
+        reg = open_registry(registry)
+        v = reg.get(version)
+
+        def read(name: str) -> bytes | None:
+            return reg.read_bytes(v, name) if name in v.files else None
+
+        stored = read(cards.CARD_JSON)
+        card = json.loads(stored) if stored is not None else cards.build(read)
+    except FerryError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        console().print_json(data={"version": v.id, **card})
+        return
+    console().print(Markdown(cards.render(card, version=v.id)))

@@ -1,7 +1,8 @@
-"""Data governance: how long kept data may stay (retention) and the sweep that enforces it.
+"""Data governance: how long kept data may stay (retention) and the sweep that enforces it; model cards.
 
 | module | what |
 |---|---|
+| :mod:`~ferry.governance.cards` | a version's model card, built from its evidence (``build``, ``render``, ``write``) |
 | :mod:`~ferry.governance.retention` | :class:`RetentionSettings`, :func:`sweep`, :func:`sweep_runs`, :class:`Swept` |
 
 The ``housekeeping`` flow (``flows/housekeeping.py``, scheduled daily in ``prefect.yaml``) runs both sweeps.

@@ -38,6 +38,7 @@ from ferry.errors import FerryError
 from ferry.gate.behaviour import direction_tests, invariance_test, positive_scores
 from ferry.gate.evidently_adapter import data_quality, model_quality
 from ferry.gate.verdict import Check, GateResult, decide, fail_closed
+from ferry.governance import cards
 from ferry.registry.store import Registry
 from ferry.registry.versions import ModelVersion
 from ferry.schema import Schema
@@ -67,6 +68,7 @@ __all__ = [
     "split_data",
     "train_candidate",
     "write_lineage",
+    "write_model_card",
 ]
 
 #: Files of a run directory that become part of the registered version.
@@ -85,6 +87,8 @@ VERSION_FILES = (
     "gate.evidently.json",
     "data_quality.html",
     "data_quality.evidently.json",
+    "model_card.json",
+    "model_card.md",
 )
 LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas", "pyarrow", "evidently", "skops")
 
@@ -425,6 +429,11 @@ def write_lineage(run_dir: Path) -> dict[str, Any]:
     }
     write_json(run_dir / "lineage.json", lineage)
     return lineage
+
+
+def write_model_card(run_dir: Path) -> dict[str, Any]:
+    """``model_card.json`` and ``model_card.md`` from the run's evidence (after the gate and the lineage)."""
+    return cards.write(run_dir)
 
 
 def register_candidate(run_dir: Path, registry: Registry) -> ModelVersion:
