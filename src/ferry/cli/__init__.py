@@ -13,7 +13,7 @@
 | :mod:`~ferry.cli.channels` | ``ferry promote`` / ``rollback`` |
 | :mod:`~ferry.cli.status` | ``ferry status`` |
 | :mod:`~ferry.cli.audit` | ``ferry audit verify`` |
-| :mod:`~ferry.cli.governance` | ``ferry housekeeping`` |
+| :mod:`~ferry.cli.governance` | ``ferry housekeeping``, ``ferry forget`` |
 | :mod:`~ferry.cli.edge` | ``ferry edge publish`` / ``status`` / ``resign`` / ``rotate`` |
 | :mod:`~ferry.cli.processes` | the processes the demo and ``ferry serve`` start: ``bentoml serve``, a static host |
 | :mod:`~ferry.cli.parity` | the same rows through online, batch and edge, compared bit for bit |

@@ -1,4 +1,4 @@
-"""``ferry housekeeping``: remove kept data older than its retention (the flow of the same name runs it daily)."""
+"""``ferry housekeeping`` (remove kept data older than its retention; a daily flow runs it) and ``ferry forget``."""
 
 from __future__ import annotations
 
@@ -42,3 +42,32 @@ def housekeeping(
         console().print(table)
     else:
         console().print(f"nothing is older than its retention in {reg.url}")
+
+
+@app.command()
+def forget(
+    subject_id: Annotated[str, typer.Option("--id", help="The data subject's id (the schema's id column).")],
+    model: ModelOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be removed; remove nothing.")] = False,
+    registry: RegistryOpt = None,
+) -> None:
+    """Erase one data subject: their rows in the online logs and feedback, quarantine, batch samples, reference
+    samples and run directories (found by the schema's id column). The id is never written, only a keyed hash."""
+    from ferry.governance import forget as erase
+    from ferry.settings import StorageSettings
+
+    try:
+        reg = open_registry(registry)
+        result = erase(
+            reg, subject_id, models=[model] if model else None, work_dir=StorageSettings().work_dir, dry_run=dry_run
+        )
+    except FerryError as exc:
+        raise fail(exc) from exc
+    if not result.rows:
+        raise fail(FerryError(f"no rows of id {subject_id!r} in {reg.url} or the run directories; nothing changed"))
+    table = Table(title=("would remove" if dry_run else "removed") + f" (subject {result.subject[:16]})")
+    for col in ("where", "rows"):
+        add_column(table, col)
+    for place, rows in sorted(result.counts.items()):
+        table.add_row(place, f"{rows:,}")
+    console().print(table)

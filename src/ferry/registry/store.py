@@ -44,6 +44,7 @@ from ferry.registry.audit import (
 )
 from ferry.registry.versions import (
     ARTIFACT_RULE,
+    CONTENT_FILES,
     GATE_REPORT,
     MANIFEST,
     MODEL_RULE,
@@ -276,6 +277,23 @@ class Registry:
         if storage.sha256_bytes(data) != v.files[name].sha256:
             raise RegistryError(f"artifact {path} changed since it was registered (sha256 differs); do not use it")
         return data
+
+    def redact(self, v: ModelVersion, name: str, data: bytes) -> ModelVersion:
+        """Replace artifact ``name`` of ``v`` with ``data`` that holds less (an erasure), under the model's lock; the
+        manifest gets the new sha256, so the version stays verifiable. Only files outside the version id may be
+        redacted (not ``model.onnx``, ``schema.json`` or ``lineage.json``)."""
+        if name not in v.files or name in CONTENT_FILES or name == MANIFEST:
+            raise RegistryError(f"{name!r} of {v.model}/{v.id} cannot be redacted (it is missing or defines the id)")
+        with storage.lock(self._fs, layout.lock_file(self._root, v.model), self.lock_timeout_s):
+            current = self._load(v.model, v.id)
+            files = {**current.files, name: FileEntry(storage.sha256_bytes(data), len(data))}
+            redacted = ModelVersion(
+                id=current.id, model=current.model, created_at=current.created_at, files=files, info=current.info
+            )
+            storage.atomic_write_bytes(self._fs, self._artifact_path(current, name), data)
+            manifest = (json.dumps(redacted.to_manifest(), indent=2, sort_keys=True) + "\n").encode()
+            storage.atomic_write_bytes(self._fs, f"{self._version_dir(v.model, v.id)}/{MANIFEST}", manifest)
+        return redacted
 
     def verify_version(self, v: ModelVersion) -> list[str]:
         """Names of files that are missing or whose sha256 differs from the manifest; empty when intact.
