@@ -18,6 +18,7 @@
 | :mod:`ferry.online.wal` | the local write-ahead file that makes acknowledged feedback and heartbeats durable |
 | :mod:`ferry.online.metrics` | ``/metrics``: HTTP requests by endpoint (bounded labels), versions, scores, shadow |
 | :mod:`ferry.online.ids` | prediction ids signed by the service, verified without a lookup |
+| :mod:`ferry.online.tls` | the certificate, key and client CA ``ferry serve`` hands to BentoML, checked beforehand |
 
 Importing this package starts nothing: no thread, no I/O, no BentoML.
 """

@@ -125,6 +125,17 @@ class OnlineSettings(BaseSettings):
         "durable; default: <registry>/models/<model>/online/wal for a local registry, else "
         "$XDG_STATE_HOME/ferry/wal/<model> (~/.local/state/...).",
     )
+    ssl_certfile: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) of the service: with ssl_keyfile, `ferry serve` serves HTTPS "
+        "(BentoML's --ssl-certfile).",
+    )
+    ssl_keyfile: Path | None = Field(default=None, description="PEM private key of ssl_certfile (unencrypted).")
+    ssl_ca_certs: Path | None = Field(
+        default=None,
+        description="PEM CA certificates: with TLS on, every client must present a certificate signed by one of "
+        "them (mutual TLS).",
+    )
     api_keys: tuple[ApiKeyEntry, ...] = Field(
         default=(),
         description='API keys as JSON: [{"name": ..., "sha256": ..., "scopes": ["predict"]}]. None: every '
