@@ -44,7 +44,7 @@ pytestmark = pytest.mark.integration
 def server(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("serve")
     registry = copy_registry(churn_champion, tmp / "registry")
-    running = start_server(registry, tmp, log_flush_interval_s="0.5")
+    running = start_server(registry, tmp, log_flush_interval_s="0.5", api_keys_file=str(tmp / "keys.json"))
     try:
         yield running
     finally:
@@ -72,6 +72,27 @@ def test_probes_and_metrics_are_open_and_apis_are_not(server: Server) -> None:
     assert server.post("/model", key="wrong").status_code == 401
     assert server.post("/model", key=ADMIN).status_code == 403
     assert server.post("/model").status_code == 200
+
+
+def test_a_key_made_by_ferry_keys_works_at_once_and_a_revoked_one_gets_401(
+    server: Server, churn_champion: dict[str, str]
+) -> None:
+    """``ferry keys create`` writes the key file the running service reads: the new key is answered without a
+    restart, and once ``ferry keys revoke`` has run it gets 401."""
+    from typer.testing import CliRunner
+
+    from ferry.cli import app
+
+    key_file = str(server.log.parent / "keys.json")
+    created = CliRunner().invoke(app, ["keys", "create", "late", "-s", "predict", "--file", key_file])
+    assert created.exit_code == 0, created.stderr
+    secret = created.stdout.strip()
+    record = demo_records(churn_champion, 1)[0]
+    assert wait_for(lambda: server.post("/predict", {"records": record}, key=secret).status_code == 200, 10)
+    revoked = CliRunner().invoke(app, ["keys", "revoke", "late", "--file", key_file])
+    assert revoked.exit_code == 0, revoked.stderr
+    assert wait_for(lambda: server.post("/predict", {"records": record}, key=secret).status_code == 401, 10)
+    assert server.post("/predict", {"records": record}).status_code == 200  # the other keys are untouched
 
 
 def test_bad_input_gets_4xx_over_http(server: Server, churn_champion: dict[str, str]) -> None:

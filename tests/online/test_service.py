@@ -570,6 +570,40 @@ def test_every_401_is_the_same_answer(client: Any, path: str) -> None:
     assert len(answers) == 1, answers
 
 
+def test_keys_in_the_wrong_place_or_malformed_are_refused_with_the_same_401(
+    client: Any, churn_champion: dict[str, str]
+) -> None:
+    """A valid key is only taken from ``Authorization: Bearer`` or ``X-API-Key``: in the query string, a cookie,
+    another header, or without its scheme it is no key (401, the same answer as no key at all); a malformed or
+    huge key is an unknown one; the same key in the right place is answered."""
+    key = KEYS["predict"]
+    body = {"records": _record(churn_champion)}
+    wrong = [
+        ("/predict?api_key=" + key, {}),
+        ("/predict?key=" + key + "&token=" + key, {}),
+        ("/predict", {"Authorization": key}),
+        ("/predict", {"Authorization": "Token " + key}),
+        ("/predict", {"Authorization": "Basic " + key}),
+        ("/predict", {"X-Api-Token": key}),
+        ("/predict", {"Cookie": "api_key=" + key}),
+        ("/predict", {"Authorization": "Bearer"}),
+        ("/predict", {"Authorization": "Bearer " + key + "x"}),
+        ("/predict", {"Authorization": "Bearer " + key[:-1]}),
+        ("/predict", {"Authorization": "Bearer " + key.upper()}),
+        ("/predict", {"Authorization": "Bearer " + "k" * 8000}),
+        ("/predict", {"X-API-Key": ("\u00e9\u00e8" + key).encode("latin-1")}),
+        ("/predict", {"Authorization": "Bearer " + key + " " + key}),
+    ]
+    answers = set()
+    for path, headers in wrong:
+        response = client.post(path, json=body, headers=headers)
+        assert response.status_code == 401, (path, headers)
+        answers.add(response.content)
+    assert answers == {client.post("/predict", json=body).content}
+    assert client.post("/predict", json=body, headers=auth("predict")).status_code == 200
+    assert client.post("/predict", json=body, headers={"X-API-Key": key}).status_code == 200
+
+
 BIG = "x" * 300_000
 
 

@@ -2,7 +2,7 @@
 
 | module | what lives there |
 |---|---|
-| :mod:`~ferry.cli.app` | the root command and its ``models`` and ``audit`` groups |
+| :mod:`~ferry.cli.app` | the root command and its ``models``, ``audit`` and ``keys`` groups |
 | :mod:`~ferry.cli.common` | the console, the shared options, the registry, how an error ends a command |
 | :mod:`~ferry.cli.views` | the rich tables: a retrain's outcome, gate checks, a batch run, what runs where |
 | :mod:`~ferry.cli.train` | ``ferry train`` |
@@ -13,6 +13,7 @@
 | :mod:`~ferry.cli.channels` | ``ferry promote`` / ``rollback`` |
 | :mod:`~ferry.cli.status` | ``ferry status`` |
 | :mod:`~ferry.cli.audit` | ``ferry audit verify`` |
+| :mod:`~ferry.cli.keys` | ``ferry keys create`` / ``list`` / ``revoke``: the online service's API keys |
 | :mod:`~ferry.cli.edge` | ``ferry edge publish`` / ``status`` / ``resign`` / ``rotate`` |
 | :mod:`~ferry.cli.processes` | the processes the demo and ``ferry serve`` start: ``bentoml serve``, a static host |
 | :mod:`~ferry.cli.parity` | the same rows through online, batch and edge, compared bit for bit |
@@ -28,14 +29,14 @@ import atexit
 import os
 import sys
 
-from ferry.cli import audit, channels, demo, models, score, serve, status, train
+from ferry.cli import audit, channels, demo, keys, models, score, serve, status, train
 from ferry.cli.app import app
 from ferry.cli.edge import edge_app
 
 __all__ = ["app", "main"]
 
 app.add_typer(edge_app, name="edge")
-_COMMANDS = (audit, channels, demo, models, score, serve, status, train)  # imported for their registration
+_COMMANDS = (audit, channels, demo, keys, models, score, serve, status, train)  # imported for their registration
 
 
 def main() -> None:  # pragma: no cover - console script entry

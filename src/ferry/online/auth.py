@@ -95,7 +95,7 @@ class KeyStore:
         self._fixed = tuple(entries)
         self._path = path
         self._reload_s = reload_s
-        self._seen: tuple[float, int] | None = None
+        self._seen: tuple[int, int, int] | None = None
         self._next = 0.0
         self._lock = threading.Lock()
         self.errors = 0
@@ -122,7 +122,7 @@ class KeyStore:
             self._next = now + self._reload_s
             try:
                 stat = self._path.stat()
-                seen = (stat.st_mtime, stat.st_size)
+                seen = (stat.st_mtime_ns, stat.st_size, stat.st_ino)  # an atomic replace is a new inode
                 if seen == self._seen:
                     return
                 loaded = _ENTRIES.validate_json(self._path.read_bytes())
