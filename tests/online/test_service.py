@@ -659,6 +659,32 @@ def test_refusals_are_counted_by_reason_and_key_and_a_repeat_offender_is_a_suspe
     assert client.post("/predict", json={"records": record}, headers=auth("predict")).status_code == 200
 
 
+def test_a_suspect_client_waits_in_the_tarpit_for_its_401s_and_a_valid_key_never_does(
+    client_for: Any, churn_champion: dict[str, str]
+) -> None:
+    """Once a client is a suspect its 401s are held for tarpit_s and close the connection; its requests with a
+    valid key, and its 403s, are answered at once; with tarpit_s 0 nothing is held."""
+    import time
+
+    body = {"records": _record(churn_champion)}
+    for delay, held in (("0.3", True), ("0", False)):
+        client = client_for(churn_champion["registry"], suspect_refusals="3", tarpit_s=delay)
+        for _ in range(3):
+            response = client.post("/predict", json=body)
+            assert response.status_code == 401
+            assert "connection" not in response.headers  # not a suspect yet
+        started = time.monotonic()
+        response = client.post("/predict", json=body, headers={"Authorization": "Bearer guess"})
+        waited = time.monotonic() - started
+        assert response.status_code == 401
+        assert (waited >= 0.3, response.headers.get("connection")) == ((True, "close") if held else (False, None))
+        started = time.monotonic()
+        assert client.post("/predict", json=body, headers=auth("predict")).status_code == 200
+        assert client.post("/refresh", headers=auth("predict")).status_code == 403
+        assert time.monotonic() - started < 0.3
+        assert f"ferry_online_tarpitted_total {int(held)}" in client.get("/metrics").text
+
+
 def test_a_key_over_its_rate_gets_429_with_retry_after_and_others_go_on(
     client_for: Any, churn_champion: dict[str, str]
 ) -> None:

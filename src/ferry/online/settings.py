@@ -111,6 +111,16 @@ class OnlineSettings(BaseSettings):
         description="Refusals of one client within suspect_window_s that make it a suspect (logged and counted).",
     )
     suspect_window_s: float = Field(default=60.0, gt=0, le=86_400, description="Window of suspect_refusals.")
+    tarpit_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How long a 401 to a suspect client is held before it is sent, with Connection: close "
+        "(0: never); requests with a valid key never wait.",
+    )
+    tarpit_max: int = Field(
+        default=256, ge=1, le=100_000, description="Most 401s held in the tarpit at once; more are answered at once."
+    )
     metrics_require_key: bool = Field(
         default=False, description="/metrics answers only a key with the metrics scope (the probes stay open)."
     )
