@@ -12,7 +12,7 @@
 | :mod:`~ferry.cli.models` | ``ferry models list`` / ``show`` |
 | :mod:`~ferry.cli.channels` | ``ferry promote`` / ``rollback`` |
 | :mod:`~ferry.cli.status` | ``ferry status`` |
-| :mod:`~ferry.cli.audit` | ``ferry audit verify`` |
+| :mod:`~ferry.cli.audit` | ``ferry audit verify`` / ``sign`` |
 | :mod:`~ferry.cli.keys` | ``ferry keys create`` / ``list`` / ``revoke``: the online service's API keys |
 | :mod:`~ferry.cli.edge` | ``ferry edge publish`` / ``status`` / ``resign`` / ``rotate`` |
 | :mod:`~ferry.cli.processes` | the processes the demo and ``ferry serve`` start: ``bentoml serve``, a static host |
