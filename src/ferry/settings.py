@@ -14,6 +14,7 @@ code that reads them, each in a module of its own so that reading settings never
 | ``MonitorSettings`` | ``FERRY_MONITOR_`` | :mod:`ferry.monitor.settings` | judging drift, announcing it |
 | ``RolloutSettings`` | ``FERRY_ROLLOUT_`` | :mod:`ferry.monitor.rollout` | judging a challenger on live traffic |
 | ``OnlineSettings`` | ``FERRY_ONLINE_`` | :mod:`ferry.online.settings` | the online service: routing, keys, limits |
+| ``WatchSettings`` | ``FERRY_SECURITY_`` | :mod:`ferry.online.settings` | refusals that make a security event |
 
 ``tests/test_settings.py`` checks that this table names every settings class in ``ferry`` with its prefix.
 """

@@ -163,3 +163,20 @@ def per_key_limit(settings: OnlineSettings) -> int:
     if settings.max_in_flight_per_key is not None:
         return settings.max_in_flight_per_key
     return max(1, settings.max_in_flight // 2)
+
+
+class WatchSettings(BaseSettings):
+    """When refusals and suspect clients are worth an event."""
+
+    model_config = SettingsConfigDict(env_prefix="FERRY_SECURITY_", extra="ignore")
+
+    refusals: int = Field(
+        default=100, ge=1, le=10**9, description="Refused requests between two readings that make an event."
+    )
+    suspects: int = Field(
+        default=1, ge=1, le=10**6, description="New suspect clients between two readings that make an event."
+    )
+    metrics_key: SecretStr | None = Field(
+        default=None, description="API key with the metrics scope, when the service's /metrics requires one."
+    )
+    ca_file: str | None = Field(default=None, description="CA (PEM) to trust when /metrics is served over HTTPS.")
