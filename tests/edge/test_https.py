@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from edge_support import Setup, edge
+from helpers import listening_hosts
 from tls_support import make_certs
 
 from ferry.cli.processes import StaticHost
@@ -37,6 +38,8 @@ def test_a_device_syncs_over_https_once_it_trusts_the_ca(
 
     setup = Setup(tmp_path, churn_champion, serve)
     assert setup.url.startswith("https://127.0.0.1:")
+    assert https_hosts[0].process is not None
+    assert listening_hosts(https_hosts[0].process.pid) == {"127.0.0.1"}  # the static host binds 127.0.0.1
     home = setup.agent.home
     plain = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
     untrusted = edge(home, "sync", env={**plain, "SSL_CERT_FILE": str(certs.other_ca)})

@@ -70,6 +70,8 @@ def test_probes_and_metrics_are_open_and_apis_are_not(server: Server) -> None:
         'ferry_online_http_requests_total{endpoint="/readyz",status="200"}'
         in httpx.get(server.url + "/metrics", timeout=10).text
     )
+    assert httpx.get(server.url + "/docs.json", timeout=10).status_code == 401  # the docs need a key by default
+    assert httpx.get(server.url + "/docs.json", headers={"X-API-Key": KEY}, timeout=10).status_code == 200
     assert server.post("/model", key=None).status_code == 401
     assert server.post("/model", key="wrong").status_code == 401
     assert server.post("/model", key=ADMIN).status_code == 403

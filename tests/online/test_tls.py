@@ -3,6 +3,7 @@ with mutual TLS (certificates made in the test) answers a client with the right 
 
 from __future__ import annotations
 
+import inspect
 import json
 import socket
 import ssl
@@ -11,13 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import copy_registry
+from helpers import copy_registry, listening_hosts
 from online_support import KEY, demo_records
 from tls_support import Certs, make_certs
 from typer.testing import CliRunner
 
 from ferry.cli import app
 from ferry.cli.processes import Service
+from ferry.cli.serve import serve as serve_fn
 from ferry.online.auth import hash_key
 from ferry.online.tls import check
 
@@ -90,6 +92,7 @@ def mtls(certs: Certs, churn_champion: dict[str, str], tmp_path_factory: pytest.
         "FERRY_REGISTRY_URL": registry.url,
         "BENTOML_HOME": str(tmp / "bentoml-home"),
         "FERRY_ONLINE_API_KEYS": json.dumps(keys),
+        "FERRY_ONLINE_DOCS_REQUIRE_KEY": "false",
     }
     tls = check(certs.server_cert, certs.server_key, certs.ca)
     with Service(tmp / "serve.log", env=env, tls=tls, client=certs.client()) as service:
@@ -142,3 +145,16 @@ def test_under_mutual_tls_a_client_without_a_certificate_is_refused(mtls: Servic
     assert _raw_get(mtls.url, certs.client()).startswith(b"HTTP/1.1 200"), "the certificate should be accepted"
     with pytest.raises(httpx.HTTPError):
         httpx.get(mtls.url + "/readyz", verify=certs.client(cert=False), timeout=5)
+
+
+@pytest.mark.integration
+def test_the_service_listens_on_127_0_0_1_only_and_its_docs_can_be_opened(mtls: Service, certs: Certs) -> None:
+    """``ferry serve``'s default interface is 127.0.0.1, and every socket the service's processes listen on is
+    there; FERRY_ONLINE_DOCS_REQUIRE_KEY=false opens the API docs (they need a key by default), not the API."""
+    assert mtls.process is not None
+    assert listening_hosts(mtls.process.pid) == {"127.0.0.1"}
+    assert inspect.signature(serve_fn).parameters["host"].default == "127.0.0.1"
+    with httpx.Client(verify=certs.client(), timeout=10) as client:
+        assert client.get(mtls.url + "/docs.json").status_code == 200
+        assert client.get(mtls.url + "/").status_code == 200
+        assert client.post(mtls.url + "/model").status_code == 401

@@ -3,8 +3,9 @@
 Keys are configured only as sha256 hashes (:class:`~ferry.online.settings.ApiKeyEntry`); a request presents the
 key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. No key, an unknown key or a revoked key gets the
 same 401; a key without the endpoint's scope gets 403. The probes stay open, and so does ``/metrics`` unless
-``FERRY_ONLINE_METRICS_REQUIRE_KEY`` asks for a key with the ``metrics`` scope; any other path not listed in the
-scope map needs a valid key of any scope.
+``FERRY_ONLINE_METRICS_REQUIRE_KEY`` asks for a key with the ``metrics`` scope; the API docs (``/``, ``/docs.json``
+and their assets) need a valid key unless ``FERRY_ONLINE_DOCS_REQUIRE_KEY`` is false; any other path not listed in
+the scope map needs a valid key of any scope.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic import TypeAdapter
 from ferry.online.settings import ApiKeyEntry, OnlineSettings, Scope
 
 __all__ = [
+    "DOCS_PATHS",
     "KEY_ENTRY",
     "KEY_NAME",
     "OPEN_PATHS",
@@ -56,6 +58,9 @@ REFUSED = "ferry.refused"
 """The ASGI scope entry where the part of the service that refuses a request leaves why, for the refusal metrics."""
 
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
+DOCS_PATHS = frozenset({"/", "/docs", "/docs.json"})
+DOCS_PREFIXES = ("/static_content/", "/assets/")
+"""BentoML's API docs: the Swagger page, the OpenAPI document and the page's assets."""
 SCOPE_BY_PATH: Mapping[str, Scope] = {
     "/predict": "predict",
     "/model": "predict",
@@ -161,6 +166,15 @@ class KeyStore:
 _ENTRIES = TypeAdapter(list[ApiKeyEntry])
 
 
+def public_paths(settings: OnlineSettings) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The paths (and path prefixes) anyone may reach without a key, by the settings: the probes, ``/metrics``
+    unless it requires a key, and the API docs when they do not."""
+    paths = OPEN_PATHS - {"/metrics"} if settings.metrics_require_key else OPEN_PATHS
+    if settings.docs_require_key:
+        return paths, ()
+    return paths | DOCS_PATHS, DOCS_PREFIXES
+
+
 def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     for name, value in headers:
         lowered = name.lower()
@@ -186,11 +200,17 @@ class ApiKeyMiddleware:
     """ASGI middleware: refuses requests whose key does not grant the path's scope. ``keys`` None: read settings."""
 
     def __init__(
-        self, app: ASGIApp, keys: KeyStore | None = None, prefix: str = "", open_paths: frozenset[str] | None = None
+        self,
+        app: ASGIApp,
+        keys: KeyStore | None = None,
+        prefix: str = "",
+        open_paths: frozenset[str] | None = None,
+        open_prefixes: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self._keys = keys
         self._open = open_paths
+        self._open_prefixes = open_prefixes
         self.prefix = prefix.rstrip("/")
 
     @property
@@ -199,7 +219,7 @@ class ApiKeyMiddleware:
             settings = OnlineSettings()
             self._keys = KeyStore.from_settings(settings)
             if self._open is None:
-                self._open = OPEN_PATHS - {"/metrics"} if settings.metrics_require_key else OPEN_PATHS
+                self._open, self._open_prefixes = public_paths(settings)
         return self._keys
 
     @property
@@ -215,7 +235,7 @@ class ApiKeyMiddleware:
         path = str(scope.get("path", ""))
         if self.prefix and path.startswith(self.prefix):
             path = path[len(self.prefix) :] or "/"
-        if path in self.open_paths:
+        if path in self.open_paths or (self._open_prefixes and path.startswith(self._open_prefixes)):
             await self.app(scope, receive, send)
             return
         decision = self.keys.check(presented_key(scope.get("headers", ())), SCOPE_BY_PATH.get(path))

@@ -124,6 +124,11 @@ class OnlineSettings(BaseSettings):
     metrics_require_key: bool = Field(
         default=False, description="/metrics answers only a key with the metrics scope (the probes stay open)."
     )
+    docs_require_key: bool = Field(
+        default=True,
+        description="The API docs (/, /docs.json and their assets) answer only a valid key (any scope); false opens "
+        "them to anyone who can reach the service.",
+    )
     id_key: SecretStr | None = Field(
         default=None,
         description="Key that signs prediction ids (shared by every replica); default: a random key kept in the "
