@@ -20,6 +20,7 @@
 | :mod:`ferry.online.metrics` | ``/metrics``: HTTP requests by endpoint (bounded labels), versions, scores, shadow |
 | :mod:`ferry.online.ids` | prediction ids signed by the service, verified without a lookup |
 | :mod:`ferry.online.keyfile` | the API key file as ``ferry keys`` edits it: create, list, revoke, under a lock |
+| :mod:`ferry.online.watch` | which ``ferry.security.*`` events the service's refusal counters ask for |
 | :mod:`ferry.online.tls` | the certificate, key and client CA ``ferry serve`` hands to BentoML, checked beforehand |
 
 Importing this package starts nothing: no thread, no I/O, no BentoML.
