@@ -15,7 +15,8 @@ req/s, p50, p99, non-2xx counts and the server's CPU time per request (user + sy
 from /proc: less sensitive than req/s to other load on a shared machine) per server and concurrency, the ferry/bare
 ratios, and the load average before and after.
 
-``--security`` measures what authentication and TLS cost instead, on the same ferry service in three runs:
+``--security`` measures what authentication and TLS cost instead, on the same ferry service run three ways at once,
+measured in interleaved rounds (``--rounds``, medians printed):
 ``http`` (one API key: the baseline), ``http, 1000 keys`` (every request's key is compared, in constant time, with
 every configured hash) and ``https`` (TLS through ``--ssl-certfile``/``--ssl-keyfile``, a certificate made in the
 run; wrk keeps its connections, so this is TLS per request, not a handshake per request). There is no switch that
@@ -30,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -204,6 +206,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=None, help="default 1 8 32 (--security: 8)")
     parser.add_argument("--security", action="store_true", help="authentication and TLS on against off (see above)")
+    parser.add_argument("--rounds", type=int, default=3, help="--security: interleaved rounds (medians are printed)")
     parser.add_argument("--serve-bare", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -312,22 +315,49 @@ def security(args: argparse.Namespace) -> None:
         ]
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
         script = lua(tmp / "ferry.lua", body, headers)
-        results: dict[str, dict[int, dict[str, float]]] = {}
         load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
-        for name, env, tls in variants:
-            port = free_port()
-            scheme = "https" if tls else "http"
-            cmd = [str(Path(sys.executable).parent / "bentoml"), "serve", "service:Online"]
-            cmd += ["--host", "127.0.0.1", "--port", str(port), *tls]
-            ready, url = f"{scheme}://127.0.0.1:{port}/readyz", f"{scheme}://127.0.0.1:{port}/predict"
-            cwd = REPO / "bentos" / "online"
-            results[name] = measure(cmd, cwd, {**base, **env}, ready, url, script, args, tmp, verify=str(certs.ca))
+        servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+        runs: dict[str, dict[int, list[dict[str, float]]]] = {
+            name: {c: [] for c in args.concurrency} for name, *_ in variants
+        }
+        try:
+            for name, env, tls in variants:  # all three up at once, so that the rounds interleave
+                port = free_port()
+                scheme = "https" if tls else "http"
+                cmd = [str(Path(sys.executable).parent / "bentoml"), "serve", "service:Online"]
+                cmd += ["--host", "127.0.0.1", "--port", str(port), *tls]
+                log = (tmp / f"{port}.log").open("wb")
+                process = subprocess.Popen(
+                    cmd, cwd=REPO / "bentos" / "online", env={**base, **env}, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )  # fmt: skip
+                servers[name] = (process, f"{scheme}://127.0.0.1:{port}")
+                wait_ready(servers[name][1] + "/readyz", process, verify=str(certs.ca))
+                wrk(servers[name][1] + "/predict", script, 4, 3)  # warm-up
+            for _ in range(args.rounds):
+                for name, (process, base_url) in servers.items():
+                    for c in args.concurrency:
+                        before = cpu_seconds(process.pid)
+                        run = wrk(base_url + "/predict", script, c, args.duration)
+                        used = cpu_seconds(process.pid) - before
+                        run["cpu_us"] = used / max(run["rps"] * args.duration, 1) * 1e6
+                        runs[name][c].append(run)
+        finally:
+            for process, _ in servers.values():
+                stop_process(process)
+        results = {
+            name: {c: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for c, rs in by_c.items()}
+            for name, by_c in runs.items()
+        }
         one, thousand = auth_check_us(1), auth_check_us(1000)
-        print(f"online predict with authentication and TLS, {args.duration} s per run, wrk -t1 on 127.0.0.1, 1 worker")
+        print(
+            f"online predict with authentication and TLS: medians of {args.rounds} interleaved rounds of "
+            f"{args.duration} s per service, wrk -t1 on 127.0.0.1, 1 worker"
+        )
         print(f"load average before: {load_before}, after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"{'service':16} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'cpu us/req':>10}")
-        for name, runs in results.items():
-            for c, r in runs.items():
+        for name, by_conc in results.items():
+            for c, r in by_conc.items():
                 print(
                     f"{name:16} {c:>4} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['non2xx']:>8.0f} "
                     f"{r['cpu_us']:>10.0f}"
