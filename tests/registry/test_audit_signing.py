@@ -149,10 +149,13 @@ def test_a_head_one_move_behind_is_repaired_by_the_next_move(signed: tuple[Regis
     assert reg.verify_audit("churn").signed
 
 
-def test_a_key_inside_the_registry_or_not_ed25519_is_refused(
+def test_no_key_a_key_inside_the_registry_or_not_ed25519_is_refused(
     signed: tuple[Registry, list[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reg, ids, _ = signed
+    monkeypatch.delenv("FERRY_AUDIT_KEY_FILE")  # a writer without the key would leave the signed head behind
+    with pytest.raises(AuditError, match="its audit log is signed"):
+        reg.promote(ids[0], "edge/beta", reason="x", model="churn")
     monkeypatch.setenv("FERRY_AUDIT_KEY_FILE", str(tmp_path / "registry" / "audit.pem"))
     with pytest.raises(ConfigError, match="is inside the registry"):
         reg.promote(ids[0], "edge/beta", reason="x", model="churn")

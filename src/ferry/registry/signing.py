@@ -184,12 +184,20 @@ def guard(
     model: str,
     records: list[AuditRecord],
     channels: bytes | None,
-    key: Ed25519PrivateKey,
+    key: Ed25519PrivateKey | None,
     *,
     action: str,
 ) -> None:
-    """Before a move is signed: AuditError unless the head verifies (or lags by the one record of a stopped move),
-    so that a truncated or rewritten log is never signed by the next promotion."""
+    """Before a move: AuditError unless the head verifies (or lags by the one record of a stopped move), so that a
+    truncated or rewritten log is never signed by the next promotion; and AuditError for a move without the key on
+    a log that is signed, which would leave its head behind."""
+    if key is None:
+        if head is not None:
+            raise AuditError(
+                f"refusing to {action} of {model!r}: its audit log is signed (audit.head.json) and this process has "
+                f"no audit key; set FERRY_AUDIT_KEY_FILE to the key that signs it"
+            )
+        return
     check = check_head(head, model, records, channels, key.public_key())
     if not check.ok and not check.lags:
         raise AuditError(

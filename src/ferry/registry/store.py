@@ -380,9 +380,8 @@ class Registry:
                     f"verify_audit({model!r}) and restore audit.jsonl/channels.json from a backup"
                 )
             key = self._audit_key()
-            if key is not None:
-                head = self._read_raw(layout.audit_head_file(self._root, model))
-                signing.guard(head, model, records, self._read_raw(channels_path), key, action=f"move {channel!r}")
+            head = self._read_raw(layout.audit_head_file(self._root, model))
+            signing.guard(head, model, records, self._read_raw(channels_path), key, action=f"move {channel!r}")
             state = replay(records)  # the log is the truth; this also completes a move that stopped half-way
             current = state.get(channel)
             if target is not None:
