@@ -14,6 +14,14 @@ Without ``--registry`` a churn model is trained on 6,000 demo rows into a tempor
 req/s, p50, p99, non-2xx counts and the server's CPU time per request (user + system of the process that serves,
 from /proc: less sensitive than req/s to other load on a shared machine) per server and concurrency, the ferry/bare
 ratios, and the load average before and after.
+
+``--security`` measures what authentication and TLS cost instead, on the same ferry service run three ways at once,
+measured in interleaved rounds (``--rounds``, medians printed):
+``http`` (one API key: the baseline), ``http, 1000 keys`` (every request's key is compared, in constant time, with
+every configured hash) and ``https`` (TLS through ``--ssl-certfile``/``--ssl-keyfile``, a certificate made in the
+run; wrk keeps its connections, so this is TLS per request, not a handshake per request). There is no switch that
+turns authentication off, so its own cost is also measured in process: the key check per request, with 1 and 1000
+keys, against the service's CPU time per request.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,7 +109,7 @@ def one_record(registry_url: str) -> dict[str, Any]:
     return {name: row[name] for name in schema.feature_names}
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120, verify: Any = True) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout_s
@@ -108,7 +117,7 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 12
         if process.poll() is not None:
             raise SystemExit(f"server exited with {process.returncode}")
         try:
-            if httpx.get(url, timeout=2).status_code in (200, 405):
+            if httpx.get(url, timeout=2, verify=verify).status_code in (200, 405):
                 return
         except httpx.HTTPError:
             pass
@@ -162,11 +171,42 @@ def lua(path: Path, body: dict[str, Any], headers: dict[str, str]) -> Path:
     return path
 
 
+def measure(
+    cmd: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    ready: str,
+    url: str,
+    script: Path,
+    args: argparse.Namespace,
+    tmp: Path,
+    *,
+    verify: Any = True,
+) -> dict[int, dict[str, float]]:
+    """Start a server, warm it up, run wrk at each concurrency with the server's CPU time per request; stop it."""
+    with (tmp / f"{Path(script).stem}-{abs(hash(url))}.log").open("wb") as log:
+        process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_ready(ready, process, verify=verify)
+            wrk(url, script, 4, 3)  # warm-up
+            results = {}
+            for c in args.concurrency:
+                before = cpu_seconds(process.pid)
+                run = wrk(url, script, c, args.duration)
+                run["cpu_us"] = (cpu_seconds(process.pid) - before) / max(run["rps"] * args.duration, 1) * 1e6
+                results[c] = run
+            return results
+        finally:
+            stop_process(process)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--registry", help="registry whose online/champion is served (default: train one)")
     parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=None, help="default 1 8 32 (--security: 8)")
+    parser.add_argument("--security", action="store_true", help="authentication and TLS on against off (see above)")
+    parser.add_argument("--rounds", type=int, default=3, help="--security: interleaved rounds (medians are printed)")
     parser.add_argument("--serve-bare", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -177,6 +217,11 @@ def main() -> None:
         return
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed; on Debian: apt-get install wrk")
+    if args.security:
+        args.concurrency = args.concurrency or [8]
+        security(args)
+        return
+    args.concurrency = args.concurrency or [1, 8, 32]
 
     tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-online-"))
     try:
@@ -204,24 +249,8 @@ def main() -> None:
                 cmd += ["--host", "127.0.0.1", "--port", str(port)]
                 cwd, ready = REPO / "bentos" / "online", f"http://127.0.0.1:{port}/readyz"
                 headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
-            log = (tmp / f"{name}.log").open("wb")
-            process = subprocess.Popen(
-                cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-            try:
-                wait_ready(ready, process)
-                script = lua(tmp / f"{name}.lua", body, headers)
-                url = f"http://127.0.0.1:{port}/predict"
-                wrk(url, script, 4, 3)  # warm-up
-                results[name] = {}
-                for c in args.concurrency:
-                    before = cpu_seconds(process.pid)
-                    run = wrk(url, script, c, args.duration)
-                    run["cpu_us"] = (cpu_seconds(process.pid) - before) / max(run["rps"] * args.duration, 1) * 1e6
-                    results[name][c] = run
-            finally:
-                stop_process(process)
-                log.close()
+            script = lua(tmp / f"{name}.lua", body, headers)
+            results[name] = measure(cmd, cwd, env, ready, f"http://127.0.0.1:{port}/predict", script, args, tmp)
         print(f"online predict, one record per request, {args.duration} s per run, wrk -t1 on 127.0.0.1, 1 worker")
         print(f"load average before: {load_before}, after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         head = f"{'server':8} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'timeouts':>8}"
@@ -238,6 +267,112 @@ def main() -> None:
                 f"c={c}: ferry/bare throughput {f['rps'] / b['rps']:.2f}x, "
                 f"cpu per request {f['cpu_us'] / b['cpu_us']:.2f}x, "
                 f"ferry p99/p50 {f['p99'] / f['p50']:.1f}x, bare p99/p50 {b['p99'] / b['p50']:.1f}x"
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def auth_check_us(n_keys: int, rounds: int = 20_000) -> float:
+    """Microseconds one request's key check takes in process with ``n_keys`` configured keys (the key is the last)."""
+    from ferry.online.auth import KeyStore, hash_key
+    from ferry.online.settings import ApiKeyEntry
+
+    entries = [ApiKeyEntry(name=f"k{i}", sha256=hash_key(f"key-{i}"), scopes=("predict",)) for i in range(n_keys)]
+    store = KeyStore(entries)
+    key = f"key-{n_keys - 1}"
+    started = time.perf_counter()
+    for _ in range(rounds):
+        store.check(key, "predict")
+    return (time.perf_counter() - started) / rounds * 1e6
+
+
+def security(args: argparse.Namespace) -> None:
+    """ferry over HTTP with one key, with 1000 keys, and over HTTPS: throughput and p99, as ratios to the first."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from tls_support import make_certs
+
+    from ferry.online.auth import hash_key
+
+    tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-security-"))
+    try:
+        registry = args.registry or train_registry(tmp)
+        body = {"records": one_record(registry)}
+        certs = make_certs(tmp / "certs")
+        many = [{"name": f"k{i}", "sha256": hash_key(f"other-{i}"), "scopes": ["predict"]} for i in range(999)]
+        (tmp / "keys.json").write_text(json.dumps(many))
+        base = {
+            **os.environ,
+            "BENTOML_HOME": str(tmp / "bentoml-home"),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "FERRY_REGISTRY_URL": str(Path(registry).resolve()),
+            "FERRY_ONLINE_API_KEYS": json.dumps([{"name": "bench", "sha256": hash_key(KEY), "scopes": ["predict"]}]),
+            "OMP_NUM_THREADS": "1",
+        }
+        variants = [
+            ("http", {}, []),
+            ("http, 1000 keys", {"FERRY_ONLINE_API_KEYS_FILE": str(tmp / "keys.json")}, []),
+            ("https", {}, ["--ssl-certfile", str(certs.server_cert), "--ssl-keyfile", str(certs.server_key)]),
+        ]
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+        script = lua(tmp / "ferry.lua", body, headers)
+        load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+        runs: dict[str, dict[int, list[dict[str, float]]]] = {
+            name: {c: [] for c in args.concurrency} for name, *_ in variants
+        }
+        try:
+            for name, env, tls in variants:  # all three up at once, so that the rounds interleave
+                port = free_port()
+                scheme = "https" if tls else "http"
+                cmd = [str(Path(sys.executable).parent / "bentoml"), "serve", "service:Online"]
+                cmd += ["--host", "127.0.0.1", "--port", str(port), *tls]
+                log = (tmp / f"{port}.log").open("wb")
+                process = subprocess.Popen(
+                    cmd, cwd=REPO / "bentos" / "online", env={**base, **env}, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )  # fmt: skip
+                servers[name] = (process, f"{scheme}://127.0.0.1:{port}")
+                wait_ready(servers[name][1] + "/readyz", process, verify=str(certs.ca))
+                wrk(servers[name][1] + "/predict", script, 4, 3)  # warm-up
+            for _ in range(args.rounds):
+                for name, (process, base_url) in servers.items():
+                    for c in args.concurrency:
+                        before = cpu_seconds(process.pid)
+                        run = wrk(base_url + "/predict", script, c, args.duration)
+                        used = cpu_seconds(process.pid) - before
+                        run["cpu_us"] = used / max(run["rps"] * args.duration, 1) * 1e6
+                        runs[name][c].append(run)
+        finally:
+            for process, _ in servers.values():
+                stop_process(process)
+        results = {
+            name: {c: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for c, rs in by_c.items()}
+            for name, by_c in runs.items()
+        }
+        one, thousand = auth_check_us(1), auth_check_us(1000)
+        print(
+            f"online predict with authentication and TLS: medians of {args.rounds} interleaved rounds of "
+            f"{args.duration} s per service, wrk -t1 on 127.0.0.1, 1 worker"
+        )
+        print(f"load average before: {load_before}, after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(f"{'service':16} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'cpu us/req':>10}")
+        for name, by_conc in results.items():
+            for c, r in by_conc.items():
+                print(
+                    f"{name:16} {c:>4} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['non2xx']:>8.0f} "
+                    f"{r['cpu_us']:>10.0f}"
+                )
+        for c in args.concurrency:
+            b = results["http"][c]
+            for name in ("http, 1000 keys", "https"):
+                r = results[name][c]
+                print(
+                    f"c={c}: {name} / http: throughput {r['rps'] / b['rps']:.2f}x, p99 {r['p99'] / b['p99']:.2f}x, "
+                    f"cpu per request {r['cpu_us'] / b['cpu_us']:.2f}x"
+                )
+            print(
+                f"c={c}: the key check in process: {one:.1f} us with 1 key, {thousand:.1f} us with 1000 keys: "
+                f"{one / b['cpu_us']:.1%} and {thousand / b['cpu_us']:.1%} of the service's cpu per request"
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

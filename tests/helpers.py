@@ -161,3 +161,18 @@ def clone_version(registry: Registry, base: ModelVersion, work: Path, *, note: s
         (work / name).write_bytes(data)
         files[name] = work / name
     return registry.register(base.model, files, dict(base.info)).id
+
+
+def listening_hosts(pid: int) -> set[str]:
+    """The local addresses every TCP socket of a process and its children listens on (network isolation)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    hosts = set()
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            connections = proc.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        hosts |= {c.laddr.ip for c in connections if c.status == psutil.CONN_LISTEN}
+    return hosts

@@ -27,6 +27,7 @@ from ferry.online.predict import FeedbackAck, FeedbackItem, ModelInfo, PredictRe
 from ferry.online.records import RequestRejected
 from ferry.online.settings import OnlineSettings
 from ferry.online.shed import KeyShareMiddleware, LoadShedMiddleware
+from ferry.online.tarpit import TarpitHolder, TarpitMiddleware
 from ferry.online.telemetry import TelemetryAck
 
 log = logging.getLogger("ferry.online")
@@ -61,13 +62,17 @@ METRICS = MetricsHolder()
 LANE = Lane()
 """The fast lane for ``POST /predict``; the service instance attaches its :class:`Answerer` when it starts."""
 
+TARPIT = TarpitHolder()
+"""Where the service instance attaches its :class:`Tarpit`, which slows 401s to clients that keep failing."""
+
 
 @bentoml.service(
     name="ferry-online",
     workers=1,
     # BentoML's own limits sit above ferry's shedding (FERRY_ONLINE_MAX_IN_FLIGHT, 32 by default), so a request
-    # over capacity gets 503 + Retry-After at once rather than a queue that ends in 504.
-    traffic={"timeout": 30, "max_concurrency": 64},
+    # over capacity gets 503 + Retry-After at once rather than a queue that ends in 504. Its places also count the
+    # 401s held in the tarpit (FERRY_ONLINE_TARPIT_MAX, 256 by default), so they are far more than both together.
+    traffic={"timeout": 30, "max_concurrency": 1024},
     logging={"access": {"enabled": False}},
     # BentoML's request metrics label the raw path, so every unknown path a client tries adds series to /metrics
     # for good. ferry counts requests itself with bounded labels (HttpMetricsMiddleware, ferry.online.metrics).
@@ -85,6 +90,7 @@ class Online:
     def __init__(self) -> None:
         self.app = OnlineApp(OnlineSettings(), model=ARGS.model, version=ARGS.version).start()
         METRICS.metrics = self.app.metrics
+        TARPIT.tarpit = self.app.tarpit
         LANE.retry_after_s = self.app.settings.retry_after_s
         LANE.answerer = self.app.answerer
         LANE.collector = self.app.collector
@@ -100,6 +106,7 @@ class Online:
             LANE.answerer = None
             LANE.collector = None
             LANE.metrics = None
+            TARPIT.tarpit = None
         self.app.stop(timeout_s=1.0)
 
     def __is_ready__(self) -> bool:
@@ -161,10 +168,11 @@ class Online:
 
 
 # Listed outermost first. Every request is counted by endpoint and status. A request without a valid key is
-# refused before its body is read; one key may have only its share of requests in the service (429); the body must
-# arrive in full, within size and time (413, 408); only then does the request take one of the slots (503 +
-# Retry-After over them), so a client that stalls holds none.
+# refused before its body is read (slowly, in the tarpit, once its client keeps failing); one key may have only its
+# share of requests in the service (429); the body must arrive in full, within size and time (413, 408); only then
+# does the request take one of the slots (503 + Retry-After over them), so a client that stalls holds none.
 Online.add_asgi_middleware(HttpMetricsMiddleware, holder=METRICS)
+Online.add_asgi_middleware(TarpitMiddleware, holder=TARPIT)
 Online.add_asgi_middleware(ApiKeyMiddleware)
 Online.add_asgi_middleware(KeyShareMiddleware)
 Online.add_asgi_middleware(BodyLimitMiddleware)

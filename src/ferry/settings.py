@@ -1,6 +1,6 @@
 """Settings, one class per concern, each reading its own environment prefix; nothing happens at import time.
 
-This is the index of every settings class in ferry. The four shared ones live here; the others live beside the
+This is the index of every settings class in ferry. The five shared ones live here; the others live beside the
 code that reads them, each in a module of its own so that reading settings never imports that code:
 
 | class | env prefix | module | what |
@@ -9,11 +9,13 @@ code that reads them, each in a module of its own so that reading settings never
 | :class:`GateSettings` | ``FERRY_GATE_`` | here | thresholds the gate compares a candidate against |
 | :class:`TrainSettings` | ``FERRY_TRAIN_`` | here | the estimator, its CV search, split, threads and seed |
 | :class:`EdgeSettings` | ``FERRY_EDGE_`` | here | the TUF repository edge bundles go to, and its keys |
+| :class:`AuditSettings` | ``FERRY_AUDIT_`` | here | the ed25519 keys that sign and check the audit log's head |
 | ``BatchSettings`` | ``FERRY_BATCH_`` | :mod:`ferry.batch.settings` | batch scoring: channel, batches, drift |
 | ``MonitorSettings`` | ``FERRY_MONITOR_`` | :mod:`ferry.monitor.settings` | judging drift, announcing it |
 | ``RolloutSettings`` | ``FERRY_ROLLOUT_`` | :mod:`ferry.monitor.rollout` | judging a challenger on live traffic |
 | ``OnlineSettings`` | ``FERRY_ONLINE_`` | :mod:`ferry.online.settings` | the online service: routing, keys, limits |
 | ``RetentionSettings`` | ``FERRY_RETENTION_`` | :mod:`ferry.governance.retention` | days each kind of kept data stays |
+| ``WatchSettings`` | ``FERRY_SECURITY_`` | :mod:`ferry.online.settings` | refusals that make a security event |
 
 ``tests/test_settings.py`` checks that this table names every settings class in ``ferry`` with its prefix.
 """
@@ -159,6 +161,26 @@ class EdgeSettings(BaseSettings):
         default_factory=dict,
         description='Signatures each role needs, e.g. {"root": 2, "targets": 2}; 1 for a role not named. '
         "Read when the repository is created.",
+    )
+
+
+class AuditSettings(BaseSettings):
+    """The key that signs each audit log's head after every move, and the key that checks it."""
+
+    model_config = SettingsConfigDict(env_prefix="FERRY_AUDIT_", extra="ignore")
+
+    key_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="ed25519 private key (PEM) that signs audit.head.json after every move; made with mode 0600 "
+        "(and its public key beside it, <file>.pub) on first use. Never inside the registry. None: heads are not "
+        "signed.",
+    )
+    public_key_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="ed25519 public key (PEM) that `ferry audit verify` checks heads with; default: <key_file>.pub. "
+        "Give auditors this file.",
     )
 
 

@@ -165,3 +165,72 @@ def edge_heartbeat(champion: dict[str, str], home: Path, collector: str, *, toke
         "stale": False,
     }
     return beats, beats.build(status, sketch)
+
+
+FLOOD = """
+import asyncio, json, signal, sys
+host, port, connections = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+body = b'{"records": {"age": 1}}'
+stop = asyncio.Event()
+counts = {}
+
+def request(i):
+    key = b"" if i % 2 else b"Authorization: Bearer wrong-key-%d\\r\\n" % i
+    return (b"POST /predict HTTP/1.1\\r\\nHost: x\\r\\n" + key + b"Content-Type: application/json\\r\\n"
+            b"Content-Length: %d\\r\\n\\r\\n" % len(body) + body)
+
+async def one(n):
+    i = n
+    while not stop.is_set():
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while not stop.is_set():
+                writer.write(request(i))
+                head = await reader.readuntil(b"\\r\\n\\r\\n")
+                status = int(head.split(b" ", 2)[1])
+                length = int(head.lower().split(b"content-length:")[1].split(b"\\r\\n")[0])
+                await reader.readexactly(length)
+                counts[status] = counts.get(status, 0) + 1
+                i += connections
+                if b"connection: close" in head.lower():
+                    break
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        writer.close()
+
+async def main():
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    tasks = [asyncio.create_task(one(n)) for n in range(connections)]
+    while not counts:
+        await asyncio.sleep(0.01)
+    print("flooding", flush=True)
+    await stop.wait()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    print(json.dumps(counts), flush=True)
+
+asyncio.run(main())
+"""
+"""A client process that floods ``/predict`` over ``connections`` keep-alive connections (connecting again whenever
+the server closes one), half without a key and half with wrong ones, until SIGTERM; it prints ``flooding`` once
+answered, and its status counts at the end."""
+
+
+def start_flood(url: str, connections: int) -> subprocess.Popen[str]:
+    host, port = url.removeprefix("http://").split(":")
+    flood = subprocess.Popen(
+        [sys.executable, "-c", FLOOD, host, port, str(connections)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert flood.stdout is not None
+    assert flood.stdout.readline().strip() == "flooding"
+    return flood
+
+
+def stop_flood(flood: subprocess.Popen[str]) -> dict[int, int]:
+    """Stop the flood by its PID; the count of each status it was answered."""
+    stop_process(flood, grace_s=10)
+    assert flood.stdout is not None
+    with flood.stdout:
+        return {int(k): v for k, v in json.loads(flood.stdout.read().strip().splitlines()[-1]).items()}

@@ -663,3 +663,15 @@ def test_each_key_gets_its_own_rate_and_daily_quota() -> None:
     day[0] += timedelta(days=1)
     assert limits.take("quota", quota) is None
     assert all(limits.take("free", free) is None for _ in range(1000))
+
+
+def test_the_docs_and_metrics_are_open_only_when_the_settings_say_so() -> None:
+    from ferry.online.auth import public_paths
+    from ferry.online.settings import OnlineSettings
+
+    paths, prefixes = public_paths(OnlineSettings())
+    assert paths == {"/healthz", "/livez", "/readyz", "/metrics"}
+    assert prefixes == ()
+    paths, prefixes = public_paths(OnlineSettings(docs_require_key=False, metrics_require_key=True))
+    assert paths == {"/healthz", "/livez", "/readyz", "/", "/docs", "/docs.json"}
+    assert "/static_content/" in prefixes

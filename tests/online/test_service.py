@@ -570,6 +570,40 @@ def test_every_401_is_the_same_answer(client: Any, path: str) -> None:
     assert len(answers) == 1, answers
 
 
+def test_keys_in_the_wrong_place_or_malformed_are_refused_with_the_same_401(
+    client: Any, churn_champion: dict[str, str]
+) -> None:
+    """A valid key is only taken from ``Authorization: Bearer`` or ``X-API-Key``: in the query string, a cookie,
+    another header, or without its scheme it is no key (401, the same answer as no key at all); a malformed or
+    huge key is an unknown one; the same key in the right place is answered."""
+    key = KEYS["predict"]
+    body = {"records": _record(churn_champion)}
+    wrong = [
+        ("/predict?api_key=" + key, {}),
+        ("/predict?key=" + key + "&token=" + key, {}),
+        ("/predict", {"Authorization": key}),
+        ("/predict", {"Authorization": "Token " + key}),
+        ("/predict", {"Authorization": "Basic " + key}),
+        ("/predict", {"X-Api-Token": key}),
+        ("/predict", {"Cookie": "api_key=" + key}),
+        ("/predict", {"Authorization": "Bearer"}),
+        ("/predict", {"Authorization": "Bearer " + key + "x"}),
+        ("/predict", {"Authorization": "Bearer " + key[:-1]}),
+        ("/predict", {"Authorization": "Bearer " + key.upper()}),
+        ("/predict", {"Authorization": "Bearer " + "k" * 8000}),
+        ("/predict", {"X-API-Key": ("\u00e9\u00e8" + key).encode("latin-1")}),
+        ("/predict", {"Authorization": "Bearer " + key + " " + key}),
+    ]
+    answers = set()
+    for path, headers in wrong:
+        response = client.post(path, json=body, headers=headers)
+        assert response.status_code == 401, (path, headers)
+        answers.add(response.content)
+    assert answers == {client.post("/predict", json=body).content}
+    assert client.post("/predict", json=body, headers=auth("predict")).status_code == 200
+    assert client.post("/predict", json=body, headers={"X-API-Key": key}).status_code == 200
+
+
 BIG = "x" * 300_000
 
 
@@ -623,6 +657,32 @@ def test_refusals_are_counted_by_reason_and_key_and_a_repeat_offender_is_a_suspe
         )
     assert "ferry_online_suspect_clients_total 1" in metrics  # six refusals of one client, threshold five
     assert client.post("/predict", json={"records": record}, headers=auth("predict")).status_code == 200
+
+
+def test_a_suspect_client_waits_in_the_tarpit_for_its_401s_and_a_valid_key_never_does(
+    client_for: Any, churn_champion: dict[str, str]
+) -> None:
+    """Once a client is a suspect its 401s are held for tarpit_s and close the connection; its requests with a
+    valid key, and its 403s, are answered at once; with tarpit_s 0 nothing is held."""
+    import time
+
+    body = {"records": _record(churn_champion)}
+    for delay, held in (("0.3", True), ("0", False)):
+        client = client_for(churn_champion["registry"], suspect_refusals="3", tarpit_s=delay)
+        for _ in range(3):
+            response = client.post("/predict", json=body)
+            assert response.status_code == 401
+            assert "connection" not in response.headers  # not a suspect yet
+        started = time.monotonic()
+        response = client.post("/predict", json=body, headers={"Authorization": "Bearer guess"})
+        waited = time.monotonic() - started
+        assert response.status_code == 401
+        assert (waited >= 0.3, response.headers.get("connection")) == ((True, "close") if held else (False, None))
+        started = time.monotonic()
+        assert client.post("/predict", json=body, headers=auth("predict")).status_code == 200
+        assert client.post("/refresh", headers=auth("predict")).status_code == 403
+        assert time.monotonic() - started < 0.3
+        assert f"ferry_online_tarpitted_total {int(held)}" in client.get("/metrics").text
 
 
 def test_a_key_over_its_rate_gets_429_with_retry_after_and_others_go_on(

@@ -575,5 +575,16 @@ def _as_edge_error(exc: Exception) -> EdgeError:
     if isinstance(exc, RepositoryError | DownloadLengthMismatchError):
         return SyncError(f"the repository did not verify ({name}): {exc}", kind="unverified")
     if isinstance(exc, DownloadError):
-        return SyncError(f"the repository could not be reached ({name}): {exc}", kind="unreachable")
+        cause = _root_cause(exc)
+        why = f" ({type(cause).__name__}: {cause})" if cause is not exc else ""
+        return SyncError(f"the repository could not be reached ({name}): {exc}{why}", kind="unreachable")
     return SyncError(f"sync failed: {name}: {exc}", kind="error")
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception behind ``exc`` (a TLS certificate error behind a download error, say)."""
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        exc = inner
+    return exc

@@ -2,7 +2,7 @@
 
 | module | what lives there |
 |---|---|
-| :mod:`~ferry.cli.app` | the root command and its ``models`` and ``audit`` groups |
+| :mod:`~ferry.cli.app` | the root command and its ``models``, ``audit`` and ``keys`` groups |
 | :mod:`~ferry.cli.common` | the console, the shared options, the registry, how an error ends a command |
 | :mod:`~ferry.cli.views` | the rich tables: a retrain's outcome, gate checks, a batch run, what runs where |
 | :mod:`~ferry.cli.train` | ``ferry train`` |
@@ -12,7 +12,8 @@
 | :mod:`~ferry.cli.models` | ``ferry models list`` / ``show`` |
 | :mod:`~ferry.cli.channels` | ``ferry promote`` / ``rollback`` |
 | :mod:`~ferry.cli.status` | ``ferry status`` |
-| :mod:`~ferry.cli.audit` | ``ferry audit verify`` |
+| :mod:`~ferry.cli.audit` | ``ferry audit verify`` / ``sign`` |
+| :mod:`~ferry.cli.keys` | ``ferry keys create`` / ``list`` / ``revoke``: the online service's API keys |
 | :mod:`~ferry.cli.governance` | ``ferry housekeeping``, ``ferry forget`` |
 | :mod:`~ferry.cli.edge` | ``ferry edge publish`` / ``status`` / ``resign`` / ``rotate`` |
 | :mod:`~ferry.cli.processes` | the processes the demo and ``ferry serve`` start: ``bentoml serve``, a static host |
@@ -29,14 +30,14 @@ import atexit
 import os
 import sys
 
-from ferry.cli import audit, channels, demo, governance, models, score, serve, status, train
+from ferry.cli import audit, channels, demo, governance, keys, models, score, serve, status, train
 from ferry.cli.app import app
 from ferry.cli.edge import edge_app
 
 __all__ = ["app", "main"]
 
 app.add_typer(edge_app, name="edge")
-_COMMANDS = (audit, channels, demo, governance, models, score, serve, status, train)  # imported for their registration
+_COMMANDS = (audit, channels, demo, governance, keys, models, score, serve, status, train)  # imported for their registration
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from typing import Any, Self
 
 from ferry import storage
 from ferry.errors import FerryError
+from ferry.online.tls import TlsFiles
 from ferry.settings import StorageSettings
 
 __all__ = [
@@ -67,18 +69,19 @@ def bento_dir() -> Path:
     raise BentoNotFound(f"no online service (service.py) in {tried}; set {BENTO_ENV} to the bentos/online directory")
 
 
-def serve_command(host: str, port: int) -> list[str]:
-    """The ``bentoml serve`` command line for the online service, with this interpreter's bentoml."""
+def serve_command(host: str, port: int, tls: TlsFiles | None = None) -> list[str]:
+    """The ``bentoml serve`` command line for the online service, with this interpreter's bentoml (HTTPS with
+    ``tls``)."""
     local = Path(sys.executable).parent / "bentoml"
     exe = str(local) if local.exists() else shutil.which("bentoml")
     if exe is None:
         raise FerryError("bentoml is not installed; install ferry with the `online` extra")
-    return [exe, "serve", "service:Online", "--host", host, "--port", str(port)]
+    return [exe, "serve", "service:Online", "--host", host, "--port", str(port), *(tls.bentoml_args() if tls else [])]
 
 
-def _get(url: str, *, timeout: float) -> int:
+def _get(url: str, *, timeout: float, context: ssl.SSLContext | None = None) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         with exc:  # an HTTPError holds the response open
@@ -102,7 +105,9 @@ class Service:
     """A ``bentoml serve`` subprocess of the online service, ready once its ``/readyz`` answers 200.
 
     ``env`` is added to this process's environment (``FERRY_REGISTRY_URL``, ``FERRY_ONLINE_*``); its output goes to
-    ``log``. Use as a context manager: it starts on entry and is stopped by its PID on exit.
+    ``log``. With ``tls`` it serves HTTPS, and ``client`` is the TLS context its own requests use (the CA to trust,
+    and a client certificate under mutual TLS). Use as a context manager: it starts on entry and is stopped by its
+    PID on exit.
     """
 
     log: Path
@@ -110,11 +115,13 @@ class Service:
     host: str = "127.0.0.1"
     port: int = 0
     start_timeout_s: float = 120.0
+    tls: TlsFiles | None = None
+    client: ssl.SSLContext | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> Self:
         self.port = self.port or free_port(self.host)
@@ -124,7 +131,7 @@ class Service:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                serve_command(self.host, self.port),
+                serve_command(self.host, self.port, self.tls),
                 cwd=bento_dir(),
                 env=environ,
                 stdout=out,
@@ -136,7 +143,7 @@ class Service:
             if self.process.poll() is not None:
                 raise ServiceFailed(f"bentoml serve exited with {self.process.returncode}:\n{self._tail()}")
             try:
-                if _get(self.url + "/readyz", timeout=2) == 200:
+                if _get(self.url + "/readyz", timeout=2, context=self.client) == 200:
                     return self
             except OSError:
                 pass
@@ -156,7 +163,7 @@ class Service:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout, context=self.client) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
             raise ServiceFailed(
@@ -165,7 +172,7 @@ class Service:
 
     def metrics(self, timeout: float = 10.0) -> str:
         """The Prometheus text of ``/metrics`` (open, no key)."""
-        with urllib.request.urlopen(self.url + "/metrics", timeout=timeout) as response:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=timeout, context=self.client) as response:
             text: str = response.read().decode()
         return text
 
@@ -180,40 +187,52 @@ class Service:
         self.stop()
 
 
+_HTTPS_HOST = """
+import functools, http.server, ssl, sys
+port, host, directory, cert, key = sys.argv[1:]
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=directory)
+server = http.server.ThreadingHTTPServer((host, int(port)), handler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+"""Python's ``http.server`` behind TLS (it has no TLS option of its own before Python 3.14)."""
+
+
 @dataclass
 class StaticHost:
-    """Python's ``http.server`` on a directory: a stand-in for nginx, a bucket or a CDN. Stopped by its PID."""
+    """Python's ``http.server`` on a directory: a stand-in for nginx, a bucket or a CDN. Stopped by its PID.
+
+    With ``tls`` it serves HTTPS; ``client`` is the TLS context of its own readiness probe (the CA to trust).
+    """
 
     directory: Path
     host: str = "127.0.0.1"
     port: int = 0
+    tls: TlsFiles | None = None
+    client: ssl.SSLContext | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 15.0) -> Self:
         self.port = self.port or free_port(self.host)
+        if self.tls is None:
+            command = [sys.executable, "-m", "http.server", str(self.port), "--bind", self.host]
+            command += ["--directory", str(self.directory)]
+        else:
+            command = [sys.executable, "-c", _HTTPS_HOST, str(self.port), self.host, str(self.directory)]
+            command += [str(self.tls.certfile), str(self.tls.keyfile)]
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "http.server",
-                str(self.port),
-                "--bind",
-                self.host,
-                "--directory",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                _get(self.url, timeout=1)
+                _get(self.url, timeout=1, context=self.client)
                 return self
             except OSError as exc:
                 if self.process.poll() is not None or time.monotonic() > deadline:

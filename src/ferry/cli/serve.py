@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -25,18 +26,38 @@ def serve(
         typer.Option("--version", help="Serve exactly this version instead of following the channel."),
     ] = None,
     registry: RegistryOpt = None,
+    ssl_certfile: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="PEM certificate (chain): serve HTTPS, with --ssl-keyfile. [FERRY_ONLINE_SSL_CERTFILE]"),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="PEM private key of the certificate. [FERRY_ONLINE_SSL_KEYFILE]"),
+    ] = None,
+    ssl_ca_certs: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="PEM CA file: require client certificates it signed (mTLS). [FERRY_ONLINE_SSL_CA_CERTS]"),
+    ] = None,
 ) -> None:
     """Run the online service: `bentoml serve` of bentos/online on the model a channel points to.
 
-    Every FERRY_ONLINE_* variable (API keys, routing, limits) applies; these options override their variables.
+    Every FERRY_ONLINE_* variable (API keys, routing, limits, TLS) applies; these options override their variables.
     """
     import os
     import sys
 
     from ferry import storage
     from ferry.cli import processes as serving
+    from ferry.online import tls as online_tls
+    from ferry.online.settings import OnlineSettings
 
     try:
+        settings = OnlineSettings()
+        tls = online_tls.check(
+            ssl_certfile or settings.ssl_certfile,
+            ssl_keyfile or settings.ssl_keyfile,
+            ssl_ca_certs or settings.ssl_ca_certs,
+        )
         reg = open_registry(registry)
         env = {
             serving.REGISTRY_ENV: storage.portable_url(reg.url),  # bentoml serve runs in the service's directory
@@ -45,11 +66,12 @@ def serve(
         for name, value in (("MODEL", model), ("CHANNEL", channel), ("VERSION", version)):
             if value is not None:
                 env[f"FERRY_ONLINE_{name}"] = value
-        command = serving.serve_command(host, port)
+        command = serving.serve_command(host, port, tls)
         directory = serving.bento_dir()
     except FerryError as exc:
         raise fail(exc) from exc
-    console().print(f"serving {reg.url} on http://{host}:{port} ({' '.join(command[1:])} in {directory})")
+    scheme = "https" if tls else "http"
+    console().print(f"serving {reg.url} on {scheme}://{host}:{port} ({' '.join(command[1:])} in {directory})")
     sys.stdout.flush()
     os.chdir(directory)
     os.execve(command[0], command, {**os.environ, **env})

@@ -12,12 +12,16 @@
 | :mod:`ferry.online.telemetry` | edge heartbeats: the validated payload and its Parquet log in the registry |
 | :mod:`ferry.online.auth` | API keys with scopes (stored as sha256 hashes) and the ASGI middleware that checks them |
 | :mod:`ferry.online.limits` | the ASGI middleware that reads a body within a size (413) and a time (408) |
+| :mod:`ferry.online.tarpit` | 401s to clients that keep failing authentication are held, so a flood waits |
 | :mod:`ferry.online.shed` | admission: a share per API key (429), and 503 + Retry-After over ``max_in_flight`` |
 | :mod:`ferry.online.routing` | champion, shadow, canary or sticky A/B between champion and challenger |
 | :mod:`ferry.online.logs` | prediction, feedback and telemetry logs, buffered into Parquet files in the registry |
 | :mod:`ferry.online.wal` | the local write-ahead file that makes acknowledged feedback and heartbeats durable |
 | :mod:`ferry.online.metrics` | ``/metrics``: HTTP requests by endpoint (bounded labels), versions, scores, shadow |
 | :mod:`ferry.online.ids` | prediction ids signed by the service, verified without a lookup |
+| :mod:`ferry.online.keyfile` | the API key file as ``ferry keys`` edits it: create, list, revoke, under a lock |
+| :mod:`ferry.online.watch` | which ``ferry.security.*`` events the service's refusal counters ask for |
+| :mod:`ferry.online.tls` | the certificate, key and client CA ``ferry serve`` hands to BentoML, checked beforehand |
 
 Importing this package starts nothing: no thread, no I/O, no BentoML.
 """

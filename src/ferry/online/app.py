@@ -1,9 +1,9 @@
 """The online service's composition root: every part one service process runs, built from its settings.
 
-:class:`OnlineApp` wires the model holders, router, logs and their flusher, prediction ids, metrics, answerer and
-heartbeat collector, starts their threads and stops them. It knows nothing of BentoML: ``bentos/online/service.py``
-creates one per worker and only adapts its methods to BentoML's API decorators, so the whole service can also be
-built and driven in plain Python.
+:class:`OnlineApp` wires the model holders, router, logs and their flusher, prediction ids, metrics, the tarpit,
+answerer and heartbeat collector, starts their threads and stops them. It knows nothing of BentoML:
+``bentos/online/service.py`` creates one per worker and only adapts its methods to BentoML's API decorators, so the
+whole service can also be built and driven in plain Python.
 
 A new app first writes the rows a killed predecessor acknowledged (recovered from the write-ahead files, see
 :mod:`ferry.online.wal`), then loads and warms the version its channel points to.
@@ -26,6 +26,7 @@ from ferry.online.predict import FeedbackAck, FeedbackItem, ModelInfo, check_fee
 from ferry.online.records import RequestRejected
 from ferry.online.routing import Router
 from ferry.online.settings import OnlineSettings
+from ferry.online.tarpit import Tarpit
 from ferry.online.telemetry import Collector, TelemetryAck, TelemetryLog
 from ferry.registry import Registry, layout
 
@@ -53,6 +54,7 @@ class OnlineApp:
         self.metrics = OnlineMetrics(
             suspect_refusals=settings.suspect_refusals, suspect_window_s=settings.suspect_window_s
         )
+        self.tarpit = Tarpit(self.metrics, delay_s=settings.tarpit_s, max_held=settings.tarpit_max)
         buffer = settings.log_buffer_rows
         self.prediction_log = PredictionLog(
             registry.url, model, sample_rate=settings.prediction_sample_rate, buffer_rows=buffer
@@ -128,7 +130,7 @@ class OnlineApp:
         for holder in (self.holder, self.challenger):
             if holder is not None:
                 lines.append(f'ferry_online_channel_reads_total{{channel="{holder.channel}"}} {holder.reads}')
-        return self.metrics.render() + self.flusher.render() + "\n".join(lines) + "\n"
+        return self.metrics.render() + self.tarpit.render() + self.flusher.render() + "\n".join(lines) + "\n"
 
 
 def _wal_root(settings: OnlineSettings, registry_url: str, model: str) -> Path:

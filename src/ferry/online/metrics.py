@@ -109,6 +109,16 @@ class OnlineMetrics:
                 client, n, self.suspect_window_s, status, reason, key,
             )  # fmt: skip
 
+    def is_suspect(self, client: str) -> bool:
+        """Whether ``client`` was refused ``suspect_refusals`` times within the current window."""
+        with self._lock:
+            seen = self._clients.get(client)
+        return (
+            seen is not None
+            and seen[1] >= self.suspect_refusals
+            and time.monotonic() - seen[0] <= self.suspect_window_s
+        )
+
     def refused_feedback(self, rule: str) -> None:
         """A /feedback request was refused for ``rule`` (``prediction_id``: an id the service never issued)."""
         with self._lock:

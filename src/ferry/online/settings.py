@@ -111,8 +111,23 @@ class OnlineSettings(BaseSettings):
         description="Refusals of one client within suspect_window_s that make it a suspect (logged and counted).",
     )
     suspect_window_s: float = Field(default=60.0, gt=0, le=86_400, description="Window of suspect_refusals.")
+    tarpit_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How long a 401 to a suspect client is held before it is sent, with Connection: close "
+        "(0: never); requests with a valid key never wait.",
+    )
+    tarpit_max: int = Field(
+        default=256, ge=1, le=100_000, description="Most 401s held in the tarpit at once; more are answered at once."
+    )
     metrics_require_key: bool = Field(
         default=False, description="/metrics answers only a key with the metrics scope (the probes stay open)."
+    )
+    docs_require_key: bool = Field(
+        default=True,
+        description="The API docs (/, /docs.json and their assets) answer only a valid key (any scope); false opens "
+        "them to anyone who can reach the service.",
     )
     id_key: SecretStr | None = Field(
         default=None,
@@ -124,6 +139,17 @@ class OnlineSettings(BaseSettings):
         description="Local directory of the write-ahead files that make acknowledged feedback and heartbeats "
         "durable; default: <registry>/models/<model>/online/wal for a local registry, else "
         "$XDG_STATE_HOME/ferry/wal/<model> (~/.local/state/...).",
+    )
+    ssl_certfile: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) of the service: with ssl_keyfile, `ferry serve` serves HTTPS "
+        "(BentoML's --ssl-certfile).",
+    )
+    ssl_keyfile: Path | None = Field(default=None, description="PEM private key of ssl_certfile (unencrypted).")
+    ssl_ca_certs: Path | None = Field(
+        default=None,
+        description="PEM CA certificates: with TLS on, every client must present a certificate signed by one of "
+        "them (mutual TLS).",
     )
     api_keys: tuple[ApiKeyEntry, ...] = Field(
         default=(),
@@ -142,3 +168,20 @@ def per_key_limit(settings: OnlineSettings) -> int:
     if settings.max_in_flight_per_key is not None:
         return settings.max_in_flight_per_key
     return max(1, settings.max_in_flight // 2)
+
+
+class WatchSettings(BaseSettings):
+    """When refusals and suspect clients are worth an event."""
+
+    model_config = SettingsConfigDict(env_prefix="FERRY_SECURITY_", extra="ignore")
+
+    refusals: int = Field(
+        default=100, ge=1, le=10**9, description="Refused requests between two readings that make an event."
+    )
+    suspects: int = Field(
+        default=1, ge=1, le=10**6, description="New suspect clients between two readings that make an event."
+    )
+    metrics_key: SecretStr | None = Field(
+        default=None, description="API key with the metrics scope, when the service's /metrics requires one."
+    )
+    ca_file: str | None = Field(default=None, description="CA (PEM) to trust when /metrics is served over HTTPS.")

@@ -143,6 +143,7 @@ class AuditReport:
     problem: str = ""
     channel: str | None = None
     repairable: bool = False
+    signed: bool = False  # the signed head (audit.head.json) was checked and verifies
 
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {

@@ -6,6 +6,7 @@ Under ``<root>/models/<model>/``::
     .staging/<version_id>-<token>/          a version being written, renamed into versions/ when complete
     channels.json                           channel -> version, with history for rollback
     audit.jsonl                             append-only, hash-chained records of every move
+    audit.head.json                         the log's last record and channels.json, signed (ed25519)
     .lock                                   serialises promotions and rollbacks of one model
     online/{predictions,feedback,telemetry}/<date>/<time>-<id>.parquet    the online service's logs
     online/quarantine/<log>/<date>/<time>-<id>.jsonl   log rows no Parquet file could hold, with the reason
@@ -28,6 +29,7 @@ from __future__ import annotations
 __all__ = [
     "MODELS",
     "audit_file",
+    "audit_head_file",
     "batch_inputs_dir",
     "batch_runs_dir",
     "channels_file",
@@ -73,6 +75,10 @@ def channels_file(root: str, model: str) -> str:
 
 def audit_file(root: str, model: str) -> str:
     return model_path(root, model, "audit.jsonl")
+
+
+def audit_head_file(root: str, model: str) -> str:
+    return model_path(root, model, "audit.head.json")
 
 
 def lock_file(root: str, model: str) -> str:

@@ -5,6 +5,7 @@ Layout under the registry root (a local directory or any fsspec URL)::
     models/<model>/versions/<version_id>/   immutable: the registered files plus manifest.json
     models/<model>/channels.json            {"online/champion": {"version", "history", "moved_at", "audit_head"}}
     models/<model>/audit.jsonl              append-only, hash-chained records of every move (see ferry.registry.audit)
+    models/<model>/audit.head.json          the log's last record and channels.json, signed (ferry.registry.signing)
     models/<model>/.lock                    serialises promotions and rollbacks of one model
 
 A version id is the first 16 hex characters of a sha256 over the names and hashes of the files that define what the
@@ -12,7 +13,7 @@ model computes (``model.onnx``, ``schema.json``, ``lineage.json``), so registeri
 id and keeps the first copy. Channel moves happen under the model's lock and re-read both files inside it, so
 concurrent promotions are serialised and every one of them is recorded.
 
-One concept kept whole (about 420 lines): :class:`Registry` is one object whose reads, registration and
+One concept kept whole (about 470 lines): :class:`Registry` is one object whose reads, registration and
 channel moves share the same storage handle, lock and manifest checks.
 """
 
@@ -22,12 +23,13 @@ import contextlib
 import json
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ferry import storage
-from ferry.errors import AuditError, ChannelError, PromotionRefused, RegistryError, VersionNotFound
-from ferry.registry import layout
+from ferry.errors import AuditError, ChannelError, ConfigError, PromotionRefused, RegistryError, VersionNotFound
+from ferry.registry import layout, signing
 from ferry.registry.audit import (
     AuditRecord,
     AuditReport,
@@ -40,7 +42,6 @@ from ferry.registry.audit import (
     parse_channels,
     parse_log,
     replay,
-    verify_log,
 )
 from ferry.registry.versions import (
     ARTIFACT_RULE,
@@ -58,7 +59,7 @@ from ferry.registry.versions import (
     _now,
     version_id,
 )
-from ferry.settings import StorageSettings
+from ferry.settings import AuditSettings, StorageSettings
 
 if TYPE_CHECKING:
     from ferry.schema import Schema
@@ -396,6 +397,9 @@ class Registry:
                     f"refusing to move {channel!r} of {model!r}: {report.problem}. Investigate with "
                     f"verify_audit({model!r}) and restore audit.jsonl/channels.json from a backup"
                 )
+            key = self._audit_key()
+            head = self._read_raw(layout.audit_head_file(self._root, model))
+            signing.guard(head, model, records, self._read_raw(channels_path), key, action=f"move {channel!r}")
             state = replay(records)  # the log is the truth; this also completes a move that stopped half-way
             current = state.get(channel)
             if target is not None:
@@ -422,8 +426,23 @@ class Registry:
             if log_text and not log_text.endswith("\n"):
                 log_text += "\n"
             storage.atomic_write_bytes(self._fs, log_path, (log_text + record.to_line()).encode())
-            storage.atomic_write_bytes(self._fs, channels_path, dump_channels(apply_record(state, record)))
+            channels = dump_channels(apply_record(state, record))
+            storage.atomic_write_bytes(self._fs, channels_path, channels)
+            if key is not None:
+                head_path = layout.audit_head_file(self._root, model)
+                storage.atomic_write_bytes(self._fs, head_path, signing.make_head(model, record, channels, key))
         return record
+
+    def _read_raw(self, path: str) -> bytes | None:
+        try:
+            return storage.read_bytes(self._fs, path)
+        except FileNotFoundError:
+            return None
+
+    def _audit_key(self) -> Any:
+        """The audit signing key (FERRY_AUDIT_KEY_FILE), refused when it lies inside this (local) registry."""
+        root = self._root if storage.is_local(self._fs) else None
+        return signing.load_private(AuditSettings(), registry_root=root)
 
     # -- audit -------------------------------------------------------------------------------------------------
 
@@ -437,8 +456,31 @@ class Registry:
         return parse_log(self._read_text(path) or "", source=path)
 
     def verify_audit(self, model: str) -> AuditReport:
-        """Check the hash chain of ``model``'s audit log and that ``channels.json`` agrees with it (never raises
-        for bad content; the report names the first bad line or channel)."""
+        """Check the hash chain of ``model``'s audit log, that ``channels.json`` agrees with it, and, when an audit
+        key is configured (:class:`~ferry.settings.AuditSettings`), the signed head against both (never raises for
+        bad content; the report names the first bad line, channel or the head). ConfigError for an unusable key."""
         _check_model(model)
         log_text = self._read_text(layout.audit_file(self._root, model))
-        return verify_log(log_text, self._read_text(layout.channels_file(self._root, model)), model=model)
+        channels = self._read_raw(layout.channels_file(self._root, model))
+        channels_text = channels.decode("utf-8", errors="replace") if channels is not None else None
+        records, report = check_log(log_text, channels_text, model=model)
+        head = self._read_raw(layout.audit_head_file(self._root, model))
+        return signing.with_head(report, records, head, channels, model, signing.load_public(AuditSettings()))
+
+    def sign_audit(self, model: str) -> AuditReport:
+        """Sign the head of a log whose chain and pointers check out (adopting signing on an existing registry,
+        or after an investigation); AuditError when they do not, ConfigError without FERRY_AUDIT_KEY_FILE."""
+        _check_model(model)
+        key = self._audit_key()
+        if key is None:
+            raise ConfigError("set FERRY_AUDIT_KEY_FILE to the audit signing key (outside the registry) to sign")
+        with storage.lock(self._fs, layout.lock_file(self._root, model), self.lock_timeout_s):
+            channels = self._read_raw(layout.channels_file(self._root, model))
+            channels_text = channels.decode("utf-8", errors="replace") if channels is not None else None
+            log_text = self._read_text(layout.audit_file(self._root, model))
+            records, report = check_log(log_text, channels_text, model=model)
+            if not report.ok or not records:
+                raise AuditError(f"refusing to sign the audit log of {model!r}: {report.problem or 'it is empty'}")
+            head = signing.make_head(model, records[-1], channels or b"", key)
+            storage.atomic_write_bytes(self._fs, layout.audit_head_file(self._root, model), head)
+        return replace(report, signed=True)
