@@ -37,7 +37,8 @@ from ferry.cli.edge import edge_app
 __all__ = ["app", "main"]
 
 app.add_typer(edge_app, name="edge")
-_COMMANDS = (audit, channels, demo, governance, keys, models, score, serve, status, train)  # imported for their registration
+# imported for their registration
+_COMMANDS = (audit, channels, demo, governance, keys, models, score, serve, status, train)
 
 
 def main() -> None:  # pragma: no cover - console script entry
