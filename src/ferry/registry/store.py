@@ -66,7 +66,11 @@ __all__ = ["Registry"]
 
 
 class Registry:
-    """Model versions, channel pointers and the audit log under one root URL. Constructing it does no I/O."""
+    """Model versions, channel pointers and the audit log under one root URL. Constructing it does no I/O.
+
+    ``storage_options`` (default: ``FERRY_STORAGE_OPTIONS``) go to fsspec; ``lock_lease_s`` (default:
+    ``FERRY_LOCK_LEASE_S``) is how long a crashed promotion's lock blocks others on an object store.
+    """
 
     def __init__(
         self,
@@ -74,13 +78,17 @@ class Registry:
         *,
         storage_options: dict[str, Any] | None = None,
         lock_timeout_s: float = 30.0,
+        lock_lease_s: float | None = None,
         actor: str | None = None,
     ) -> None:
         if not lock_timeout_s > 0:
             raise RegistryError(f"lock_timeout_s must be positive, got {lock_timeout_s!r}")
         self.url = url
         self.lock_timeout_s = lock_timeout_s
-        self._storage_options = dict(storage_options or {})
+        self.lock_lease_s = lock_lease_s
+        # None: the configured options (FERRY_STORAGE_OPTIONS), so that every process and flow task that opens
+        # the registry by its URL reaches it the same way.
+        self._storage_options = dict(StorageSettings().storage_options if storage_options is None else storage_options)
         self._actor = actor
         self._opened: tuple[Any, str] | None = None
 
@@ -88,7 +96,13 @@ class Registry:
     def from_settings(cls, settings: StorageSettings | None = None) -> Registry:
         """A registry configured from :class:`~ferry.settings.StorageSettings` (``FERRY_*`` environment)."""
         s = settings or StorageSettings()
-        return cls(s.registry_url, lock_timeout_s=s.lock_timeout_s, actor=s.resolved_actor())
+        return cls(
+            s.registry_url,
+            storage_options=s.storage_options,
+            lock_timeout_s=s.lock_timeout_s,
+            lock_lease_s=s.lock_lease_s,
+            actor=s.resolved_actor(),
+        )
 
     def __repr__(self) -> str:
         return f"Registry({self.url!r})"
@@ -101,8 +115,20 @@ class Registry:
 
     def _open(self) -> tuple[Any, str]:
         if self._opened is None:
-            self._opened = storage.open_fs(self.url, self._storage_options)
+            fs, root = storage.open_fs(self.url, self._storage_options)
+            storage.check_reachable(fs, root, self.url)
+            self._opened = fs, root
         return self._opened
+
+    def open_store(self) -> tuple[Any, str]:
+        """``(filesystem, root)`` of the registry, opened with its storage options (and checked once on an object
+        store); modules that read registry files beside the versions (status, monitor) open it through this."""
+        return self._open()
+
+    def _lock(self, model: str) -> Any:
+        return storage.lock(
+            self._fs, layout.lock_file(self._root, model), self.lock_timeout_s, lease_s=self.lock_lease_s
+        )
 
     @property
     def _root(self) -> str:
@@ -166,7 +192,7 @@ class Registry:
             for name, data in blobs.items():
                 storage.atomic_write_bytes(self._fs, f"{staging}/{name}", data)
             storage.atomic_write_bytes(self._fs, f"{staging}/{MANIFEST}", manifest)
-            with storage.lock(self._fs, layout.lock_file(self._root, model), self.lock_timeout_s):
+            with self._lock(model):
                 existing = self._find_existing(model, vid)
                 if existing is not None:
                     return existing
@@ -174,6 +200,8 @@ class Registry:
                 try:
                     storage.publish_dir(self._fs, staging, final, [*blobs, MANIFEST], marker=MANIFEST)
                 except OSError as exc:
+                    if not storage.is_local(self._fs):
+                        raise  # the store failed; files moved so far stay invisible without their manifest
                     raise RegistryError(
                         f"version directory {final!r} exists without a manifest.json (left by a crashed write?); "
                         f"remove it and register again"
@@ -370,7 +398,7 @@ class Registry:
         who = actor or self._actor or StorageSettings().resolved_actor()
         log_path = layout.audit_file(self._root, model)
         channels_path = layout.channels_file(self._root, model)
-        with storage.lock(self._fs, layout.lock_file(self._root, model), self.lock_timeout_s):
+        with self._lock(model):
             log_text = self._read_text(log_path) or ""
             records, report = check_log(log_text, self._read_text(channels_path), model=model)
             if not report.ok and not report.repairable:
