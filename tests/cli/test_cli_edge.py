@@ -120,3 +120,42 @@ def test_promote_and_rollback_on_an_edge_channel_publish_the_bundle(
     code, out = ferry("promote", second, "-c", "online/champion", "-r", "online only")
     assert code == 0
     assert "published" not in out
+
+
+def test_release_moves_online_and_edge_together_and_publishes(
+    churn_champion: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ferry.cli import app
+    from ferry.publish import open_repository
+    from ferry.publish.tufrepo import describe
+
+    registry_dir = edge_env(churn_champion, tmp_path, monkeypatch)
+    first = churn_champion["version"]
+    reg = Registry(str(registry_dir))
+    second = clone_version(reg, reg.get(first), tmp_path / "clone", note="second")
+    runner = CliRunner()
+
+    def ferry(*args: str) -> tuple[int, str]:
+        result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
+        return result.exit_code, result.output
+
+    def published() -> str:
+        return str(describe(open_repository())["targets"]["churn/edge-stable/bundle.tar"]["version"])
+
+    code, out = ferry("release", first, "--to", "online/champion,edge/stable", "--reason", "again")
+    assert code == 2
+    assert "'online/champion' of 'churn' already points to" in out
+    assert reg.channel("churn", "edge/stable") is None  # all or nothing
+    assert ferry("promote", first, "--channel", "edge/stable", "--reason", "winter")[0] == 0
+    code, out = ferry("release", second, "--to", "online/champion,edge/stable", "--reason", "spring")
+    assert code == 0, out
+    assert "edge/stable: published churn/edge-stable/bundle.tar" in out
+    assert reg.channel("churn", "online/champion") == reg.channel("churn", "edge/stable") == second
+    assert published() == second
+    code, out = ferry("rollback", "--release", "--reason", "bad spring")
+    assert code == 0, out
+    assert reg.channel("churn", "online/champion") == reg.channel("churn", "edge/stable") == first
+    assert published() == first
+    code, out = ferry("rollback", "--release", "--channel", "edge/stable")
+    assert code == 2
+    assert "either --channel CHANNEL or --release" in out

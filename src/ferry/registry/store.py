@@ -12,7 +12,7 @@ model computes (``model.onnx``, ``schema.json``, ``lineage.json``), so registeri
 id and keeps the first copy. Channel moves happen under the model's lock and re-read both files inside it, so
 concurrent promotions are serialised and every one of them is recorded.
 
-One concept kept whole (about 420 lines): :class:`Registry` is one object whose reads, registration and
+One concept kept whole (about 500 lines): :class:`Registry` is one object whose reads, registration and
 channel moves share the same storage handle, lock and manifest checks.
 """
 
@@ -362,7 +362,23 @@ class Registry:
         promotion says so in its record. Refuses (ChannelError) when the channel already points there, and
         (RegistryError) when the version's files no longer match its manifest.
         """
-        _check_channel(channel)
+        return self.promote_many(version, [channel], reason=reason, model=model, force=force, actor=actor)[0]
+
+    def promote_many(
+        self,
+        version: str,
+        channels: list[str],
+        *,
+        reason: str,
+        model: str | None = None,
+        force: bool = False,
+        actor: str | None = None,
+    ) -> list[AuditRecord]:
+        """:meth:`promote` of one version to several channels under one lock: every record or none is written."""
+        if not channels or len(set(channels)) != len(channels):
+            raise ChannelError(f"channels {channels!r}: name at least one channel, each once")
+        for channel in channels:
+            _check_channel(channel)
         why = _check_reason(reason)
         v = self.get(version, model=model)
         if v.gate_passed is not True and not force:
@@ -375,13 +391,22 @@ class Registry:
             raise RegistryError(
                 f"version {v.model}/{v.id} is damaged ({', '.join(damaged)} differ from the manifest); register again"
             )
-        return self._move(v.model, channel, v.id, why, force, actor)
+        return self._move_many(v.model, [(c, v.id) for c in channels], why, force, actor)
 
     def rollback(self, channel: str, *, model: str, reason: str = "rollback", actor: str | None = None) -> AuditRecord:
         """Point ``channel`` back at the version it had before its last move; ChannelError when there is none."""
+        return self.rollback_many([channel], model=model, reason=reason, actor=actor)[0]
+
+    def rollback_many(
+        self, channels: list[str], *, model: str, reason: str = "rollback", actor: str | None = None
+    ) -> list[AuditRecord]:
+        """:meth:`rollback` of several channels under one lock: every record or none is written."""
         _check_model(model)
-        _check_channel(channel)
-        return self._move(model, channel, None, _check_reason(reason), False, actor)
+        if not channels or len(set(channels)) != len(channels):
+            raise ChannelError(f"channels {channels!r}: name at least one channel, each once")
+        for channel in channels:
+            _check_channel(channel)
+        return self._move_many(model, [(c, None) for c in channels], _check_reason(reason), False, actor)
 
     def _gate_ref(self, v: ModelVersion) -> GateRef:
         entry = v.files.get(GATE_REPORT)
@@ -391,9 +416,18 @@ class Registry:
     def _move(
         self, model: str, channel: str, target: str | None, reason: str, forced: bool, actor: str | None
     ) -> AuditRecord:
-        """Append one record and move one pointer, under the model's lock, re-reading both files inside it.
+        """One channel move: :meth:`_move_many` of one."""
+        return self._move_many(model, [(channel, target)], reason, forced, actor)[0]
 
-        ``target`` is the version to promote, or None for a rollback to the channel's previous version.
+    def _move_many(
+        self, model: str, moves: list[tuple[str, str | None]], reason: str, forced: bool, actor: str | None
+    ) -> list[AuditRecord]:
+        """Append one record per move and move the pointers, all under the model's lock, re-reading both files inside
+        it. The records reach the log in one atomic write, so either all of them are there or none; the log is the
+        truth, and ``channels.json`` follows it (a move that stopped between the two is completed by the next one).
+
+        Each move is ``(channel, version)``, or ``(channel, None)`` for a rollback to the channel's previous version.
+        Nothing is written when any move is refused.
         """
         who = actor or self._actor or StorageSettings().resolved_actor()
         log_path = layout.audit_file(self._root, model)
@@ -402,38 +436,47 @@ class Registry:
             log_text = self._read_text(log_path) or ""
             records, report = check_log(log_text, self._read_text(channels_path), model=model)
             if not report.ok and not report.repairable:
+                names = ", ".join(c for c, _ in moves)
                 raise AuditError(
-                    f"refusing to move {channel!r} of {model!r}: {report.problem}. Investigate with "
+                    f"refusing to move {names} of {model!r}: {report.problem}. Investigate with "
                     f"verify_audit({model!r}) and restore audit.jsonl/channels.json from a backup"
                 )
             state = replay(records)  # the log is the truth; this also completes a move that stopped half-way
-            current = state.get(channel)
-            if target is not None:
-                if current is not None and current.version == target:
-                    raise ChannelError(f"channel {channel!r} of {model!r} already points to {target}; nothing to do")
-                to = target
-            elif current is None or not current.history:
-                raise ChannelError(f"channel {channel!r} of {model!r} has nothing to roll back to")
-            else:
-                to = current.history[-1]
-            record = make_record(
-                records[-1] if records else None,
-                ts=_now(),
-                actor=who,
-                action="promote" if target is not None else "rollback",
-                model=model,
-                channel=channel,
-                from_version=current.version if current else None,
-                to_version=to,
-                reason=reason,
-                forced=forced,
-                gate=self._gate_ref(self._load(model, to)),
-            )
+            last = records[-1] if records else None
+            new: list[AuditRecord] = []
+            for channel, target in moves:
+                current = state.get(channel)
+                if target is not None:
+                    if current is not None and current.version == target:
+                        raise ChannelError(
+                            f"channel {channel!r} of {model!r} already points to {target}; nothing to do"
+                        )
+                    to = target
+                elif current is None or not current.history:
+                    raise ChannelError(f"channel {channel!r} of {model!r} has nothing to roll back to")
+                else:
+                    to = current.history[-1]
+                last = make_record(
+                    last,
+                    ts=_now(),
+                    actor=who,
+                    action="promote" if target is not None else "rollback",
+                    model=model,
+                    channel=channel,
+                    from_version=current.version if current else None,
+                    to_version=to,
+                    reason=reason,
+                    forced=forced,
+                    gate=self._gate_ref(self._load(model, to)),
+                )
+                state = apply_record(state, last)
+                new.append(last)
             if log_text and not log_text.endswith("\n"):
                 log_text += "\n"
-            storage.atomic_write_bytes(self._fs, log_path, (log_text + record.to_line()).encode())
-            storage.atomic_write_bytes(self._fs, channels_path, dump_channels(apply_record(state, record)))
-        return record
+            lines = "".join(r.to_line() for r in new)
+            storage.atomic_write_bytes(self._fs, log_path, (log_text + lines).encode())
+            storage.atomic_write_bytes(self._fs, channels_path, dump_channels(state))
+        return new
 
     # -- audit -------------------------------------------------------------------------------------------------
 
