@@ -160,3 +160,20 @@ def clone_version(registry: Registry, base: ModelVersion, work: Path, *, note: s
         (work / name).write_bytes(data)
         files[name] = work / name
     return registry.register(base.model, files, dict(base.info)).id
+
+
+def write_artifacts(directory: Path, tag: str, *, metrics: str = '{"roc_auc": 0.81}') -> dict[str, Path]:
+    """Write a small but complete set of version files whose content depends on ``tag``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    contents = {
+        "model.onnx": f"onnx-bytes-{tag}".encode(),
+        "schema.json": json.dumps({"name": "churn", "columns": ["a", "b"]}).encode(),
+        "lineage.json": json.dumps({"data_sha256": tag}).encode(),
+        "metrics.json": metrics.encode(),
+        "gate.json": json.dumps({"passed": True, "tag": tag}).encode(),
+    }
+    files = {}
+    for name, data in contents.items():
+        (directory / name).write_bytes(data)
+        files[name] = directory / name
+    return files

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import write_artifacts
 
 from ferry.errors import ChannelError
 from ferry.registry import Registry
@@ -21,18 +22,10 @@ PASSED = {"gate": {"passed": True}}
 CHANNELS = ["online/champion", "edge/stable", "batch"]
 
 
-def artifacts(folder: Path, tag: str) -> dict[str, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {"model.onnx": b"onnx " + tag.encode(), "schema.json": b"{}", "lineage.json": tag.encode()}
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-    return {name: folder / name for name in files}
-
-
 def test_a_release_moves_every_channel_or_none(tmp_path: Path) -> None:
     reg = Registry(str(tmp_path / "registry"), actor="tester")
-    one = reg.register("churn", artifacts(tmp_path / "1", "1"), PASSED).id
-    two = reg.register("churn", artifacts(tmp_path / "2", "2"), PASSED).id
+    one = reg.register("churn", write_artifacts(tmp_path / "1", "1"), PASSED).id
+    two = reg.register("churn", write_artifacts(tmp_path / "2", "2"), PASSED).id
     first = release(reg, one, CHANNELS, reason="first")
     assert first.channels == CHANNELS
     assert {reg.channel("churn", c) for c in CHANNELS} == {one}
@@ -68,7 +61,7 @@ def test_a_release_moves_every_channel_or_none(tmp_path: Path) -> None:
 
 def test_bad_release_input_is_refused_clearly(tmp_path: Path) -> None:
     reg = Registry(str(tmp_path / "registry"), actor="tester")
-    v = reg.register("churn", artifacts(tmp_path / "1", "1"), PASSED).id
+    v = reg.register("churn", write_artifacts(tmp_path / "1", "1"), PASSED).id
     with pytest.raises(ChannelError, match="each once"):
         parse_channels("online/champion,online/champion")
     with pytest.raises(ChannelError, match="name one or more"):
@@ -102,7 +95,7 @@ RELEASER = textwrap.dedent(
 def test_a_release_killed_at_any_step_leaves_its_channels_together(tmp_path: Path) -> None:
     url = str(tmp_path / "registry")
     reg = Registry(url, actor="tester")
-    versions = [reg.register("churn", artifacts(tmp_path / t, t), PASSED).id for t in ("1", "2")]
+    versions = [reg.register("churn", write_artifacts(tmp_path / t, t), PASSED).id for t in ("1", "2")]
     rng = random.Random(7)
     for attempt in range(6):
         proc = subprocess.Popen(

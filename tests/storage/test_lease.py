@@ -15,6 +15,7 @@ from typing import Any
 
 import fsspec
 import pytest
+from helpers import write_artifacts
 
 from ferry import storage
 from ferry.errors import LockTimeout
@@ -43,20 +44,12 @@ with storage.lock(fs, root + "/.lock", 10, lease_s=float(sys.argv[2])) as me:
 """
 
 
-def artifacts(folder: Path, tag: str) -> dict[str, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {"model.onnx": b"onnx " + tag.encode(), "schema.json": b"{}", "lineage.json": tag.encode()}
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-    return {name: folder / name for name in files}
-
-
 @pytest.mark.integration
 def test_concurrent_promotions_in_processes_lose_no_move(s3_env: str, tmp_path: Path) -> None:
     url = f"{s3_env}/registry"
     registry = Registry(url, actor="tester")
     n = 4
-    versions = [registry.register("churn", artifacts(tmp_path / str(i), str(i)), PASSED).id for i in range(n)]
+    versions = [registry.register("churn", write_artifacts(tmp_path / str(i), str(i)), PASSED).id for i in range(n)]
     go = tmp_path / "go"
     procs = [
         subprocess.Popen(

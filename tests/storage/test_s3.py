@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import loop
+from helpers import loop, write_artifacts
 from s3_support import Fault
 from typer.testing import CliRunner
 
@@ -27,14 +27,6 @@ from ferry.settings import TrainSettings
 pytestmark = pytest.mark.integration
 
 PASSED = {"gate": {"passed": True}}
-
-
-def artifacts(folder: Path, tag: str) -> dict[str, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    files = {"model.onnx": b"onnx " + tag.encode(), "schema.json": b"{}", "lineage.json": tag.encode()}
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-    return {name: folder / name for name in files}
 
 
 def test_the_loop_runs_on_s3(s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,7 +104,7 @@ def test_throttling_500s_and_dropped_connections_are_retried(s3_env: str, s3_ser
         Fault("drop", method="GET", times=1),
     ]
     s3_server.inject(*faults)
-    v = registry.register("churn", artifacts(tmp_path / "a", "1"), PASSED)
+    v = registry.register("churn", write_artifacts(tmp_path / "a", "1"), PASSED)
     record = registry.promote(v.id, "online/champion", reason="through faults")
     assert [f.hits for f in s3_server.clear()] == [f.times for f in faults]
     assert record.seq == 1
@@ -125,7 +117,7 @@ def test_a_write_that_keeps_failing_is_never_half_visible(s3_env: str, s3_server
     # fewer retries than the defaults, configured the usual way, so that giving up takes a second, not half a minute
     few = {"config_kwargs": {"retries": {"mode": "standard", "max_attempts": 2}}}
     registry = Registry(f"{s3_env}/registry", storage_options=few, actor="tester", lock_timeout_s=5)
-    first = registry.register("churn", artifacts(tmp_path / "a", "1"), PASSED)
+    first = registry.register("churn", write_artifacts(tmp_path / "a", "1"), PASSED)
     registry.promote(first.id, "online/champion", reason="first")
     fs, root = registry.open_store()
     channels_path = f"{root}/models/churn/channels.json"
@@ -134,7 +126,7 @@ def test_a_write_that_keeps_failing_is_never_half_visible(s3_env: str, s3_server
     # every copy into a version's manifest.json fails: the version never appears, its staging is removed
     s3_server.inject(Fault("internal", method="PUT", path="/manifest.json", header="x-amz-copy-source", times=-1))
     with pytest.raises(OSError, match="internal error"):
-        registry.register("churn", artifacts(tmp_path / "b", "2"), PASSED)
+        registry.register("churn", write_artifacts(tmp_path / "b", "2"), PASSED)
     assert [v.id for v in registry.versions("churn")] == [first.id]
     with pytest.raises(VersionNotFound):
         registry.get("0000", model="churn")
@@ -158,6 +150,6 @@ def test_a_write_that_keeps_failing_is_never_half_visible(s3_env: str, s3_server
     leftovers = [p for p in fs.find(f"{root}/models/churn") if p.endswith(".tmp") or "/.staging" in p]
     assert leftovers == []
 
-    second = registry.register("churn", artifacts(tmp_path / "b", "2"), PASSED)
+    second = registry.register("churn", write_artifacts(tmp_path / "b", "2"), PASSED)
     registry.promote(second.id, "online/champion", reason="after the faults")
     assert registry.verify_audit("churn").ok
