@@ -86,9 +86,10 @@ class Cluster:
         self.procs.clear()
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One cluster for the module; the last test stops its scheduler and starts a new one."""
+    c = Cluster(tmp_path_factory.mktemp("dask"))
     try:
         c.start_scheduler()
         c.start_workers()
@@ -138,7 +139,7 @@ def test_a_killed_worker_costs_its_partitions_and_a_lost_scheduler_fails_then_re
     from ferry_flows.batch_score import batch_score
 
     write_partitions(writable_champion, tmp_path / "in", n=6, csv=0)
-    common = {"input": str(tmp_path / "in"), "registry_url": writable_champion["registry"], "batch_rows": 100}
+    common = {"input": str(tmp_path / "in"), "registry_url": writable_champion["registry"], "batch_rows": 250}
     pids = cluster.wait_for_workers(2)
     out = tmp_path / "out"
 
