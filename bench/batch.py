@@ -201,7 +201,7 @@ def worker_flow(setup: dict[str, str]) -> dict[str, Any]:
         batch_score(output=str(out / "flow"), runner="thread", workers=1, **common)
         times["flow"] = time.perf_counter() - start
         for n in (1, 2):
-            with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:  # type: ignore[no-untyped-call]
+            with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:  # type: ignore[no-untyped-call]
                 address = str(cluster.scheduler_address)
                 # warm-up: every worker process imports ferry and loads the model once
                 batch_score(output=str(out / f"warm-dask{n}"), cluster_address=address, **common)

@@ -160,6 +160,8 @@ def batch_score(
         summary = core.finish_run(planned, results, failures, time.perf_counter() - started, drift)
     outcome = summary.to_dict()
     _publish_artifacts(outcome)
+    if failures and cluster_address and any(m in text for text in failures.values() for m in core.LOST_SCHEDULER):
+        raise core.ClusterLost(cluster_address, finished=len(results), pending=len(pending))
     if failures:
         raise core.PartitionsFailed(failures, finished=len(summary.results), summary=summary)
     return outcome

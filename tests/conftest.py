@@ -16,7 +16,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("FERRY_CODE_REVISION", "test")
 
 
-SERVER_FIXTURES = frozenset({"prefect_server", "serve_dir"})
+SERVER_FIXTURES = frozenset({"prefect_server", "serve_dir", "s3_server", "s3_env"})
 """Fixtures that start Prefect or a server: a test that uses one is an integration test."""
 
 
@@ -116,3 +116,39 @@ def staged(pair: tuple[Any, str, str], tmp_path: Path) -> tuple[Any, str, str]:
     copy.promote(champion, "edge/stable", model="churn", reason="test")
     copy.promote(challenger, "edge/beta", model="churn", reason="test")
     return copy, champion, challenger
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """moto's S3 server (a process, stopped by its PID) behind a fault proxy; yields the ``FaultProxy``, whose
+    ``moto`` attribute is the server."""
+    from s3_support import FaultProxy, MotoServer
+
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log").start()
+    proxy = FaultProxy(server.url).start()
+    proxy.moto = server  # type: ignore[attr-defined]
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh bucket on the test S3 server, reached through the fault proxy by the usual AWS variables (this
+    process and every process it starts); yields ``s3://<bucket>``. Faults left by the test are cleared."""
+    import uuid
+
+    from s3_support import CREDENTIALS, make_bucket
+
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.url)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    bucket = f"ferry-{uuid.uuid4().hex[:12]}"
+    make_bucket(s3_server.url, bucket)
+    try:
+        yield f"s3://{bucket}"
+    finally:
+        s3_server.clear()

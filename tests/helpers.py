@@ -176,3 +176,20 @@ def listening_hosts(pid: int) -> set[str]:
             continue
         hosts |= {c.laddr.ip for c in connections if c.status == psutil.CONN_LISTEN}
     return hosts
+
+
+def write_artifacts(directory: Path, tag: str, *, metrics: str = '{"roc_auc": 0.81}') -> dict[str, Path]:
+    """Write a small but complete set of version files whose content depends on ``tag``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    contents = {
+        "model.onnx": f"onnx-bytes-{tag}".encode(),
+        "schema.json": json.dumps({"name": "churn", "columns": ["a", "b"]}).encode(),
+        "lineage.json": json.dumps({"data_sha256": tag}).encode(),
+        "metrics.json": metrics.encode(),
+        "gate.json": json.dumps({"passed": True, "tag": tag}).encode(),
+    }
+    files = {}
+    for name, data in contents.items():
+        (directory / name).write_bytes(data)
+        files[name] = directory / name
+    return files

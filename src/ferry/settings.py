@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import getpass
 import socket
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +40,12 @@ class StorageSettings(BaseSettings):
         min_length=1,
         description="Root of the registry: a local directory or any fsspec URL (s3://bucket/prefix, gs://...).",
     )
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec options for the registry as JSON, e.g. "
+        '{"endpoint_url": "http://127.0.0.1:9000", "key": "...", "secret": "..."}; empty: the store\'s own '
+        "configuration (AWS_* variables, ~/.aws).",
+    )
     work_dir: str = Field(
         default=".ferry/runs",
         min_length=1,
@@ -52,6 +58,13 @@ class StorageSettings(BaseSettings):
     )
     lock_timeout_s: float = Field(
         default=30.0, gt=0, le=3600, description="How long a promotion waits for another one to finish."
+    )
+    lock_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="On object stores, how long a lock outlives a holder that stopped renewing it (crashed) before "
+        "another process takes it over.",
     )
 
     def resolved_actor(self) -> str:

@@ -26,7 +26,7 @@ BATCH_RUNS_SHOWN = 5
 
 def note_batch_run(registry: Registry, model: str, *, output: str, version: str, rows: int, scored: int) -> str:
     """Record a finished batch run (where its output is and which version scored it)."""
-    fs, root = storage.open_fs(registry.url)
+    fs, root = registry.open_store()
     now = datetime.now(UTC)
     path = f"{layout.batch_runs_dir(root, model)}/{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.json"
     record = {
@@ -41,7 +41,7 @@ def note_batch_run(registry: Registry, model: str, *, output: str, version: str,
 
 
 def batch_runs(registry: Registry, model: str, *, last: int = BATCH_RUNS_SHOWN) -> list[dict[str, Any]]:
-    fs, root = storage.open_fs(registry.url)
+    fs, root = registry.open_store()
     directory = layout.batch_runs_dir(root, model)
     try:
         names = sorted(str(p) for p in fs.ls(directory, detail=False) if str(p).endswith(".json"))
@@ -63,7 +63,7 @@ def remember_devices(registry: Registry, model: str, heartbeats: Sequence[Mappin
         name = str(beat.get("device"))
         if name not in known or str(beat.get("sent_at", "")) >= str(known[name].get("sent_at", "")):
             known[name] = {k: beat.get(k) for k in ("channel", "version", "sha256", "health", "sent_at")}
-    fs, root = storage.open_fs(registry.url)
+    fs, root = registry.open_store()
     storage.atomic_write_bytes(
         fs, layout.monitor_path(root, model, "devices.json"), json.dumps(known, indent=1, sort_keys=True).encode()
     )
@@ -71,7 +71,7 @@ def remember_devices(registry: Registry, model: str, heartbeats: Sequence[Mappin
 
 
 def devices(registry: Registry, model: str) -> dict[str, Any]:
-    fs, root = storage.open_fs(registry.url)
+    fs, root = registry.open_store()
     try:
         return dict(json.loads(storage.read_bytes(fs, layout.monitor_path(root, model, "devices.json"))))
     except FileNotFoundError:

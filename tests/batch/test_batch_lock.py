@@ -124,15 +124,14 @@ def test_lock_in_process_and_on_an_object_store(tmp_path: Path) -> None:
             assert caught.value.holder["token"] == me["token"]
         with output_lock(OutputDir(url)):  # released
             pass
-    # an object-store lock left by a process of this machine that is gone is taken over
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = {"pid": int(dead.stdout), "host": os.uname().nodename, "since": "2026-01-01T00:00:00+00:00"}
+    # an object-store lock whose lease has run out (its holder stopped renewing it) is taken over
+    stale = {"token": "0" * 32, "pid": 1, "host": "another-host", "since": "2026-01-01T00:00:00+00:00"}
     fs = fsspec.filesystem("memory")
-    fs.pipe("/lock-test/out/_lock", json.dumps(stale).encode())
+    fs.pipe("/lock-test/out/_lock", json.dumps({**stale, "expires": time.time() - 1}).encode())
     with output_lock(OutputDir("memory://lock-test/out")) as me:
         assert json.loads(fs.cat("/lock-test/out/_lock"))["token"] == me["token"]
-    # one held by a live process elsewhere is not
-    fs.pipe("/lock-test/out/_lock", json.dumps({**stale, "host": "another-host"}).encode())
+    # one whose lease still runs is not
+    fs.pipe("/lock-test/out/_lock", json.dumps({**stale, "expires": time.time() + 60}).encode())
     with pytest.raises(OutputLocked, match="on another-host"), output_lock(OutputDir("memory://lock-test/out")):
         pass
     fs.rm("/lock-test", recursive=True)

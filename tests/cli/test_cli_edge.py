@@ -22,6 +22,32 @@ def edge_env(churn_champion: dict[str, str], tmp_path: Path, monkeypatch: pytest
     return tmp_path / "registry"
 
 
+def two_versions(
+    churn_champion: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Registry, str, str]:
+    """:func:`edge_env` plus a second version of the champion's model (same model, another lineage)."""
+    registry_dir = edge_env(churn_champion, tmp_path, monkeypatch)
+    first = churn_champion["version"]
+    reg = Registry(str(registry_dir))
+    return reg, first, clone_version(reg, reg.get(first), tmp_path / "clone", note="second")
+
+
+def ferry(*args: str) -> tuple[int, str]:
+    """``ferry ARGS`` in this process: its exit code and output."""
+    from ferry.cli import app
+
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    return result.exit_code, result.output
+
+
+def published() -> str:
+    """The version of the bundle ``edge/stable`` of ``churn`` is published at."""
+    from ferry.publish import open_repository
+    from ferry.publish.tufrepo import describe
+
+    return str(describe(open_repository())["targets"]["churn/edge-stable/bundle.tar"]["version"])
+
+
 def test_publish_status_resign_rotate(
     churn_champion: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -87,22 +113,7 @@ def test_thresholds_from_the_environment_and_rotating_a_second_key(
 def test_promote_and_rollback_on_an_edge_channel_publish_the_bundle(
     churn_champion: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ferry.cli import app
-    from ferry.publish import open_repository
-    from ferry.publish.tufrepo import describe
-
-    registry_dir = edge_env(churn_champion, tmp_path, monkeypatch)
-    first = churn_champion["version"]
-    reg = Registry(str(registry_dir))
-    second = clone_version(reg, reg.get(first), tmp_path / "clone", note="second")
-    runner = CliRunner()
-
-    def ferry(*args: str) -> tuple[int, str]:
-        result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
-        return result.exit_code, result.output
-
-    def published() -> str:
-        return str(describe(open_repository())["targets"]["churn/edge-stable/bundle.tar"]["version"])
+    _, first, second = two_versions(churn_champion, tmp_path, monkeypatch)
 
     code, out = ferry("promote", first, "--channel", "edge/stable", "--reason", "field release")
     assert code == 0, out
@@ -120,3 +131,27 @@ def test_promote_and_rollback_on_an_edge_channel_publish_the_bundle(
     code, out = ferry("promote", second, "-c", "online/champion", "-r", "online only")
     assert code == 0
     assert "published" not in out
+
+
+def test_release_moves_online_and_edge_together_and_publishes(
+    churn_champion: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg, first, second = two_versions(churn_champion, tmp_path, monkeypatch)
+
+    code, out = ferry("release", first, "--to", "online/champion,edge/stable", "--reason", "again")
+    assert code == 2
+    assert "'online/champion' of 'churn' already points to" in out
+    assert reg.channel("churn", "edge/stable") is None  # all or nothing
+    assert ferry("promote", first, "--channel", "edge/stable", "--reason", "winter")[0] == 0
+    code, out = ferry("release", second, "--to", "online/champion,edge/stable", "--reason", "spring")
+    assert code == 0, out
+    assert "edge/stable: published churn/edge-stable/bundle.tar" in out
+    assert reg.channel("churn", "online/champion") == reg.channel("churn", "edge/stable") == second
+    assert published() == second
+    code, out = ferry("rollback", "--release", "--reason", "bad spring")
+    assert code == 0, out
+    assert reg.channel("churn", "online/champion") == reg.channel("churn", "edge/stable") == first
+    assert published() == first
+    code, out = ferry("rollback", "--release", "--channel", "edge/stable")
+    assert code == 2
+    assert "either --channel CHANNEL or --release" in out

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
+from helpers import write_artifacts
 
 from ferry import storage
 from ferry.errors import ChannelError, LockTimeout, PromotionRefused, RegistryError, VersionNotFound
@@ -20,23 +21,6 @@ from ferry.registry import ModelVersion, Registry, version_id
 from ferry.settings import StorageSettings
 
 PASSED = {"metrics": {"roc_auc": 0.81}, "gate": {"passed": True, "checks": 5, "failed": 0}}
-
-
-def write_artifacts(directory: Path, tag: str, *, metrics: str = '{"roc_auc": 0.81}') -> dict[str, Path]:
-    """Write a small but complete set of version files whose content depends on ``tag``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    contents = {
-        "model.onnx": f"onnx-bytes-{tag}".encode(),
-        "schema.json": json.dumps({"name": "churn", "columns": ["a", "b"]}).encode(),
-        "lineage.json": json.dumps({"data_sha256": tag}).encode(),
-        "metrics.json": metrics.encode(),
-        "gate.json": json.dumps({"passed": True, "tag": tag}).encode(),
-    }
-    files = {}
-    for name, data in contents.items():
-        (directory / name).write_bytes(data)
-        files[name] = directory / name
-    return files
 
 
 @pytest.fixture

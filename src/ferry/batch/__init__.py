@@ -28,6 +28,8 @@ from ferry.batch.partition import REJECT_SCHEMA, PartitionResult, score_partitio
 from ferry.batch.partitions import Partition, count_rows, discover_partitions, iter_batches, schema_batches
 from ferry.batch.rows import Checked, Problem, check_batch, row_problems, split_rows
 from ferry.batch.run import (
+    LOST_SCHEDULER,
+    ClusterLost,
     PartitionsFailed,
     Plan,
     RowProgress,
@@ -44,9 +46,11 @@ from ferry.batch.sample import Reservoir, keep_sample, sample_partition, seed_of
 from ferry.batch.settings import BatchSettings
 
 __all__ = [
+    "LOST_SCHEDULER",
     "REJECT_SCHEMA",
     "BatchSettings",
     "Checked",
+    "ClusterLost",
     "DriftProcess",
     "LoadedModel",
     "OutputDir",

@@ -60,6 +60,21 @@ class PartitionsFailed(FerryError, RuntimeError):
         )
 
 
+class ClusterLost(FerryError, ConnectionError):
+    """The Dask scheduler went away during a run; the partitions committed before that stay done."""
+
+    def __init__(self, address: str, finished: int, pending: int) -> None:
+        self.address, self.finished, self.pending = address, finished, pending
+        super().__init__(
+            f"the Dask scheduler at {address} went away during the run ({finished} of {pending} partition(s) "
+            f"finished first); start the cluster again and run the same command: finished partitions are skipped"
+        )
+
+
+LOST_SCHEDULER = ("scheduler-connection-lost", "lost the connection to the scheduler")
+"""What Dask says of a task whose scheduler went away."""
+
+
 @dataclass(frozen=True)
 class Plan:
     """What a run will do: every partition, which are already finished, and with which version."""

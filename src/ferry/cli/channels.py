@@ -1,10 +1,10 @@
-"""``ferry promote`` and ``ferry rollback``: channel moves, recorded in the audit log; an edge channel is then
-published too.
+"""``ferry promote``, ``ferry release`` and ``ferry rollback``: channel moves, recorded in the audit log; an edge
+channel is then published too.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -40,42 +40,94 @@ def promote(
         publish_edge(reg, rec.model, rec.channel)
 
 
-def publish_edge(registry: Any, model: str, channel: str) -> None:
-    """Publish the channel right after it moved when it is an edge one (:func:`ferry.publish.publish_moved`)."""
+def publish_edge(registry: Any, model: str, *channels: str) -> None:
+    """Publish the channels right after they moved, those that are edge ones (:func:`ferry.publish.publish_moved`)."""
+    channel = ", ".join(channels)
     try:
-        from ferry.publish import publish_moved
+        from ferry.publish import is_edge, publish_moved
 
-        results = publish_moved(registry, model, [channel])
+        edge = [c for c in channels if is_edge(c)]
+        results = publish_moved(registry, model, edge)
     except ImportError as exc:
         raise fail(MissingExtra("edge", exc.name or "tuf")) from exc
     except FerryError as exc:
         Console(stderr=True).print(
             f"[bold red]error:[/] {channel} moved, but its bundle was not published: {exc}; "
-            f"fix it and run `ferry edge publish --model {model} --channel {channel}`"
+            f"fix it and run `ferry edge publish --model {model} --channel CHANNEL` for each"
         )
         raise typer.Exit(code=2) from exc
-    for result in results:
+    for name, result in zip(edge, results, strict=True):
         state = "published" if result.changed else "already published"
-        console().print(f"{channel}: {state} {result.target} (sha256 {result.sha256[:16]}, {result.length} B)")
+        console().print(f"{name}: {state} {result.target} (sha256 {result.sha256[:16]}, {result.length} B)")
+
+
+@app.command()
+def release(
+    version: Annotated[str, typer.Argument(help="Version id (a unique prefix is enough).")],
+    to: Annotated[
+        str, typer.Option("--to", help="Channels to move together, comma-separated: online/champion,edge/stable.")
+    ],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why: recorded in the audit log.")] = "release",
+    model: ModelOpt = None,
+    force: Annotated[
+        bool, typer.Option(help="Release even though the version's gate did not pass (recorded).")
+    ] = False,
+    publish: PublishOpt = True,
+    registry: RegistryOpt = None,
+) -> None:
+    """Point several channels at one version at once, under one lock: all of them move or none does. Its edge/...
+    channels are then published."""
+    from ferry.registry.release import parse_channels
+    from ferry.registry.release import release as make_release
+
+    try:
+        reg = open_registry(registry)
+        done = make_release(reg, version, parse_channels(to), reason=reason, model=model, force=force)
+    except FerryError as exc:
+        raise fail(exc) from exc
+    for rec in done.records:
+        console().print(
+            f"[green]{rec.channel}[/]: {rec.from_version or '(none)'} -> [bold]{rec.to_version}[/] "
+            f"(audit record {rec.seq}, release {done.id}, by {rec.actor})"
+        )
+    if publish:
+        publish_edge(reg, done.records[0].model, *done.channels)
 
 
 @app.command()
 def rollback(
-    channel: Annotated[str, typer.Option("--channel", "-c", help="Channel to move back, e.g. online/champion.")],
+    channel: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--channel", "-c", help="Channel to move back, e.g. online/champion."),
+    ] = None,
+    last_release: Annotated[
+        bool, typer.Option("--release", help="Move back every channel of the last release, together.")
+    ] = False,
     reason: Annotated[str, typer.Option("--reason", "-r", help="Why: recorded in the audit log.")] = "manual rollback",
     model: ModelOpt = None,
     publish: PublishOpt = True,
     registry: RegistryOpt = None,
 ) -> None:
-    """Point a channel back at the version it had before its last move (an edge/... channel is then published)."""
+    """Point a channel back at the version it had before its last move, or with --release every channel of the
+    last release (an edge/... channel is then published)."""
+    from ferry.registry.release import rollback_release
+
+    if (channel is None) == (not last_release):
+        raise fail(FerryError("give either --channel CHANNEL or --release, not both"))
     try:
         reg = open_registry(registry)
-        rec = reg.rollback(channel, model=one_model(reg, model), reason=reason)
+        name = one_model(reg, model)
+        if last_release:
+            records = rollback_release(reg, name, reason=reason).records
+        else:
+            assert channel is not None
+            records = [reg.rollback(channel, model=name, reason=reason)]
     except FerryError as exc:
         raise fail(exc) from exc
-    console().print(
-        f"[yellow]{rec.channel}[/]: {rec.from_version} -> [bold]{rec.to_version}[/] "
-        f"(audit record {rec.seq}, by {rec.actor})"
-    )
+    for rec in records:
+        console().print(
+            f"[yellow]{rec.channel}[/]: {rec.from_version} -> [bold]{rec.to_version}[/] "
+            f"(audit record {rec.seq}, by {rec.actor})"
+        )
     if publish:
-        publish_edge(reg, rec.model, rec.channel)
+        publish_edge(reg, records[0].model, *[r.channel for r in records])

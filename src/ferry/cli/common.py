@@ -40,7 +40,11 @@ def open_registry(url: str | None) -> Any:
 
     settings = StorageSettings()
     return Registry(
-        url or settings.registry_url, lock_timeout_s=settings.lock_timeout_s, actor=settings.resolved_actor()
+        url or settings.registry_url,
+        storage_options=settings.storage_options,
+        lock_timeout_s=settings.lock_timeout_s,
+        lock_lease_s=settings.lock_lease_s,
+        actor=settings.resolved_actor(),
     )
 
 

@@ -222,7 +222,7 @@ def apply(
         return []
     if evidence.champion is None or evidence.challenger is None:
         raise ValueError("a promote or rollback decision needs both a champion and a challenger")
-    fs, root = storage.open_fs(registry.url)
+    fs, root = registry.open_store()
     name = f"{evidence.decided_at.replace(':', '').replace('-', '')[:15]}-{evidence.challenger}.json"
     path = layout.monitor_path(root, evidence.model, "rollouts", name)
     evidence.location = path if storage.is_local(fs) else fs.unstrip_protocol(path)

@@ -44,7 +44,7 @@ __all__ = [
 
 
 def _fs(registry: Registry) -> tuple[Any, str]:
-    return storage.open_fs(registry.url)
+    return registry.open_store()
 
 
 def _files_after(fs: Any, directory: str, cursor: str | None, suffixes: tuple[str, ...]) -> list[str]:

@@ -166,12 +166,16 @@ def check_head(
         if channels is None or hashlib.sha256(channels).hexdigest() != body["channels_sha256"]:
             return HeadCheck("channels.json is not the one the signed head was written with")
         return HeadCheck()
-    if n >= 2 and (body["seq"], body["hash"]) == (records[-2].seq, records[-2].hash):
-        return HeadCheck(
-            f"the signed head names record {n - 1}, one before the log's last ({n}): a move stopped before it "
-            f"signed; the next promotion or rollback signs again",
-            lags=True,
-        )
+    for at, record in enumerate(records[:-1]):
+        if (body["seq"], body["hash"]) != (record.seq, record.hash):
+            continue
+        tail = records[at + 1 :]
+        if len({(r.actor, r.reason) for r in tail}) == 1:  # the records of one write: a move or a release
+            return HeadCheck(
+                f"the signed head names record {record.seq}, before the log's last ({n}) that one move or release "
+                f"wrote: it stopped before it signed; the next promotion or rollback signs again",
+                lags=True,
+            )
     return HeadCheck(
         f"the signed head names record {body['seq']} ({str(body['hash'])[:12]}...), but the log "
         + (f"ends at record {n} ({last.hash[:12]}...)" if last else "is empty")

@@ -13,7 +13,7 @@ model computes (``model.onnx``, ``schema.json``, ``lineage.json``), so registeri
 id and keeps the first copy. Channel moves happen under the model's lock and re-read both files inside it, so
 concurrent promotions are serialised and every one of them is recorded.
 
-One concept kept whole (about 470 lines): :class:`Registry` is one object whose reads, registration and
+One concept kept whole (about 560 lines): :class:`Registry` is one object whose reads, registration and
 channel moves share the same storage handle, lock and manifest checks.
 """
 
@@ -68,7 +68,11 @@ __all__ = ["Registry"]
 
 
 class Registry:
-    """Model versions, channel pointers and the audit log under one root URL. Constructing it does no I/O."""
+    """Model versions, channel pointers and the audit log under one root URL. Constructing it does no I/O.
+
+    ``storage_options`` (default: ``FERRY_STORAGE_OPTIONS``) go to fsspec; ``lock_lease_s`` (default:
+    ``FERRY_LOCK_LEASE_S``) is how long a crashed promotion's lock blocks others on an object store.
+    """
 
     def __init__(
         self,
@@ -76,13 +80,17 @@ class Registry:
         *,
         storage_options: dict[str, Any] | None = None,
         lock_timeout_s: float = 30.0,
+        lock_lease_s: float | None = None,
         actor: str | None = None,
     ) -> None:
         if not lock_timeout_s > 0:
             raise RegistryError(f"lock_timeout_s must be positive, got {lock_timeout_s!r}")
         self.url = url
         self.lock_timeout_s = lock_timeout_s
-        self._storage_options = dict(storage_options or {})
+        self.lock_lease_s = lock_lease_s
+        # None: the configured options (FERRY_STORAGE_OPTIONS), so that every process and flow task that opens
+        # the registry by its URL reaches it the same way.
+        self._storage_options = dict(StorageSettings().storage_options if storage_options is None else storage_options)
         self._actor = actor
         self._opened: tuple[Any, str] | None = None
 
@@ -90,7 +98,13 @@ class Registry:
     def from_settings(cls, settings: StorageSettings | None = None) -> Registry:
         """A registry configured from :class:`~ferry.settings.StorageSettings` (``FERRY_*`` environment)."""
         s = settings or StorageSettings()
-        return cls(s.registry_url, lock_timeout_s=s.lock_timeout_s, actor=s.resolved_actor())
+        return cls(
+            s.registry_url,
+            storage_options=s.storage_options,
+            lock_timeout_s=s.lock_timeout_s,
+            lock_lease_s=s.lock_lease_s,
+            actor=s.resolved_actor(),
+        )
 
     def __repr__(self) -> str:
         return f"Registry({self.url!r})"
@@ -103,8 +117,20 @@ class Registry:
 
     def _open(self) -> tuple[Any, str]:
         if self._opened is None:
-            self._opened = storage.open_fs(self.url, self._storage_options)
+            fs, root = storage.open_fs(self.url, self._storage_options)
+            storage.check_reachable(fs, root, self.url)
+            self._opened = fs, root
         return self._opened
+
+    def open_store(self) -> tuple[Any, str]:
+        """``(filesystem, root)`` of the registry, opened with its storage options (and checked once on an object
+        store); modules that read registry files beside the versions (status, monitor) open it through this."""
+        return self._open()
+
+    def _lock(self, model: str) -> Any:
+        return storage.lock(
+            self._fs, layout.lock_file(self._root, model), self.lock_timeout_s, lease_s=self.lock_lease_s
+        )
 
     @property
     def _root(self) -> str:
@@ -168,7 +194,7 @@ class Registry:
             for name, data in blobs.items():
                 storage.atomic_write_bytes(self._fs, f"{staging}/{name}", data)
             storage.atomic_write_bytes(self._fs, f"{staging}/{MANIFEST}", manifest)
-            with storage.lock(self._fs, layout.lock_file(self._root, model), self.lock_timeout_s):
+            with self._lock(model):
                 existing = self._find_existing(model, vid)
                 if existing is not None:
                     return existing
@@ -176,6 +202,8 @@ class Registry:
                 try:
                     storage.publish_dir(self._fs, staging, final, [*blobs, MANIFEST], marker=MANIFEST)
                 except OSError as exc:
+                    if not storage.is_local(self._fs):
+                        raise  # the store failed; files moved so far stay invisible without their manifest
                     raise RegistryError(
                         f"version directory {final!r} exists without a manifest.json (left by a crashed write?); "
                         f"remove it and register again"
@@ -285,7 +313,7 @@ class Registry:
         redacted (not ``model.onnx``, ``schema.json`` or ``lineage.json``)."""
         if name not in v.files or name in CONTENT_FILES or name == MANIFEST:
             raise RegistryError(f"{name!r} of {v.model}/{v.id} cannot be redacted (it is missing or defines the id)")
-        with storage.lock(self._fs, layout.lock_file(self._root, v.model), self.lock_timeout_s):
+        with self._lock(v.model):
             current = self._load(v.model, v.id)
             files = {**current.files, name: FileEntry(storage.sha256_bytes(data), len(data))}
             redacted = ModelVersion(
@@ -353,7 +381,23 @@ class Registry:
         promotion says so in its record. Refuses (ChannelError) when the channel already points there, and
         (RegistryError) when the version's files no longer match its manifest.
         """
-        _check_channel(channel)
+        return self.promote_many(version, [channel], reason=reason, model=model, force=force, actor=actor)[0]
+
+    def promote_many(
+        self,
+        version: str,
+        channels: list[str],
+        *,
+        reason: str,
+        model: str | None = None,
+        force: bool = False,
+        actor: str | None = None,
+    ) -> list[AuditRecord]:
+        """:meth:`promote` of one version to several channels under one lock: every record or none is written."""
+        if not channels or len(set(channels)) != len(channels):
+            raise ChannelError(f"channels {channels!r}: name at least one channel, each once")
+        for channel in channels:
+            _check_channel(channel)
         why = _check_reason(reason)
         v = self.get(version, model=model)
         if v.gate_passed is not True and not force:
@@ -366,13 +410,22 @@ class Registry:
             raise RegistryError(
                 f"version {v.model}/{v.id} is damaged ({', '.join(damaged)} differ from the manifest); register again"
             )
-        return self._move(v.model, channel, v.id, why, force, actor)
+        return self._move_many(v.model, [(c, v.id) for c in channels], why, force, actor)
 
     def rollback(self, channel: str, *, model: str, reason: str = "rollback", actor: str | None = None) -> AuditRecord:
         """Point ``channel`` back at the version it had before its last move; ChannelError when there is none."""
+        return self.rollback_many([channel], model=model, reason=reason, actor=actor)[0]
+
+    def rollback_many(
+        self, channels: list[str], *, model: str, reason: str = "rollback", actor: str | None = None
+    ) -> list[AuditRecord]:
+        """:meth:`rollback` of several channels under one lock: every record or none is written."""
         _check_model(model)
-        _check_channel(channel)
-        return self._move(model, channel, None, _check_reason(reason), False, actor)
+        if not channels or len(set(channels)) != len(channels):
+            raise ChannelError(f"channels {channels!r}: name at least one channel, each once")
+        for channel in channels:
+            _check_channel(channel)
+        return self._move_many(model, [(c, None) for c in channels], _check_reason(reason), False, actor)
 
     def _gate_ref(self, v: ModelVersion) -> GateRef:
         entry = v.files.get(GATE_REPORT)
@@ -382,56 +435,75 @@ class Registry:
     def _move(
         self, model: str, channel: str, target: str | None, reason: str, forced: bool, actor: str | None
     ) -> AuditRecord:
-        """Append one record and move one pointer, under the model's lock, re-reading both files inside it.
+        """One channel move: :meth:`_move_many` of one."""
+        return self._move_many(model, [(channel, target)], reason, forced, actor)[0]
 
-        ``target`` is the version to promote, or None for a rollback to the channel's previous version.
+    def _move_many(
+        self, model: str, moves: list[tuple[str, str | None]], reason: str, forced: bool, actor: str | None
+    ) -> list[AuditRecord]:
+        """Append one record per move and move the pointers, all under the model's lock, re-reading both files inside
+        it. The records reach the log in one atomic write, so either all of them are there or none; the log is the
+        truth, and ``channels.json`` follows it (a move that stopped between the two is completed by the next one).
+
+        Each move is ``(channel, version)``, or ``(channel, None)`` for a rollback to the channel's previous version.
+        Nothing is written when any move is refused.
         """
         who = actor or self._actor or StorageSettings().resolved_actor()
         log_path = layout.audit_file(self._root, model)
         channels_path = layout.channels_file(self._root, model)
-        with storage.lock(self._fs, layout.lock_file(self._root, model), self.lock_timeout_s):
+        with self._lock(model):
             log_text = self._read_text(log_path) or ""
             records, report = check_log(log_text, self._read_text(channels_path), model=model)
             if not report.ok and not report.repairable:
+                names = ", ".join(c for c, _ in moves)
                 raise AuditError(
-                    f"refusing to move {channel!r} of {model!r}: {report.problem}. Investigate with "
+                    f"refusing to move {names} of {model!r}: {report.problem}. Investigate with "
                     f"verify_audit({model!r}) and restore audit.jsonl/channels.json from a backup"
                 )
             key = self._audit_key()
             head = self._read_raw(layout.audit_head_file(self._root, model))
-            signing.guard(head, model, records, self._read_raw(channels_path), key, action=f"move {channel!r}")
+            action = f"move {', '.join(repr(c) for c, _ in moves)}"
+            signing.guard(head, model, records, self._read_raw(channels_path), key, action=action)
             state = replay(records)  # the log is the truth; this also completes a move that stopped half-way
-            current = state.get(channel)
-            if target is not None:
-                if current is not None and current.version == target:
-                    raise ChannelError(f"channel {channel!r} of {model!r} already points to {target}; nothing to do")
-                to = target
-            elif current is None or not current.history:
-                raise ChannelError(f"channel {channel!r} of {model!r} has nothing to roll back to")
-            else:
-                to = current.history[-1]
-            record = make_record(
-                records[-1] if records else None,
-                ts=_now(),
-                actor=who,
-                action="promote" if target is not None else "rollback",
-                model=model,
-                channel=channel,
-                from_version=current.version if current else None,
-                to_version=to,
-                reason=reason,
-                forced=forced,
-                gate=self._gate_ref(self._load(model, to)),
-            )
+            last = records[-1] if records else None
+            new: list[AuditRecord] = []
+            for channel, target in moves:
+                current = state.get(channel)
+                if target is not None:
+                    if current is not None and current.version == target:
+                        raise ChannelError(
+                            f"channel {channel!r} of {model!r} already points to {target}; nothing to do"
+                        )
+                    to = target
+                elif current is None or not current.history:
+                    raise ChannelError(f"channel {channel!r} of {model!r} has nothing to roll back to")
+                else:
+                    to = current.history[-1]
+                last = make_record(
+                    last,
+                    ts=_now(),
+                    actor=who,
+                    action="promote" if target is not None else "rollback",
+                    model=model,
+                    channel=channel,
+                    from_version=current.version if current else None,
+                    to_version=to,
+                    reason=reason,
+                    forced=forced,
+                    gate=self._gate_ref(self._load(model, to)),
+                )
+                state = apply_record(state, last)
+                new.append(last)
             if log_text and not log_text.endswith("\n"):
                 log_text += "\n"
-            storage.atomic_write_bytes(self._fs, log_path, (log_text + record.to_line()).encode())
-            channels = dump_channels(apply_record(state, record))
+            lines = "".join(r.to_line() for r in new)
+            storage.atomic_write_bytes(self._fs, log_path, (log_text + lines).encode())
+            channels = dump_channels(state)
             storage.atomic_write_bytes(self._fs, channels_path, channels)
             if key is not None:
                 head_path = layout.audit_head_file(self._root, model)
-                storage.atomic_write_bytes(self._fs, head_path, signing.make_head(model, record, channels, key))
-        return record
+                storage.atomic_write_bytes(self._fs, head_path, signing.make_head(model, new[-1], channels, key))
+        return new
 
     def _read_raw(self, path: str) -> bytes | None:
         try:
@@ -474,7 +546,7 @@ class Registry:
         key = self._audit_key()
         if key is None:
             raise ConfigError("set FERRY_AUDIT_KEY_FILE to the audit signing key (outside the registry) to sign")
-        with storage.lock(self._fs, layout.lock_file(self._root, model), self.lock_timeout_s):
+        with self._lock(model):
             channels = self._read_raw(layout.channels_file(self._root, model))
             channels_text = channels.decode("utf-8", errors="replace") if channels is not None else None
             log_text = self._read_text(layout.audit_file(self._root, model))
