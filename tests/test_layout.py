@@ -21,10 +21,12 @@ def test_prefect_yaml_entrypoints_load_as_flows() -> None:
         params = set(flow.parameters.properties)
         given = set(deployment.get("parameters", {}))
         assert given <= params, deployment["name"]
-        for trigger in deployment.get("triggers", []):
+        required = set(flow.parameters.required or [])
+        for trigger in deployment.get("triggers", []):  # a run nobody fills a form for: the trigger fills the rest
             assert set(trigger.get("parameters", {})) <= params, deployment["name"]
-        if deployment.get("schedules") or deployment.get("triggers"):  # runs nobody fills a form for
-            assert set(flow.parameters.required or []) <= given, deployment["name"]
+            assert required <= given | set(trigger.get("parameters", {})), deployment["name"]
+        if deployment.get("schedules"):
+            assert required <= given, deployment["name"]
         if "schema_file" in deployment.get("parameters", {}):
             assert (REPO / deployment["parameters"]["schema_file"]).exists()
 

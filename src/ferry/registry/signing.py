@@ -172,8 +172,8 @@ def check_head(
         tail = records[at + 1 :]
         if len({(r.actor, r.reason) for r in tail}) == 1:  # the records of one write: a move or a release
             return HeadCheck(
-                f"the signed head names record {record.seq}, before the log's last ({n}) that one move or release "
-                f"wrote: it stopped before it signed; the next promotion or rollback signs again",
+                f"the signed head names record {record.seq}, before the log's last ({n}), which one move or release "
+                f"wrote: a move stopped before it signed; the next promotion or rollback signs again",
                 lags=True,
             )
     return HeadCheck(
