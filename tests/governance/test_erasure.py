@@ -95,6 +95,7 @@ def test_forget_removes_the_subject_everywhere_and_nothing_else(kept: tuple[Regi
     assert holding(work, training_subject)
     predictions = root / "models" / "churn" / "online" / "predictions"
     before = parquet_rows(predictions)
+    channels = registry.channels("churn")
 
     dry = forget(registry, SUBJECT, work_dir=work, dry_run=True)
     assert dry.counts["predictions"] == 2
@@ -113,6 +114,14 @@ def test_forget_removes_the_subject_everywhere_and_nothing_else(kept: tuple[Regi
     assert SUBJECT not in json.dumps(erased.to_dict())
     for v in registry.versions("churn"):
         assert registry.verify_version(v) == [], v.id
+
+    # the audit log records the erasure with its counts, under the keyed hash, and still verifies
+    [record] = [r for r in registry.audit("churn") if r.action == "erase"]
+    assert erased.subject in record.reason
+    assert "predictions 2" in record.reason
+    assert SUBJECT not in Path(registry.url, "models", "churn", "audit.jsonl").read_text()
+    assert registry.verify_audit("churn").ok
+    assert registry.channels("churn") == channels
 
     # the run directories, by the training data's own ids
     runs = forget(registry, training_subject, work_dir=work)

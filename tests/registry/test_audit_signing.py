@@ -165,3 +165,28 @@ def test_no_key_a_key_inside_the_registry_or_not_ed25519_is_refused(
     monkeypatch.setenv("FERRY_AUDIT_KEY_FILE", str(bad))
     with pytest.raises(ConfigError, match="is not an unencrypted PEM private key"):
         reg.promote(ids[0], "edge/beta", reason="x", model="churn")
+
+
+def test_an_erasure_is_a_signed_record_that_moves_nothing(signed: tuple[Registry, list[str], Path]) -> None:
+    reg, _, model_dir = signed
+    channels = reg.channels("churn")
+    record = reg.record_erasure("churn", "ab" * 32, {"predictions": 2, "feedback": 1})
+    assert (record.action, record.channel, record.to_version) == ("erase", "", "")
+    assert record.reason == f"erasure of subject hmac-sha256:{'ab' * 32}: removed feedback 1, predictions 2"
+    assert reg.channels("churn") == channels
+    report = reg.verify_audit("churn")
+    assert report.ok
+    assert report.signed
+    # an erasure record that claims to move a channel is not a legal record
+    lines = (model_dir / "audit.jsonl").read_text().splitlines()
+    forged = json.loads(lines[-1])
+    forged["channel"] = "online/champion"
+    prev = parse_log("\n".join(lines[:-1]))[-1]
+    rebuilt = make_record(
+        prev, ts=forged["ts"], actor=forged["actor"], action="erase", model="churn", channel="online/champion",
+        from_version=None, to_version="", reason=forged["reason"], forced=False, gate=record.gate,
+    )  # fmt: skip
+    (model_dir / "audit.jsonl").write_text("\n".join([*lines[:-1], rebuilt.to_line().rstrip()]) + "\n")
+    bad = reg.verify_audit("churn")
+    assert not bad.ok
+    assert "an erasure moves nothing" in bad.problem

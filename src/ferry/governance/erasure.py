@@ -12,8 +12,9 @@
 - and, given the work directory, the subject's rows of every retrain run's Parquet files.
 
 Files are rewritten whole and atomically (a reader sees the old file or the new one) and a file left empty is
-deleted. Counts come back per place; the id itself is never written anywhere: the audit record of the erasure
-carries a keyed hash of it (:func:`subject_hash`). Drift reports and sketches hold no rows, so they need nothing.
+deleted. Counts come back per place, and each model's audit log gets one erasure record with its counts (and those
+of the run directories); the id itself is never written anywhere: the record carries a keyed hash of it
+(:func:`subject_hash`). Drift reports and sketches hold no rows, so they need nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Erasure:
     counts: dict[str, int] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     dry_run: bool = False
+    by_model: dict[str, dict[str, int]] = field(default_factory=dict)
+    model: str = ""  # the model being erased from, while :func:`forget` runs
 
     @property
     def rows(self) -> int:
@@ -55,6 +58,8 @@ class Erasure:
     def add(self, place: str, rows: int, path: str) -> None:
         if rows:
             self.counts[place] = self.counts.get(place, 0) + rows
+            per_model = self.by_model.setdefault(self.model, {})
+            per_model[place] = per_model.get(place, 0) + rows
             self.files.append(path)
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,6 +173,7 @@ def forget(
     names = list(models) if models is not None else registry.models()
     id_columns: set[str] = set()
     for model in names:
+        out.model = model
         columns = _id_columns(registry, model)
         id_columns |= columns
         by_id = {c: {subject_id} for c in columns}
@@ -194,9 +200,16 @@ def forget(
                         buffer = io.BytesIO()
                         pq.write_table(table, buffer)
                         v = registry.redact(v, "reference.parquet", buffer.getvalue())
+    out.model = "(run directories)"
     if work_dir is not None and Path(work_dir).is_dir():
         local = storage.local_fs()
         by_id = {c: {subject_id} for c in id_columns}
         for run_file in sorted(Path(work_dir).rglob("*.parquet")):
             _rewrite_parquet(local, str(run_file), by_id, out, "run directories")
+    if not dry_run and out.rows:
+        runs = out.by_model.get("(run directories)", {})
+        for model in names:
+            counts = {**out.by_model.get(model, {}), **runs}
+            if counts:
+                registry.record_erasure(model, out.subject, counts)
     return out

@@ -1,9 +1,10 @@
 """The audit log of channel moves: an append-only, hash-chained JSON-lines file per model.
 
 Every promotion or rollback appends one record saying who moved which channel, when, why, from which version to
-which, and which gate report allowed it. Each record carries ``prev_hash`` (the previous record's hash, ``"0" * 64``
-for the first) and ``hash``, the sha256 of its own canonical JSON without ``hash``. Editing, removing or reordering a
-record therefore breaks the chain at that line.
+which, and which gate report allowed it. An erasure (``ferry forget``) appends one that moves nothing: its reason
+names the subject by a keyed hash and the rows removed per place. Each record carries ``prev_hash`` (the previous
+record's hash, ``"0" * 64`` for the first) and ``hash``, the sha256 of its own canonical JSON without ``hash``.
+Editing, removing or reordering a record therefore breaks the chain at that line.
 
 A chain alone cannot reveal that its tail was cut off, nor that a pointer was moved without a record. So
 ``channels.json`` stores, per channel, the hash of the record that last moved it (``audit_head``), and
@@ -44,8 +45,8 @@ __all__ = [
 ]
 
 ZERO_HASH = "0" * 64
-Action = Literal["promote", "rollback"]
-_ACTIONS = ("promote", "rollback")
+Action = Literal["promote", "rollback", "erase"]
+_ACTIONS = ("promote", "rollback", "erase")
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -287,6 +288,8 @@ def dump_channels(channels: Mapping[str, ChannelState]) -> bytes:
 
 def _move_problem(state: Mapping[str, ChannelState], rec: AuditRecord) -> str | None:
     """Whether ``rec`` is a legal move from ``state`` (from_version matches, a rollback has somewhere to go)."""
+    if rec.action == "erase":
+        return None if (rec.channel, rec.from_version, rec.to_version) == ("", None, "") else "an erasure moves nothing"
     current = state.get(rec.channel)
     if rec.from_version != (current.version if current else None):
         now = current.version if current else "nothing"
@@ -297,7 +300,10 @@ def _move_problem(state: Mapping[str, ChannelState], rec: AuditRecord) -> str | 
 
 
 def apply_record(state: Mapping[str, ChannelState], rec: AuditRecord) -> dict[str, ChannelState]:
-    """The channel pointers after ``rec``: a promotion pushes the old version on the history, a rollback pops it."""
+    """The channel pointers after ``rec``: a promotion pushes the old version on the history, a rollback pops it;
+    an erasure leaves them as they are."""
+    if rec.action == "erase":
+        return dict(state)
     out = dict(state)
     current = out.get(rec.channel)
     if rec.action == "promote":
@@ -379,7 +385,7 @@ def _check_channels(records: list[AuditRecord], channels: dict[str, ChannelState
                 f"channel {name!r}: its audit head {head[:12]}... is not in the audit log: records were cut from the "
                 f"log's tail or the log was replaced",
             )
-    last_line: dict[str, int] = {rec.channel: rec.seq for rec in records}
+    last_line: dict[str, int] = {rec.channel: rec.seq for rec in records if rec.action != "erase"}
     expected = replay(records)
     for name in sorted(set(channels) | set(expected)):
         if name not in expected:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -441,31 +441,16 @@ class Registry:
     def _move_many(
         self, model: str, moves: list[tuple[str, str | None]], reason: str, forced: bool, actor: str | None
     ) -> list[AuditRecord]:
-        """Append one record per move and move the pointers, all under the model's lock, re-reading both files inside
-        it. The records reach the log in one atomic write, so either all of them are there or none; the log is the
-        truth, and ``channels.json`` follows it (a move that stopped between the two is completed by the next one).
+        """Append one record per move and move the pointers (:meth:`_append`): either all of them or none.
 
         Each move is ``(channel, version)``, or ``(channel, None)`` for a rollback to the channel's previous version.
         Nothing is written when any move is refused.
         """
         who = actor or self._actor or StorageSettings().resolved_actor()
-        log_path = layout.audit_file(self._root, model)
-        channels_path = layout.channels_file(self._root, model)
-        with self._lock(model):
-            log_text = self._read_text(log_path) or ""
-            records, report = check_log(log_text, self._read_text(channels_path), model=model)
-            if not report.ok and not report.repairable:
-                names = ", ".join(c for c, _ in moves)
-                raise AuditError(
-                    f"refusing to move {names} of {model!r}: {report.problem}. Investigate with "
-                    f"verify_audit({model!r}) and restore audit.jsonl/channels.json from a backup"
-                )
-            key = self._audit_key()
-            head = self._read_raw(layout.audit_head_file(self._root, model))
-            action = f"move {', '.join(repr(c) for c, _ in moves)}"
-            signing.guard(head, model, records, self._read_raw(channels_path), key, action=action)
-            state = replay(records)  # the log is the truth; this also completes a move that stopped half-way
-            last = records[-1] if records else None
+
+        def build(
+            last: AuditRecord | None, state: dict[str, ChannelState]
+        ) -> tuple[list[AuditRecord], dict[str, ChannelState]]:
             new: list[AuditRecord] = []
             for channel, target in moves:
                 current = state.get(channel)
@@ -494,6 +479,57 @@ class Registry:
                 )
                 state = apply_record(state, last)
                 new.append(last)
+            return new, state
+
+        return self._append(model, f"move {', '.join(repr(c) for c, _ in moves)}", build)
+
+    def record_erasure(
+        self, model: str, subject: str, counts: Mapping[str, int], *, actor: str | None = None
+    ) -> AuditRecord:
+        """Append an erasure to ``model``'s audit log: who, when, the subject's keyed hash (never the id) and the rows
+        removed per place. It moves no channel (see :func:`ferry.governance.forget`)."""
+        _check_model(model)
+        removed = ", ".join(f"{place} {n}" for place, n in sorted(counts.items())) or "nothing"
+        why = _check_reason(f"erasure of subject hmac-sha256:{subject}: removed {removed}")
+        who = actor or self._actor or StorageSettings().resolved_actor()
+
+        def build(
+            last: AuditRecord | None, state: dict[str, ChannelState]
+        ) -> tuple[list[AuditRecord], dict[str, ChannelState]]:
+            record = make_record(
+                last, ts=_now(), actor=who, action="erase", model=model, channel="", from_version=None,
+                to_version="", reason=why, forced=False, gate=GateRef(),
+            )  # fmt: skip
+            return [record], state
+
+        return self._append(model, "record an erasure", build)[0]
+
+    def _append(
+        self,
+        model: str,
+        action: str,
+        build: Callable[
+            [AuditRecord | None, dict[str, ChannelState]], tuple[list[AuditRecord], dict[str, ChannelState]]
+        ],
+    ) -> list[AuditRecord]:
+        """Under the model's lock, re-reading everything inside it: check the log, its pointers and its signed head;
+        ``build`` makes the new records from the last one and the pointers; they reach the log in one atomic write
+        (all or none), then the pointers follow (the log is the truth: a write that stopped between the two is
+        completed by the next one) and the head is signed again. Nothing is written when ``build`` raises."""
+        log_path = layout.audit_file(self._root, model)
+        channels_path = layout.channels_file(self._root, model)
+        with self._lock(model):
+            log_text = self._read_text(log_path) or ""
+            records, report = check_log(log_text, self._read_text(channels_path), model=model)
+            if not report.ok and not report.repairable:
+                raise AuditError(
+                    f"refusing to {action} of {model!r}: {report.problem}. Investigate with "
+                    f"verify_audit({model!r}) and restore audit.jsonl/channels.json from a backup"
+                )
+            key = self._audit_key()
+            head = self._read_raw(layout.audit_head_file(self._root, model))
+            signing.guard(head, model, records, self._read_raw(channels_path), key, action=action)
+            new, state = build(records[-1] if records else None, replay(records))
             if log_text and not log_text.endswith("\n"):
                 log_text += "\n"
             lines = "".join(r.to_line() for r in new)
