@@ -39,7 +39,7 @@ def loop(
     core.check_data_quality(run, gate)
     core.split_data(run, train)
     core.train_candidate(run, train)
-    core.evaluate_candidate(run)
+    core.evaluate_candidate(run, train)
     core.export_onnx(run)
     core.check_parity(run, gate)
     result = core.run_gate(run, registry, gate)

@@ -87,6 +87,33 @@ class GateSettings(BaseSettings):
     parity_max_abs_diff: float = Field(
         default=1e-5, gt=0, le=1e-2, description="Largest allowed |sklearn prob - ONNX prob| on the holdout."
     )
+    parity_max_rel_diff: float = Field(
+        default=1e-4,
+        gt=0,
+        le=1e-2,
+        description="Regression: largest allowed |sklearn value - ONNX value| over the target's standard deviation.",
+    )
+    multiclass_primary_metric: Literal["macro_f1", "accuracy", "log_loss", "roc_auc_ovr"] = Field(
+        default="macro_f1", description="Multiclass: the metric the candidate is compared on against the champion."
+    )
+    min_macro_f1: float = Field(default=0.30, ge=0, le=1, description="Multiclass: floor for macro F1 on the holdout.")
+    regression_primary_metric: Literal["rmse", "mae"] = Field(
+        default="rmse", description="Regression: the metric the candidate is compared on (lower is better)."
+    )
+    regression_tolerance: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Regression: how much worse than the champion's RMSE/MAE the candidate may be, as a share of it.",
+    )
+    min_r2: float = Field(default=0.0, ge=-1, le=1, description="Regression: floor for R² on the holdout.")
+    max_coverage_shortfall: float = Field(
+        default=0.05,
+        ge=0,
+        le=0.5,
+        description="Regression: how far the interval's coverage on the holdout check rows may fall below the "
+        "declared coverage.",
+    )
     min_direction_agreement: float = Field(
         default=0.90,
         ge=0,
@@ -109,8 +136,21 @@ class TrainSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FERRY_TRAIN_", extra="ignore")
 
-    estimator: Literal["hist_gradient_boosting", "logistic_regression", "random_forest"] = Field(
-        default="hist_gradient_boosting", description="The scikit-learn estimator at the end of the pipeline."
+    estimator: Literal["hist_gradient_boosting", "logistic_regression", "ridge", "random_forest"] = Field(
+        default="hist_gradient_boosting",
+        description="The estimator shortcut at the end of the pipeline, per task: hist_gradient_boosting (every "
+        "task), logistic_regression (binary, multiclass), ridge (regression), random_forest (every task).",
+    )
+    estimator_config: str | None = Field(
+        default=None,
+        description="A YAML/JSON file naming any scikit-learn estimator by import path, with params and a small grid "
+        "(see ferry.train.estimators); overrides estimator.",
+    )
+    interval_coverage: float = Field(
+        default=0.9,
+        gt=0.5,
+        lt=1.0,
+        description="Regression: coverage of the split-conformal prediction interval stored with the version.",
     )
     cv_folds: int = Field(default=3, ge=2, le=10, description="Folds of the small cross-validated search.")
     holdout_fraction: float = Field(
