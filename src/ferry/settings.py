@@ -112,7 +112,7 @@ class GateSettings(BaseSettings):
         ge=0,
         le=0.5,
         description="Regression: how far the interval's coverage on the holdout check rows may fall below the "
-        "declared coverage.",
+        "declared coverage (two binomial standard errors when the check rows are few and that is more).",
     )
     min_direction_agreement: float = Field(
         default=0.90,

@@ -105,9 +105,11 @@ def invariance_test(
     alone = np.array([_answers(scorer, rows.iloc[[i]], schema)[0] for i in range(min(len(rows), 50))])
     alone = alone.reshape(-1, batch.shape[1])
     diffs = [np.abs(batch - shuffled).max(initial=0.0), np.abs(batch[: len(alone)] - alone).max(initial=0.0)]
+    detail = "score of a row alone vs in a batch vs in a shuffled batch"
+    scale = 1.0
+    if schema.kind == "regression":  # float32 values carry about seven digits of their own size
+        scale = max(float(np.abs(batch).max(initial=0.0)), 1.0)
+        detail += ", relative to the largest value"
     return BehaviourResult(
-        name="behaviour.batch_invariance",
-        observed=float(max(diffs)),
-        rows=len(rows),
-        detail="score of a row alone vs in a batch vs in a shuffled batch",
+        name="behaviour.batch_invariance", observed=float(max(diffs)) / scale, rows=len(rows), detail=detail
     )

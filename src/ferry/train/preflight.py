@@ -41,6 +41,8 @@ def preflight(
 
     settings = settings or TrainSettings()
     schema = Schema.load(schema_url, storage_options=storage_options)
+    if not schema.infers_task:  # the estimator is checked before the data is read
+        resolve_estimator(settings, schema)
     raw = data_mod.read_table(data_url, storage_options=storage_options)
     schema, note = data_mod.resolve_task(raw, schema)
     typed: pd.DataFrame = data_mod.validate(raw, schema, require_target=True)
