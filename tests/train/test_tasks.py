@@ -168,6 +168,7 @@ def test_champion_of_another_task_fails_the_gate_closed(trained: dict[str, Any],
     assert "is a regression model and the candidate multiclass" in str(gate["error"])
 
 
+@pytest.mark.integration  # four Evidently reports: kept out of the fast set
 def test_champion_comparison_runs_in_each_metrics_direction() -> None:
     rng = np.random.default_rng(0)
     y = rng.normal(100, 10, 300)
@@ -243,6 +244,7 @@ def test_bad_regression_targets_write_nothing(tmp_path: Path, values: list[Any],
     assert list(run.iterdir()) == []
 
 
+@pytest.mark.integration  # a cross-validated search and an export: kept out of the fast set
 def test_estimator_by_import_path_with_params_and_grid(tmp_path: Path, defects_frame: pd.DataFrame) -> None:
     config = tmp_path / "extra_trees.yaml"
     config.write_text(

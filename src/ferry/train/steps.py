@@ -337,6 +337,7 @@ def write_lineage(run_dir: Path) -> dict[str, Any]:
         "estimator": train_info["estimator"],
         "params": train_info["best_params"],
         "train_settings": train_info["settings"],
+        **({"pipeline": train_info["pipeline"]} if "pipeline" in train_info else {}),
         "python": platform.python_version(),
         "libraries": versions,
     }
