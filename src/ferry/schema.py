@@ -288,7 +288,7 @@ class Schema(_Frozen):
                 if str(label) in seen:
                     raise _rule_error(f"target_classes[{i}]", f"duplicate class {label!r}")
                 seen[str(label)] = i
-        known = {str(c) for c in classes}
+        known = {str(c) for c in classes} if self.task is not None else set()  # else: known once inferred
         for i, feature in enumerate(self.features):
             if feature.direction is None:
                 continue
