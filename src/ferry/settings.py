@@ -6,8 +6,8 @@ code that reads them, each in a module of its own so that reading settings never
 | class | env prefix | module | what |
 |---|---|---|---|
 | :class:`StorageSettings` | ``FERRY_`` | here | where the registry lives (any fsspec URL), who acts, lock timeout |
-| :class:`GateSettings` | ``FERRY_GATE_`` | here | thresholds the gate compares a candidate against |
-| :class:`TrainSettings` | ``FERRY_TRAIN_`` | here | the estimator, its CV search, split, threads and seed |
+| :class:`GateSettings` | ``FERRY_GATE_`` | here | thresholds the gate compares a candidate against, per task |
+| :class:`TrainSettings` | ``FERRY_TRAIN_`` | here | the estimator, its CV search, split, interval, threads and seed |
 | :class:`EdgeSettings` | ``FERRY_EDGE_`` | here | the TUF repository edge bundles go to, and its keys |
 | ``BatchSettings`` | ``FERRY_BATCH_`` | :mod:`ferry.batch.settings` | batch scoring: channel, batches, drift |
 | ``MonitorSettings`` | ``FERRY_MONITOR_`` | :mod:`ferry.monitor.settings` | judging drift, announcing it |
@@ -67,15 +67,18 @@ class GateSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FERRY_GATE_", extra="ignore")
 
     primary_metric: Literal["roc_auc", "f1", "precision", "recall"] = Field(
-        default="roc_auc", description="The metric the candidate is compared on against the champion."
+        default="roc_auc", description="Binary: the metric the candidate is compared on against the champion."
     )
     tolerance: float = Field(
-        default=0.01, ge=0, le=1, description="How much worse than the champion the candidate may be."
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Binary and multiclass: how much worse than the champion the candidate may be (absolute).",
     )
-    min_roc_auc: float = Field(default=0.70, ge=0, le=1, description="Absolute floor for ROC AUC on the holdout.")
-    min_f1: float = Field(default=0.30, ge=0, le=1, description="Absolute floor for F1 on the holdout.")
+    min_roc_auc: float = Field(default=0.70, ge=0, le=1, description="Binary: floor for ROC AUC on the holdout.")
+    min_f1: float = Field(default=0.30, ge=0, le=1, description="Binary: floor for F1 on the holdout.")
     max_ece: float = Field(
-        default=0.10, ge=0, le=1, description="Ceiling for expected calibration error (10 bins) on the holdout."
+        default=0.10, ge=0, le=1, description="Binary: ceiling for expected calibration error (10 bins) on the holdout."
     )
     max_missing_share: float = Field(
         default=0.30, ge=0, le=1, description="Ceiling for the share of missing values in any one feature column."
@@ -85,7 +88,11 @@ class GateSettings(BaseSettings):
     )
     min_rows: int = Field(default=500, ge=1, description="Fewest rows a training set may have.")
     parity_max_abs_diff: float = Field(
-        default=1e-5, gt=0, le=1e-2, description="Largest allowed |sklearn prob - ONNX prob| on the holdout."
+        default=1e-5,
+        gt=0,
+        le=1e-2,
+        description="Binary and multiclass: largest allowed |sklearn prob - ONNX prob| on the holdout (multiclass: "
+        "every class).",
     )
     parity_max_rel_diff: float = Field(
         default=1e-4,

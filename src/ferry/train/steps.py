@@ -10,7 +10,7 @@ DataFrames or fitted models, so tasks stay cheap to hand over and the loop can b
 - :func:`evaluate_candidate`: -> ``metrics.json``, ``calibration.json``
 - :func:`export_onnx`: -> ``model.onnx``
 - :func:`check_parity`: -> ``parity.json``
-- :func:`run_gate`: the above + the champion from the registry -> ``gate.json``, ``gate.html``
+- :func:`run_gate` (from :mod:`ferry.train.gating`): the above + the champion -> ``gate.json``, ``gate.html``
 - :func:`write_lineage`, :func:`register_candidate`: -> ``lineage.json``, then one immutable registry version
 - :func:`promote_if_passed`: channel moves + audit records, only when the gate passed
 
