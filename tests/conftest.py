@@ -116,3 +116,28 @@ def staged(pair: tuple[Any, str, str], tmp_path: Path) -> tuple[Any, str, str]:
     copy.promote(champion, "edge/stable", model="churn", reason="test")
     copy.promote(challenger, "edge/beta", model="churn", reason="test")
     return copy, champion, challenger
+
+
+@pytest.fixture(scope="session")
+def task_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One multiclass (``defects``) and one regression (``demand``) model of the examples, each through every retrain
+    step (plain functions) into one registry, promoted to ``online/champion``. Read-only.
+
+    Returns ``root``, ``registry`` and, per example name, its ``data`` (CSV), ``version``, ``gate`` and ``moved``.
+    """
+    from helpers import example_maker, loop
+
+    from ferry.registry import Registry
+    from ferry.settings import TrainSettings
+
+    repo = Path(__file__).resolve().parents[1]
+    root = tmp_path_factory.mktemp("tasks")
+    registry = Registry(str(root / "reg"))
+    out: dict[str, Any] = {"root": root, "registry": registry}
+    # logistic regression: fast, and monotone in speed for P(scratch) as the data were made
+    for name, estimator in (("defects", "logistic_regression"), ("demand", "ridge")):
+        data = example_maker(name).write_csv(root / f"{name}.csv", 700)
+        schema = repo / "examples" / name / "schema.yaml"
+        version, gate, moved = loop(data, schema, registry, root / "runs", train=TrainSettings(estimator=estimator))
+        out[name] = {"data": data, "version": version, "gate": gate, "moved": moved}
+    return out

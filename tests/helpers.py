@@ -49,6 +49,21 @@ def loop(
     return version, result.to_dict(), moved
 
 
+def example_maker(example: str) -> Any:
+    """The ``make_csv`` module of ``examples/<example>`` (each example's data maker has that name)."""
+    import sys
+
+    folder = Path(__file__).resolve().parents[1] / "examples" / example
+    sys.path.insert(0, str(folder))
+    try:
+        import make_csv
+
+        return make_csv
+    finally:
+        sys.path.pop(0)
+        sys.modules.pop("make_csv", None)
+
+
 def serve_rows(registry: Registry, rows: list[dict[str, Any]], *, labels: bool = False) -> list[str]:
     """Score ``rows`` as the online service does and log every prediction (and, optionally, its true label)."""
     holder = ModelHolder(registry, "churn", "online/champion")

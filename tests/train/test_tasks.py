@@ -4,14 +4,13 @@ answer, the gate's per-task checks, the stored interval, and the bad inputs each
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import loop
+from helpers import example_maker, loop
 
 from ferry.data import to_onnx_inputs
 from ferry.errors import ConfigError, DataValidationError, ExportError, TrainingError
@@ -26,34 +25,13 @@ from ferry.train.preflight import preflight
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _maker(example: str) -> Any:
-    sys.path.insert(0, str(REPO / "examples" / example))
-    try:
-        import make_csv
-
-        return make_csv
-    finally:
-        sys.path.pop(0)
-        sys.modules.pop("make_csv", None)
-
-
-DEFECTS, DEMAND = _maker("defects"), _maker("demand")
+DEFECTS, DEMAND = example_maker("defects"), example_maker("demand")
 SCHEMAS = {"defects": REPO / "examples/defects/schema.yaml", "demand": REPO / "examples/demand/schema.yaml"}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One multiclass and one regression model, each through every step, in one registry."""
-    root = tmp_path_factory.mktemp("tasks")
-    registry = Registry(str(root / "reg"))
-    out: dict[str, Any] = {"root": root, "registry": registry}
-    # logistic regression: fast, and monotone in speed for P(scratch) as the data were made
-    for name, maker, estimator in (("defects", DEFECTS, "logistic_regression"), ("demand", DEMAND, "ridge")):
-        data = maker.write_csv(root / f"{name}.csv", 700)
-        train = TrainSettings(estimator=estimator)
-        version, gate, moved = loop(data, SCHEMAS[name], registry, root / "runs", train=train)
-        out[name] = {"data": data, "version": version, "gate": gate, "moved": moved}
-    return out
+@pytest.fixture
+def trained(task_models: dict[str, Any]) -> dict[str, Any]:
+    return task_models
 
 
 def _checks(gate: dict[str, Any]) -> dict[str, dict[str, Any]]:
