@@ -181,38 +181,16 @@ def test_classes_must_follow_target_classes(tmp_path: Path) -> None:
 
 @pytest.mark.integration  # the whole gate with Evidently: kept out of the fast set
 def test_ferry_register_command(files: dict[str, Path], tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        app,
-        [
-            "register",
-            "--pipeline",
-            str(files["root"] / "good.skops"),
-            "--schema",
-            str(files["schema"]),
-            "--data",
-            str(files["holdout"]),
-            "--registry",
-            str(tmp_path / "reg"),
-        ],
-        env={"COLUMNS": "200", "FERRY_WORK_DIR": str(tmp_path / "runs")},
-    )
+    def ferry_register(pipeline: str) -> Any:
+        args = ["--pipeline", str(files["root"] / pipeline), "--schema", str(files["schema"])]
+        args += ["--data", str(files["holdout"]), "--registry", str(tmp_path / "reg")]
+        env = {"COLUMNS": "200", "FERRY_WORK_DIR": str(tmp_path / "runs")}
+        return CliRunner().invoke(app, ["register", *args], env=env)
+
+    result = ferry_register("good.skops")
     assert result.exit_code == 0, result.output
     assert "PROMOTED" in result.output
-    bad = CliRunner().invoke(
-        app,
-        [
-            "register",
-            "--pipeline",
-            str(files["root"] / "worse.pkl"),
-            "--schema",
-            str(files["schema"]),
-            "--data",
-            str(files["holdout"]),
-            "--registry",
-            str(tmp_path / "reg"),
-        ],
-        env={"COLUMNS": "200"},
-    )
+    bad = ferry_register("worse.pkl")
     assert bad.exit_code == 2
     assert bad.output.startswith("error: ")
     assert "Traceback" not in bad.output
