@@ -85,15 +85,17 @@ def _register(files: dict[str, Path], registry: Registry, name: str, **kw: Any) 
 @pytest.mark.integration  # the whole gate with Evidently, twice: kept out of the fast set
 def test_a_fitted_pipeline_is_gated_registered_and_then_compared(files: dict[str, Path], tmp_path: Path) -> None:
     registry = Registry(str(tmp_path / "reg"))
-    first = _register(files, registry, "good.skops")
-    assert first["gate_passed"], first["reasons"]
-    assert first["promoted"] == ["online/champion"]
-    version = registry.get(first["version"], model="demand")
+    result = ferry_register(files, tmp_path, "good.skops")  # the command, as a user runs it
+    assert result.exit_code == 0, result.output
+    assert "PROMOTED" in result.output
+    first = {"version": registry.channel("demand", "online/champion")}
+    version = registry.get(str(first["version"]), model="demand")
+    assert version.info["gate"]["passed"]
     lineage = json.loads(registry.read_bytes(version, "lineage.json"))
     assert lineage["pipeline"]["format"] == "skops"
     assert lineage["pipeline"]["trust_pickle"] is False
     assert lineage["estimator"] == "sklearn.linear_model.Ridge"
-    names = {c["name"] for c in first["checks"]}
+    names = {c["name"] for c in json.loads(registry.read_bytes(version, "gate.json"))["checks"]}
     assert {"onnx.parity_max_rel_diff", "model.interval_coverage", "behaviour.batch_invariance"} <= names
     # a pickle only with trust, which the lineage records; then it is judged against the champion
     with pytest.raises(ConfigError, match="is a pickle, which can run any code when loaded; save the pipeline"):
@@ -179,19 +181,17 @@ def test_classes_must_follow_target_classes(tmp_path: Path) -> None:
         )
 
 
-@pytest.mark.integration  # the whole gate with Evidently: kept out of the fast set
-def test_ferry_register_command(files: dict[str, Path], tmp_path: Path) -> None:
-    def ferry_register(pipeline: str) -> Any:
-        args = ["--pipeline", str(files["root"] / pipeline), "--schema", str(files["schema"])]
-        args += ["--data", str(files["holdout"]), "--registry", str(tmp_path / "reg")]
-        env = {"COLUMNS": "200", "FERRY_WORK_DIR": str(tmp_path / "runs")}
-        return CliRunner().invoke(app, ["register", *args], env=env)
+def ferry_register(files: dict[str, Path], tmp_path: Path, pipeline: str) -> Any:
+    args = ["--pipeline", str(files["root"] / pipeline), "--schema", str(files["schema"])]
+    args += ["--data", str(files["holdout"]), "--registry", str(tmp_path / "reg")]
+    env = {"COLUMNS": "200", "FERRY_WORK_DIR": str(tmp_path / "runs")}
+    return CliRunner().invoke(app, ["register", *args], env=env)
 
-    result = ferry_register("good.skops")
-    assert result.exit_code == 0, result.output
-    assert "PROMOTED" in result.output
-    bad = ferry_register("worse.pkl")
+
+def test_ferry_register_refuses_a_pickle_in_one_line(files: dict[str, Path], tmp_path: Path) -> None:
+    bad = ferry_register(files, tmp_path, "worse.pkl")
     assert bad.exit_code == 2
     assert bad.output.startswith("error: ")
     assert "Traceback" not in bad.output
     assert "or pass --trust-pickle if you trust the file" in " ".join(bad.output.split())
+    assert Registry(str(tmp_path / "reg")).models() == []

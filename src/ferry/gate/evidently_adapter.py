@@ -8,7 +8,7 @@ timeout becomes a failed check whose reason says why.
 Model quality per task: :func:`model_quality` (binary: Evidently's binary classification metrics),
 :func:`multiclass_quality` (its multiclass ClassificationPreset) and :func:`regression_quality` (its
 RegressionPreset), each with floors and the comparison with the champion on the task's primary metric in its
-direction. One concept kept whole (about 450 lines): it is the one door to Evidently.
+direction. One concept kept whole (about 500 lines): it is the one door to Evidently.
 """
 
 from __future__ import annotations
