@@ -29,7 +29,12 @@ from ferry_flows.edge import publish_moved
 def ingest(data: str, schema: str, run_dir: str) -> dict[str, Any]:
     """Read and validate; retried because remote storage can fail transiently (bad data is not retried: same answer)."""
     summary = core.ingest(data, schema, Path(run_dir))
-    get_run_logger().info("ingested %d rows of %s (sha256 %s)", summary.rows, data, summary.data_sha256[:12])
+    logger = get_run_logger()
+    logger.info(
+        "ingested %d rows of %s (sha256 %s), task %s", summary.rows, data, summary.data_sha256[:12], summary.task
+    )
+    if summary.task_note:
+        logger.info("%s", summary.task_note)
     return asdict(summary)
 
 
@@ -88,18 +93,19 @@ def split(run_dir: str, settings: TrainSettings) -> dict[str, Any]:
 def train(run_dir: str, settings: TrainSettings) -> dict[str, Any]:
     info = core.train_candidate(Path(run_dir), settings)
     get_run_logger().info(
-        "trained %s in %.1fs, best %s, CV ROC AUC %.4f",
+        "trained %s in %.1fs, best %s, CV %s %.4f",
         info["estimator"],
         info["fit_seconds"],
         info["best_params"],
-        info["cv_roc_auc"],
+        info["cv_metric"],
+        info["cv_score"],
     )
     return info
 
 
 @task(name="evaluate")
-def evaluate(run_dir: str) -> dict[str, float]:
-    return core.evaluate_candidate(Path(run_dir))
+def evaluate(run_dir: str, settings: TrainSettings) -> dict[str, float]:
+    return core.evaluate_candidate(Path(run_dir), settings)
 
 
 @task(name="export-onnx")
@@ -191,7 +197,7 @@ def retrain(
     data_quality(run_dir, gate_settings)
     split(run_dir, train_settings)
     train(run_dir, train_settings)
-    metrics = evaluate(run_dir)
+    metrics = evaluate(run_dir, train_settings)
     export_onnx(run_dir)
     parity(run_dir, gate_settings)
     gate = run_gate(run_dir, registry_url, gate_settings, champion_channel)

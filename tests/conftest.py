@@ -152,3 +152,28 @@ def s3_env(s3_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield f"s3://{bucket}"
     finally:
         s3_server.clear()
+
+
+@pytest.fixture(scope="session")
+def task_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One multiclass (``defects``) and one regression (``demand``) model of the examples, each through every retrain
+    step (plain functions) into one registry, promoted to ``online/champion``. Read-only.
+
+    Returns ``root``, ``registry`` and, per example name, its ``data`` (CSV), ``version``, ``gate`` and ``moved``.
+    """
+    from helpers import example_maker, loop
+
+    from ferry.registry import Registry
+    from ferry.settings import TrainSettings
+
+    repo = Path(__file__).resolve().parents[1]
+    root = tmp_path_factory.mktemp("tasks")
+    registry = Registry(str(root / "reg"))
+    out: dict[str, Any] = {"root": root, "registry": registry}
+    # logistic regression: fast, and monotone in speed for P(scratch) as the data were made
+    for name, estimator in (("defects", "logistic_regression"), ("demand", "ridge")):
+        data = example_maker(name).write_csv(root / f"{name}.csv", 700)
+        schema = repo / "examples" / name / "schema.yaml"
+        version, gate, moved = loop(data, schema, registry, root / "runs", train=TrainSettings(estimator=estimator))
+        out[name] = {"data": data, "version": version, "gate": gate, "moved": moved}
+    return out

@@ -39,7 +39,7 @@ def loop(
     core.check_data_quality(run, gate)
     core.split_data(run, train)
     core.train_candidate(run, train)
-    core.evaluate_candidate(run)
+    core.evaluate_candidate(run, train)
     core.export_onnx(run)
     core.check_parity(run, gate)
     result = core.run_gate(run, registry, gate)
@@ -48,6 +48,21 @@ def loop(
     version = core.register_candidate(run, registry)
     moved = core.promote_if_passed(registry, version, list(channels), reason="test")
     return version, result.to_dict(), moved
+
+
+def example_maker(example: str) -> Any:
+    """The ``make_csv`` module of ``examples/<example>`` (each example's data maker has that name)."""
+    import sys
+
+    folder = Path(__file__).resolve().parents[1] / "examples" / example
+    sys.path.insert(0, str(folder))
+    try:
+        import make_csv
+
+        return make_csv
+    finally:
+        sys.path.pop(0)
+        sys.modules.pop("make_csv", None)
 
 
 def serve_rows(registry: Registry, rows: list[dict[str, Any]], *, labels: bool = False) -> list[str]:

@@ -236,7 +236,7 @@ def _mutate(change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
             id="closed-without-levels",
         ),
         pytest.param(
-            lambda d: d.update(target_classes=[0, 1, 2]),
+            lambda d: d.update(task="binary", target_classes=[0, 1, 2]),
             "target_classes: must list exactly two classes (negative, positive), got 3",
             id="three-classes",
         ),

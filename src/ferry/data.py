@@ -32,7 +32,7 @@ import numpy.typing as npt
 import pandas as pd
 from pandas.api import types as ptypes
 
-from ferry import storage
+from ferry import storage, target
 from ferry.errors import DataFormatError, DataValidationError
 from ferry.schema import Feature, Schema
 
@@ -42,6 +42,7 @@ __all__ = [
     "normalise_dtypes",
     "parse_numeric",
     "read_table",
+    "resolve_task",
     "sha256_of",
     "show_id",
     "spread",
@@ -384,34 +385,56 @@ def _check_categorical(
     return text, None
 
 
-def _check_target(col: pd.Series[Any], schema: Schema, rows: _Rows) -> tuple[npt.NDArray[np.int64], _Issue | None]:
-    name = schema.target
-    empty = np.zeros(0, dtype=np.int64)
+def _check_target(col: pd.Series[Any], schema: Schema, rows: _Rows) -> tuple[npt.NDArray[Any], _Issue | None]:
+    """The target encoded per task (:mod:`ferry.target`), or the issue of its first broken rule."""
+    if schema.kind == "multiclass" and not schema.target_classes:
+        detail = "fewer than three distinct labels; a multiclass target needs three or more, with two use task: binary"
+        return np.zeros(0), _Issue(schema.target, "target_classes", detail, [])
+    if schema.kind == "regression":
+        values, bad_type, nonfinite = parse_numeric(col)
+        encoded: npt.NDArray[Any]
+        encoded, problem = target.encode_values(values, bad_type, nonfinite, schema, rows.count, rows.n)
+    else:
+        codes, labels = coded_text(col.astype("Int64") if ptypes.is_bool_dtype(col) else col)
+        encoded, problem = target.encode_classes(codes, labels, schema, rows.count, rows.n)
+    if problem is None:
+        return encoded, None
+    examples = rows.examples(problem.rows, col) if problem.rows is not None else []
+    return encoded, _Issue(schema.target, problem.rule, problem.detail, examples)
+
+
+def resolve_task(df: pd.DataFrame, schema: Schema) -> tuple[Schema, str | None]:
+    """The schema with its task settled, and a one-line note when it was inferred from ``df``'s target column.
+
+    A schema that declares its task, its classes or its target bounds is returned as it is (note None), unless it
+    is a multiclass one whose classes are left to be discovered. Missing target values are left for
+    :func:`validate` to report.
+    """
+    discover = schema.task == "multiclass"
+    if not schema.infers_task or schema.target not in df.columns:
+        return schema, None
+    col = df[schema.target]
+    if isinstance(col, pd.DataFrame):
+        return schema, None
     codes, labels = coded_text(col.astype("Int64") if ptypes.is_bool_dtype(col) else col)
-    negative, positive = (str(c) for c in schema.target_classes)
-    missing = np.array([label is None for label in labels], dtype=bool)[codes]
-    if missing.any():
-        detail = f"{rows.count(missing)} have no target; label them, or drop them before training"
-        return empty, _Issue(name, "target_not_null", detail, rows.examples(missing, col))
-    other_labels = np.array([label not in (negative, positive) for label in labels], dtype=bool)
-    other = other_labels[codes]
-    if other.any():
-        seen = sorted(str(label) for label in labels[other_labels & (labels != None)])  # noqa: E711
-        detail = (
-            f"{rows.count(other)} hold labels other than the declared target_classes "
-            f"[{schema.target_classes[0]!r}, {schema.target_classes[1]!r}] (found {', '.join(map(repr, seen[:5]))}); "
-            "map them to the declared labels, or declare the right target_classes"
+    present = sorted({label for label in labels[np.unique(codes)] if label is not None})
+    numbers = np.array(pd.to_numeric(pd.Series(present, dtype=object), errors="coerce"), dtype=np.float64)
+    task, classes, how = target.infer(present, numbers)
+    if task != "regression" and len(classes) < 2:
+        only = f"the value {classes[0]!r}" if classes else "no value"
+        raise DataValidationError(
+            schema.target,
+            "target_constant",
+            f"all {len(col):,} rows have {only}; a model needs a target that varies, so use a wider time range "
+            "or a larger sample",
         )
-        return empty, _Issue(name, "target_classes", detail, rows.examples(other, col))
-    labels01 = np.array([label == positive for label in labels], dtype=np.int64)[codes]
-    if len(np.unique(labels01)) < 2:
-        only = schema.target_classes[int(labels01[0])] if len(labels01) else None
-        detail = (
-            f"all {rows.n:,} rows have the class {only!r}; a classifier needs examples of both classes, so "
-            "use a wider time range or a larger sample"
-        )
-        return empty, _Issue(name, "target_two_classes", detail, [])
-    return labels01, None
+    if discover:
+        if task == "regression" or not classes:
+            classes = tuple(present)
+        if len(classes) < 3:
+            return schema, None  # validate() reports the rows; the schema rule needs three classes
+        task, how = "multiclass", f"multiclass with {len(classes)} classes discovered in the data"
+    return schema.resolved(task, classes), f"task of {schema.target!r} inferred: {how}; declare task: to fix it"
 
 
 _WORK_UNIT: Final = "datetime64[us, UTC]"
@@ -469,7 +492,8 @@ def validate(df: pd.DataFrame, schema: Schema, *, require_target: bool = True) -
 
     The result has the id (as given), the timestamp (datetime64[ns, UTC]), every feature in declared order
     (numeric -> float64 with NaN for missing; categorical -> object of str with None for missing) and, when
-    ``require_target``, the target as int64 0/1 (1 = the positive class). Every other column — PII included — is
+    ``require_target``, the target encoded per task (:mod:`ferry.target`: binary int64 0/1 with 1 = the positive
+    class, multiclass int64 class index, regression float64). Every other column — PII included — is
     dropped. ``df`` is not modified, and the result keeps its index.
 
     Columns are checked in the order id, timestamp, features, target; each reports the first rule it breaks. The
@@ -514,11 +538,13 @@ def validate(df: pd.DataFrame, schema: Schema, *, require_target: bool = True) -
         if issue is not None:
             issues.append(issue)
     if require_target and (col := column(schema.target)) is not None:
+        if schema.infers_task:
+            schema, _ = resolve_task(df, schema)
         labels, issue = _check_target(col, schema, rows)
         if issue is not None:
             issues.append(issue)
         else:
-            out[schema.target] = pd.Series(labels, index=df.index, dtype=np.int64)
+            out[schema.target] = pd.Series(labels, index=df.index, dtype=labels.dtype)
 
     if issues:
         first = issues[0]

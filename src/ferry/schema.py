@@ -4,14 +4,23 @@ A schema is written by a person as YAML (or JSON) and loaded into frozen pydanti
 validation, training, ONNX export, scoring, drift checks — reads the same typed description::
 
     name: churn                 # model name: ^[a-z0-9][a-z0-9_-]{0,63}$
-    target: churned             # binary target column
-    target_classes: [0, 1]      # optional; the second one is the positive class
+    task: binary                # binary | multiclass | regression; optional (see below)
+    target: churned             # the target column
+    target_classes: [0, 1]      # binary: (negative, positive); multiclass: every level; regression: none
     id: customer_id             # optional row id column
     timestamp: signup_at        # optional; used for the time-based split
     pii: [email, phone]         # never logged, never used as features
     features:
       - {name: tenure_months, type: numeric, min: 0, max: 600, direction: decreasing}
       - {name: plan, type: categorical, levels: [basic, standard, premium], allow_unknown: false}
+
+The task is explicit (``task:``) or follows from what is declared: two ``target_classes`` make a binary model, three
+or more a multiclass one, ``target_min``/``target_max`` a regressor. A schema that declares none of these leaves the
+task to be inferred from the data at ingest (:func:`ferry.target.infer`), which says what it chose in one line.
+A multiclass schema may leave its ``target_classes`` out: the levels are then discovered from the data. A regressor
+has a numeric target with optional ``target_min``/``target_max``. A feature's ``direction`` is its monotone effect
+on the positive class (binary), on the probability of ``direction_class`` (multiclass; required there) or on the
+value (regression).
 
 A broken schema file raises :class:`~ferry.errors.SchemaError` whose message names each offending field by its
 path (``features[2].type: must be 'numeric' or 'categorical', got 'int'``), so the file can be fixed in one go.
@@ -32,7 +41,10 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ferry.errors import SchemaError
 
-__all__ = ["Feature", "Schema"]
+__all__ = ["TASKS", "Feature", "Schema", "Task"]
+
+Task = Literal["binary", "multiclass", "regression"]
+TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 DEFAULT_MAX_TEXT = 256
@@ -81,7 +93,12 @@ class Feature(_Frozen):
     min: float | None = Field(default=None, description="Smallest allowed value of a numeric feature.")
     max: float | None = Field(default=None, description="Largest allowed value of a numeric feature.")
     direction: Literal["increasing", "decreasing"] | None = Field(
-        default=None, description="Expected monotone effect of a numeric feature on the positive class."
+        default=None,
+        description="Expected monotone effect of a numeric feature on the positive class, the value (regression) "
+        "or the probability of direction_class (multiclass).",
+    )
+    direction_class: int | str | None = Field(
+        default=None, description="The class whose probability ``direction`` is about (multiclass; binary: positive)."
     )
     max_length: int | None = Field(
         default=None,
@@ -102,8 +119,15 @@ class Feature(_Frozen):
             return out
         return value
 
+    @field_validator("direction_class", mode="before")
+    @classmethod
+    def _no_boolean_direction_class(cls, value: Any) -> Any:
+        return _coerce_label(value, "")
+
     @model_validator(mode="after")
     def _consistent(self) -> Feature:
+        if self.direction_class is not None and self.direction is None:
+            raise _rule_error("direction_class", "is set but direction is not; add direction or remove it")
         if self.type == "numeric":
             if self.levels is not None:
                 raise _rule_error("levels", "only categorical features have levels; remove it or set type categorical")
@@ -142,10 +166,19 @@ class Schema(_Frozen):
     """The declared input schema of one model. Load it with :meth:`Schema.load`."""
 
     name: str = Field(pattern=NAME_PATTERN, description="Model name (lower case, digits, '_' and '-').")
-    target: str = Field(min_length=1, description="The binary target column.")
-    target_classes: tuple[int | str, int | str] = Field(
-        default=(0, 1), description="The two target labels; the second one is the positive class."
+    target: str = Field(min_length=1, description="The target column.")
+    task: Task | None = Field(
+        default=None,
+        description="binary, multiclass or regression; None: follows from target_classes/target_min/target_max, "
+        "or is inferred from the data at ingest.",
     )
+    target_classes: tuple[int | str, ...] = Field(
+        default=(0, 1),
+        description="binary: the two labels, the second one positive; multiclass: every level (empty: discovered "
+        "from the data); regression: empty.",
+    )
+    target_min: float | None = Field(default=None, description="Smallest allowed target value (regression).")
+    target_max: float | None = Field(default=None, description="Largest allowed target value (regression).")
     id: str | None = Field(default=None, min_length=1, description="Optional row id column.")
     timestamp: str | None = Field(
         default=None, min_length=1, description="Optional event time column, used for the time-based split."
@@ -165,21 +198,38 @@ class Schema(_Frozen):
         default=(), description="Known limits a user of the model should read (shown on its model card)."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _task_from_declarations(cls, data: Any) -> Any:
+        """Fill ``task`` from what is declared, and leave out the binary default where it does not apply."""
+        if not isinstance(data, Mapping):
+            return data
+        doc = dict(data)
+        classes = doc.get("target_classes")
+        declared = isinstance(classes, list | tuple)
+        many = declared and len(classes or ()) > 2
+        bounded = doc.get("target_min") is not None or doc.get("target_max") is not None
+        if doc.get("task") is None:
+            if many and not bounded:
+                doc["task"] = "multiclass"
+            elif declared and not bounded:
+                doc["task"] = "binary"
+            elif bounded and not declared:
+                doc["task"] = "regression"
+        if doc.get("task") in ("multiclass", "regression") and "target_classes" not in doc:
+            doc["target_classes"] = []
+        return doc
+
     @field_validator("target_classes", mode="before")
     @classmethod
     def _no_boolean_classes(cls, value: Any) -> Any:
         if isinstance(value, list | tuple):
-            if len(value) != 2:
-                raise _rule_error("", f"must list exactly two classes (negative, positive), got {len(value)}")
             return [_coerce_label(v, f"[{i}]") for i, v in enumerate(value)]
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Schema:
-        first, second = self.target_classes
-        if str(first) == str(second):
-            raise _rule_error("target_classes", f"the two classes must differ, got {first!r} twice")
-
+        self._check_target()
         # Every declared column has one role; the first claim of a name wins and later ones are reported.
         roles: dict[str, str] = {"target": self.target}
         if self.id is not None:
@@ -210,7 +260,83 @@ class Schema(_Frozen):
                 )
         return self
 
+    def _check_target(self) -> None:
+        """The target's declarations agree with the task (binary keeps its rules and messages unchanged)."""
+        classes = self.target_classes
+        if self.task == "regression":
+            if classes:
+                raise _rule_error("target_classes", "a regression target has no classes; remove target_classes")
+            if self.target_min is not None and self.target_max is not None and self.target_min > self.target_max:
+                raise _rule_error(
+                    "target_min", f"target_min ({self.target_min:g}) is greater than target_max ({self.target_max:g})"
+                )
+        else:
+            for bound in ("target_min", "target_max"):
+                if getattr(self, bound) is not None:
+                    raise _rule_error(bound, "only a regression target has bounds; remove it or set task: regression")
+        if self.task in (None, "binary"):
+            if len(classes) != 2:
+                raise _rule_error(
+                    "target_classes",
+                    f"must list exactly two classes (negative, positive), got {len(classes)}; "
+                    "for more classes set task: multiclass",
+                )
+            if str(classes[0]) == str(classes[1]):
+                raise _rule_error("target_classes", f"the two classes must differ, got {classes[0]!r} twice")
+        if self.task == "multiclass":
+            if len(classes) in (1, 2):
+                raise _rule_error(
+                    "target_classes",
+                    f"a multiclass target needs at least three classes, got {len(classes)}; with two use task: binary",
+                )
+            seen: dict[str, int] = {}
+            for i, label in enumerate(classes):
+                if str(label) in seen:
+                    raise _rule_error(f"target_classes[{i}]", f"duplicate class {label!r}")
+                seen[str(label)] = i
+        known = {str(c) for c in classes} if self.task is not None else set()  # else: known once inferred
+        for i, feature in enumerate(self.features):
+            if feature.direction is None:
+                continue
+            where = f"features[{i}].direction_class"
+            if self.task == "regression" and feature.direction_class is not None:
+                raise _rule_error(where, "a regression direction is about the value; remove direction_class")
+            if self.task == "multiclass" and feature.direction_class is None:
+                raise _rule_error(where, "a multiclass direction must name the class whose probability it moves")
+            if feature.direction_class is not None and known and str(feature.direction_class) not in known:
+                raise _rule_error(where, f"{feature.direction_class!r} is not one of target_classes")
+
     # ------------------------------------------------------------------ views
+
+    @property
+    def kind(self) -> Task:
+        """The task this schema describes (binary until the data says otherwise, when it was left to inference)."""
+        return self.task or "binary"
+
+    @property
+    def infers_task(self) -> bool:
+        """Whether the task (or a multiclass schema's classes) is left to be inferred from the data at ingest."""
+        if self.task is None:
+            return "target_classes" not in self.model_fields_set
+        return self.task == "multiclass" and not self.target_classes
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.kind != "regression"
+
+    def class_index(self, label: int | str) -> int:
+        """Position of a class label in ``target_classes`` (labels compare as text)."""
+        for i, c in enumerate(self.target_classes):
+            if str(c) == str(label):
+                return i
+        raise KeyError(f"{label!r} is not one of the classes of {self.target!r}")
+
+    def resolved(self, task: Task, classes: tuple[int | str, ...] = ()) -> Schema:
+        """This schema with its task (and, for a classifier, its classes) settled, validated again."""
+        doc = self.to_dict()
+        doc["task"] = task
+        doc["target_classes"] = list(classes)
+        return Schema.from_dict(doc, source=f"schema {self.name}")
 
     def text_limit(self, name: str) -> int:
         """The longest text column ``name`` (a categorical feature or the id) may hold."""

@@ -6,8 +6,8 @@ code that reads them, each in a module of its own so that reading settings never
 | class | env prefix | module | what |
 |---|---|---|---|
 | :class:`StorageSettings` | ``FERRY_`` | here | where the registry lives (any fsspec URL), who acts, lock timeout |
-| :class:`GateSettings` | ``FERRY_GATE_`` | here | thresholds the gate compares a candidate against |
-| :class:`TrainSettings` | ``FERRY_TRAIN_`` | here | the estimator, its CV search, split, threads and seed |
+| :class:`GateSettings` | ``FERRY_GATE_`` | here | thresholds the gate compares a candidate against, per task |
+| :class:`TrainSettings` | ``FERRY_TRAIN_`` | here | the estimator, its CV search, split, interval, threads and seed |
 | :class:`EdgeSettings` | ``FERRY_EDGE_`` | here | the TUF repository edge bundles go to, and its keys |
 | :class:`AuditSettings` | ``FERRY_AUDIT_`` | here | the ed25519 keys that sign and check the audit log's head |
 | ``BatchSettings`` | ``FERRY_BATCH_`` | :mod:`ferry.batch.settings` | batch scoring: channel, batches, drift |
@@ -83,15 +83,18 @@ class GateSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FERRY_GATE_", extra="ignore")
 
     primary_metric: Literal["roc_auc", "f1", "precision", "recall"] = Field(
-        default="roc_auc", description="The metric the candidate is compared on against the champion."
+        default="roc_auc", description="Binary: the metric the candidate is compared on against the champion."
     )
     tolerance: float = Field(
-        default=0.01, ge=0, le=1, description="How much worse than the champion the candidate may be."
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Binary and multiclass: how much worse than the champion the candidate may be (absolute).",
     )
-    min_roc_auc: float = Field(default=0.70, ge=0, le=1, description="Absolute floor for ROC AUC on the holdout.")
-    min_f1: float = Field(default=0.30, ge=0, le=1, description="Absolute floor for F1 on the holdout.")
+    min_roc_auc: float = Field(default=0.70, ge=0, le=1, description="Binary: floor for ROC AUC on the holdout.")
+    min_f1: float = Field(default=0.30, ge=0, le=1, description="Binary: floor for F1 on the holdout.")
     max_ece: float = Field(
-        default=0.10, ge=0, le=1, description="Ceiling for expected calibration error (10 bins) on the holdout."
+        default=0.10, ge=0, le=1, description="Binary: ceiling for expected calibration error (10 bins) on the holdout."
     )
     max_missing_share: float = Field(
         default=0.30, ge=0, le=1, description="Ceiling for the share of missing values in any one feature column."
@@ -101,7 +104,38 @@ class GateSettings(BaseSettings):
     )
     min_rows: int = Field(default=500, ge=1, description="Fewest rows a training set may have.")
     parity_max_abs_diff: float = Field(
-        default=1e-5, gt=0, le=1e-2, description="Largest allowed |sklearn prob - ONNX prob| on the holdout."
+        default=1e-5,
+        gt=0,
+        le=1e-2,
+        description="Binary and multiclass: largest allowed |sklearn prob - ONNX prob| on the holdout (multiclass: "
+        "every class).",
+    )
+    parity_max_rel_diff: float = Field(
+        default=1e-4,
+        gt=0,
+        le=1e-2,
+        description="Regression: largest allowed |sklearn value - ONNX value| over the target's standard deviation.",
+    )
+    multiclass_primary_metric: Literal["macro_f1", "accuracy", "log_loss", "roc_auc_ovr"] = Field(
+        default="macro_f1", description="Multiclass: the metric the candidate is compared on against the champion."
+    )
+    min_macro_f1: float = Field(default=0.30, ge=0, le=1, description="Multiclass: floor for macro F1 on the holdout.")
+    regression_primary_metric: Literal["rmse", "mae"] = Field(
+        default="rmse", description="Regression: the metric the candidate is compared on (lower is better)."
+    )
+    regression_tolerance: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Regression: how much worse than the champion's RMSE/MAE the candidate may be, as a share of it.",
+    )
+    min_r2: float = Field(default=0.0, ge=-1, le=1, description="Regression: floor for R² on the holdout.")
+    max_coverage_shortfall: float = Field(
+        default=0.05,
+        ge=0,
+        le=0.5,
+        description="Regression: how far the interval's coverage on the holdout check rows may fall below the "
+        "declared coverage (two binomial standard errors when the check rows are few and that is more).",
     )
     min_direction_agreement: float = Field(
         default=0.90,
@@ -125,8 +159,21 @@ class TrainSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FERRY_TRAIN_", extra="ignore")
 
-    estimator: Literal["hist_gradient_boosting", "logistic_regression", "random_forest"] = Field(
-        default="hist_gradient_boosting", description="The scikit-learn estimator at the end of the pipeline."
+    estimator: Literal["hist_gradient_boosting", "logistic_regression", "ridge", "random_forest"] = Field(
+        default="hist_gradient_boosting",
+        description="The estimator shortcut at the end of the pipeline, per task: hist_gradient_boosting (every "
+        "task), logistic_regression (binary, multiclass), ridge (regression), random_forest (every task).",
+    )
+    estimator_config: str | None = Field(
+        default=None,
+        description="A YAML/JSON file naming any scikit-learn estimator by import path, with params and a small grid "
+        "(see ferry.train.estimators); overrides estimator.",
+    )
+    interval_coverage: float = Field(
+        default=0.9,
+        gt=0.5,
+        lt=1.0,
+        description="Regression: coverage of the split-conformal prediction interval stored with the version.",
     )
     cv_folds: int = Field(default=3, ge=2, le=10, description="Folds of the small cross-validated search.")
     holdout_fraction: float = Field(

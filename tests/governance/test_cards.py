@@ -131,3 +131,17 @@ def test_models_card_prints_it_and_builds_one_for_a_version_without(
     missing = runner.invoke(app, ["models", "card", "ffffffff", "--registry", registry.url])
     assert missing.exit_code == 2
     assert "ffffffff" in missing.output
+
+
+def test_cards_speak_each_task(task_models: dict[str, object]) -> None:
+    registry = task_models["registry"]
+    assert isinstance(registry, Registry)
+    for name, task, metric in (("defects", "multiclass", "macro_f1"), ("demand", "regression", "rmse")):
+        version = task_models[name]["version"]  # type: ignore[index]
+        card = json.loads(registry.read_bytes(version, cards.CARD_JSON))
+        metrics = json.loads(registry.read_bytes(version, "metrics.json"))
+        assert card["task"] == task
+        assert card["metrics"][metric]["candidate"] == metrics[metric]
+        text = registry.read_bytes(version, cards.CARD_MD).decode()
+        assert f"**Task:** {task}" in text
+        assert ("classes " in text) is (task == "multiclass")

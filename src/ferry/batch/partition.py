@@ -28,6 +28,7 @@ from ferry.batch.rows import check_batch
 from ferry.batch.sample import Reservoir, keep_sample, seed_of
 from ferry.errors import DataValidationError
 from ferry.schema import Schema
+from ferry.scoring import OnnxScorer, ValueScores
 
 __all__ = ["REJECT_SCHEMA", "PartitionResult", "score_partition"]
 
@@ -109,16 +110,31 @@ def _prepare(
 
 
 def _output_schema(id_field: pa.Field, schema: Schema) -> pa.Schema:
-    probs = [pa.field(f"prob_{c}", pa.float32()) for c in schema.target_classes]
+    """The output's columns per task (:mod:`ferry.scoring`'s contract): a classifier's ``prediction`` (the class
+    index into ``target_classes``) and one ``prob_<class>`` column per class; a regressor's ``value``, ``lower``
+    and ``upper``."""
+    if schema.kind == "regression":
+        answer = [pa.field(name, pa.float32()) for name in ("value", "lower", "upper")]
+    else:
+        answer = [pa.field("prediction", pa.int64())]
+        answer += [pa.field(f"prob_{c}", pa.float32()) for c in schema.target_classes]
     return pa.schema(
         [
             id_field,
-            pa.field("prediction", pa.int64()),
-            *probs,
+            *answer,
             pa.field("model_version", pa.string()),
             pa.field("scored_at", pa.timestamp("us", tz="UTC")),
         ]
     )
+
+
+def _answer_columns(scorer: OnnxScorer, inputs: dict[str, np.ndarray]) -> list[Any]:
+    """The task's answer as the output's columns, in :func:`_output_schema` order."""
+    found = scorer.answer(inputs)
+    if isinstance(found, ValueScores):
+        return [pa.array(found.values), pa.array(found.lower), pa.array(found.upper)]
+    columns: list[Any] = [pa.array(found.labels.astype(np.int64, copy=False))]
+    return columns + [pa.array(found.probabilities[:, j]) for j in range(found.probabilities.shape[1])]
 
 
 def score_partition(
@@ -161,14 +177,12 @@ def score_partition(
                     reject_writer = pq.ParquetWriter(handles[-1], REJECT_SCHEMA)
                 writes.submit(reject_writer.write_table, b.rejects)
             if b.inputs is not None:
-                scores = model.scorer.score(b.inputs)
+                answer = _answer_columns(model.scorer, b.inputs)
                 k = len(b.ids)
                 if writer is None:
                     handles.append(out.fs.open(tmp_scores, "wb"))
                     writer = pq.ParquetWriter(handles[-1], _output_schema(pa.field(id_name, b.ids.type), schema))
-                columns: list[Any] = [b.ids, pa.array(scores.labels.astype(np.int64, copy=False))]
-                columns += [pa.array(scores.probabilities[:, j]) for j in range(scores.probabilities.shape[1])]
-                columns += [pa.repeat(pa.scalar(v.id), k), pa.repeat(scored_at, k)]
+                columns: list[Any] = [b.ids, *answer, pa.repeat(pa.scalar(v.id), k), pa.repeat(scored_at, k)]
                 writes.submit(writer.write_table, pa.Table.from_arrays(columns, schema=writer.schema))
                 scored += k
             rows += b.rows

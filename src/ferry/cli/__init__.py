@@ -5,7 +5,8 @@
 | :mod:`~ferry.cli.app` | the root command and its ``models``, ``audit`` and ``keys`` groups |
 | :mod:`~ferry.cli.common` | the console, the shared options, the registry, how an error ends a command |
 | :mod:`~ferry.cli.views` | the rich tables: a retrain's outcome, gate checks, a batch run, what runs where |
-| :mod:`~ferry.cli.train` | ``ferry train`` |
+| :mod:`~ferry.cli.train` | ``ferry train`` (its inputs checked first: :mod:`ferry.train.preflight`) |
+| :mod:`~ferry.cli.register` | ``ferry register``: a pipeline fitted elsewhere |
 | :mod:`~ferry.cli.demo` | ``ferry demo``; its steps are :mod:`~ferry.cli.demo_steps` |
 | :mod:`~ferry.cli.serve` | ``ferry serve`` |
 | :mod:`~ferry.cli.score` | ``ferry score`` |
@@ -30,7 +31,7 @@ import atexit
 import os
 import sys
 
-from ferry.cli import audit, channels, demo, governance, keys, models, score, serve, status, train
+from ferry.cli import audit, channels, demo, governance, keys, models, register, score, serve, status, train
 from ferry.cli.app import app
 from ferry.cli.edge import edge_app
 
@@ -38,7 +39,7 @@ __all__ = ["app", "main"]
 
 app.add_typer(edge_app, name="edge")
 # imported for their registration
-_COMMANDS = (audit, channels, demo, governance, keys, models, score, serve, status, train)
+_COMMANDS = (audit, channels, demo, governance, keys, models, register, score, serve, status, train)
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -21,17 +21,34 @@ def train(
     ] = None,
     estimator: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option(help="hist_gradient_boosting, logistic_regression or random_forest."),
+        typer.Option(
+            help="hist_gradient_boosting or random_forest (every task), logistic_regression (classes), ridge "
+            "(regression)."
+        ),
+    ] = None,
+    estimator_config: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="YAML/JSON file naming a scikit-learn estimator by import path, with params and a grid."),
     ] = None,
     registry: RegistryOpt = None,
 ) -> None:
-    """Run the retrain flow on your own data: validate, train, gate, register, and promote when the gate passes."""
+    """Run the retrain flow on your own data: validate, train, gate, register, and promote when the gate passes.
+
+    The schema, the data and the estimator are checked first, before any Prefect server starts.
+    """
+    from ferry.cli.common import console
     from ferry.cli.views import print_outcome
     from ferry.settings import TrainSettings
+    from ferry.train.preflight import preflight
 
     try:
         overrides: dict[str, Any] = {"estimator": estimator} if estimator else {}
+        if estimator_config:
+            overrides["estimator_config"] = estimator_config
         settings = TrainSettings(**overrides)
+        checked = preflight(data, schema, settings)
+        if checked.task_note:
+            console().print(checked.task_note, highlight=False, soft_wrap=True)
         outcome = retrain_flow()(
             data=data, schema_file=schema, promote_to=promote_to, registry_url=registry, train_settings=settings
         )

@@ -43,7 +43,12 @@ def build(read: Reader) -> dict[str, Any]:
         "model": schema.get("name"),
         "task": schema.get("task", "binary"),
         "intended_use": schema.get("intended_use"),
-        "target": {"column": schema.get("target"), "classes": schema.get("target_classes")},
+        "target": {
+            "column": schema.get("target"),
+            "classes": schema.get("target_classes"),
+            "min": schema.get("target_min"),
+            "max": schema.get("target_max"),
+        },
         "features": [
             {k: f.get(k) for k in ("name", "type", "direction", "min", "max", "description") if f.get(k) is not None}
             for f in schema.get("features") or []
@@ -116,6 +121,14 @@ def _value(value: Any) -> str:
     return str(value)
 
 
+def _target(target: Mapping[str, Any]) -> str:
+    if target.get("classes"):
+        return f"classes {', '.join(str(c) for c in target['classes'])}"
+    if target.get("min") is not None or target.get("max") is not None:
+        return f"values from {_value(target.get('min'))} to {_value(target.get('max'))}"
+    return "values"
+
+
 def _split(split: Any) -> str:
     if not isinstance(split, Mapping):
         return "-"
@@ -139,7 +152,7 @@ def render(card: Mapping[str, Any], *, version: str | None = None) -> str:
     lines = [
         title,
         "",
-        f"**Task:** {card.get('task')} on `{target.get('column')}` (classes {target.get('classes')})",
+        f"**Task:** {card.get('task')} on `{target.get('column')}` ({_target(target)})",
         "",
         "## Intended use",
         "",

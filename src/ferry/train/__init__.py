@@ -3,8 +3,12 @@
 | module | what lives there |
 |---|---|
 | :mod:`~ferry.train.steps` | the retrain loop, one plain function per step, passing a run directory |
+| :mod:`~ferry.train.preflight` | a run's inputs checked before anything starts (``ferry train`` runs it first) |
+| :mod:`~ferry.train.estimators` | the estimator shortcuts per task, or any scikit-learn estimator by import path |
 | :mod:`~ferry.train.pipeline` | the split and the fitted pipeline (preprocessing + estimator, small CV search) |
-| :mod:`~ferry.train.metrics` | holdout metrics of a binary classifier |
+| :mod:`~ferry.train.metrics` | holdout metrics per task, primary metrics and directions, the conformal interval |
+| :mod:`~ferry.train.gating` | the gate step: every check in one verdict, per task |
+| :mod:`~ferry.train.byo` | a pipeline fitted elsewhere, through the same evidence (``ferry register``) |
 | :mod:`~ferry.train.onnx_export` | the ONNX export and its parity with scikit-learn |
 | :mod:`~ferry.train.run_files` | the files of a run: JSON and Parquet written atomically, skops pipelines |
 | :mod:`~ferry.train.summary` | the rows of the summary, metrics and gate tables (artifacts and the CLI) |
@@ -22,13 +26,22 @@ _NAMES = {
     "ferry.train.steps": (
         "IngestSummary LIBRARIES NewData VERSION_FILES check_data_quality check_parity code_revision "
         "evaluate_candidate export_onnx ingest new_labelled_rows new_run_dir promote_if_passed "
-        "register_candidate run_gate split_data train_candidate write_lineage"
+        "register_candidate split_data train_candidate write_lineage"
     ),
-    "ferry.train.pipeline": "Split TrainResult build_pipeline fit model_frame split",
-    "ferry.train.metrics": "METRIC_NAMES calibration_table classification_metrics expected_calibration_error",
-    "ferry.train.onnx_export": "ParityResult TARGET_OPSET align_thresholds_to_float32 parity to_onnx",
+    "ferry.train.pipeline": "CV_SCORING Split TrainResult build_pipeline check_class_rows fit model_frame split",
+    "ferry.train.metrics": (
+        "LOWER_IS_BETTER METRIC_NAMES Interval calibration_table classification_metrics conformal_interval "
+        "conformal_split expected_calibration_error multiclass_metrics regression_metrics"
+    ),
+    "ferry.train.onnx_export": (
+        "ALTERNATIVES ParityResult TARGET_OPSET align_thresholds_to_float32 parity to_onnx unconvertible_step"
+    ),
+    "ferry.train.preflight": "Preflight preflight",
+    "ferry.train.estimators": "MAX_CANDIDATES SHORTCUTS EstimatorSpec resolve_estimator",
+    "ferry.train.gating": "run_gate",
+    "ferry.train.byo": "PICKLE_SUFFIXES load_user_pipeline prepare_run register_pipeline",
     "ferry.train.run_files": (
-        "TRUSTED_TYPES load_pipeline read_json save_pipeline write_atomic write_json write_parquet"
+        "TRUSTED_TYPES load_pipeline read_json run_schema save_pipeline write_atomic write_json write_parquet"
     ),
     "ferry.train.summary": "as_link fmt gate_rows markdown_summary markdown_table metric_rows",
 }

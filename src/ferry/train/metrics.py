@@ -1,4 +1,12 @@
-"""Holdout metrics for a binary classifier: the numbers the gate compares and the summary shows.
+"""Holdout metrics per task: the numbers the gate compares and the summary shows, the primary metric of each task
+with its direction, and the split-conformal interval of a regressor.
+
+- binary: ROC AUC, F1, precision, recall, Brier, ECE, log loss, positive rate; primary ``roc_auc`` (higher is
+  better; ``FERRY_GATE_PRIMARY_METRIC``).
+- multiclass: per-class precision/recall/F1, macro and weighted F1, accuracy, log loss, one-vs-rest ROC AUC;
+  primary ``macro_f1`` (higher; ``FERRY_GATE_MULTICLASS_PRIMARY_METRIC``).
+- regression: RMSE, MAE, R², MAPE (when no target is 0), interval coverage and width; primary ``rmse`` (lower is
+  better; ``FERRY_GATE_REGRESSION_PRIMARY_METRIC``).
 
 numpy and scikit-learn are imported by the functions that compute, so the CLI's tables read :data:`METRIC_NAMES`
 without loading either.
@@ -7,15 +15,50 @@ without loading either.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["METRIC_NAMES", "calibration_table", "classification_metrics", "expected_calibration_error"]
+__all__ = [
+    "LOWER_IS_BETTER",
+    "METRIC_NAMES",
+    "Interval",
+    "calibration_table",
+    "classification_metrics",
+    "conformal_interval",
+    "conformal_split",
+    "expected_calibration_error",
+    "multiclass_metrics",
+    "regression_metrics",
+]
 
-#: The metrics every version records, in display order.
-METRIC_NAMES = ("roc_auc", "f1", "precision", "recall", "brier", "ece", "log_loss", "positive_rate")
+#: The headline metrics a version may record, in display order (binary's first; each task records its own).
+METRIC_NAMES = (
+    "roc_auc",
+    "f1",
+    "precision",
+    "recall",
+    "brier",
+    "ece",
+    "log_loss",
+    "positive_rate",
+    "macro_f1",
+    "weighted_f1",
+    "accuracy",
+    "roc_auc_ovr",
+    "rmse",
+    "mae",
+    "r2",
+    "mape",
+    "interval_coverage",
+    "interval_width",
+)
+
+#: Metrics where a smaller value is better; for every other one, larger is better.
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "mape", "log_loss", "brier", "ece"})
 
 
 def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, *, bins: int = 10) -> float:
@@ -75,3 +118,104 @@ def classification_metrics(y_true: np.ndarray, prob: np.ndarray, *, threshold: f
         "positive_rate": float(pred.mean()),
         "rows": float(len(y)),
     }
+
+
+def multiclass_metrics(y_true: np.ndarray, prob: np.ndarray, classes: Sequence[int | str]) -> dict[str, float]:
+    """Per-class precision, recall and F1 (``f1[label]``), macro and weighted F1, accuracy, log loss and one-vs-rest
+    ROC AUC (NaN when a class is absent from ``y_true``). ``prob`` has one column per class, in ``classes`` order."""
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_recall_fscore_support, roc_auc_score
+
+    y = np.asarray(y_true).astype(int)
+    p = np.asarray(prob, dtype=np.float64)
+    p = p / p.sum(axis=1, keepdims=True)  # float32 answers sum to 1 only within rounding
+    labels = list(range(len(classes)))
+    pred = p.argmax(axis=1)
+    precision, recall, f1, _ = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    out: dict[str, float] = {
+        "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y, pred, labels=labels, average="weighted", zero_division=0)),
+        "accuracy": float(accuracy_score(y, pred)),
+        "log_loss": float(log_loss(y, p, labels=labels)),
+        "roc_auc_ovr": (
+            float(roc_auc_score(y, p, multi_class="ovr", labels=labels))
+            if len(np.unique(y)) == len(labels)
+            else math.nan
+        ),
+        "rows": float(len(y)),
+    }
+    for i, label in enumerate(classes):
+        out[f"precision[{label}]"] = float(precision[i])
+        out[f"recall[{label}]"] = float(recall[i])
+        out[f"f1[{label}]"] = float(f1[i])
+    return out
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A split-conformal prediction interval: value ± ``half_width`` covers ``coverage`` of future rows.
+
+    ``half_width`` is the conformal quantile of the absolute residuals on ``calibration_rows`` holdout rows; the
+    coverage actually seen on the other ``check_rows`` holdout rows (never used to calibrate) is
+    ``empirical_coverage``.
+    """
+
+    coverage: float
+    half_width: float
+    calibration_rows: int
+    check_rows: int
+    empirical_coverage: float
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def conformal_interval(y_true: np.ndarray, pred: np.ndarray, coverage: float, *, seed: int = 0) -> Interval:
+    """Calibrate on a random half of the holdout, check coverage on the other half.
+
+    The half width is the ceil((n+1)·coverage)-th smallest absolute residual of the n calibration rows (the
+    split-conformal quantile, which covers at least ``coverage`` of exchangeable new rows); with too few rows for
+    that rank, the largest residual is used.
+    """
+    import numpy as np
+
+    y = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(pred, dtype=np.float64)
+    calibrate, check = conformal_split(len(y), seed)
+    residuals = np.sort(np.abs(y[calibrate] - p[calibrate]))
+    rank = min(len(residuals), math.ceil((len(residuals) + 1) * coverage))
+    half = float(residuals[rank - 1])
+    covered = np.abs(y[check] - p[check]) <= half if len(check) else np.zeros(0, dtype=bool)
+    seen = float(covered.mean()) if len(check) else math.nan
+    return Interval(coverage, half, len(calibrate), len(check), seen, seed)
+
+
+def conformal_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Holdout positions that calibrate the interval, and the others, on which its coverage is checked."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(n)
+    cut = max(1, n // 2)
+    return np.sort(order[:cut]), np.sort(order[cut:])
+
+
+def regression_metrics(y_true: np.ndarray, pred: np.ndarray, interval: Interval | None = None) -> dict[str, float]:
+    """RMSE, MAE, R², MAPE (only when no true value is 0) and, with an interval, its coverage and width."""
+    import numpy as np
+    from sklearn.metrics import mean_absolute_error, mean_absolute_percentage_error, mean_squared_error, r2_score
+
+    y = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(pred, dtype=np.float64)
+    out = {
+        "rmse": float(math.sqrt(mean_squared_error(y, p))),
+        "mae": float(mean_absolute_error(y, p)),
+        "r2": float(r2_score(y, p)) if len(y) > 1 else math.nan,
+        "rows": float(len(y)),
+    }
+    if len(y) and not np.any(y == 0):
+        out["mape"] = float(mean_absolute_percentage_error(y, p))
+    if interval is not None:
+        out["interval_coverage"] = interval.empirical_coverage
+        out["interval_width"] = 2 * interval.half_width
+    return out

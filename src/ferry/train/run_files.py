@@ -12,11 +12,13 @@ from sklearn.pipeline import Pipeline
 
 from ferry import storage
 from ferry.errors import RegistryError
+from ferry.schema import Schema
 
 __all__ = [
     "TRUSTED_TYPES",
     "load_pipeline",
     "read_json",
+    "run_schema",
     "save_pipeline",
     "write_atomic",
     "write_json",
@@ -79,3 +81,8 @@ def load_pipeline(path: Path) -> Pipeline:
     if not isinstance(obj, Pipeline):
         raise RegistryError(f"{path} does not hold a scikit-learn Pipeline but a {type(obj).__name__}")
     return obj
+
+
+def run_schema(run_dir: Path) -> Schema:
+    """The settled schema a run's ingest wrote (``schema.json``)."""
+    return Schema.from_dict(read_json(run_dir / "schema.json"), source=str(run_dir / "schema.json"))

@@ -10,7 +10,7 @@ DataFrames or fitted models, so tasks stay cheap to hand over and the loop can b
 - :func:`evaluate_candidate`: -> ``metrics.json``, ``calibration.json``
 - :func:`export_onnx`: -> ``model.onnx``
 - :func:`check_parity`: -> ``parity.json``
-- :func:`run_gate`: the above + the champion from the registry -> ``gate.json``, ``gate.html``
+- :func:`run_gate` (from :mod:`ferry.train.gating`): the above + the champion -> ``gate.json``, ``gate.html``
 - :func:`write_lineage`, :func:`register_candidate`: -> ``lineage.json``, then one immutable registry version
 - :func:`promote_if_passed`: channel moves + audit records, only when the gate passed
 
@@ -34,20 +34,28 @@ import numpy as np
 import pandas as pd
 
 from ferry import data as data_mod
-from ferry.errors import FerryError
-from ferry.gate.behaviour import direction_tests, invariance_test, positive_scores
-from ferry.gate.evidently_adapter import data_quality, model_quality
-from ferry.gate.verdict import Check, GateResult, decide, fail_closed
+from ferry.errors import ExportError
+from ferry.gate.evidently_adapter import data_quality
+from ferry.gate.verdict import Check, fail_closed
 from ferry.governance import cards
 from ferry.registry.store import Registry
 from ferry.registry.versions import ModelVersion
 from ferry.schema import Schema
-from ferry.scoring import OnnxScorer
 from ferry.settings import GateSettings, TrainSettings
 from ferry.train import metrics as evaluate
 from ferry.train import onnx_export as export
 from ferry.train import pipeline as train
-from ferry.train.run_files import load_pipeline, read_json, save_pipeline, write_atomic, write_json, write_parquet
+from ferry.train.estimators import resolve_estimator
+from ferry.train.gating import run_gate
+from ferry.train.run_files import (
+    load_pipeline,
+    read_json,
+    run_schema,
+    save_pipeline,
+    write_atomic,
+    write_json,
+    write_parquet,
+)
 
 __all__ = [
     "LIBRARIES",
@@ -80,6 +88,7 @@ VERSION_FILES = (
     "reference.parquet",
     "metrics.json",
     "calibration.json",
+    "interval.json",
     "champion_metrics.json",
     "parity.json",
     "gate.json",
@@ -101,6 +110,8 @@ class IngestSummary:
     data_url: str
     data_sha256: str
     max_timestamp: str | None = None
+    task: str = "binary"
+    task_note: str | None = None
 
 
 def new_run_dir(work_dir: str | Path) -> Path:
@@ -111,8 +122,7 @@ def new_run_dir(work_dir: str | Path) -> Path:
     return path
 
 
-def _schema(run_dir: Path) -> Schema:
-    return Schema.from_dict(read_json(run_dir / "schema.json"), source=str(run_dir / "schema.json"))
+_schema = run_schema
 
 
 def ingest(
@@ -124,13 +134,14 @@ def ingest(
     """
     schema = Schema.load(schema_url, storage_options=storage_options)
     raw = data_mod.read_table(data_url, storage_options=storage_options)
+    schema, note = data_mod.resolve_task(raw, schema)
     typed = data_mod.validate(raw, schema, require_target=True)
     digest = data_mod.sha256_of(data_url, storage_options=storage_options)
     write_atomic(run_dir / "schema.json", schema.dump_json().encode())
     write_parquet(run_dir / "data.parquet", typed)
     latest = typed[schema.timestamp].max() if schema.timestamp is not None and len(typed) else None
     max_ts = None if latest is None or pd.isna(latest) else pd.Timestamp(latest).isoformat()
-    summary = IngestSummary(str(run_dir), schema.name, len(typed), str(data_url), digest, max_ts)
+    summary = IngestSummary(str(run_dir), schema.name, len(typed), str(data_url), digest, max_ts, schema.kind, note)
     write_json(run_dir / "ingest.json", asdict(summary))
     return summary
 
@@ -194,15 +205,23 @@ def split_data(run_dir: Path, settings: TrainSettings) -> dict[str, Any]:
     write_parquet(run_dir / "train.parquet", training)
     write_parquet(run_dir / "holdout.parquet", holdout)
     write_parquet(run_dir / "reference.parquet", reference)
-    info = {
+    info: dict[str, Any] = {
         "method": s.method,
         "cutoff": s.cutoff,
         "train_rows": len(training),
         "holdout_rows": len(holdout),
         "reference_rows": n_ref,
-        "train_positive_rate": float(training[schema.target].mean()),
-        "holdout_positive_rate": float(holdout[schema.target].mean()),
     }
+    if schema.kind == "binary":
+        info["train_positive_rate"] = float(training[schema.target].mean())
+        info["holdout_positive_rate"] = float(holdout[schema.target].mean())
+    elif schema.kind == "multiclass":
+        for part, frame_part in (("train", training), ("holdout", holdout)):
+            counts = np.bincount(frame_part[schema.target].to_numpy(), minlength=len(schema.target_classes))
+            info[f"{part}_class_rows"] = {str(c): int(n) for c, n in zip(schema.target_classes, counts, strict=True)}
+    else:
+        info["train_target_mean"] = float(training[schema.target].mean())
+        info["holdout_target_mean"] = float(holdout[schema.target].mean())
     write_json(run_dir / "split.json", info)
     return info
 
@@ -210,37 +229,58 @@ def split_data(run_dir: Path, settings: TrainSettings) -> dict[str, Any]:
 def train_candidate(run_dir: Path, settings: TrainSettings) -> dict[str, Any]:
     """Fit the configured pipeline with its small CV search; save it with skops."""
     schema = _schema(run_dir)
+    unsupported = export.unconvertible_step(train.build_pipeline(schema, resolve_estimator(settings, schema)))
+    if unsupported is not None:  # refuse before fitting: the model could never ship
+        raise ExportError(unsupported)
     training = pd.read_parquet(run_dir / "train.parquet")
     result = train.fit(training, schema, settings)
     save_pipeline(result.pipeline, run_dir / "model.skops")
     info = {
-        "estimator": settings.estimator,
+        "estimator": resolve_estimator(settings, schema).name,
+        "task": schema.kind,
         "best_params": result.best_params,
-        "cv_roc_auc": result.cv_score,
+        "cv_metric": result.cv_metric,
+        "cv_score": result.cv_score,
         "cv_results": result.cv_results,
         "fit_seconds": result.fit_seconds,
         "settings": settings.model_dump(),
     }
+    if schema.kind == "binary":
+        info["cv_roc_auc"] = result.cv_score
     write_json(run_dir / "train.json", info)
     return info
 
 
-def evaluate_candidate(run_dir: Path) -> dict[str, float]:
-    """Holdout metrics of the candidate (scikit-learn side) and its reliability table."""
+def evaluate_candidate(run_dir: Path, settings: TrainSettings | None = None) -> dict[str, float]:
+    """Holdout metrics of the candidate (scikit-learn side) per task; a classifier's reliability table (binary), a
+    regressor's split-conformal interval at ``settings.interval_coverage`` (``interval.json``)."""
+    settings = settings or TrainSettings()
     schema = _schema(run_dir)
     holdout = pd.read_parquet(run_dir / "holdout.parquet")
     pipeline = load_pipeline(run_dir / "model.skops")
-    prob = pipeline.predict_proba(train.model_frame(holdout, schema))[:, 1]
+    frame = train.model_frame(holdout, schema)
     y = holdout[schema.target].to_numpy()
-    metrics = evaluate.classification_metrics(y, prob)
+    if schema.kind == "regression":
+        pred = np.asarray(pipeline.predict(frame), dtype=np.float64).reshape(-1)
+        interval = evaluate.conformal_interval(y, pred, settings.interval_coverage, seed=settings.seed)
+        write_json(run_dir / "interval.json", interval.to_dict())
+        metrics = evaluate.regression_metrics(y, pred, interval)
+    elif schema.kind == "multiclass":
+        metrics = evaluate.multiclass_metrics(y, pipeline.predict_proba(frame), schema.target_classes)
+    else:
+        prob = pipeline.predict_proba(frame)[:, 1]
+        metrics = evaluate.classification_metrics(y, prob)
+        write_json(run_dir / "calibration.json", evaluate.calibration_table(y, prob))
     write_json(run_dir / "metrics.json", metrics)
-    write_json(run_dir / "calibration.json", evaluate.calibration_table(y, prob))
     return metrics
 
 
 def export_onnx(run_dir: Path) -> str:
     schema = _schema(run_dir)
-    onnx_bytes = export.to_onnx(load_pipeline(run_dir / "model.skops"), schema)
+    interval = None
+    if (run_dir / "interval.json").exists():
+        interval = evaluate.Interval(**read_json(run_dir / "interval.json"))
+    onnx_bytes = export.to_onnx(load_pipeline(run_dir / "model.skops"), schema, interval=interval)
     write_atomic(run_dir / "model.onnx", onnx_bytes)
     return str(run_dir / "model.onnx")
 
@@ -249,138 +289,17 @@ def check_parity(run_dir: Path, settings: GateSettings) -> export.ParityResult:
     """scikit-learn vs ONNX on the whole holdout."""
     schema = _schema(run_dir)
     holdout = pd.read_parquet(run_dir / "holdout.parquet")
+    regression = schema.kind == "regression"
     result = export.parity(
         load_pipeline(run_dir / "model.skops"),
         (run_dir / "model.onnx").read_bytes(),
         train.model_frame(holdout, schema),
         schema,
-        max_abs_diff=settings.parity_max_abs_diff,
+        max_abs_diff=settings.parity_max_rel_diff if regression else settings.parity_max_abs_diff,
+        scale=float(holdout[schema.target].std()) if regression and len(holdout) > 1 else 1.0,
     )
     write_json(run_dir / "parity.json", result.to_dict())
     return result
-
-
-def _champion_prob(registry: Registry, version: ModelVersion, holdout: pd.DataFrame) -> np.ndarray:
-    """The champion's scores on the candidate's holdout, using the champion's own schema and ONNX model."""
-    champ_schema = Schema.from_dict(
-        json.loads(registry.read_bytes(version, "schema.json")), source=f"champion {version.id} schema.json"
-    )
-    missing = [c for c in champ_schema.feature_names if c not in holdout.columns]
-    if missing:
-        raise FerryError(f"the champion {version.id} needs column(s) {missing} that the new holdout lacks")
-    return positive_scores(OnnxScorer(registry.read_bytes(version, "model.onnx")), holdout, champ_schema)
-
-
-def _behaviour_checks(run_dir: Path, schema: Schema, holdout: pd.DataFrame, settings: GateSettings) -> list[Check]:
-    scorer = OnnxScorer((run_dir / "model.onnx").read_bytes())
-    frame = train.model_frame(holdout, schema)
-    checks = [
-        Check(
-            r.name,
-            r.observed,
-            f">= {settings.min_direction_agreement:g}",
-            r.observed >= settings.min_direction_agreement,
-            detail=f"{r.detail} ({r.rows} rows)",
-        )
-        for r in direction_tests(scorer, frame, schema)
-    ]
-    inv = invariance_test(scorer, frame, schema)
-    checks.append(
-        Check(
-            inv.name,
-            inv.observed,
-            f"<= {settings.max_invariance_diff:g}",
-            inv.observed <= settings.max_invariance_diff,
-            detail=inv.detail,
-        )
-    )
-    return checks
-
-
-def run_gate(
-    run_dir: Path,
-    registry: Registry,
-    settings: GateSettings,
-    *,
-    champion_channel: str = "online/champion",
-) -> GateResult:
-    """All checks in one verdict: data quality, holdout floors, champion comparison, calibration, ONNX parity and
-    behavioural tests. Any stage that errors makes the gate fail closed, with the error recorded."""
-    schema = _schema(run_dir)
-    checks: list[Check] = []
-    errors: list[str] = []
-    for c in read_json(run_dir / "data_quality.json"):
-        checks.append(Check(**c))
-
-    parity = read_json(run_dir / "parity.json")
-    checks.append(
-        Check(
-            "onnx.parity_max_abs_diff",
-            float(parity["max_abs_diff"]) if parity["max_abs_diff"] != "inf" else "inf",
-            f"<= {settings.parity_max_abs_diff:g}",
-            bool(parity["max_abs_diff"] != "inf" and float(parity["max_abs_diff"]) <= settings.parity_max_abs_diff),
-            detail=f"sklearn vs onnxruntime on all {parity['rows']} holdout rows",
-        )
-    )
-    checks.append(
-        Check(
-            "onnx.parity_label_agreement",
-            float(parity["label_agreement"]),
-            "== 1",
-            float(parity["label_agreement"]) == 1.0,
-            detail=f"sklearn vs onnxruntime labels on all {parity['rows']} holdout rows",
-        )
-    )
-    metrics = read_json(run_dir / "metrics.json")
-    checks.append(
-        Check(
-            "model.ece",
-            metrics["ece"],
-            f"<= {settings.max_ece:g}",
-            metrics["ece"] <= settings.max_ece,
-            detail="expected calibration error, 10 bins",
-        )
-    )
-
-    holdout = pd.read_parquet(run_dir / "holdout.parquet")
-    y = holdout[schema.target].to_numpy()
-    champion_id = registry.channel(schema.name, champion_channel)
-    champion_prob: np.ndarray | None = None
-    if champion_id is not None:
-        try:
-            champion_prob = _champion_prob(registry, registry.get(champion_id, model=schema.name), holdout)
-        except Exception as exc:  # a champion we cannot score means we cannot compare: fail closed
-            errors.append(f"cannot score the champion {champion_id} on the holdout: {type(exc).__name__}: {exc}")
-
-    if champion_prob is not None:
-        write_json(run_dir / "champion_metrics.json", evaluate.classification_metrics(y, champion_prob))
-
-    def quality() -> list[Check]:
-        cand = positive_scores(OnnxScorer((run_dir / "model.onnx").read_bytes()), holdout, schema)
-        found, _ = model_quality(
-            y, cand, settings, champion_prob=champion_prob, champion=champion_id, html_path=run_dir / "gate.html"
-        )
-        return found
-
-    if not errors:
-        err = fail_closed(quality, checks)
-        if err is not None:
-            errors.append(err)
-    err = fail_closed(lambda: _behaviour_checks(run_dir, schema, holdout, settings), checks)
-    if err is not None:
-        errors.append(err)
-    if not (run_dir / "gate.html").exists():
-        write_atomic(run_dir / "gate.html", _error_html(errors))
-    result = decide(checks, champion=champion_id, error="; ".join(errors) if errors else None)
-    write_atomic(run_dir / "gate.json", result.to_json().encode())
-    return result
-
-
-def _error_html(errors: list[str]) -> bytes:
-    import html
-
-    items = "".join(f"<li>{html.escape(e)}</li>" for e in errors) or "<li>no report</li>"
-    return f"<!doctype html><title>ferry gate</title><h1>Gate failed closed</h1><ul>{items}</ul>".encode()
 
 
 def code_revision() -> str:
@@ -424,6 +343,7 @@ def write_lineage(run_dir: Path) -> dict[str, Any]:
         "estimator": train_info["estimator"],
         "params": train_info["best_params"],
         "train_settings": train_info["settings"],
+        **({"pipeline": train_info["pipeline"]} if "pipeline" in train_info else {}),
         "python": platform.python_version(),
         "libraries": versions,
     }
