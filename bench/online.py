@@ -171,6 +171,20 @@ def lua(path: Path, body: dict[str, Any], headers: dict[str, str]) -> Path:
     return path
 
 
+def server_env(tmp: Path, registry: str) -> dict[str, str]:
+    """The environment of a ferry service under test: one API key (``KEY``), the registry, one OpenMP thread."""
+    from ferry.online.auth import hash_key
+
+    return {
+        **os.environ,
+        "BENTOML_HOME": str(tmp / "bentoml-home"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "FERRY_REGISTRY_URL": str(Path(registry).resolve()),
+        "FERRY_ONLINE_API_KEYS": json.dumps([{"name": "bench", "sha256": hash_key(KEY), "scopes": ["predict"]}]),
+        "OMP_NUM_THREADS": "1",
+    }
+
+
 def measure(
     cmd: list[str],
     cwd: Path,
@@ -227,16 +241,8 @@ def main() -> None:
     try:
         registry = args.registry or train_registry(tmp)
         body = {"records": one_record(registry)}
-        from ferry.online.auth import hash_key
 
-        env = {
-            **os.environ,
-            "BENTOML_HOME": str(tmp / "bentoml-home"),
-            "BENTOML_DO_NOT_TRACK": "true",
-            "FERRY_REGISTRY_URL": str(Path(registry).resolve()),
-            "FERRY_ONLINE_API_KEYS": json.dumps([{"name": "bench", "sha256": hash_key(KEY), "scopes": ["predict"]}]),
-            "OMP_NUM_THREADS": "1",
-        }
+        env = server_env(tmp, registry)
         results: dict[str, dict[int, dict[str, float]]] = {}
         load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
         for name in ("bare", "ferry"):
@@ -300,14 +306,7 @@ def security(args: argparse.Namespace) -> None:
         certs = make_certs(tmp / "certs")
         many = [{"name": f"k{i}", "sha256": hash_key(f"other-{i}"), "scopes": ["predict"]} for i in range(999)]
         (tmp / "keys.json").write_text(json.dumps(many))
-        base = {
-            **os.environ,
-            "BENTOML_HOME": str(tmp / "bentoml-home"),
-            "BENTOML_DO_NOT_TRACK": "true",
-            "FERRY_REGISTRY_URL": str(Path(registry).resolve()),
-            "FERRY_ONLINE_API_KEYS": json.dumps([{"name": "bench", "sha256": hash_key(KEY), "scopes": ["predict"]}]),
-            "OMP_NUM_THREADS": "1",
-        }
+        base = server_env(tmp, registry)
         variants = [
             ("http", {}, []),
             ("http, 1000 keys", {"FERRY_ONLINE_API_KEYS_FILE": str(tmp / "keys.json")}, []),

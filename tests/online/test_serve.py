@@ -481,7 +481,7 @@ def test_unknown_paths_leave_metrics_the_same_size(churn_champion: dict[str, str
     import asyncio
 
     registry = copy_registry(churn_champion, tmp_path / "registry")
-    server = start_server(registry, tmp_path, metrics_require_key="true")
+    server = start_server(registry, tmp_path, metrics_require_key="true", tarpit_s="0")  # 5,000 401s, none held
     try:
         assert httpx.get(server.url + "/metrics", timeout=10).status_code == 401
         assert httpx.get(server.url + "/metrics", headers={"Authorization": f"Bearer {KEY}"}).status_code == 403
