@@ -51,18 +51,17 @@ def loop(
 
 
 def example_maker(example: str) -> Any:
-    """The ``make_csv`` module of ``examples/<example>`` (each example's data maker has that name)."""
-    import sys
+    """The data maker of ``examples/<example>`` (its ``make_csv.py``), loaded under a name of its own so that the
+    examples' makers never stand in for one another in ``sys.modules``."""
+    import importlib.util
 
-    folder = Path(__file__).resolve().parents[1] / "examples" / example
-    sys.path.insert(0, str(folder))
-    try:
-        import make_csv
-
-        return make_csv
-    finally:
-        sys.path.pop(0)
-        sys.modules.pop("make_csv", None)
+    path = Path(__file__).resolve().parents[1] / "examples" / example / "make_csv.py"
+    spec = importlib.util.spec_from_file_location(f"example_{example}_make_csv", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def serve_rows(registry: Registry, rows: list[dict[str, Any]], *, labels: bool = False) -> list[str]:

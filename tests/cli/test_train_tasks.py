@@ -4,12 +4,12 @@ session's Prefect server, the gate, the promotion, and what the registered model
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from helpers import example_maker
 from typer.testing import CliRunner
 
 from ferry.cli import app
@@ -24,15 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _write(example: str, path: Path, rows: int) -> Path:
-    sys.path.insert(0, str(REPO / "examples" / example))
-    try:
-        import make_csv
-
-        written: Path = make_csv.write_csv(path, rows)
-        return written
-    finally:
-        sys.path.pop(0)
-        sys.modules.pop("make_csv", None)
+    written: Path = example_maker(example).write_csv(path, rows)
+    return written
 
 
 def _train(*args: str) -> str:

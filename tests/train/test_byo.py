@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import skops.io as sio
+from helpers import example_maker
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
@@ -30,15 +30,8 @@ NUMERIC = ["price", "temperature", "promo"]
 
 
 def _demand() -> pd.DataFrame:
-    sys.path.insert(0, str(REPO / "examples" / "demand"))
-    try:
-        import make_csv
-
-        frame: pd.DataFrame = make_csv.make_frame(1100, seed=5)
-        return frame
-    finally:
-        sys.path.pop(0)
-        sys.modules.pop("make_csv", None)
+    frame: pd.DataFrame = example_maker("demand").make_frame(1100, seed=5)
+    return frame
 
 
 def _pipeline(final: Any, numeric: Any = None) -> Pipeline:
