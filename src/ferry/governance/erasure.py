@@ -74,7 +74,7 @@ def subject_hash(subject_id: str, key: bytes) -> str:
 
 def _erasure_key(fs: Any, root: str) -> bytes:
     """The registry's erasure key (``governance/erasure.key``), made on first use."""
-    path = f"{root.rstrip('/')}/governance/erasure.key" if root else "governance/erasure.key"
+    path = layout.governance_file(root, "erasure.key")
     if storage.exists(fs, path):
         return bytes.fromhex(storage.read_bytes(fs, path).decode().strip())
     key = secrets.token_bytes(32)

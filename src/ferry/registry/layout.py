@@ -20,6 +20,9 @@ Under ``<root>/models/<model>/``::
     monitor/reports/<run>-<source>.html     Evidently drift reports
     monitor/rollouts/<time>-<challenger>.json   the evidence of each rollout decision
 
+Beside the models, ``governance/erasure.key`` is the key of the keyed hash that names an erased subject in the
+audit log (:mod:`ferry.governance.erasure`).
+
 Every function takes the root in the filesystem's own form (see :func:`ferry.storage.open_fs`) and returns a path
 in the same form; an empty root gives the path relative to the registry root.
 """
@@ -33,6 +36,7 @@ __all__ = [
     "batch_inputs_dir",
     "batch_runs_dir",
     "channels_file",
+    "governance_file",
     "lock_file",
     "model_path",
     "models_dir",
@@ -107,3 +111,8 @@ def batch_runs_dir(root: str, model: str) -> str:
 def monitor_path(root: str, model: str, *parts: str) -> str:
     """``monitor/<parts...>``: the monitor's state, history, devices, reports and rollouts."""
     return model_path(root, model, "monitor", *parts)
+
+
+def governance_file(root: str, name: str) -> str:
+    """``governance/<name>``: the registry's own governance files (the erasure key)."""
+    return _join(root, "governance", name)
