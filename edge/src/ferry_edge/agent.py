@@ -30,6 +30,9 @@ postponements; so does a newer version of the repository's targets metadata.
 **Leftovers.** A sync first collects what a killed install left behind: ``versions/incoming-*``, partial
 directories, half-made links, temporary files and versions that neither ``current`` nor ``previous`` points at.
 ``collect_leftovers`` does the same at the start of any command, unless a sync holds the lock at that moment.
+
+One concept kept whole (about 590 lines): the agent's state and the steps of one sync (verify, unpack, self-test,
+switch, report) share the same files and failure shape, and read best in order.
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ What a log promises:
   answer loses nothing: the next service to start writes the orphaned rows to the registry.
 - **A stopped writer is visible:** :class:`Flusher` survives any error of a flush, and its thread's liveness and every
   log's counters are in ``/metrics`` (:meth:`Flusher.render`) and in ``/readyz``.
+
+One concept kept whole (about 470 lines): the writer, what it promises (quarantine, requeue, write-ahead files) and
+the three logs built on it.
 """
 
 from __future__ import annotations
