@@ -92,14 +92,21 @@ def _id_columns(registry: Registry, model: str) -> set[str]:
     return names
 
 
-def _without(table: pa.Table, column: str, values: Iterable[str]) -> tuple[pa.Table, int]:
-    """``table`` without the rows whose ``column`` (as text) is one of ``values``; and how many went."""
+def _split(table: pa.Table, column: str, values: Iterable[str]) -> tuple[pa.Table, pa.Table | None]:
+    """``table`` without the rows whose ``column`` (as text) is one of ``values``, and those rows (None when none)."""
     if column not in table.column_names:
-        return table, 0
+        return table, None
     wanted = pa.array(sorted(set(values)), type=pa.string())
     hit = pc.fill_null(pc.is_in(pc.cast(table[column], pa.string()), value_set=wanted), False)
-    removed = int(pc.sum(hit).as_py() or 0)
-    return (table.filter(pc.invert(hit)), removed) if removed else (table, 0)
+    if not pc.any(hit).as_py():
+        return table, None
+    return table.filter(pc.invert(hit)), table.filter(hit)
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
 
 
 def _rewrite_parquet(
@@ -110,23 +117,21 @@ def _rewrite_parquet(
     removed_rows = 0
     kept_values: set[str] = set()
     for column, values in column_values.items():
-        if not values or column not in table.column_names:
+        if not values:
             continue
-        if keep is not None and keep in table.column_names:
-            wanted = pa.array(sorted(values), type=pa.string())
-            hit = pc.fill_null(pc.is_in(pc.cast(table[column], pa.string()), value_set=wanted), False)
-            kept_values.update(str(v) for v in table.filter(hit)[keep].to_pylist() if v is not None)
-        table, n = _without(table, column, values)
-        removed_rows += n
+        table, removed = _split(table, column, values)
+        if removed is None:
+            continue
+        removed_rows += removed.num_rows
+        if keep is not None and keep in removed.column_names:
+            kept_values.update(str(v) for v in removed[keep].to_pylist() if v is not None)
     if removed_rows:
         out.add(place, removed_rows, path)
         if not out.dry_run:
             if table.num_rows == 0:
                 fs.rm(path)
             else:
-                buffer = io.BytesIO()
-                pq.write_table(table, buffer)
-                storage.atomic_write_bytes(fs, path, buffer.getvalue())
+                storage.atomic_write_bytes(fs, path, _parquet_bytes(table))
     return kept_values
 
 
@@ -193,13 +198,11 @@ def forget(
                 continue
             table = pq.read_table(io.BytesIO(registry.read_bytes(v, "reference.parquet")))
             for column in columns & set(table.column_names):
-                table, n = _without(table, column, {subject_id})
-                if n:
-                    out.add("reference samples", n, registry.file_url(v, "reference.parquet"))
+                table, removed = _split(table, column, {subject_id})
+                if removed is not None:
+                    out.add("reference samples", removed.num_rows, registry.file_url(v, "reference.parquet"))
                     if not dry_run:
-                        buffer = io.BytesIO()
-                        pq.write_table(table, buffer)
-                        v = registry.redact(v, "reference.parquet", buffer.getvalue())
+                        v = registry.redact(v, "reference.parquet", _parquet_bytes(table))
     out.model = "(run directories)"
     if work_dir is not None and Path(work_dir).is_dir():
         local = storage.local_fs()
