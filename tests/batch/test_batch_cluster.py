@@ -178,9 +178,9 @@ def test_a_killed_worker_costs_its_partitions_and_a_lost_scheduler_fails_then_re
         batch_score(output=str(second), cluster_address=cluster.address, **common)
     stopper.join(timeout=10)
     assert "run the same command: finished partitions are skipped" in str(failed.value)
+    cluster.stop()  # the workers outlive their scheduler and may commit a partition they held: count after they end
     done = len(list((second / "_manifest").glob("*.json")))
     assert 1 <= done < 6
-    cluster.stop()
     cluster.start_scheduler()
     cluster.start_workers()
     cluster.wait_for_workers(2)
