@@ -1,6 +1,6 @@
 """Settings, one class per concern, each reading its own environment prefix; nothing happens at import time.
 
-This is the index of every settings class in ferry. The five shared ones live here; the others live beside the
+This is the index of every settings class in ferry. The six shared ones live here; the others live beside the
 code that reads them, each in a module of its own so that reading settings never imports that code:
 
 | class | env prefix | module | what |
@@ -10,6 +10,7 @@ code that reads them, each in a module of its own so that reading settings never
 | :class:`TrainSettings` | ``FERRY_TRAIN_`` | here | the estimator, its CV search, split, interval, threads and seed |
 | :class:`EdgeSettings` | ``FERRY_EDGE_`` | here | the TUF repository edge bundles go to, and its keys |
 | :class:`AuditSettings` | ``FERRY_AUDIT_`` | here | the ed25519 keys that sign and check the audit log's head |
+| :class:`EncryptionSettings` | ``FERRY_ENCRYPTION_`` | here | encryption at rest: the key file; models too? |
 | ``BatchSettings`` | ``FERRY_BATCH_`` | :mod:`ferry.batch.settings` | batch scoring: channel, batches, drift |
 | ``MonitorSettings`` | ``FERRY_MONITOR_`` | :mod:`ferry.monitor.settings` | judging drift, announcing it |
 | ``RolloutSettings`` | ``FERRY_ROLLOUT_`` | :mod:`ferry.monitor.rollout` | judging a challenger on live traffic |
@@ -241,6 +242,24 @@ class AuditSettings(BaseSettings):
         min_length=1,
         description="ed25519 public key (PEM) that `ferry audit verify` checks heads with; default: <key_file>.pub. "
         "Give auditors this file.",
+    )
+
+
+class EncryptionSettings(BaseSettings):
+    """Encryption at rest (:mod:`ferry.storage.sealed`): the key ring that seals every object holding rows of data."""
+
+    model_config = SettingsConfigDict(env_prefix="FERRY_ENCRYPTION_", extra="ignore")
+
+    key_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Key file (one 32-byte key per line as 64 hex digits; the first encrypts, all decrypt; make one "
+        "with `ferry keys data-key FILE`). Set: logs, samples, run-directory data and Evidently reports are "
+        "encrypted with AES-256-GCM. Never inside the registry. None: written in clear.",
+    )
+    models: bool = Field(
+        default=False,
+        description="Encrypt the model artifacts (model.onnx, model.skops) too; needs key_file.",
     )
 
 
