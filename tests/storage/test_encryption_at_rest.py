@@ -24,7 +24,7 @@ from ferry.online.logs import FeedbackLog
 from ferry.registry import Registry, layout
 from ferry.settings import TrainSettings
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]  # a batch run starts its drift check's process
 
 #: Files that may stay in clear: they hold schemas, pointers, the audit trail, metrics and summaries, never rows.
 CLEAR = re.compile(

@@ -55,6 +55,7 @@ __all__ = [
     "is_sealed",
     "key_id_of",
     "keyring",
+    "line_envelope",
     "new_key_hex",
     "seal",
     "seal_line",
@@ -264,21 +265,24 @@ def unseal(data: bytes, *, name: str, ring: KeyRing | None = None) -> bytes:
         ) from None
 
 
-def seal_line(line: bytes) -> bytes:
+def seal_line(line: bytes, *, ring: KeyRing | None = None) -> bytes:
     """One line of a write-ahead file (without its newline), sealed on its own when encryption is on."""
-    ring = sealing()
+    ring = ring if ring is not None else sealing()
     if ring is None:
         return line
     return LINE_PREFIX + base64.b64encode(seal(line, ring=ring))
 
 
-def unseal_line(line: bytes, *, name: str) -> bytes:
-    """What :func:`seal_line` sealed (a line in clear as it is)."""
-    stripped = line.rstrip(b"\r\n")
-    if not stripped.startswith(LINE_PREFIX):
-        return line
+def line_envelope(line: bytes, *, name: str = "line") -> bytes:
+    """The envelope a sealed line holds; :class:`SealedObjectError` when it is not base64."""
     try:
-        data = base64.b64decode(stripped[len(LINE_PREFIX) :], validate=True)
+        return base64.b64decode(line.rstrip(b"\r\n")[len(LINE_PREFIX) :], validate=True)
     except (binascii.Error, ValueError):
         raise SealedObjectError(f"{name}: an encrypted line is damaged (not base64); it cannot be read") from None
-    return unseal(data, name=name)
+
+
+def unseal_line(line: bytes, *, name: str, ring: KeyRing | None = None) -> bytes:
+    """What :func:`seal_line` sealed (a line in clear as it is)."""
+    if not line.startswith(LINE_PREFIX):
+        return line
+    return unseal(line_envelope(line, name=name), name=name, ring=ring)
