@@ -27,7 +27,7 @@ import getpass
 import socket
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -222,6 +222,12 @@ class EdgeSettings(BaseSettings):
         default_factory=dict,
         description='Signatures each role needs, e.g. {"root": 2, "targets": 2}; 1 for a role not named. '
         "Read when the repository is created.",
+    )
+    key_passphrase: SecretStr | None = Field(
+        default=None,
+        min_length=8,
+        description="Passphrase the signing keys are stored encrypted with (PKCS#8, AES-256); keys found in clear "
+        "are encrypted the first time they are used. None: keys are stored in clear (mode 0600).",
     )
 
 
