@@ -44,8 +44,9 @@ class StorageSettings(BaseSettings):
     storage_options: dict[str, Any] = Field(
         default_factory=dict,
         description="fsspec options for the registry as JSON, e.g. "
-        '{"endpoint_url": "http://127.0.0.1:9000", "key": "...", "secret": "..."}; empty: the store\'s own '
-        "configuration (AWS_* variables, ~/.aws).",
+        '{"endpoint_url": "http://127.0.0.1:9000", "key": "...", "secret": "..."} or server-side encryption '
+        '{"s3_additional_kwargs": {"ServerSideEncryption": "AES256"}}; every writer of the registry uses them; '
+        "empty: the store's own configuration (AWS_* variables, ~/.aws).",
     )
     work_dir: str = Field(
         default=".ferry/runs",
