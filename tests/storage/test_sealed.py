@@ -20,6 +20,7 @@ from ferry.cli import app
 from ferry.errors import EncryptionKeyError, SealedObjectError
 from ferry.online.wal import WriteAheadLog
 from ferry.storage import sealed
+from ferry.train.summary import report_note
 
 ROW = b'{"customer_id": "cust-1234567890", "total_charges": 4821.37}'
 
@@ -44,6 +45,14 @@ def test_an_object_reads_back_only_through_its_key_and_plaintext_passes(key: Pat
     (tmp_path / "clear").write_bytes(ROW)
     assert storage.read_bytes(fs, str(tmp_path / "clear")) == ROW  # written before the key: read as it is
     assert sealed.seal(b"model", model=True) == b"model"  # model artifacts only with FERRY_ENCRYPTION_MODELS
+    (note,) = report_note("reg/gate.html")  # a report's link says how to open it
+    assert "ferry keys decrypt reg/gate.html -o" in note
+
+
+def test_without_a_key_nothing_is_sealed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FERRY_ENCRYPTION_KEY_FILE", raising=False)
+    assert sealed.seal(ROW) == ROW
+    assert report_note("reg/gate.html") == []
 
 
 def test_models_are_sealed_when_asked(key: Path, monkeypatch: pytest.MonkeyPatch) -> None:
