@@ -3,9 +3,9 @@ against without it, measured in one run.
 
     uv run python bench/at_rest.py [--rows 200000] [--logged 20000] [--rounds 3]
 
-A churn model (logistic regression, 6,000 demo rows) is trained into a registry in clear; each measurement copies
-that registry, so both variants start from the same files. The variants alternate within each round
-(clear, encrypted, clear, encrypted, ...) and the medians are compared:
+A churn model (6,000 demo rows, as ``bench/online.py`` trains it) is trained into a registry in clear; each
+measurement copies that registry, so both variants start from the same files. The variants alternate within each
+round (clear, encrypted, clear, encrypted, ...) and the medians are compared:
 
 1. **batch**: :func:`ferry.batch.score` of ``--rows`` demo rows in two Parquet partitions, end to end (its drift
    check included: the input sample it keeps for the monitor is encrypted, and so is the Evidently report);
@@ -23,30 +23,15 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from online import train_registry  # this folder is on the path of a script run from it
+
 REPO = Path(__file__).resolve().parents[1]
 KEY_VARIABLE = "FERRY_ENCRYPTION_KEY_FILE"
-
-
-def train(root: Path) -> str:
-    sys.path.insert(0, str(REPO / "tests"))
-    from helpers import loop
-
-    from ferry import demo_data
-    from ferry.registry import Registry
-    from ferry.settings import TrainSettings
-
-    schema = root / "schema.yaml"
-    schema.write_text(demo_data.churn_schema().dump_yaml())
-    data = demo_data.write_demo(root / "data", n_rows=6000, seed=11, fmt="parquet")
-    registry = Registry(str(root / "registry"))
-    loop(data, schema, registry, root / "runs", train=TrainSettings(estimator="logistic_regression"))
-    return str(registry.url)
 
 
 def batch_input(root: Path, rows: int) -> str:
@@ -120,7 +105,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="ferry-bench-at-rest-"))
     try:
-        base = train(tmp)
+        base = train_registry(tmp)
         input_url = batch_input(tmp, args.rows)
         (tmp / "data.key").write_text(sealed.new_key_hex() + "\n")
         times: dict[str, dict[str, list[float]]] = {
