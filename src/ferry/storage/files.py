@@ -61,20 +61,20 @@ def open_fs(url: str, storage_options: Mapping[str, Any] | None = None, *, data:
     The root is in the filesystem's own form (an absolute path for local files, ``bucket/prefix`` for object
     stores). ``storage_options`` go to the filesystem constructor (credentials, endpoints, ...). A URL that cannot
     be opened raises :class:`~ferry.errors.RegistryError`, or :class:`~ferry.errors.DataFormatError` with
-    ``data=True`` (an input or output of the user's, not the registry). Without ``storage_options``, the registry
-    (``data=False``) is opened with ``FERRY_STORAGE_OPTIONS``, so every writer of the registry passes the same options
-    (credentials, endpoint, server-side encryption such as s3fs's ``s3_additional_kwargs``).
+    ``data=True`` (an input or output of the user's, not the registry). Without ``storage_options``, a registry on an
+    object store (``data=False``) is opened with ``FERRY_STORAGE_OPTIONS``, so every writer of the registry passes the
+    same options (credentials, endpoint, server-side encryption such as s3fs's ``s3_additional_kwargs``).
     """
     if not url or not url.strip():
         if data:
             raise DataFormatError("the path or URL is empty; give a file, a directory or an fsspec URL")
         raise RegistryError("registry url is empty; set FERRY_REGISTRY_URL to a directory or an fsspec URL")
-    if storage_options is None and not data:
+    protocol, _ = fsspec.core.split_protocol(url)
+    if storage_options is None and not data and protocol in _OBJECT_STORES:
         from ferry.settings import StorageSettings
 
         storage_options = StorageSettings().storage_options
     options = dict(storage_options or {})
-    protocol, _ = fsspec.core.split_protocol(url)
     if protocol in _OBJECT_STORES:
         options.setdefault("use_listings_cache", False)
     try:
