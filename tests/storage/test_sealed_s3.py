@@ -17,6 +17,7 @@ from ferry.monitor.sources import batch_since, record_batch_input
 from ferry.online.logs import FeedbackLog
 from ferry.registry import Registry
 from ferry.storage import sealed
+from ferry.storage.rotation import rotate
 
 
 def test_objects_on_s3_are_stored_with_server_side_encryption(
@@ -54,5 +55,14 @@ def test_objects_on_s3_are_stored_with_server_side_encryption(
     assert {k: client.head_object(Bucket=bucket, Key=k).get("ServerSideEncryption") for k in keys} == dict.fromkeys(
         keys, "AES256"
     )
-    body = client.get_object(Bucket=bucket, Key=next(k for k in keys if "batch/inputs" in k))["Body"].read()
+    sample = next(k for k in keys if "batch/inputs" in k)
+    body = client.get_object(Bucket=bucket, Key=sample)["Body"].read()
     assert sealed.is_sealed(body)  # and ferry's own encryption underneath
+
+    done = rotate(str(tmp_path / "data.key"), [storage.open_fs(url)])  # a rotation on the object store
+    assert done.finished
+    assert done.rewritten == sum(sealed.is_sealed(client.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in keys)
+    rotated = client.get_object(Bucket=bucket, Key=sample)
+    assert sealed.key_id_of(rotated["Body"].read()) == done.key_id
+    assert rotated.get("ServerSideEncryption") == "AES256"  # rewritten objects keep server-side encryption
+    assert list(batch_since(registry, "m", None, max_rows=10).frame["customer_id"]) == ["cust-7f3a9c"]  # type: ignore[union-attr]
