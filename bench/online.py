@@ -22,6 +22,10 @@ every configured hash) and ``https`` (TLS through ``--ssl-certfile``/``--ssl-key
 run; wrk keeps its connections, so this is TLS per request, not a handshake per request). There is no switch that
 turns authentication off, so its own cost is also measured in process: the key check per request, with 1 and 1000
 keys, against the service's CPU time per request.
+
+``--encryption`` measures encryption at rest the same way, on two services that log every prediction
+(``FERRY_ONLINE_PREDICTION_SAMPLE_RATE=1``): ``log in clear`` (the baseline) and ``log encrypted``
+(``FERRY_ENCRYPTION_KEY_FILE`` set). The costs on batch scoring and on the monitor run are in ``bench/at_rest.py``.
 """
 
 from __future__ import annotations
@@ -220,6 +224,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=None, help="default 1 8 32 (--security: 8)")
     parser.add_argument("--security", action="store_true", help="authentication and TLS on against off (see above)")
+    parser.add_argument("--encryption", action="store_true", help="the prediction log encrypted against in clear")
     parser.add_argument("--rounds", type=int, default=3, help="--security: interleaved rounds (medians are printed)")
     parser.add_argument("--serve-bare", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -231,7 +236,7 @@ def main() -> None:
         return
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed; on Debian: apt-get install wrk")
-    if args.security:
+    if args.security or args.encryption:
         args.concurrency = args.concurrency or [8]
         security(args)
         return
@@ -307,11 +312,18 @@ def security(args: argparse.Namespace) -> None:
         many = [{"name": f"k{i}", "sha256": hash_key(f"other-{i}"), "scopes": ["predict"]} for i in range(999)]
         (tmp / "keys.json").write_text(json.dumps(many))
         base = server_env(tmp, registry)
-        variants = [
+        variants: list[tuple[str, dict[str, str], list[str]]] = [
             ("http", {}, []),
             ("http, 1000 keys", {"FERRY_ONLINE_API_KEYS_FILE": str(tmp / "keys.json")}, []),
             ("https", {}, ["--ssl-certfile", str(certs.server_cert), "--ssl-keyfile", str(certs.server_key)]),
         ]
+        if args.encryption:
+            from ferry.storage import sealed
+
+            (tmp / "data.key").write_text(sealed.new_key_hex() + "\n")
+            logged = {"FERRY_ONLINE_PREDICTION_SAMPLE_RATE": "1"}
+            key = {**logged, "FERRY_ENCRYPTION_KEY_FILE": str(tmp / "data.key")}
+            variants = [("log in clear", logged, []), ("log encrypted", key, [])]
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
         script = lua(tmp / "ferry.lua", body, headers)
         load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -348,9 +360,9 @@ def security(args: argparse.Namespace) -> None:
             name: {c: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for c, rs in by_c.items()}
             for name, by_c in runs.items()
         }
-        one, thousand = auth_check_us(1), auth_check_us(1000)
+        what = "encryption at rest, every prediction logged" if args.encryption else "authentication and TLS"
         print(
-            f"online predict with authentication and TLS: medians of {args.rounds} interleaved rounds of "
+            f"online predict with {what}: medians of {args.rounds} interleaved rounds of "
             f"{args.duration} s per service, wrk -t1 on 127.0.0.1, 1 worker"
         )
         print(f"load average before: {load_before}, after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -361,14 +373,18 @@ def security(args: argparse.Namespace) -> None:
                     f"{name:16} {c:>4} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['non2xx']:>8.0f} "
                     f"{r['cpu_us']:>10.0f}"
                 )
+        baseline, *others = results
         for c in args.concurrency:
-            b = results["http"][c]
-            for name in ("http, 1000 keys", "https"):
+            b = results[baseline][c]
+            for name in others:
                 r = results[name][c]
                 print(
-                    f"c={c}: {name} / http: throughput {r['rps'] / b['rps']:.2f}x, p99 {r['p99'] / b['p99']:.2f}x, "
-                    f"cpu per request {r['cpu_us'] / b['cpu_us']:.2f}x"
+                    f"c={c}: {name} / {baseline}: throughput {r['rps'] / b['rps']:.2f}x, "
+                    f"p99 {r['p99'] / b['p99']:.2f}x, cpu per request {r['cpu_us'] / b['cpu_us']:.2f}x"
                 )
+            if args.encryption:
+                continue
+            one, thousand = auth_check_us(1), auth_check_us(1000)
             print(
                 f"c={c}: the key check in process: {one:.1f} us with 1 key, {thousand:.1f} us with 1000 keys: "
                 f"{one / b['cpu_us']:.1%} and {thousand / b['cpu_us']:.1%} of the service's cpu per request"

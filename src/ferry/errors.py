@@ -6,6 +6,7 @@ meaning, so callers may catch either::
     FerryError
     ├── MissingExtra(ImportError)          an optional extra is not installed; the message names it
     ├── ConfigError(ValueError)            a settings value or config file is wrong
+    │   └── EncryptionKeyError             the encryption key file is missing, unreadable or holds a malformed key
     ├── SchemaError(ValueError)            the declared schema file itself is invalid
     ├── DataError(ValueError)              input data cannot be used
     │   ├── DataFormatError                a file or URL is missing, empty, corrupt, unreadable or of an unknown format
@@ -20,6 +21,7 @@ meaning, so callers may catch either::
     │   ├── PromotionRefused(ValueError)   the version's gate did not pass and force was not given
     │   └── LockTimeout(TimeoutError)      another writer held a lock too long; ``holder`` says who when known
     ├── AuditError(ValueError)             the audit log's hash chain is broken
+    ├── SealedObjectError(ValueError)      an encrypted object cannot be opened: no key, wrong key, truncated, changed
     ├── OutputLocked(RuntimeError)         another batch run is writing the same output; names the holder
     ├── PartitionsFailed(RuntimeError)     some partitions of a batch run failed; the others were scored
     ├── NotReadyError(RuntimeError)        the online service has no model loaded and warmed yet
@@ -120,3 +122,12 @@ class LockTimeout(RegistryError, TimeoutError):
 
 class AuditError(FerryError, ValueError):
     """The audit log's hash chain is broken."""
+
+
+class EncryptionKeyError(ConfigError):
+    """The encryption key file (``FERRY_ENCRYPTION_KEY_FILE``) is missing, unreadable or holds a malformed key."""
+
+
+class SealedObjectError(FerryError, ValueError):
+    """An encrypted object cannot be opened: no key is set, the key file lacks its key, or it was truncated or
+    changed. Never answered with wrong data."""

@@ -1,6 +1,6 @@
 """Settings, one class per concern, each reading its own environment prefix; nothing happens at import time.
 
-This is the index of every settings class in ferry. The five shared ones live here; the others live beside the
+This is the index of every settings class in ferry. The six shared ones live here; the others live beside the
 code that reads them, each in a module of its own so that reading settings never imports that code:
 
 | class | env prefix | module | what |
@@ -10,6 +10,7 @@ code that reads them, each in a module of its own so that reading settings never
 | :class:`TrainSettings` | ``FERRY_TRAIN_`` | here | the estimator, its CV search, split, interval, threads and seed |
 | :class:`EdgeSettings` | ``FERRY_EDGE_`` | here | the TUF repository edge bundles go to, and its keys |
 | :class:`AuditSettings` | ``FERRY_AUDIT_`` | here | the ed25519 keys that sign and check the audit log's head |
+| :class:`EncryptionSettings` | ``FERRY_ENCRYPTION_`` | here | encryption at rest: the key file; models too? |
 | ``BatchSettings`` | ``FERRY_BATCH_`` | :mod:`ferry.batch.settings` | batch scoring: channel, batches, drift |
 | ``MonitorSettings`` | ``FERRY_MONITOR_`` | :mod:`ferry.monitor.settings` | judging drift, announcing it |
 | ``RolloutSettings`` | ``FERRY_ROLLOUT_`` | :mod:`ferry.monitor.rollout` | judging a challenger on live traffic |
@@ -26,7 +27,7 @@ import getpass
 import socket
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,8 +44,9 @@ class StorageSettings(BaseSettings):
     storage_options: dict[str, Any] = Field(
         default_factory=dict,
         description="fsspec options for the registry as JSON, e.g. "
-        '{"endpoint_url": "http://127.0.0.1:9000", "key": "...", "secret": "..."}; empty: the store\'s own '
-        "configuration (AWS_* variables, ~/.aws).",
+        '{"endpoint_url": "http://127.0.0.1:9000", "key": "...", "secret": "..."} or server-side encryption '
+        '{"s3_additional_kwargs": {"ServerSideEncryption": "AES256"}}; every writer of the registry uses them; '
+        "empty: the store's own configuration (AWS_* variables, ~/.aws).",
     )
     work_dir: str = Field(
         default=".ferry/runs",
@@ -222,6 +224,12 @@ class EdgeSettings(BaseSettings):
         description='Signatures each role needs, e.g. {"root": 2, "targets": 2}; 1 for a role not named. '
         "Read when the repository is created.",
     )
+    key_passphrase: SecretStr | None = Field(
+        default=None,
+        min_length=8,
+        description="Passphrase the signing keys are stored encrypted with (PKCS#8, AES-256); keys found in clear "
+        "are encrypted the first time they are used. None: keys are stored in clear (mode 0600).",
+    )
 
 
 class AuditSettings(BaseSettings):
@@ -241,6 +249,24 @@ class AuditSettings(BaseSettings):
         min_length=1,
         description="ed25519 public key (PEM) that `ferry audit verify` checks heads with; default: <key_file>.pub. "
         "Give auditors this file.",
+    )
+
+
+class EncryptionSettings(BaseSettings):
+    """Encryption at rest (:mod:`ferry.storage.sealed`): the key ring that seals every object holding rows of data."""
+
+    model_config = SettingsConfigDict(env_prefix="FERRY_ENCRYPTION_", extra="ignore")
+
+    key_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Key file (one 32-byte key per line as 64 hex digits; the first encrypts, all decrypt; make one "
+        "with `ferry keys data-key FILE`). Set: logs, samples, run-directory data and Evidently reports are "
+        "encrypted with AES-256-GCM. Never inside the registry. None: written in clear.",
+    )
+    models: bool = Field(
+        default=False,
+        description="Encrypt the model artifacts (model.onnx, model.skops) too; needs key_file.",
     )
 
 

@@ -247,3 +247,33 @@ def test_rotating_a_key_root_does_not_trust_is_refused(repo_dir: Path, tmp_path:
     with pytest.raises(ConfigError, match="not a key root v1 trusts"):
         repo.rotate_key("targets")
     assert repo.root_version() == 1
+
+
+def test_signing_keys_stored_under_a_passphrase_sign_and_a_wrong_one_is_named(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from ferry.errors import ConfigError
+    from ferry.publish.channels import open_repository
+    from ferry.settings import EdgeSettings
+
+    keys = KeyStore(tmp_path / "keys", passphrase=b"correct horse battery")
+    repo = TufRepository(str(tmp_path / "repo"), keys)
+    repo.init()
+    pems = sorted((tmp_path / "keys").glob("*.pem"))
+    assert pems
+    assert all(p.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") for p in pems)
+    assert repo.refresh_timestamp() == 2  # the keys sign
+    with pytest.raises(ConfigError, match=r"signing key .*timestamp\.pem of role 'timestamp': wrong passphrase"):
+        KeyStore(tmp_path / "keys", passphrase=b"wrong horse battery").signer("timestamp")
+    with pytest.raises(ConfigError, match="is encrypted; set FERRY_EDGE_KEY_PASSPHRASE"):
+        KeyStore(tmp_path / "keys").signer("timestamp")
+    with pytest.raises(ValueError, match="key_passphrase"):
+        EdgeSettings(key_passphrase=SecretStr("short"))
+
+    clear = KeyStore(tmp_path / "clear")
+    clear.create("targets")
+    assert b"ENCRYPTED" not in clear.path("targets").read_bytes()
+    settings = EdgeSettings(repo_url=str(tmp_path / "r2"), keys_dir=str(tmp_path / "clear"))
+    settings.key_passphrase = SecretStr("s3cret-phrase")
+    open_repository(settings).keys.signer("targets")  # a key kept in clear is encrypted when first used
+    assert clear.path("targets").read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")

@@ -15,6 +15,7 @@
 | :mod:`~ferry.cli.status` | ``ferry status`` |
 | :mod:`~ferry.cli.audit` | ``ferry audit verify`` / ``sign`` |
 | :mod:`~ferry.cli.keys` | ``ferry keys create`` / ``list`` / ``revoke``: the online service's API keys |
+| :mod:`~ferry.cli.datakeys` | ``ferry keys data-key`` / ``rotate`` / ``decrypt``: the key of encryption at rest |
 | :mod:`~ferry.cli.governance` | ``ferry housekeeping``, ``ferry forget`` |
 | :mod:`~ferry.cli.edge` | ``ferry edge publish`` / ``status`` / ``resign`` / ``rotate`` |
 | :mod:`~ferry.cli.processes` | the processes the demo and ``ferry serve`` start: ``bentoml serve``, a static host |
@@ -31,7 +32,20 @@ import atexit
 import os
 import sys
 
-from ferry.cli import audit, channels, demo, governance, keys, models, register, score, serve, status, train
+from ferry.cli import (
+    audit,
+    channels,
+    datakeys,
+    demo,
+    governance,
+    keys,
+    models,
+    register,
+    score,
+    serve,
+    status,
+    train,
+)
 from ferry.cli.app import app
 from ferry.cli.edge import edge_app
 
@@ -39,7 +53,7 @@ __all__ = ["app", "main"]
 
 app.add_typer(edge_app, name="edge")
 # imported for their registration
-_COMMANDS = (audit, channels, demo, governance, keys, models, register, score, serve, status, train)
+_COMMANDS = (audit, channels, datakeys, demo, governance, keys, models, register, score, serve, status, train)
 
 
 def main() -> None:  # pragma: no cover - console script entry

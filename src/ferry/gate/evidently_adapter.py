@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
+from ferry import storage
 from ferry.errors import GateError
 from ferry.gate.verdict import Check, ColumnDrift, DriftResult
 from ferry.schema import Schema
@@ -98,9 +99,16 @@ def _evidently_checks(snapshot: Any, names: dict[str, str]) -> list[tuple[Check,
 
 
 def _save(snapshot: Any, html_path: Path) -> None:
-    """Keep Evidently's own evidence: the HTML report and, beside it, the snapshot JSON (``<stem>.evidently.json``)."""
-    snapshot.save_html(str(html_path))
-    snapshot.save_json(str(html_path.with_suffix(".evidently.json")))
+    """Keep Evidently's own evidence: the HTML report and, beside it, the snapshot JSON (``<stem>.evidently.json``),
+    both encrypted at rest when a key is set (they show rows' values)."""
+    import json
+
+    from evidently.legacy.utils import NumpyEncoder
+
+    fs = storage.local_fs()
+    storage.atomic_write_sealed(fs, str(html_path), snapshot.get_html_str(as_iframe=False).encode())
+    text = json.dumps(snapshot.dict(), cls=NumpyEncoder)
+    storage.atomic_write_sealed(fs, str(html_path.with_suffix(".evidently.json")), text.encode())
 
 
 def _with_timeout(fn: Callable[[], T], timeout_s: float, what: str) -> T:

@@ -131,7 +131,7 @@ def _rewrite_parquet(
             if table.num_rows == 0:
                 fs.rm(path)
             else:
-                storage.atomic_write_bytes(fs, path, _parquet_bytes(table))
+                storage.atomic_write_sealed(fs, path, _parquet_bytes(table))
     return kept_values
 
 
@@ -159,7 +159,7 @@ def _rewrite_jsonl(fs: Any, path: str, fields: dict[str, set[str]], out: Erasure
     if removed:
         out.add(place, removed, path)
         if not out.dry_run:
-            storage.atomic_write_bytes(fs, path, "".join(f"{line}\n" for line in kept).encode())
+            storage.atomic_write_sealed(fs, path, "".join(f"{line}\n" for line in kept).encode())
 
 
 def forget(

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from ferry import status
+from ferry import status, storage
 from ferry.monitor.judging import judge, quality_by_version
 from ferry.monitor.policy import Announcement, Policy, Seen
 from ferry.monitor.settings import MonitorSettings
@@ -57,7 +57,7 @@ class SourceRef:
     cursor: str | None
 
     def load(self) -> SourceData:
-        return SourceData(self.source, pd.read_parquet(self.path), self.rows, dict(self.versions), self.cursor)
+        return SourceData(self.source, storage.read_parquet(self.path), self.rows, dict(self.versions), self.cursor)
 
 
 @dataclass
@@ -100,7 +100,7 @@ def merge_cohorts(sources: list[SourceData], more: list[SourceData]) -> list[Sou
 
 def _keep(data: SourceData, workdir: Path) -> SourceRef:
     path = workdir / f"{_UNSAFE.sub('-', data.source)}.parquet"
-    data.frame.to_parquet(path, index=False)
+    storage.write_parquet(path, data.frame)
     return SourceRef(data.source, str(path), data.rows, dict(data.versions), data.cursor)
 
 
@@ -124,7 +124,7 @@ def gather(
         found.cursors["feedback"] = feedback_cursor
     if feedback is not None:
         found.feedback = str(workdir / "feedback.parquet")
-        feedback.to_parquet(found.feedback, index=False)
+        storage.write_parquet(found.feedback, feedback)
     if online is not None:
         sources.append(online)
     batch = batch_since(registry, model, cursors.get("batch"), max_rows=settings.max_rows)
@@ -175,7 +175,7 @@ def quality_of_versions(
     settings: MonitorSettings,
 ) -> dict[str, dict[str, float]]:
     """Each version's quality on the labels that arrived: the gathered feedback file and a labels file."""
-    parts = [pd.read_parquet(feedback)] if feedback else []
+    parts = [storage.read_parquet(feedback)] if feedback else []
     if labels_url:
         parts.append(read_labels(labels_url))
     labels = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

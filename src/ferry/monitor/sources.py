@@ -77,8 +77,8 @@ class SourceData:
 def _read_parquets(fs: Any, directory: str, names: Sequence[str]) -> pd.DataFrame:
     frames = []
     for name in names:
-        with fs.open(f"{directory.rstrip('/')}/{name}", "rb") as fh:
-            frames.append(pq.read_table(io.BytesIO(fh.read())).to_pandas())
+        raw = storage.read_bytes(fs, f"{directory.rstrip('/')}/{name}")
+        frames.append(pq.read_table(io.BytesIO(raw)).to_pandas())
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -130,7 +130,7 @@ def record_batch_input(
     frame = sample.assign(version=version, run=run)
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
-    storage.atomic_write_bytes(fs, path, buffer.getvalue())
+    storage.atomic_write_sealed(fs, path, buffer.getvalue())
     return path
 
 
@@ -148,8 +148,7 @@ def batch_since(registry: Registry, model: str, cursor: str | None, *, max_rows:
 def _heartbeats(fs: Any, directory: str, names: Sequence[str]) -> Iterable[dict[str, Any]]:
     """Heartbeats from JSON files (a folder collector) or from the online service's Parquet telemetry log."""
     for name in names:
-        with fs.open(f"{directory.rstrip('/')}/{name}", "rb") as fh:
-            raw = fh.read()
+        raw = storage.read_bytes(fs, f"{directory.rstrip('/')}/{name}")
         if name.endswith(".parquet"):
             for row in pq.read_table(io.BytesIO(raw)).to_pylist():
                 sketch = row.get("sketch")

@@ -267,7 +267,7 @@ class ParquetLog:
             buffer = io.BytesIO()
             pq.write_table(table, buffer)
             try:
-                storage.atomic_write_bytes(fs, path, buffer.getvalue())
+                storage.atomic_write_sealed(fs, path, buffer.getvalue())
             except Exception as exc:
                 log.error("could not write %d log rows to %s (kept, to retry): %s", table.num_rows, path, exc)
                 self._requeue([dict(r) for r in rows if not any(r is q for q, _ in refused)], segments, exc)
@@ -305,7 +305,7 @@ class ParquetLog:
             path = (
                 f"{root.rstrip('/')}/{self.quarantine_prefix}/{now:%Y-%m-%d}/{now:%H%M%S}-{uuid.uuid4().hex[:12]}.jsonl"
             )
-            storage.atomic_write_bytes(fs, path, b"".join(lines))
+            storage.atomic_write_sealed(fs, path, b"".join(lines))
         except Exception as exc:
             with self._lock:
                 self.dropped += len(refused)

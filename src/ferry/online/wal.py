@@ -26,6 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ferry.errors import SealedObjectError
+from ferry.storage import sealed
+
 __all__ = ["Segment", "WriteAheadLog"]
 
 log = logging.getLogger("ferry.online.wal")
@@ -74,12 +77,19 @@ class Segment:
         self.rows += len(rows)
 
     def read(self) -> list[dict[str, Any]]:
-        """The rows written so far; a torn last line (a crash mid-write, never acknowledged) is skipped."""
+        """The rows written so far; a torn last line (a crash mid-write, never acknowledged) is skipped. A whole line
+        that cannot be decrypted raises :class:`~ferry.errors.SealedObjectError` (acknowledged rows are never
+        skipped)."""
         rows = []
         with open(self.path, "rb") as f:
             for number, line in enumerate(f, 1):
                 try:
-                    row = json.loads(line)
+                    row = json.loads(sealed.unseal_line(line, name=f"{self.path} line {number}"))
+                except SealedObjectError:
+                    if line.endswith(b"\n"):
+                        raise
+                    log.warning("skipped a torn line %d of %s (never acknowledged)", number, self.path)
+                    continue
                 except ValueError:
                     log.warning("skipped a torn line %d of %s (never acknowledged)", number, self.path)
                     continue
@@ -146,7 +156,8 @@ class WriteAheadLog:
 def _line(row: Mapping[str, Any]) -> bytes:
     # ASCII escapes keep every line writable whatever text the row holds (the request edge refuses lone surrogates,
     # but the write-ahead file must never be the reason an acknowledged row is lost).
-    return json.dumps(row, ensure_ascii=True, default=str).encode("ascii") + b"\n"
+    # Encrypted at rest when a key is set: each line on its own (ferry.storage.sealed.seal_line).
+    return sealed.seal_line(json.dumps(row, ensure_ascii=True, default=str).encode("ascii")) + b"\n"
 
 
 def _fsync_dir(path: Path) -> None:

@@ -40,7 +40,9 @@ def open_repository(settings: EdgeSettings | None = None) -> TufRepository:
         "targets": timedelta(days=settings.targets_expiry_days),
         "root": timedelta(days=settings.root_expiry_days),
     }
-    return TufRepository(settings.repo_url, KeyStore(settings.keys_dir), expiry=expiry, thresholds=settings.thresholds)
+    passphrase = settings.key_passphrase.get_secret_value().encode() if settings.key_passphrase else None
+    keys = KeyStore(settings.keys_dir, passphrase=passphrase)
+    return TufRepository(settings.repo_url, keys, expiry=expiry, thresholds=settings.thresholds)
 
 
 def publish_channel(registry: Registry, repo: TufRepository, model: str, channel: str) -> PublishResult:

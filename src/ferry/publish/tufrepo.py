@@ -80,10 +80,12 @@ class PublishResult:
 
 class KeyStore:
     """ed25519 signing keys kept as PEM files (mode 0600) in a local directory: slot 1 of a role is ``<role>.pem``,
-    slot N is ``<role>-N.pem``."""
+    slot N is ``<role>-N.pem``. With ``passphrase`` (``FERRY_EDGE_KEY_PASSPHRASE``) they are stored encrypted
+    (PKCS#8, the best encryption ``cryptography`` offers), and a key found in clear is encrypted when first loaded."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, *, passphrase: bytes | None = None) -> None:
         self.directory = Path(directory)
+        self.passphrase = passphrase
 
     def path(self, role: str, slot: int = 1) -> Path:
         return self.directory / (f"{role}.pem" if slot == 1 else f"{role}-{slot}.pem")
@@ -97,24 +99,44 @@ class KeyStore:
         return signer
 
     def _write(self, target: Path, signer: CryptoSigner) -> None:
+        from cryptography.hazmat.primitives import serialization as ser
+
         self.directory.mkdir(parents=True, exist_ok=True)
-        storage.atomic_write_bytes(storage.local_fs(), str(target), signer.private_bytes, mode=0o600)
+        pem = signer.private_bytes
+        if self.passphrase:
+            key = ser.load_pem_private_key(pem, password=None)
+            pem = key.private_bytes(
+                ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.BestAvailableEncryption(self.passphrase)
+            )
+        storage.atomic_write_bytes(storage.local_fs(), str(target), pem, mode=0o600)
 
     def signer(self, role: str, *, slot: int = 1) -> Signer:
         return self._load(self.path(role, slot), role)
 
-    @staticmethod
-    def _load(path: Path, role: str) -> Signer:
+    def _load(self, path: Path, role: str) -> Signer:
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
         try:
             pem = path.read_bytes()
         except FileNotFoundError as exc:
             raise ConfigError(f"no signing key for role {role!r} at {path}; initialise the repository first") from exc
+        encrypted = b"ENCRYPTED" in pem.split(b"\n", 1)[0]
+        if encrypted and not self.passphrase:
+            raise ConfigError(
+                f"signing key {path} of role {role!r} is encrypted; set FERRY_EDGE_KEY_PASSPHRASE to its passphrase"
+            )
         try:
-            return CryptoSigner(load_pem_private_key(pem, password=None))  # type: ignore[arg-type]
+            key = load_pem_private_key(pem, password=self.passphrase if encrypted else None)
         except ValueError as exc:
-            raise ConfigError(f"signing key {path} of role {role!r} is not an unencrypted PEM private key") from exc
+            if encrypted:
+                raise ConfigError(
+                    f"signing key {path} of role {role!r}: wrong passphrase (FERRY_EDGE_KEY_PASSPHRASE)"
+                ) from None
+            raise ConfigError(f"signing key {path} of role {role!r} is not a PEM private key") from exc
+        signer = CryptoSigner(key)  # type: ignore[arg-type]
+        if self.passphrase and not encrypted:
+            self._write(path, signer)  # a key kept in clear until now: stored encrypted from here on
+        return signer
 
     def slots(self, role: str) -> list[int]:
         """The slots of ``role`` that have a key file here, in order."""

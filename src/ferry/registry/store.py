@@ -60,6 +60,7 @@ from ferry.registry.versions import (
     version_id,
 )
 from ferry.settings import AuditSettings, StorageSettings
+from ferry.storage import sealed
 
 if TYPE_CHECKING:
     from ferry.schema import Schema
@@ -176,13 +177,16 @@ class Registry:
                 blobs[name] = Path(path).read_bytes()
             except OSError as exc:
                 raise RegistryError(f"cannot read files[{name!r}] from {str(path)!r}: {exc}") from exc
+        # a file encrypted at rest is stored as it is; the manifest holds the sha256 of what it holds, so the
+        # version id stays the same whether and under which key its files are encrypted
+        plain = {name: sealed.unseal(data, name=str(files[name])) for name, data in blobs.items()}
         try:
             info_plain = json.loads(json.dumps(dict(info), allow_nan=False))
         except (TypeError, ValueError) as exc:
             raise RegistryError(
                 f"info is not JSON-serialisable ({exc}); use dicts, lists, strings, finite numbers, booleans and None"
             ) from exc
-        entries = {name: FileEntry(storage.sha256_bytes(data), len(data)) for name, data in blobs.items()}
+        entries = {name: FileEntry(storage.sha256_bytes(data), len(data)) for name, data in plain.items()}
         vid = version_id({name: e.sha256 for name, e in entries.items()})
         existing = self._find_existing(model, vid)
         if existing is not None:
@@ -297,7 +301,8 @@ class Registry:
         return Schema.from_dict(json.loads(self.read_bytes(v, "schema.json")), source=f"{v.model}/{v.id}")
 
     def read_bytes(self, v: ModelVersion, name: str) -> bytes:
-        """The bytes of artifact ``name``; RegistryError when they no longer match the manifest's sha256."""
+        """The bytes of artifact ``name`` (decrypted when encrypted at rest); RegistryError when they no longer match
+        the manifest's sha256."""
         path = self._artifact_path(v, name)
         try:
             data = storage.read_bytes(self._fs, path)
@@ -319,7 +324,7 @@ class Registry:
             redacted = ModelVersion(
                 id=current.id, model=current.model, created_at=current.created_at, files=files, info=current.info
             )
-            storage.atomic_write_bytes(self._fs, self._artifact_path(current, name), data)
+            storage.atomic_write_sealed(self._fs, self._artifact_path(current, name), data)
             manifest = (json.dumps(redacted.to_manifest(), indent=2, sort_keys=True) + "\n").encode()
             storage.atomic_write_bytes(self._fs, f"{self._version_dir(v.model, v.id)}/{MANIFEST}", manifest)
         return redacted

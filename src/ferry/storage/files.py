@@ -11,7 +11,8 @@ at scale. These helpers hide the few places where local files and object stores 
   mistake is one clear line instead of an empty registry.
 - :func:`atomic_write` (and :func:`atomic_write_bytes`) writes to a temporary name in the same directory and renames
   it into place, so a reader sees either the old bytes or the new bytes, never half a file. Locally the data is
-  fsynced first.
+  fsynced first. :func:`atomic_write_sealed` is the same for an object that holds rows of data: encrypted at rest
+  when a key is set (:mod:`ferry.storage.sealed`), and :func:`read_bytes` decrypts what it reads.
 
 Reads and writes on S3 retry with backoff inside botocore (throttling, 5xx, dropped connections; tune with
 ``AWS_RETRY_MODE``/``AWS_MAX_ATTEMPTS`` or ``config_kwargs`` in ``storage_options``) and s3fs (``retries``).
@@ -31,10 +32,12 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from ferry.errors import DataFormatError, RegistryError
+from ferry.storage import sealed
 
 __all__ = [
     "atomic_write",
     "atomic_write_bytes",
+    "atomic_write_sealed",
     "check_reachable",
     "exists",
     "fsync_dir",
@@ -44,6 +47,7 @@ __all__ = [
     "portable_url",
     "publish_dir",
     "read_bytes",
+    "read_raw",
     "sha256_bytes",
 ]
 
@@ -57,14 +61,20 @@ def open_fs(url: str, storage_options: Mapping[str, Any] | None = None, *, data:
     The root is in the filesystem's own form (an absolute path for local files, ``bucket/prefix`` for object
     stores). ``storage_options`` go to the filesystem constructor (credentials, endpoints, ...). A URL that cannot
     be opened raises :class:`~ferry.errors.RegistryError`, or :class:`~ferry.errors.DataFormatError` with
-    ``data=True`` (an input or output of the user's, not the registry).
+    ``data=True`` (an input or output of the user's, not the registry). Without ``storage_options``, a registry on an
+    object store (``data=False``) is opened with ``FERRY_STORAGE_OPTIONS``, so every writer of the registry passes the
+    same options (credentials, endpoint, server-side encryption such as s3fs's ``s3_additional_kwargs``).
     """
     if not url or not url.strip():
         if data:
             raise DataFormatError("the path or URL is empty; give a file, a directory or an fsspec URL")
         raise RegistryError("registry url is empty; set FERRY_REGISTRY_URL to a directory or an fsspec URL")
-    options = dict(storage_options or {})
     protocol, _ = fsspec.core.split_protocol(url)
+    if storage_options is None and not data and protocol in _OBJECT_STORES:
+        from ferry.settings import StorageSettings
+
+        storage_options = StorageSettings().storage_options
+    options = dict(storage_options or {})
     if protocol in _OBJECT_STORES:
         options.setdefault("use_listings_cache", False)
     try:
@@ -136,9 +146,15 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def read_bytes(fs: Any, path: str) -> bytes:
-    """The whole content of ``path``; raises ``FileNotFoundError`` when it does not exist."""
-    data = fs.cat_file(path)
-    return bytes(data)
+    """The whole content of ``path``, decrypted when it is encrypted at rest (:func:`ferry.storage.sealed.unseal`:
+    a :class:`~ferry.errors.SealedObjectError` naming ``path`` when it cannot be); raises ``FileNotFoundError``
+    when it does not exist."""
+    return sealed.unseal(read_raw(fs, path), name=path)
+
+
+def read_raw(fs: Any, path: str) -> bytes:
+    """The stored bytes of ``path`` as they are, encrypted or not."""
+    return bytes(fs.cat_file(path))
 
 
 def exists(fs: Any, path: str) -> bool:
@@ -200,6 +216,12 @@ def atomic_write_bytes(fs: Any, path: str, data: bytes, *, mode: int = 0o644) ->
         atomic_write(fs, path, lambda fh: fh.write(data), mode=mode)
         return
     fs.pipe_file(path, data)
+
+
+def atomic_write_sealed(fs: Any, path: str, data: bytes, *, model: bool = False, mode: int = 0o644) -> None:
+    """:func:`atomic_write_bytes` of an object that holds rows of data (or, with ``model=True``, a model artifact):
+    encrypted at rest when ``FERRY_ENCRYPTION_KEY_FILE`` is set (:func:`ferry.storage.sealed.seal`)."""
+    atomic_write_bytes(fs, path, sealed.seal(data, model=model), mode=mode)
 
 
 def publish_dir(fs: Any, staging: str, final: str, names: list[str], *, marker: str) -> None:

@@ -41,9 +41,10 @@ _NAMES = {
     "ferry.train.gating": "run_gate",
     "ferry.train.byo": "PICKLE_SUFFIXES load_user_pipeline prepare_run register_pipeline",
     "ferry.train.run_files": (
-        "TRUSTED_TYPES load_pipeline read_json run_schema save_pipeline write_atomic write_json write_parquet"
+        "TRUSTED_TYPES load_pipeline read_json read_model read_parquet run_schema save_pipeline write_atomic "
+        "write_json write_model write_parquet"
     ),
-    "ferry.train.summary": "as_link fmt gate_rows markdown_summary markdown_table metric_rows",
+    "ferry.train.summary": "as_link fmt gate_rows markdown_summary markdown_table metric_rows report_note",
 }
 _LAZY = {name: module for module, names in _NAMES.items() for name in names.split()}
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ferry import storage
 from ferry.data import to_onnx_inputs
 from ferry.errors import FerryError
 from ferry.gate.behaviour import direction_tests, invariance_test, positive_scores
@@ -38,7 +39,7 @@ from ferry.settings import GateSettings
 from ferry.train import metrics as evaluate
 from ferry.train.metrics import conformal_split
 from ferry.train.pipeline import model_frame
-from ferry.train.run_files import read_json, run_schema, write_atomic, write_json
+from ferry.train.run_files import read_json, read_model, read_parquet, run_schema, write_atomic, write_json
 
 __all__ = ["run_gate"]
 
@@ -74,7 +75,7 @@ def _champion_answers(registry: Registry, version: ModelVersion, holdout: pd.Dat
 
 
 def _behaviour_checks(run_dir: Path, schema: Schema, holdout: pd.DataFrame, settings: GateSettings) -> list[Check]:
-    scorer = OnnxScorer((run_dir / "model.onnx").read_bytes())
+    scorer = OnnxScorer(read_model(run_dir / "model.onnx"))
     frame = model_frame(holdout, schema)
     checks = [
         Check(
@@ -136,7 +137,7 @@ def _parity_checks(parity: dict[str, Any], schema: Schema, settings: GateSetting
 def _coverage_check(run_dir: Path, schema: Schema, holdout: pd.DataFrame, settings: GateSettings) -> list[Check]:
     """The ONNX model's interval, checked on the holdout rows that did not calibrate it."""
     interval = read_json(run_dir / "interval.json")
-    found = OnnxScorer((run_dir / "model.onnx").read_bytes()).answer(to_onnx_inputs(holdout, schema))
+    found = OnnxScorer(read_model(run_dir / "model.onnx")).answer(to_onnx_inputs(holdout, schema))
     if not isinstance(found, ValueScores):
         raise FerryError("the regression model does not answer a value and an interval")
     _, check = conformal_split(len(holdout), int(interval.get("seed", 0)))
@@ -172,7 +173,7 @@ def run_gate(
     checks: list[Check] = [Check(**c) for c in read_json(run_dir / "data_quality.json")]
     errors: list[str] = []
     checks += _parity_checks(read_json(run_dir / "parity.json"), schema, settings)
-    holdout = pd.read_parquet(run_dir / "holdout.parquet")
+    holdout = read_parquet(run_dir / "holdout.parquet")
     if schema.kind == "binary":
         metrics = read_json(run_dir / "metrics.json")
         checks.append(
@@ -208,7 +209,7 @@ def run_gate(
         write_json(run_dir / "champion_metrics.json", champion_metrics)
 
     def quality() -> list[Check]:
-        cand = _answers(OnnxScorer((run_dir / "model.onnx").read_bytes()), holdout, schema)
+        cand = _answers(OnnxScorer(read_model(run_dir / "model.onnx")), holdout, schema)
         html = run_dir / "gate.html"
         if schema.kind == "binary":
             found, _ = model_quality(y, cand, settings, champion_prob=champion, champion=champion_id, html_path=html)
@@ -230,7 +231,7 @@ def run_gate(
     if err is not None:
         errors.append(err)
     if not (run_dir / "gate.html").exists():
-        write_atomic(run_dir / "gate.html", _error_html(errors))
+        storage.atomic_write_sealed(storage.local_fs(), str(run_dir / "gate.html"), _error_html(errors))
     result = decide(checks, champion=champion_id, error="; ".join(errors) if errors else None)
     write_atomic(run_dir / "gate.json", result.to_json().encode())
     return result

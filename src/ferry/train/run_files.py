@@ -1,4 +1,7 @@
-"""Small helpers for the files a retrain run writes: JSON and Parquet written atomically, skops for pipelines."""
+"""Small helpers for the files a retrain run writes: JSON and Parquet written atomically, skops for pipelines.
+
+The data copies (Parquet) are encrypted at rest when a key is set, and the model files (skops, ONNX) when models are
+too (:mod:`ferry.storage.sealed`); their readers here read both kinds."""
 
 from __future__ import annotations
 
@@ -18,10 +21,13 @@ __all__ = [
     "TRUSTED_TYPES",
     "load_pipeline",
     "read_json",
+    "read_model",
+    "read_parquet",
     "run_schema",
     "save_pipeline",
     "write_atomic",
     "write_json",
+    "write_model",
     "write_parquet",
 ]
 
@@ -58,22 +64,38 @@ def read_json(path: Path) -> Any:
 
 
 def write_parquet(path: Path, frame: pd.DataFrame) -> Path:
-    """Write ``frame`` to ``path`` as Parquet, never half-written (:func:`ferry.storage.atomic_write`)."""
-    storage.atomic_write(storage.local_fs(), str(path), lambda fh: frame.to_parquet(fh, index=False))
+    """Write ``frame`` to ``path`` as Parquet, never half-written, encrypted when a key is set."""
+    storage.write_parquet(path, frame)
     return path
+
+
+def read_parquet(path: Path, *, columns: list[str] | None = None) -> pd.DataFrame:
+    """A run's Parquet file, encrypted or not."""
+    return storage.read_parquet(path, columns=columns)
+
+
+def write_model(path: Path, data: bytes) -> Path:
+    """A model file of the run, encrypted when models are (``FERRY_ENCRYPTION_MODELS``)."""
+    storage.atomic_write_sealed(storage.local_fs(), str(path), data, model=True)
+    return path
+
+
+def read_model(path: Path) -> bytes:
+    """A model file of the run, encrypted or not."""
+    return storage.read_bytes(storage.local_fs(), str(path))
 
 
 def save_pipeline(pipeline: Pipeline, path: Path) -> Path:
     import skops.io as sio
 
-    return write_atomic(path, sio.dumps(pipeline))
+    return write_model(path, sio.dumps(pipeline))
 
 
 def load_pipeline(path: Path) -> Pipeline:
     """Load a skops file, trusting only scikit-learn/numpy types ferry pipelines are made of."""
     import skops.io as sio
 
-    data = path.read_bytes()
+    data = read_model(path)
     unknown = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
     if unknown:
         raise RegistryError(f"{path} holds types ferry does not trust: {unknown}; refusing to load it")

@@ -50,10 +50,13 @@ from ferry.train.gating import run_gate
 from ferry.train.run_files import (
     load_pipeline,
     read_json,
+    read_model,
+    read_parquet,
     run_schema,
     save_pipeline,
     write_atomic,
     write_json,
+    write_model,
     write_parquet,
 )
 
@@ -172,7 +175,7 @@ def new_labelled_rows(run_dir: Path, registry: Registry, champion_channel: str) 
     if seen.get("sha256") == info["data_sha256"]:
         return NewData(0, total, f"the same data (sha256 {info['data_sha256'][:12]}) the champion {vid} was trained on")
     if schema.timestamp is not None and seen.get("max_timestamp"):
-        stamps = pd.read_parquet(run_dir / "data.parquet", columns=[schema.timestamp])[schema.timestamp]
+        stamps = read_parquet(run_dir / "data.parquet", columns=[schema.timestamp])[schema.timestamp]
         cutoff = pd.Timestamp(seen["max_timestamp"])
         newer = int((stamps > cutoff).sum())
         return NewData(newer, total, f"{schema.timestamp} after {cutoff.isoformat()}, the champion's newest row")
@@ -182,7 +185,7 @@ def new_labelled_rows(run_dir: Path, registry: Registry, champion_channel: str) 
 def check_data_quality(run_dir: Path, settings: GateSettings) -> list[Check]:
     """Evidently data-quality checks on the validated data. An Evidently failure becomes a failed check."""
     schema = _schema(run_dir)
-    frame = pd.read_parquet(run_dir / "data.parquet")
+    frame = read_parquet(run_dir / "data.parquet")
     checks: list[Check] = []
     error = fail_closed(lambda: data_quality(frame, schema, settings, html_path=run_dir / "data_quality.html"), checks)
     if error is not None:
@@ -194,7 +197,7 @@ def check_data_quality(run_dir: Path, settings: GateSettings) -> list[Check]:
 def split_data(run_dir: Path, settings: TrainSettings) -> dict[str, Any]:
     """Time-based split when the schema has a timestamp; also keeps a reference sample for later drift checks."""
     schema = _schema(run_dir)
-    frame = pd.read_parquet(run_dir / "data.parquet")
+    frame = read_parquet(run_dir / "data.parquet")
     s = train.split(frame, schema, settings)
     training = frame.iloc[s.train_index].reset_index(drop=True)
     holdout = frame.iloc[s.holdout_index].reset_index(drop=True)
@@ -232,7 +235,7 @@ def train_candidate(run_dir: Path, settings: TrainSettings) -> dict[str, Any]:
     unsupported = export.unconvertible_step(train.build_pipeline(schema, resolve_estimator(settings, schema)))
     if unsupported is not None:  # refuse before fitting: the model could never ship
         raise ExportError(unsupported)
-    training = pd.read_parquet(run_dir / "train.parquet")
+    training = read_parquet(run_dir / "train.parquet")
     result = train.fit(training, schema, settings)
     save_pipeline(result.pipeline, run_dir / "model.skops")
     info = {
@@ -256,7 +259,7 @@ def evaluate_candidate(run_dir: Path, settings: TrainSettings | None = None) -> 
     regressor's split-conformal interval at ``settings.interval_coverage`` (``interval.json``)."""
     settings = settings or TrainSettings()
     schema = _schema(run_dir)
-    holdout = pd.read_parquet(run_dir / "holdout.parquet")
+    holdout = read_parquet(run_dir / "holdout.parquet")
     pipeline = load_pipeline(run_dir / "model.skops")
     frame = train.model_frame(holdout, schema)
     y = holdout[schema.target].to_numpy()
@@ -281,18 +284,18 @@ def export_onnx(run_dir: Path) -> str:
     if (run_dir / "interval.json").exists():
         interval = evaluate.Interval(**read_json(run_dir / "interval.json"))
     onnx_bytes = export.to_onnx(load_pipeline(run_dir / "model.skops"), schema, interval=interval)
-    write_atomic(run_dir / "model.onnx", onnx_bytes)
+    write_model(run_dir / "model.onnx", onnx_bytes)
     return str(run_dir / "model.onnx")
 
 
 def check_parity(run_dir: Path, settings: GateSettings) -> export.ParityResult:
     """scikit-learn vs ONNX on the whole holdout."""
     schema = _schema(run_dir)
-    holdout = pd.read_parquet(run_dir / "holdout.parquet")
+    holdout = read_parquet(run_dir / "holdout.parquet")
     regression = schema.kind == "regression"
     result = export.parity(
         load_pipeline(run_dir / "model.skops"),
-        (run_dir / "model.onnx").read_bytes(),
+        read_model(run_dir / "model.onnx"),
         train.model_frame(holdout, schema),
         schema,
         max_abs_diff=settings.parity_max_rel_diff if regression else settings.parity_max_abs_diff,

@@ -9,7 +9,7 @@ from typing import Any
 
 from ferry.train.metrics import METRIC_NAMES
 
-__all__ = ["as_link", "fmt", "gate_rows", "markdown_summary", "markdown_table", "metric_rows"]
+__all__ = ["as_link", "fmt", "gate_rows", "markdown_summary", "markdown_table", "metric_rows", "report_note"]
 
 
 def fmt(value: Any) -> str:
@@ -99,6 +99,7 @@ def markdown_summary(outcome: dict[str, Any]) -> str:
         f"- **promoted to**: {', '.join(f'`{c}`' for c in outcome['promoted']) or 'nothing'}",
         f"- **version directory**: `{outcome['version_url']}`",
         f"- **gate report**: `{outcome['gate_html']}`",
+        *report_note(outcome["gate_html"]),
         "",
     ]
     if outcome["reasons"]:
@@ -115,3 +116,12 @@ def markdown_summary(outcome: dict[str, Any]) -> str:
 def as_link(location: str) -> str:
     """A URL for a Prefect link artifact: URLs as they are, local paths as absolute file:// URIs."""
     return location if "://" in location else Path(location).resolve().as_uri()
+
+
+def report_note(url: str) -> list[str]:
+    """A line saying how to open a report that is encrypted at rest (none when reports are written in clear)."""
+    from ferry.storage import sealed
+
+    if sealed.keyring() is None:
+        return []
+    return [f"- the reports are encrypted at rest: `ferry keys decrypt {url} -o report.html` writes one in clear"]
