@@ -102,12 +102,13 @@ def rollout_step(registry_url: str, model: str, settings: RolloutSettings) -> di
     evidence = rollout.assess(registry, model, settings)
     moved = rollout.apply(registry, evidence)
     log = get_run_logger()
-    for rec in moved:
-        log.warning("%s of %s: %s -> %s (%s)", rec.channel, model, rec.from_version, rec.to_version, evidence.decision)
-    publish_moved(registry, model, [rec.channel for rec in moved])
+    changes = [m for rec in moved for m in rec.changes]
+    for m in changes:
+        log.warning("%s of %s: %s -> %s (%s)", m.channel, model, m.from_version, m.to_version, evidence.decision)
+    publish_moved(registry, model, [m.channel for m in changes])
     if evidence.decision in ("wait", "none"):
         log.info("rollout: %s (%s)", evidence.decision, "; ".join(evidence.reasons))
-    return {**evidence.to_dict(), "moved": [{"channel": r.channel, "to": r.to_version} for r in moved]}
+    return {**evidence.to_dict(), "moved": [{"channel": m.channel, "to": m.to_version} for m in changes]}
 
 
 @flow(name="monitor", description="Drift of production inputs and predictions against the champion's reference.")
