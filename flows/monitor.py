@@ -1,9 +1,12 @@
-"""The ``monitor`` flow: drift of what production produced since the last run, per source and edge cohort.
+"""The ``monitor`` flow: drift of what production produced since the last run, per model, source and edge cohort.
 
-Each run leaves artifacts (a drift table per source, links to the Evidently reports, the drift history) and emits a
-``ferry.drift.detected`` event for each drift worth announcing (see :class:`ferry.monitor.Policy`). The event's
-resource carries ``ferry.retrain`` ("true" or "false"); the retrain deployment's trigger in ``prefect.yaml`` runs
-on the "true" ones only, so dedupe and cooldown are decided once, here.
+A run covers every model of the registry (or the one it is given). Each run leaves artifacts (a drift table per
+source, links to the Evidently reports, the drift history) and emits a ``ferry.drift.detected`` event for each drift
+worth announcing (see :class:`ferry.monitor.Policy`). The event's resource carries ``ferry.retrain`` ("true" or
+"false"); the retrain deployment's trigger in ``prefect.yaml`` runs on the "true" ones only, so dedupe and cooldown
+are decided once, here. The event names its model (resource ``ferry.model.<model>``, payload ``model``) and the time
+window of the data it judged (payload ``window``: ``start``, the previous run or the channel's last move, and
+``end``), which the automation hands to the retrain.
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ def rollout_step(registry_url: str, model: str, settings: RolloutSettings) -> di
 
 @flow(name="monitor", description="Drift of production inputs and predictions against the champion's reference.")
 def monitor(
-    model: str = "churn",
+    model: str | None = None,
     channel: str = "online/champion",
     telemetry_folder: str | None = None,
     registry_url: str | None = None,
@@ -125,6 +128,8 @@ def monitor(
     """Judge online predictions, batch inputs and edge heartbeats that arrived since the last run against the
     reference of the version behind ``channel``; announce new drift as ``ferry.drift.detected`` events.
 
+    ``model``: one model; by default every model of the registry, each judged on its own (the result then maps each
+    model to its outcome under ``models``).
     ``telemetry_folder``: a folder collector of edge heartbeats, read besides the registry's own telemetry.
     ``labels_url``: a file of ground truth (``prediction_id``, ``label``), joined like the labels sent to the
     service's ``/feedback`` with the predictions logged in the last ``label_lookback_days``: each version's quality.
@@ -132,10 +137,45 @@ def monitor(
     ``FERRY_STATUS_API_KEY``). Then the staged rollout: a challenger whose window has elapsed is promoted or rolled back
     (:mod:`ferry.monitor.rollout`).
     """
-    log = get_run_logger()
     settings = settings or core.MonitorSettings()
     registry_url = registry_url or StorageSettings().registry_url
     registry = Registry(registry_url)
+    names = [model] if model else registry.models()
+    outcomes = {
+        name: _monitor_model(
+            registry, name, channel, telemetry_folder, settings, rollout_settings, online_url, labels_url
+        )
+        for name in names
+    }
+    if model:
+        return outcomes[model]
+    if not names:
+        get_run_logger().warning("the registry %s holds no model yet: nothing to monitor", registry_url)
+    return {"models": outcomes}
+
+
+def _window_start(registry: Registry, model: str, channel: str) -> datetime:
+    """Where the data this run judged begins: the previous run's time, or when the channel last moved."""
+    earlier = core.history(registry, model)
+    if earlier:
+        return datetime.fromisoformat(earlier[-1]["at"])
+    moved = datetime.fromisoformat(registry.channels(model)[channel].moved_at)
+    return moved if moved.tzinfo else moved.replace(tzinfo=UTC)
+
+
+def _monitor_model(
+    registry: Registry,
+    model: str,
+    channel: str,
+    telemetry_folder: str | None,
+    settings: core.MonitorSettings,
+    rollout_settings: RolloutSettings | None,
+    online_url: str | None,
+    labels_url: str | None,
+) -> dict[str, Any]:
+    """One model's run of the monitor flow: gather, judge, record, announce, the rollout and the artifacts."""
+    log = get_run_logger()
+    registry_url = registry.url
     version_id = registry.channel(model, channel)
     if version_id is None:
         log.warning("%s of %s points nowhere: nothing to compare against", channel, model)
@@ -143,6 +183,7 @@ def monitor(
     schema = registry.schema(registry.get(version_id, model=model))
     now = datetime.now(UTC)
     run = now.strftime("%Y%m%dT%H%M%S")
+    window = {"start": _window_start(registry, model, channel).isoformat(), "end": now.isoformat()}
     with tempfile.TemporaryDirectory(prefix="ferry-monitor-") as workdir:
         gathered = gather_sources(registry_url, model, version_id, settings, workdir, telemetry_folder)
         judged = [judge_source(registry_url, model, version_id, s, settings, run) for s in gathered["sources"]]
@@ -176,6 +217,7 @@ def monitor(
                 "report": j["report"],
                 "retrain": a["retrain"],
                 "why": a["why"],
+                "window": window,
                 "summary": f"{a['source']}: {', '.join(j['drifted_features']) or 'predictions'} drifted",
             },
         )

@@ -351,7 +351,7 @@ def test_the_data_template_names_the_window_and_the_model() -> None:
     start, end = datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 1, 3, tzinfo=UTC)
     assert schema.data_url(start, end) == "s3://lake/churn/20270101-20270103/"
     assert Schema.from_dict(schema.to_dict()) == schema  # kept in schema.json
-    with pytest.raises(SchemaError, match="data: .* needs the drift event's time window"):
+    with pytest.raises(SchemaError, match=r"data: .* needs the drift event's time window"):
         schema.data_url(None, None)
     assert churn_schema().data_url(start, end) is None
     assert "data" not in churn_schema().to_dict()  # schemas without it keep their bytes (and version ids)
