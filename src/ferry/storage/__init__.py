@@ -2,7 +2,8 @@
 
 | module | what |
 |---|---|
-| :mod:`ferry.storage.files` | ``open_fs``, ``check_reachable``, atomic writes, publishing a directory, reads, hashes |
+| :mod:`ferry.storage.files` | ``open_fs``, ``check_reachable``, atomic writes, publishing a directory, reads, hashes, |
+| | ``link`` (a presigned HTTPS URL on an object store) |
 | :mod:`ferry.storage.lease` | ``lock``: the one lock, a lease with a holder and an expiry (flock locally) |
 
 Nothing here runs at import time.
@@ -17,6 +18,7 @@ from ferry.storage.files import (
     exists,
     fsync_dir,
     is_local,
+    link,
     local_fs,
     open_fs,
     portable_url,
@@ -33,6 +35,7 @@ __all__ = [
     "exists",
     "fsync_dir",
     "is_local",
+    "link",
     "local_fs",
     "lock",
     "lock_owner",

@@ -4,9 +4,10 @@ Markdown. The Prefect artifacts and the CLI's rich tables are both drawn from th
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
+from ferry import storage
+from ferry.settings import StorageSettings
 from ferry.train.metrics import METRIC_NAMES
 
 __all__ = ["as_link", "fmt", "gate_rows", "markdown_summary", "markdown_table", "metric_rows"]
@@ -112,6 +113,8 @@ def markdown_summary(outcome: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def as_link(location: str) -> str:
-    """A URL for a Prefect link artifact: URLs as they are, local paths as absolute file:// URIs."""
-    return location if "://" in location else Path(location).resolve().as_uri()
+def as_link(location: str, settings: StorageSettings | None = None) -> str:
+    """A URL for a Prefect artifact: a local path as an absolute file:// URI, an object-store location as a presigned
+    HTTPS URL valid ``FERRY_LINK_EXPIRY_S`` (:func:`ferry.storage.link`, with the registry's storage options)."""
+    s = settings or StorageSettings()
+    return storage.link(location, s.storage_options, expiry_s=s.link_expiry_s)
