@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.events import emit_event
 
 from ferry import monitor as core
@@ -29,6 +29,7 @@ from ferry.publish import publish_moved
 from ferry.registry import Registry
 from ferry.settings import StorageSettings
 from ferry.train.summary import as_link
+from ferry_flows.artifacts import table_artifact
 
 EVENT = "ferry.drift.detected"
 
@@ -253,10 +254,10 @@ def _artifacts(registry: Registry, outcome: dict[str, Any]) -> None:
         for j in outcome["judgements"]
     ]
     if rows:
-        create_table_artifact(rows, key=_key(model, "drift"), description=f"Drift against {outcome.get('version')}")
+        table_artifact(rows, key=_key(model, "drift"), description=f"Drift against {outcome.get('version')}")
     for j in outcome["judgements"]:
         if j.get("columns"):
-            create_table_artifact(
+            table_artifact(
                 j["columns"], key=_key(model, "drift", j["source"]), description=f"Drift per feature: {j['source']}"
             )
         if j.get("report"):
@@ -266,7 +267,7 @@ def _artifacts(registry: Registry, outcome: dict[str, Any]) -> None:
                 key=_key(model, "drift-report", j["source"]),
             )
     if outcome.get("quality"):
-        create_table_artifact(
+        table_artifact(
             [{"version": v, **{k: round(x, 4) for k, x in q.items()}} for v, q in outcome["quality"].items()],
             key=_key(model, "quality"),
             description="Quality on labelled live predictions (feedback and labels files)",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, pause_flow_run, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from pydantic import Field
@@ -23,6 +23,7 @@ from ferry.train import steps as core
 from ferry.train.run_files import read_json
 from ferry.train.source import resolve_source
 from ferry.train.summary import as_link, gate_rows, markdown_summary, metric_rows
+from ferry_flows.artifacts import table_artifact
 from ferry_flows.edge import publish_moved
 
 
@@ -262,12 +263,12 @@ def retrain(
 def _publish_artifacts(outcome: dict[str, Any]) -> None:
     key = outcome["model"].replace("_", "-")
     create_markdown_artifact(markdown_summary(outcome), key=f"{key}-retrain-summary", description="Retrain summary")
-    create_table_artifact(
+    table_artifact(
         metric_rows(outcome["metrics"], outcome["champion_metrics"]),
         key=f"{key}-metrics",
         description=f"Holdout metrics of {outcome['version']}",
     )
-    create_table_artifact(
+    table_artifact(
         gate_rows(outcome["checks"]),
         key=f"{key}-gate",
         description=f"Gate checks of {outcome['version']}: {'passed' if outcome['gate_passed'] else 'rejected'}",

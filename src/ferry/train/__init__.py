@@ -45,7 +45,9 @@ _NAMES = {
     "ferry.train.run_files": (
         "TRUSTED_TYPES load_pipeline read_json run_schema save_pipeline write_atomic write_json write_parquet"
     ),
-    "ferry.train.summary": "as_link fmt gate_rows markdown_summary markdown_table metric_rows",
+    "ferry.train.summary": (
+        "artifact_rows as_link fmt gate_rows markdown_summary markdown_table markdown_text metric_rows"
+    ),
 }
 _LAZY = {name: module for module, names in _NAMES.items() for name in names.split()}
 
