@@ -51,6 +51,8 @@ def demo(
             raise FerryError("the demo runs on local directories; unset FERRY_REGISTRY_URL and FERRY_EDGE_REPO_URL")
         cli_demo.fresh_world(Path(reg.url), repo_dir, Path(edge.keys_dir), directory)
         schema_path = directory / "schema.yaml"
+        # the production data of the demo: where a drift-triggered retrain of the deployments reads (prefect.yaml)
+        schema = schema.model_copy(update={"data": str((directory / "drifted").resolve())})
         schema_path.write_text(schema.dump_yaml())
         with ExitStack() as stack:
             out.rule("[bold]1. baseline data: train the first model, promote it online and to edge/stable")
