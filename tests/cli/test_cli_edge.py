@@ -149,6 +149,10 @@ def test_release_moves_online_and_edge_together_and_publishes(
     assert "edge/stable: published churn/edge-stable/bundle.tar" in out
     assert [r.action for r in reg.audit("churn")[n:]] == ["release"]  # one audit record for both channels
     assert f"audit record {n + 1}" in out
+    rid = reg.audit("churn")[-1].reason.split(":")[0].removeprefix("release ")
+    code, out = ferry("status")
+    assert code == 0, out
+    assert out.count(f"release {rid} (#{n + 1})") == 2  # both channels, moved by the one release
     assert reg.channel("churn", "online/champion") == reg.channel("churn", "edge/stable") == second
     assert published() == second
     code, out = ferry("rollback", "--release", "--reason", "bad spring")
