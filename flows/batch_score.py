@@ -17,7 +17,7 @@ import time
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
@@ -27,6 +27,7 @@ from ferry.errors import MissingExtra
 from ferry.registry import Registry
 from ferry.settings import StorageSettings
 from ferry.train.summary import as_link
+from ferry_flows.artifacts import table_artifact
 
 
 @task(name="plan-batch", retries=1, retry_delay_seconds=2)
@@ -191,7 +192,7 @@ def _publish_artifacts(outcome: dict[str, Any]) -> None:
         for r in outcome["results"]
     ]
     if rows:
-        create_table_artifact(rows, key=f"{key}-batch-partitions", description="Partitions of the batch run")
+        table_artifact(rows, key=f"{key}-batch-partitions", description="Partitions of the batch run")
     drift = outcome["drift"]
     if drift and drift["columns"]:
         table = [
@@ -204,7 +205,7 @@ def _publish_artifacts(outcome: dict[str, Any]) -> None:
             }
             for c in drift["columns"]
         ]
-        create_table_artifact(table, key=f"{key}-batch-drift", description=f"Input drift: {drift['text']}")
+        table_artifact(table, key=f"{key}-batch-drift", description=f"Input drift: {drift['text']}")
     if drift and drift["report"]:
         create_link_artifact(
             as_link(drift["report"]),

@@ -6,12 +6,12 @@ from dataclasses import asdict
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
 
 from ferry import publish
 from ferry.publish.tufrepo import describe
 from ferry.registry import Registry
 from ferry.settings import StorageSettings
+from ferry_flows.artifacts import table_artifact
 
 
 def _logged(model: str, channel: str, result: Any) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def publish_edge(
     registry = Registry(registry_url)
     names = channels or sorted(c for c in registry.channels(model) if publish.is_edge(c))
     results = [publish_one(registry_url, model, c) for c in names]
-    create_table_artifact(
+    table_artifact(
         [{"target": r["target"], "sha256": r["sha256"][:16], "changed": str(r["changed"])} for r in results],
         key=f"{model.replace('_', '-')}-edge-publish",
         description="Edge bundles published in this run",

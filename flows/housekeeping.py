@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
 
 from ferry.governance import RetentionSettings, sweep, sweep_runs
 from ferry.registry import Registry
 from ferry.settings import StorageSettings
+from ferry_flows.artifacts import table_artifact
 
 
 @task(name="sweep-model")
@@ -39,7 +39,7 @@ def housekeeping(
         for kind, count in sorted(result["counts"].items()):
             rows.append({"model": name, "kind": kind, "removed": str(count), "bytes": str(result["bytes"][kind])})
         logger.info("%s: %s", name, result["counts"] or "nothing older than its retention")
-    create_table_artifact(
+    table_artifact(
         rows or [{"model": "-", "kind": "-", "removed": "0", "bytes": "0"}],
         key="housekeeping",
         description=("Would remove (dry run)" if dry_run else "Removed") + " data older than its retention",

@@ -1,9 +1,12 @@
-"""The ``monitor`` flow: drift of what production produced since the last run, per source and edge cohort.
+"""The ``monitor`` flow: drift of what production produced since the last run, per model, source and edge cohort.
 
-Each run leaves artifacts (a drift table per source, links to the Evidently reports, the drift history) and emits a
-``ferry.drift.detected`` event for each drift worth announcing (see :class:`ferry.monitor.Policy`). The event's
-resource carries ``ferry.retrain`` ("true" or "false"); the retrain deployment's trigger in ``prefect.yaml`` runs
-on the "true" ones only, so dedupe and cooldown are decided once, here.
+A run covers every model of the registry (or the one it is given). Each run leaves artifacts (a drift table per
+source, links to the Evidently reports, the drift history) and emits a ``ferry.drift.detected`` event for each drift
+worth announcing (see :class:`ferry.monitor.Policy`). The event's resource carries ``ferry.retrain`` ("true" or
+"false"); the retrain deployment's trigger in ``prefect.yaml`` runs on the "true" ones only, so dedupe and cooldown
+are decided once, here. The event names its model (resource ``ferry.model.<model>``, payload ``model``) and the time
+window of the data it judged (payload ``window``: ``start``, the previous run or the channel's last move, and
+``end``), which the automation hands to the retrain.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.events import emit_event
 
 from ferry import monitor as core
@@ -26,6 +29,7 @@ from ferry.publish import publish_moved
 from ferry.registry import Registry
 from ferry.settings import StorageSettings
 from ferry.train.summary import as_link
+from ferry_flows.artifacts import table_artifact
 
 EVENT = "ferry.drift.detected"
 
@@ -102,17 +106,18 @@ def rollout_step(registry_url: str, model: str, settings: RolloutSettings) -> di
     evidence = rollout.assess(registry, model, settings)
     moved = rollout.apply(registry, evidence)
     log = get_run_logger()
-    for rec in moved:
-        log.warning("%s of %s: %s -> %s (%s)", rec.channel, model, rec.from_version, rec.to_version, evidence.decision)
-    publish_moved(registry, model, [rec.channel for rec in moved])
+    changes = [m for rec in moved for m in rec.changes]
+    for m in changes:
+        log.warning("%s of %s: %s -> %s (%s)", m.channel, model, m.from_version, m.to_version, evidence.decision)
+    publish_moved(registry, model, [m.channel for m in changes])
     if evidence.decision in ("wait", "none"):
         log.info("rollout: %s (%s)", evidence.decision, "; ".join(evidence.reasons))
-    return {**evidence.to_dict(), "moved": [{"channel": r.channel, "to": r.to_version} for r in moved]}
+    return {**evidence.to_dict(), "moved": [{"channel": m.channel, "to": m.to_version} for m in changes]}
 
 
 @flow(name="monitor", description="Drift of production inputs and predictions against the champion's reference.")
 def monitor(
-    model: str = "churn",
+    model: str | None = None,
     channel: str = "online/champion",
     telemetry_folder: str | None = None,
     registry_url: str | None = None,
@@ -124,6 +129,8 @@ def monitor(
     """Judge online predictions, batch inputs and edge heartbeats that arrived since the last run against the
     reference of the version behind ``channel``; announce new drift as ``ferry.drift.detected`` events.
 
+    ``model``: one model; by default every model of the registry, each judged on its own (the result then maps each
+    model to its outcome under ``models``).
     ``telemetry_folder``: a folder collector of edge heartbeats, read besides the registry's own telemetry.
     ``labels_url``: a file of ground truth (``prediction_id``, ``label``), joined like the labels sent to the
     service's ``/feedback`` with the predictions logged in the last ``label_lookback_days``: each version's quality.
@@ -131,10 +138,45 @@ def monitor(
     ``FERRY_STATUS_API_KEY``). Then the staged rollout: a challenger whose window has elapsed is promoted or rolled back
     (:mod:`ferry.monitor.rollout`).
     """
-    log = get_run_logger()
     settings = settings or core.MonitorSettings()
     registry_url = registry_url or StorageSettings().registry_url
     registry = Registry(registry_url)
+    names = [model] if model else registry.models()
+    outcomes = {
+        name: _monitor_model(
+            registry, name, channel, telemetry_folder, settings, rollout_settings, online_url, labels_url
+        )
+        for name in names
+    }
+    if model:
+        return outcomes[model]
+    if not names:
+        get_run_logger().warning("the registry %s holds no model yet: nothing to monitor", registry_url)
+    return {"models": outcomes}
+
+
+def _window_start(registry: Registry, model: str, channel: str) -> datetime:
+    """Where the data this run judged begins: the previous run's time, or when the channel last moved."""
+    earlier = core.history(registry, model)
+    if earlier:
+        return datetime.fromisoformat(earlier[-1]["at"])
+    moved = datetime.fromisoformat(registry.channels(model)[channel].moved_at)
+    return moved if moved.tzinfo else moved.replace(tzinfo=UTC)
+
+
+def _monitor_model(
+    registry: Registry,
+    model: str,
+    channel: str,
+    telemetry_folder: str | None,
+    settings: core.MonitorSettings,
+    rollout_settings: RolloutSettings | None,
+    online_url: str | None,
+    labels_url: str | None,
+) -> dict[str, Any]:
+    """One model's run of the monitor flow: gather, judge, record, announce, the rollout and the artifacts."""
+    log = get_run_logger()
+    registry_url = registry.url
     version_id = registry.channel(model, channel)
     if version_id is None:
         log.warning("%s of %s points nowhere: nothing to compare against", channel, model)
@@ -142,6 +184,7 @@ def monitor(
     schema = registry.schema(registry.get(version_id, model=model))
     now = datetime.now(UTC)
     run = now.strftime("%Y%m%dT%H%M%S")
+    window = {"start": _window_start(registry, model, channel).isoformat(), "end": now.isoformat()}
     with tempfile.TemporaryDirectory(prefix="ferry-monitor-") as workdir:
         gathered = gather_sources(registry_url, model, version_id, settings, workdir, telemetry_folder)
         judged = [judge_source(registry_url, model, version_id, s, settings, run) for s in gathered["sources"]]
@@ -175,6 +218,7 @@ def monitor(
                 "report": j["report"],
                 "retrain": a["retrain"],
                 "why": a["why"],
+                "window": window,
                 "summary": f"{a['source']}: {', '.join(j['drifted_features']) or 'predictions'} drifted",
             },
         )
@@ -210,10 +254,10 @@ def _artifacts(registry: Registry, outcome: dict[str, Any]) -> None:
         for j in outcome["judgements"]
     ]
     if rows:
-        create_table_artifact(rows, key=_key(model, "drift"), description=f"Drift against {outcome.get('version')}")
+        table_artifact(rows, key=_key(model, "drift"), description=f"Drift against {outcome.get('version')}")
     for j in outcome["judgements"]:
         if j.get("columns"):
-            create_table_artifact(
+            table_artifact(
                 j["columns"], key=_key(model, "drift", j["source"]), description=f"Drift per feature: {j['source']}"
             )
         if j.get("report"):
@@ -223,7 +267,7 @@ def _artifacts(registry: Registry, outcome: dict[str, Any]) -> None:
                 key=_key(model, "drift-report", j["source"]),
             )
     if outcome.get("quality"):
-        create_table_artifact(
+        table_artifact(
             [{"version": v, **{k: round(x, 4) for k, x in q.items()}} for v, q in outcome["quality"].items()],
             key=_key(model, "quality"),
             description="Quality on labelled live predictions (feedback and labels files)",

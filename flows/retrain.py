@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, pause_flow_run, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from pydantic import Field
@@ -21,7 +21,9 @@ from ferry.registry import Registry
 from ferry.settings import GateSettings, StorageSettings, TrainSettings
 from ferry.train import steps as core
 from ferry.train.run_files import read_json
+from ferry.train.source import resolve_source
 from ferry.train.summary import as_link, gate_rows, markdown_summary, metric_rows
+from ferry_flows.artifacts import table_artifact
 from ferry_flows.edge import publish_moved
 
 
@@ -155,8 +157,12 @@ def promote(registry_url: str, version_id: str, model: str, channels: list[str],
 
 @flow(name="retrain", description="Validate data, train a candidate, gate it on evidence, register and promote it.")
 def retrain(
-    data: str,
-    schema_file: str,
+    data: str | None = None,
+    schema_file: str | None = None,
+    model: str | None = None,
+    window_start: str | None = None,
+    window_end: str | None = None,
+    data_sources: dict[str, str] | None = None,
     promote_to: list[str] | None = None,
     champion_channel: str = "online/champion",
     registry_url: str | None = None,
@@ -168,6 +174,11 @@ def retrain(
     approval_timeout_s: int = 86_400,
 ) -> dict[str, Any]:
     """Retrain on ``data`` (CSV or Parquet, local path or fsspec URL) described by ``schema_file`` (YAML or JSON).
+
+    Asked for a ``model`` instead (the drift automation passes the event's model and time window), the data is
+    ``data_sources[model]`` or the ``data`` template of the model's schema, with ``{start}``/``{end}`` filled from
+    ``window_start``/``window_end``, and the schema is the one registered with the model's champion
+    (:mod:`ferry.train.source`).
 
     The candidate is compared with the version behind ``champion_channel`` on the same holdout, and moved to every
     channel in ``promote_to`` (default: the champion channel) when the gate passes.
@@ -183,8 +194,14 @@ def retrain(
     gate_settings = gate_settings or GateSettings()
     channels = promote_to if promote_to is not None else [champion_channel]
     run_dir = str(core.new_run_dir(storage.work_dir))
+    source = resolve_source(
+        Registry(registry_url), Path(run_dir), data=data, schema_file=schema_file, model=model,
+        data_sources=data_sources, window_start=window_start, window_end=window_end, champion_channel=champion_channel,
+    )  # fmt: skip
+    data = source.data
+    get_run_logger().info("retraining %s on %s (from %s)", source.model, data, source.came_from)
 
-    ingested = ingest(data, schema_file, run_dir)
+    ingested = ingest(data, source.schema_file, run_dir)
     if min_new_rows > 0:
         fresh = new_data(run_dir, registry_url, champion_channel)
         if fresh["rows"] < min_new_rows:
@@ -246,12 +263,12 @@ def retrain(
 def _publish_artifacts(outcome: dict[str, Any]) -> None:
     key = outcome["model"].replace("_", "-")
     create_markdown_artifact(markdown_summary(outcome), key=f"{key}-retrain-summary", description="Retrain summary")
-    create_table_artifact(
+    table_artifact(
         metric_rows(outcome["metrics"], outcome["champion_metrics"]),
         key=f"{key}-metrics",
         description=f"Holdout metrics of {outcome['version']}",
     )
-    create_table_artifact(
+    table_artifact(
         gate_rows(outcome["checks"]),
         key=f"{key}-gate",
         description=f"Gate checks of {outcome['version']}: {'passed' if outcome['gate_passed'] else 'rejected'}",

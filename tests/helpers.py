@@ -64,19 +64,21 @@ def example_maker(example: str) -> Any:
     return module
 
 
-def serve_rows(registry: Registry, rows: list[dict[str, Any]], *, labels: bool = False) -> list[str]:
+def serve_rows(
+    registry: Registry, rows: list[dict[str, Any]], *, labels: bool = False, model: str = "churn"
+) -> list[str]:
     """Score ``rows`` as the online service does and log every prediction (and, optionally, its true label)."""
-    holder = ModelHolder(registry, "churn", "online/champion")
+    holder = ModelHolder(registry, model, "online/champion")
     holder.refresh()
     loaded = holder.current
     assert loaded is not None
-    log = PredictionLog(registry.url, "churn", sample_rate=1.0, buffer_rows=10_000)
+    log = PredictionLog(registry.url, model, sample_rate=1.0, buffer_rows=10_000)
     answer = predict(loaded, rows)
     log.record(loaded, rows, answer)
     log.flush()
     ids = [p.prediction_id for p in answer.predictions]
     if labels:
-        feedback = FeedbackLog(registry.url, "churn")
+        feedback = FeedbackLog(registry.url, model)
         feedback.record([(i, str(p.prediction)) for i, p in zip(ids, answer.predictions, strict=True)])
         feedback.flush()
     return ids

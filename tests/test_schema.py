@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from ferry.demo_data import churn_schema
 from ferry.errors import SchemaError
 from ferry.schema import Feature, Schema
 
@@ -327,3 +330,28 @@ def test_feature_can_be_built_directly() -> None:
     assert feature.levels == ("a", "b")
     with pytest.raises(ValidationError, match="only categorical features have levels"):
         Feature(name="x", type="numeric", levels=("a",))
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        ("s3://lake/{region}/", "data: unknown placeholder(s) {region}; use model, start, end"),
+        ("s3://lake/{start:%Y", "data: not a valid template"),
+        ("s3://lake/{}/", "data: unknown placeholder(s) {}"),
+        ("", "data: must not be empty"),
+    ],
+)
+def test_a_bad_data_template_is_refused_naming_the_field(template: str, problem: str) -> None:
+    with pytest.raises(SchemaError, match=re.escape(problem)):
+        Schema.from_dict({**churn_schema().to_dict(), "data": template})
+
+
+def test_the_data_template_names_the_window_and_the_model() -> None:
+    schema = Schema.from_dict({**churn_schema().to_dict(), "data": "s3://lake/{model}/{start:%Y%m%d}-{end:%Y%m%d}/"})
+    start, end = datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 1, 3, tzinfo=UTC)
+    assert schema.data_url(start, end) == "s3://lake/churn/20270101-20270103/"
+    assert Schema.from_dict(schema.to_dict()) == schema  # kept in schema.json
+    with pytest.raises(SchemaError, match=r"data: .* needs the drift event's time window"):
+        schema.data_url(None, None)
+    assert churn_schema().data_url(start, end) is None
+    assert "data" not in churn_schema().to_dict()  # schemas without it keep their bytes (and version ids)

@@ -10,6 +10,7 @@ validation, training, ONNX export, scoring, drift checks — reads the same type
     id: customer_id             # optional row id column
     timestamp: signup_at        # optional; used for the time-based split
     pii: [email, phone]         # never logged, never used as features
+    data: s3://lake/churn/{start:%Y-%m-%d}/   # optional: where a drift-triggered retrain reads (see below)
     features:
       - {name: tenure_months, type: numeric, min: 0, max: 600, direction: decreasing}
       - {name: plan, type: categorical, levels: [basic, standard, premium], allow_unknown: false}
@@ -22,6 +23,11 @@ has a numeric target with optional ``target_min``/``target_max``. A feature's ``
 on the positive class (binary), on the probability of ``direction_class`` (multiclass; required there) or on the
 value (regression).
 
+``data`` is the model's data source for retraining, a path or fsspec URL that may name the drift event's time
+window: ``{start}`` and ``{end}`` (datetimes in UTC, with an optional ``strftime`` format after a colon, e.g.
+``{start:%Y%m%d}``) and ``{model}``; :meth:`Schema.data_url` fills it in. It is checked when the schema is loaded:
+any other placeholder, or a template that does not format, is refused naming the field.
+
 A broken schema file raises :class:`~ferry.errors.SchemaError` whose message names each offending field by its
 path (``features[2].type: must be 'numeric' or 'categorical', got 'int'``), so the file can be fixed in one go.
 
@@ -33,7 +39,9 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -54,6 +62,18 @@ DEFAULT_MAX_TEXT = 256
 """Longest text a categorical value or an id may hold unless the schema says otherwise (free text is not stored
 at any length)."""
 """Allowed model names: they end up in registry paths, channel names and Bento tags."""
+
+DATA_FIELDS = ("model", "start", "end")
+"""The placeholders a schema's ``data`` template may name."""
+
+
+def _fill(template: str, model: str, start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+        if names & {"start", "end"}:
+            raise ValueError("the template names the time window, and none was given")
+    return template.format(model=model, start=start, end=end)
+
 
 _RULE = "ferry_schema_rule"
 """Error type of our own cross-field checks; its context carries the sub-path of the offending field."""
@@ -197,9 +217,36 @@ class Schema(_Frozen):
     intended_use: str | None = Field(
         default=None, max_length=4000, description="What the model is for and for whom (shown on its model card)."
     )
+    data: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2000,
+        description="The data a drift-triggered retrain reads: a path or URL, with {start}, {end} (the event's time "
+        "window, optionally {start:%Y%m%d}) and {model} filled in.",
+    )
     limitations: tuple[str, ...] = Field(
         default=(), description="Known limits a user of the model should read (shown on its model card)."
     )
+
+    @field_validator("data")
+    @classmethod
+    def _data_template(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError as exc:
+            raise _rule_error("", f"not a valid template ({exc}); write a literal brace as {{{{ or }}}}") from exc
+        unknown = sorted(names - set(DATA_FIELDS))
+        if unknown:
+            raise _rule_error(
+                "", f"unknown placeholder(s) {', '.join('{' + n + '}' for n in unknown)}; use {', '.join(DATA_FIELDS)}"
+            )
+        try:
+            _fill(value, "model", datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 2, tzinfo=UTC))
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise _rule_error("", f"does not format ({exc}); e.g. {{start:%Y-%m-%d}}") from exc
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -425,9 +472,27 @@ class Schema(_Frozen):
             raise SchemaError(f"{source}: the schema file is empty; declare at least name, target and features")
         return cls.from_dict(data, source=source)
 
+    def data_url(self, start: datetime | None, end: datetime | None) -> str | None:
+        """The ``data`` template filled in for the window ``start``..``end`` (None: the template's own text is kept
+        only when it names no time), or None when the schema names no data. SchemaError when the template needs a
+        time that was not given."""
+        if self.data is None:
+            return None
+        try:
+            return _fill(self.data, self.name, start, end)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise SchemaError(
+                f"data: {self.data!r} of schema {self.name!r} needs the drift event's time window (start and end): "
+                f"{exc}; pass the data or the window"
+            ) from exc
+
     def to_dict(self) -> dict[str, Any]:
-        """A plain, JSON-compatible dict of the schema (tuples become lists, None values are kept)."""
-        return self.model_dump(mode="json")
+        """A plain, JSON-compatible dict of the schema (tuples become lists, None values are kept, except an unset
+        ``data``: left out, so that the schemas written before it existed keep their bytes and version ids)."""
+        out = self.model_dump(mode="json")
+        if out["data"] is None:
+            del out["data"]
+        return out
 
     def dump_json(self) -> str:
         """Canonical JSON: sorted keys, no whitespace, every field present. Equal schemas give equal bytes."""

@@ -68,6 +68,13 @@ class StorageSettings(BaseSettings):
         description="On object stores, how long a lock outlives a holder that stopped renewing it (crashed) before "
         "another process takes it over.",
     )
+    link_expiry_s: int = Field(
+        default=86_400,
+        ge=60,
+        le=604_800,
+        description="How long the presigned HTTPS links to reports and outputs on an object store (Prefect UI "
+        "artifacts) stay valid; at most 7 days, S3's limit.",
+    )
 
     def resolved_actor(self) -> str:
         if self.actor:

@@ -143,13 +143,22 @@ def test_release_moves_online_and_edge_together_and_publishes(
     assert "'online/champion' of 'churn' already points to" in out
     assert reg.channel("churn", "edge/stable") is None  # all or nothing
     assert ferry("promote", first, "--channel", "edge/stable", "--reason", "winter")[0] == 0
+    n = len(reg.audit("churn"))
     code, out = ferry("release", second, "--to", "online/champion,edge/stable", "--reason", "spring")
     assert code == 0, out
     assert "edge/stable: published churn/edge-stable/bundle.tar" in out
+    assert [r.action for r in reg.audit("churn")[n:]] == ["release"]  # one audit record for both channels
+    assert f"audit record {n + 1}" in out
+    rid = reg.audit("churn")[-1].reason.split(":")[0].removeprefix("release ")
+    code, out = ferry("status")
+    assert code == 0, out
+    assert out.count(f"release {rid} (#{n + 1})") == 2  # both channels, moved by the one release
     assert reg.channel("churn", "online/champion") == reg.channel("churn", "edge/stable") == second
     assert published() == second
     code, out = ferry("rollback", "--release", "--reason", "bad spring")
     assert code == 0, out
+    assert [r.action for r in reg.audit("churn")[n:]] == ["release", "release-rollback"]
+    assert ferry("audit", "verify")[0] == 0
     assert reg.channel("churn", "online/champion") == reg.channel("churn", "edge/stable") == first
     assert published() == first
     code, out = ferry("rollback", "--release", "--channel", "edge/stable")

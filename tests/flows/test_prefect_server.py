@@ -1,11 +1,13 @@
 """ferry's deployments on a real Prefect server, as the README's "Run it with Prefect Server" section runs them:
 ``prefect server start``, a process work pool, ``prefect deploy --all``, a worker. Drifted traffic arrives, the
 ``monitor`` deployment announces it, and the automation from ``prefect.yaml`` runs the ``retrain`` deployment.
+Then the retrain's gate table is opened in the server's UI in headless Chromium: its thresholds read as text.
 Every process binds 127.0.0.1 and is stopped by its own PID."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from browser_support import dump_dom, table_cells
 from helpers import copy_clean, serve_rows
 
 from ferry import demo_data
@@ -190,4 +193,20 @@ def test_drift_runs_the_retrain_deployment_through_the_automation(
     assert registry.channel("churn", "edge/beta") == candidate
     assert registry.channel("churn", "online/champion") not in new
     assert (tmp_path / "edge-repo" / "metadata" / "timestamp.json").exists()
-    assert [r.reason for r in registry.audit("churn")][-1].startswith("drift: online: ")
+    last = registry.audit("churn")[-1]  # both channels moved as one release: one audit record
+    assert (last.action, last.channels) == ("release", ["online/challenger", "edge/beta"])
+    assert last.reason.split(": ", 1)[1].startswith("drift: online: ")
+
+    # The gate table in the Prefect UI (a real browser): every threshold reads as written, none is a block quote.
+    gate = next(a for a in artifacts if a.key == "churn-gate")
+    rows = json.loads(gate.data) if isinstance(gate.data, str) else gate.data
+    written = {str(row["threshold"]).replace("\\", "") for row in rows}
+    assert any(t.startswith(">= ") for t in written), written
+    dom = dump_dom(f"http://127.0.0.1:{s.port}/artifacts/artifact/{gate.id}", tmp_path / "chromium")
+    cells = table_cells(dom, "artifact-data-table__cell")
+    assert cells, dom[-3000:]
+    assert not [text for cell, text in cells if "<blockquote" in cell]
+    shown = {text for _, text in cells}
+    compared = [t for t in shown if t.startswith((">= ", "<= ", "> ", "< "))]
+    assert compared, shown
+    assert set(compared) <= written

@@ -30,7 +30,7 @@ def test_monitor_flow_announces_new_drift_once_and_leaves_evidence(
 
     state = monitor(registry_url=registry.url, telemetry_folder=str(folder), settings=settings, return_state=True)
     assert state.is_completed()
-    first = state.result()
+    first = state.result()["models"]["churn"]  # every model of the registry by default
     by = {j["source"]: j for j in first["judgements"]}
     assert set(by) == {"online", "edge:edge/stable"}
     assert by["online"]["drifted"]
@@ -43,12 +43,16 @@ def test_monitor_flow_announces_new_drift_once_and_leaves_evidence(
     assert "device_os" in str(found["churn-drift-online"].data)
 
     # Nothing new: nothing judged. The same drift again: judged, but not announced (no second retrain request).
-    assert monitor(registry_url=registry.url, telemetry_folder=str(folder), settings=settings)["judgements"] == []
+    again = monitor(model="churn", registry_url=registry.url, telemetry_folder=str(folder), settings=settings)
+    assert again["judgements"] == []
     serve_rows(registry, records(make_churn(500, seed=83, drift=1.0), schema))
     logged = core.logged_since(registry, "churn", days=1)
     labels = tmp_path / "labels.parquet"
     logged.assign(label=logged["prediction"])[["prediction_id", "label"]].to_parquet(labels)
-    third = monitor(registry_url=registry.url, telemetry_folder=str(folder), settings=settings, labels_url=str(labels))
+    folder_ = str(folder)
+    third = monitor(
+        model="churn", registry_url=registry.url, telemetry_folder=folder_, settings=settings, labels_url=str(labels)
+    )
     champion = registry.channel("churn", "online/champion")
     assert third["quality"][champion]["labelled"] == 1000
     assert third["quality"][champion]["accuracy"] == 1.0
@@ -75,7 +79,7 @@ def test_monitor_flow_promotes_a_challenger_after_its_window_and_publishes_edge_
     traffic(registry, "online/challenger", 250, seed=12)
     settings = core.MonitorSettings(min_rows=100)
     window = RolloutSettings(window_hours=0, min_rows=200)
-    outcome = monitor(registry_url=registry.url, settings=settings, rollout_settings=window)
+    outcome = monitor(model="churn", registry_url=registry.url, settings=settings, rollout_settings=window)
     assert outcome["rollout"]["decision"] == "promote"
     assert registry.channel("churn", "online/champion") == challenger
     assert registry.channel("churn", "edge/stable") == challenger

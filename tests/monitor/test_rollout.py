@@ -43,11 +43,13 @@ def test_a_challenger_as_good_on_labels_becomes_champion_and_edge_stable(staged:
     assert evidence.quality["challenger"]["roc_auc"] == 1.0
     assert evidence.prediction_drift is not None
     records_ = rollout.apply(registry, evidence)
-    assert [(r.channel, r.to_version) for r in records_] == [
+    (record,) = records_  # one release: both channels in one audit record
+    assert record.action == "release"
+    assert [(m.channel, m.to_version) for m in record.changes] == [
         ("online/champion", challenger),
         ("edge/stable", challenger),
     ]
-    assert records_[0].reason.startswith("rollout promote: ROC AUC on labelled live traffic")
+    assert record.reason.split(": ", 1)[1].startswith("rollout promote: ROC AUC on labelled live traffic")
     assert evidence.location is not None
     saved = json.loads(Path(evidence.location).read_text())
     assert saved["decision"] == "promote"

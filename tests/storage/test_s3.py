@@ -153,3 +153,34 @@ def test_a_write_that_keeps_failing_is_never_half_visible(s3_env: str, s3_server
     second = registry.register("churn", write_artifacts(tmp_path / "b", "2"), PASSED)
     registry.promote(second.id, "online/champion", reason="after the faults")
     assert registry.verify_audit("churn").ok
+
+
+def test_report_links_on_s3_are_presigned_urls_that_expire_and_local_ones_stay_paths(
+    s3_env: str, s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    import httpx
+
+    from ferry.settings import StorageSettings
+    from ferry.train.summary import as_link
+
+    fs, path = storage.open_fs(f"{s3_env}/registry/models/churn/monitor/reports/r.html")
+    storage.atomic_write_bytes(fs, path, b"<html>the report</html>")
+    monkeypatch.setenv("FERRY_LINK_EXPIRY_S", "600")
+    url = as_link(f"{s3_env}/registry/models/churn/monitor/reports/r.html")
+    bucket = s3_env.removeprefix("s3://")
+    assert url.startswith(f"{s3_server.url}/{bucket}/registry/models/churn/monitor/reports/r.html?")
+    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"  # SigV4, which every region accepts
+    assert query["X-Amz-Expires"] == "600"
+    assert query["X-Amz-Credential"].startswith("ferry-test/")
+    assert len(query["X-Amz-Signature"]) == 64
+    assert httpx.get(url).content == b"<html>the report</html>"  # a browser needs nothing but the link
+    assert "X-Amz-Expires=3600&" in storage.link(f"{s3_env}/registry/x", expiry_s=3600)
+    local = tmp_path / "gate.html"
+    assert as_link(str(local)) == local.as_uri()  # a local registry: a file path
+    assert as_link("https://example.org/r.html") == "https://example.org/r.html"
+    monkeypatch.setenv("FERRY_LINK_EXPIRY_S", "30")
+    with pytest.raises(ValueError, match="link_expiry_s"):
+        StorageSettings()

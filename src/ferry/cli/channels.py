@@ -75,23 +75,33 @@ def release(
     publish: PublishOpt = True,
     registry: RegistryOpt = None,
 ) -> None:
-    """Point several channels at one version at once, under one lock: all of them move or none does. Its edge/...
-    channels are then published."""
+    """Point several channels at one version at once, under one lock, as one audit record: all of them move or none
+    does. The edge bundle is built before the record is written and published after it."""
     from ferry.registry.release import parse_channels
-    from ferry.registry.release import release as make_release
 
     try:
         reg = open_registry(registry)
-        done = make_release(reg, version, parse_channels(to), reason=reason, model=model, force=force)
+        channels = parse_channels(to)
+        if any(c.startswith("edge/") for c in channels) and publish:
+            from ferry.publish import release_and_publish
+
+            done, results = release_and_publish(reg, version, channels, reason=reason, model=model, force=force)
+        else:
+            from ferry.registry.release import release as make_release
+
+            done, results = make_release(reg, version, channels, reason=reason, model=model, force=force), []
+    except ImportError as exc:
+        raise fail(MissingExtra("edge", exc.name or "tuf")) from exc
     except FerryError as exc:
         raise fail(exc) from exc
-    for rec in done.records:
-        console().print(
-            f"[green]{rec.channel}[/]: {rec.from_version or '(none)'} -> [bold]{rec.to_version}[/] "
-            f"(audit record {rec.seq}, release {done.id}, by {rec.actor})"
-        )
-    if publish:
-        publish_edge(reg, done.records[0].model, *done.channels)
+    rec = done.record
+    for move in rec.changes:
+        console().print(f"[green]{move.channel}[/]: {move.from_version or '(none)'} -> [bold]{move.to_version}[/]")
+    console().print(f"release {done.id}: audit record {rec.seq}, by {rec.actor}")
+    edge = [c for c in channels if c.startswith("edge/")]
+    for name, result in zip(edge, results, strict=False):
+        state = "published" if result.changed else "already published"
+        console().print(f"{name}: {state} {result.target} (sha256 {result.sha256[:16]}, {result.length} B)")
 
 
 @app.command()
@@ -118,16 +128,16 @@ def rollback(
         reg = open_registry(registry)
         name = one_model(reg, model)
         if last_release:
-            records = rollback_release(reg, name, reason=reason).records
+            rec = rollback_release(reg, name, reason=reason).record
         else:
             assert channel is not None
-            records = [reg.rollback(channel, model=name, reason=reason)]
+            rec = reg.rollback(channel, model=name, reason=reason)
     except FerryError as exc:
         raise fail(exc) from exc
-    for rec in records:
+    for move in rec.changes:
         console().print(
-            f"[yellow]{rec.channel}[/]: {rec.from_version} -> [bold]{rec.to_version}[/] "
+            f"[yellow]{move.channel}[/]: {move.from_version} -> [bold]{move.to_version}[/] "
             f"(audit record {rec.seq}, by {rec.actor})"
         )
     if publish:
-        publish_edge(reg, records[0].model, *[r.channel for r in records])
+        publish_edge(reg, rec.model, *rec.channels)

@@ -51,6 +51,8 @@ def demo(
             raise FerryError("the demo runs on local directories; unset FERRY_REGISTRY_URL and FERRY_EDGE_REPO_URL")
         cli_demo.fresh_world(Path(reg.url), repo_dir, Path(edge.keys_dir), directory)
         schema_path = directory / "schema.yaml"
+        # the production data of the demo: where a drift-triggered retrain of the deployments reads (prefect.yaml)
+        schema = schema.model_copy(update={"data": str((directory / "drifted").resolve())})
         schema_path.write_text(schema.dump_yaml())
         with ExitStack() as stack:
             out.rule("[bold]1. baseline data: train the first model, promote it online and to edge/stable")
@@ -84,7 +86,7 @@ def demo(
             out.rule("[bold]4. the monitor flow compares production with the champion's reference")
             settings = MonitorSettings(min_rows=200)
             window = RolloutSettings(window_hours=0, min_rows=min(500, len(sample) // 2))
-            found = monitor(registry_url=reg.url, settings=settings, rollout_settings=window)
+            found = monitor(model=first["model"], registry_url=reg.url, settings=settings, rollout_settings=window)
             cli_demo.print_monitor(found)
             asks = [a for a in found["announcements"] if a["retrain"]]
             if not asks:
@@ -110,7 +112,7 @@ def demo(
             cli_demo.wait_for_challenger(service, sample, str(candidate))
             cli_demo.send_traffic(service, sample, shadow=str(candidate))
             out.print(f"online: {len(sample):,} more records; {candidate} scored each in shadow, unseen by callers")
-            decided = monitor(registry_url=reg.url, settings=settings, rollout_settings=window)
+            decided = monitor(model=first["model"], registry_url=reg.url, settings=settings, rollout_settings=window)
             cli_demo.print_monitor(decided)
             rollout = decided.get("rollout") or {}
             if rollout.get("decision") != "promote":
@@ -125,7 +127,10 @@ def demo(
             device.sync()
             device.predict_and_report(sample[:300])
             output, _ = cli_demo.batch_step(reg, frame, directory, "after")
-            monitor(registry_url=reg.url, settings=settings, rollout_settings=window, online_url=service.url)
+            monitor(
+                model=first["model"], registry_url=reg.url, settings=settings, rollout_settings=window,
+                online_url=service.url,
+            )  # fmt: skip
 
             out.rule("[bold]8. parity: the same rows online, in batch and on the device")
             cli_demo.parity_step(cli_demo.surfaces_scores(service, output, device, sample, schema))

@@ -30,24 +30,29 @@ def status(
     """What runs where: every channel's version, batch outputs, the online service, devices, and the skew."""
     from ferry import status as status_view
     from ferry.cli.views import print_status
+    from ferry.registry.release import release_id
     from ferry.train.summary import fmt
 
     try:
         reg = open_registry(registry)
         names = [model] if model else reg.models()
         table = Table(title=f"channels in {reg.url}", title_justify="left")
-        for col in ("model", "channel", "version", "roc_auc", "moved at", "previous"):
+        for col in ("model", "channel", "version", "roc_auc", "moved at", "moved by", "previous"):
             add_column(table, col)
         views = []
         for name in names:
+            records = {r.hash: r for r in reg.audit(name)}
             for channel, state in sorted(reg.channels(name).items()):
                 v = reg.get(state.version, model=name)
+                rec = records.get(state.audit_head)
+                rid = release_id(rec) if rec else None
                 table.add_row(
                     name,
                     channel,
                     state.version,
                     fmt(v.info.get("metrics", {}).get("roc_auc")),
                     str(state.moved_at)[:16].replace("T", " "),
+                    f"{rec.action} {rid or ''} (#{rec.seq})".replace("  ", " ") if rec else "",
                     state.history[-1] if state.history else "",
                 )
             views.append(status_view.collect(reg, name, online_url=online_url, api_key=api_key))

@@ -35,6 +35,7 @@ from ferry.monitor.judging import label_metrics
 from ferry.monitor.sources import online_logs_since
 from ferry.registry import Registry, layout
 from ferry.registry.audit import AuditRecord
+from ferry.registry.release import release
 
 __all__ = ["Evidence", "RolloutSettings", "apply", "assess"]
 
@@ -214,7 +215,8 @@ def apply(
 ) -> list[AuditRecord]:
     """Record the evidence and move the channels the decision calls for; returns the audit records written.
 
-    Promote: the challenger becomes champion, and ``edge/stable`` follows when ``edge/beta`` runs the challenger.
+    Promote: the challenger becomes champion, and ``edge/stable`` follows when ``edge/beta`` runs the challenger,
+    as one release (one audit record: both move or neither).
     Rollback: ``online/challenger`` points at the champion again, and ``edge/beta`` back at ``edge/stable``'s
     version. Wait or none: nothing moves.
     """
@@ -231,9 +233,10 @@ def apply(
     channels = registry.channels(evidence.model)
     records = []
     if evidence.decision == "promote":
-        records.append(registry.promote(evidence.challenger, champion_channel, model=evidence.model, reason=why))
+        targets = [champion_channel]
         if edge_beta in channels and channels[edge_beta].version == evidence.challenger:
-            records.append(registry.promote(evidence.challenger, edge_stable, model=evidence.model, reason=why))
+            targets.append(edge_stable)
+        records.append(release(registry, evidence.challenger, targets, model=evidence.model, reason=why).record)
     else:
         records.append(registry.promote(evidence.champion, challenger_channel, model=evidence.model, reason=why))
         stable = channels.get(edge_stable)

@@ -4,7 +4,8 @@
 |---|---|
 | :mod:`~ferry.publish.bundle` | a version's ``model.onnx`` plus a manifest, packed as a deterministic tar file |
 | :mod:`~ferry.publish.tufrepo` | the TUF repository (python-tuf's metadata API) and its signing keys |
-| :mod:`~ferry.publish.channels` | publishing an edge channel; :func:`publish_moved`, the step after every move |
+| :mod:`~ferry.publish.channels` | publishing a channel; :func:`publish_moved`, the step after every move; |
+| | :func:`release_and_publish`, a release with its bundle |
 
 The names of :mod:`~ferry.publish.bundle` and :mod:`~ferry.publish.tufrepo` are loaded on first use, so moving a
 channel that is not an edge one needs neither python-tuf (the ``edge`` extra) nor the time to import it.
@@ -15,7 +16,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ferry.publish.channels import EDGE_PREFIX, is_edge, open_repository, publish_channel, publish_moved
+from ferry.publish.channels import (
+    EDGE_PREFIX,
+    is_edge,
+    open_repository,
+    publish_channel,
+    publish_moved,
+    release_and_publish,
+)
 
 __all__ = [
     "EDGE_PREFIX",
@@ -29,6 +37,7 @@ __all__ = [
     "open_repository",
     "publish_channel",
     "publish_moved",
+    "release_and_publish",
     "target_name",
 ]
 

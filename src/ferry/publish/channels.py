@@ -2,8 +2,10 @@
 
 :func:`publish_moved` is the one step every channel move is followed by (``ferry promote``/``rollback``, the
 ``promote``/``rollback`` flows, the retrain flow's promotion and the monitor's rollout): each moved ``edge/...``
-channel is published at once, and any other needs nothing. The bundle and TUF modules (the ``edge`` extra) are
-imported only when an edge channel is published.
+channel is published at once, and any other needs nothing. :func:`release_and_publish` is a release with its edge
+bundle: built under the model's lock before the release's record is written (a bundle that cannot be built moves
+nothing), published once the record is in. The bundle and TUF modules (the ``edge`` extra) are imported only when an
+edge channel is published.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from ferry.errors import ChannelError
-from ferry.registry import Registry
+from ferry.registry import ModelVersion, Registry
+from ferry.registry.release import Release, release
 from ferry.settings import EdgeSettings
 
 if TYPE_CHECKING:
+    from ferry.publish.bundle import Bundle
     from ferry.publish.tufrepo import PublishResult, TufRepository
 
-__all__ = ["EDGE_PREFIX", "is_edge", "open_repository", "publish_channel", "publish_moved"]
+__all__ = ["EDGE_PREFIX", "is_edge", "open_repository", "publish_channel", "publish_moved", "release_and_publish"]
 
 EDGE_PREFIX = "edge/"
 
@@ -48,7 +52,6 @@ def open_repository(settings: EdgeSettings | None = None) -> TufRepository:
 def publish_channel(registry: Registry, repo: TufRepository, model: str, channel: str) -> PublishResult:
     """Build and publish the bundle of the version ``channel`` points to. Idempotent: same version, no change."""
     from ferry.publish.bundle import build_bundle
-    from ferry.publish.tufrepo import target_name
 
     if not is_edge(channel):
         raise ChannelError(f"channel {channel!r} is not an edge channel (edge/...); only those are published")
@@ -56,12 +59,16 @@ def publish_channel(registry: Registry, repo: TufRepository, model: str, channel
     if version_id is None:
         raise ChannelError(f"channel {channel!r} of {model!r} points nowhere; promote a version to it first")
     version = registry.get(version_id, model=model)
-    bundle = build_bundle(registry, version)
+    return _publish_bundle(repo, build_bundle(registry, version), model, channel)
+
+
+def _publish_bundle(repo: TufRepository, bundle: Bundle, model: str, channel: str) -> PublishResult:
+    from ferry.publish.tufrepo import target_name
+
     if repo.root_version() == 0:
         repo.init()
-    return repo.publish(
-        target_name(model, channel), bundle.data, custom={"version": version.id, "model": model, "channel": channel}
-    )
+    custom = {"version": bundle.manifest["version"], "model": model, "channel": channel}
+    return repo.publish(target_name(model, channel), bundle.data, custom=custom)
 
 
 def publish_moved(
@@ -77,3 +84,34 @@ def publish_moved(
         return []
     repo = repo or open_repository()
     return [publish_channel(registry, repo, model, c) for c in edge]
+
+
+def release_and_publish(
+    registry: Registry,
+    version: str,
+    channels: list[str],
+    *,
+    reason: str,
+    model: str | None = None,
+    force: bool = False,
+    publish: bool = True,
+    repo: TufRepository | None = None,
+) -> tuple[Release, list[PublishResult]]:
+    """:func:`ferry.registry.release.release` of ``version`` to ``channels``, with the edge bundle: built under the
+    lock before the record is written, then published to each edge channel of the release (unless ``publish`` is
+    False). Steps: lock, bundle, audit record, pointers, signed head, TUF. A failure before the record moves nothing;
+    after it, the release has happened and ``ferry edge publish`` (or any later publish) brings the bundle out."""
+    edge = [c for c in channels if is_edge(c)]
+    built: list[Bundle] = []
+
+    def prepare(v: ModelVersion) -> None:
+        if edge and publish:
+            from ferry.publish.bundle import build_bundle
+
+            built.append(build_bundle(registry, v))
+
+    done = release(registry, version, channels, reason=reason, model=model, force=force, prepare=prepare)
+    if not built:
+        return done, []
+    repo = repo or open_repository()
+    return done, [_publish_bundle(repo, built[0], done.record.model, c) for c in edge]

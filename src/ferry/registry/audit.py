@@ -1,8 +1,13 @@
 """The audit log of channel moves: an append-only, hash-chained JSON-lines file per model.
 
 Every promotion or rollback appends one record saying who moved which channel, when, why, from which version to
-which, and which gate report allowed it. An erasure (``ferry forget``) appends one that moves nothing: its reason
-names the subject by a keyed hash and the rows removed per place. Each record carries ``prev_hash`` (the previous
+which, and which gate report allowed it. A release (:mod:`ferry.registry.release`) appends ONE record for all the
+channels it moves (action ``release``, and ``release-rollback`` for its undoing): its ``moves`` list each channel
+with its from and to versions, its ``channel`` names them comma-separated, and ``to_version`` is the released
+version (for a ``release-rollback``, the version the channels went back to, or ``""`` when they went to different
+ones). Records of the other actions have no ``moves`` field, so their hashes are as before. An erasure
+(``ferry forget``) appends one that moves nothing: its reason names the subject by a keyed hash and the rows removed
+per place. Each record carries ``prev_hash`` (the previous
 record's hash, ``"0" * 64`` for the first) and ``hash``, the sha256 of its own canonical JSON without ``hash``.
 Editing, removing or reordering a record therefore breaks the chain at that line.
 
@@ -33,6 +38,7 @@ __all__ = [
     "AuditReport",
     "ChannelState",
     "GateRef",
+    "Move",
     "apply_record",
     "canonical_json",
     "check_log",
@@ -45,8 +51,9 @@ __all__ = [
 ]
 
 ZERO_HASH = "0" * 64
-Action = Literal["promote", "rollback", "erase"]
-_ACTIONS = ("promote", "rollback", "erase")
+Action = Literal["promote", "rollback", "erase", "release", "release-rollback"]
+_ACTIONS = ("promote", "rollback", "erase", "release", "release-rollback")
+RELEASE_ACTIONS = ("release", "release-rollback")
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -71,8 +78,21 @@ class GateRef:
 
 
 @dataclass(frozen=True)
+class Move:
+    """One channel's part of a record: where it pointed before and where after."""
+
+    channel: str
+    from_version: str | None
+    to_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"channel": self.channel, "from_version": self.from_version, "to_version": self.to_version}
+
+
+@dataclass(frozen=True)
 class AuditRecord:
-    """One channel move. ``seq`` is 1-based and equals the record's line number in ``audit.jsonl``."""
+    """One move: of one channel, or of every channel of a release (``moves``). ``seq`` is 1-based and equals the
+    record's line number in ``audit.jsonl``."""
 
     seq: int
     ts: str
@@ -87,9 +107,25 @@ class AuditRecord:
     gate: GateRef
     prev_hash: str
     hash: str
+    moves: tuple[Move, ...] = ()
+
+    @property
+    def changes(self) -> tuple[Move, ...]:
+        """Every channel this record moved, with its versions: one for a promotion or rollback, each channel of a
+        release, none for an erasure."""
+        if self.action in RELEASE_ACTIONS:
+            return self.moves
+        if self.action == "erase":
+            return ()
+        return (Move(self.channel, self.from_version, self.to_version),)
+
+    @property
+    def channels(self) -> list[str]:
+        """The names of the channels this record moved."""
+        return [m.channel for m in self.changes]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        body = {
             "seq": self.seq,
             "ts": self.ts,
             "actor": self.actor,
@@ -104,6 +140,9 @@ class AuditRecord:
             "prev_hash": self.prev_hash,
             "hash": self.hash,
         }
+        if self.action in RELEASE_ACTIONS:
+            body["moves"] = [m.to_dict() for m in self.moves]
+        return body
 
     def to_line(self) -> str:
         """The record as one line of ``audit.jsonl`` (canonical JSON plus a newline)."""
@@ -182,6 +221,30 @@ def _field_problem(obj: Mapping[str, Any]) -> str | None:
         return "field 'gate.passed' must be true, false or null"
     if not all(isinstance(gate[k], str | None) for k in ("report", "sha256")):
         return "fields 'gate.report' and 'gate.sha256' must be strings or null"
+    if obj["action"] not in RELEASE_ACTIONS:
+        return "field 'moves' belongs to release records only" if "moves" in obj else None
+    return _moves_problem(obj)
+
+
+def _moves_problem(obj: Mapping[str, Any]) -> str | None:
+    """What is wrong with a release record's ``moves``: a non-empty list of channel moves, each channel once, named
+    in ``channel`` in the same order."""
+    moves = obj.get("moves")
+    if not isinstance(moves, list) or not moves:
+        return f"field 'moves' of a {obj['action']} record must be a non-empty list"
+    for i, m in enumerate(moves):
+        ok = (
+            isinstance(m, dict)
+            and set(m) == {"channel", "from_version", "to_version"}
+            and isinstance(m["channel"], str)
+            and isinstance(m["from_version"], str | None)
+            and isinstance(m["to_version"], str)
+        )
+        if not ok:
+            return f"field 'moves[{i}]' must have exactly a string channel and to_version, and from_version"
+    names = [m["channel"] for m in moves]
+    if len(set(names)) != len(names) or obj["channel"] != ",".join(names):
+        return "field 'channel' must name each channel of 'moves' once, comma-separated, in their order"
     return None
 
 
@@ -201,6 +264,7 @@ def _record_from(obj: Mapping[str, Any]) -> AuditRecord:
         gate=GateRef(passed=gate["passed"], report=gate["report"], sha256=gate["sha256"]),
         prev_hash=obj["prev_hash"],
         hash=obj["hash"],
+        moves=tuple(Move(m["channel"], m["from_version"], m["to_version"]) for m in obj.get("moves", ())),
     )
 
 
@@ -217,8 +281,10 @@ def make_record(
     reason: str,
     forced: bool,
     gate: GateRef,
+    moves: tuple[Move, ...] = (),
 ) -> AuditRecord:
-    """The record that follows ``prev`` (None for the first), with its ``seq``, ``prev_hash`` and ``hash`` set."""
+    """The record that follows ``prev`` (None for the first), with its ``seq``, ``prev_hash`` and ``hash`` set.
+    ``moves`` are a release record's channel moves (and only a release record has them)."""
     unsigned = AuditRecord(
         seq=prev.seq + 1 if prev else 1,
         ts=ts,
@@ -233,6 +299,7 @@ def make_record(
         gate=gate,
         prev_hash=prev.hash if prev else ZERO_HASH,
         hash="",
+        moves=moves,
     )
     return replace(unsigned, hash=_hash_body(unsigned.to_dict()))
 
@@ -287,30 +354,34 @@ def dump_channels(channels: Mapping[str, ChannelState]) -> bytes:
 
 
 def _move_problem(state: Mapping[str, ChannelState], rec: AuditRecord) -> str | None:
-    """Whether ``rec`` is a legal move from ``state`` (from_version matches, a rollback has somewhere to go)."""
+    """Whether ``rec`` is a legal move from ``state`` (each from_version matches, a rollback has somewhere to go, a
+    release moves every channel to its version)."""
     if rec.action == "erase":
         return None if (rec.channel, rec.from_version, rec.to_version) == ("", None, "") else "an erasure moves nothing"
-    current = state.get(rec.channel)
-    if rec.from_version != (current.version if current else None):
-        now = current.version if current else "nothing"
-        return f"from_version {rec.from_version!r} does not match channel {rec.channel!r}, which pointed to {now}"
-    if rec.action == "rollback" and (current is None or not current.history or current.history[-1] != rec.to_version):
-        return f"rollback to {rec.to_version!r} does not match the previous version of channel {rec.channel!r}"
+    rolls_back = rec.action in ("rollback", "release-rollback")
+    for move in rec.changes:
+        current = state.get(move.channel)
+        if move.from_version != (current.version if current else None):
+            now = current.version if current else "nothing"
+            return f"from_version {move.from_version!r} does not match channel {move.channel!r}, which pointed to {now}"
+        if rolls_back and (current is None or not current.history or current.history[-1] != move.to_version):
+            return f"rollback to {move.to_version!r} does not match the previous version of channel {move.channel!r}"
+        if rec.action == "release" and move.to_version != rec.to_version:
+            return f"release of {rec.to_version!r} moves channel {move.channel!r} to {move.to_version!r}"
     return None
 
 
 def apply_record(state: Mapping[str, ChannelState], rec: AuditRecord) -> dict[str, ChannelState]:
-    """The channel pointers after ``rec``: a promotion pushes the old version on the history, a rollback pops it;
-    an erasure leaves them as they are."""
-    if rec.action == "erase":
-        return dict(state)
+    """The channel pointers after ``rec``: a promotion pushes the old version on the history, a rollback pops it
+    (for each channel of a release); an erasure leaves them as they are."""
     out = dict(state)
-    current = out.get(rec.channel)
-    if rec.action == "promote":
-        history = (*current.history, current.version) if current else ()
-    else:
-        history = current.history[:-1] if current else ()
-    out[rec.channel] = ChannelState(rec.to_version, history, rec.ts, rec.hash)
+    for move in rec.changes:
+        current = out.get(move.channel)
+        if rec.action in ("promote", "release"):
+            history = (*current.history, current.version) if current else ()
+        else:
+            history = current.history[:-1] if current else ()
+        out[move.channel] = ChannelState(move.to_version, history, rec.ts, rec.hash)
     return out
 
 
@@ -385,7 +456,7 @@ def _check_channels(records: list[AuditRecord], channels: dict[str, ChannelState
                 f"channel {name!r}: its audit head {head[:12]}... is not in the audit log: records were cut from the "
                 f"log's tail or the log was replaced",
             )
-    last_line: dict[str, int] = {rec.channel: rec.seq for rec in records if rec.action != "erase"}
+    last_line: dict[str, int] = {name: rec.seq for rec in records for name in rec.channels}
     expected = replay(records)
     for name in sorted(set(channels) | set(expected)):
         if name not in expected:

@@ -1,39 +1,48 @@
 """A release: one version moved to several channels at once (``online/champion`` and ``edge/stable``, say), under
-the model's one lock, all or nothing; and the rollback of the last release, the same way.
+the model's one lock, as ONE audit record, all or nothing; and the rollback of the last release, the same way.
 
-A release writes one audit record per channel, in one atomic write of the log (see
-:meth:`ferry.registry.Registry.promote_many`), so a process killed at any step leaves either every record or none:
-the channels never point at different releases. The records of a release share a release id in their reason,
-``release r-<8 hex>: <reason>``, which is how :func:`last_release` finds them again and how the audit log shows
-them together. Publishing the edge bundles follows the move (:func:`ferry.publish.publish_moved`), as after any
-promotion.
+The record (action ``release``) lists every channel's move (``moves``); it reaches the log in one atomic write, so a
+process killed at any step leaves the release either whole in the log or absent: the channels never point at
+different releases (``channels.json`` follows the log, and a move that stopped between the two is completed by the
+next one). The reason carries the release id, ``release r-<8 hex>: <reason>``, which names the release in the log,
+in ``ferry status`` and in its rollback's record (action ``release-rollback``, reason
+``rollback of release r-<8 hex>: <reason>``). Building and publishing the edge bundle around the move is
+:func:`ferry.publish.release_and_publish`.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ferry.errors import ChannelError
 from ferry.registry.audit import AuditRecord
 from ferry.registry.store import Registry
+from ferry.registry.versions import ModelVersion
 
-__all__ = ["Release", "last_release", "release", "rollback_release"]
+__all__ = ["Release", "last_release", "parse_channels", "release", "release_id", "rollback_release"]
 
 RELEASE_REASON = re.compile(r"^(?:release|rollback of release) (r-[0-9a-f]{8}): ")
 
 
 @dataclass(frozen=True)
 class Release:
-    """A release's id and its records (one per channel, in the order they were written)."""
+    """A release's id and its one audit record (of the release, or of its rollback)."""
 
     id: str
-    records: list[AuditRecord]
+    record: AuditRecord
 
     @property
     def channels(self) -> list[str]:
-        return [r.channel for r in self.records]
+        return self.record.channels
+
+
+def release_id(record: AuditRecord) -> str | None:
+    """The release id a release or release-rollback record names in its reason, else None."""
+    found = RELEASE_REASON.match(record.reason)
+    return found.group(1) if found and record.action in ("release", "release-rollback") else None
 
 
 def parse_channels(text: str) -> list[str]:
@@ -53,49 +62,40 @@ def release(
     model: str | None = None,
     force: bool = False,
     actor: str | None = None,
+    prepare: Callable[[ModelVersion], None] | None = None,
 ) -> Release:
-    """Point every channel of ``channels`` at ``version`` as one release; nothing moves when any move is refused."""
+    """Point every channel of ``channels`` at ``version`` as one release (one audit record); nothing moves when any
+    move is refused or ``prepare`` (run under the lock before the write) fails. Run again after it was killed
+    half-way, it completes that release (same record, same id) instead of refusing."""
     rid = f"r-{uuid.uuid4().hex[:8]}"
-    records = registry.promote_many(
-        version, channels, reason=f"release {rid}: {reason.strip()}", model=model, force=force, actor=actor
-    )
-    return Release(rid, records)
+    record = registry.release(
+        version, channels, reason=f"release {rid}: {reason.strip()}", model=model, force=force, actor=actor,
+        prepare=prepare,
+    )  # fmt: skip
+    return Release(release_id(record) or rid, record)
 
 
 def last_release(registry: Registry, model: str) -> Release | None:
-    """The newest release of ``model`` (its records), or None when no release was made."""
-    records = registry.audit(model)
-    for i in range(len(records) - 1, -1, -1):
-        found = RELEASE_REASON.match(records[i].reason)
-        if found and records[i].reason.startswith("release "):
-            rid = found.group(1)
-            group = [r for r in records if r.reason.startswith(f"release {rid}: ")]
-            return Release(rid, group)
+    """The newest release of ``model``, or None when no release was made."""
+    for record in reversed(registry.audit(model)):
+        rid = release_id(record)
+        if rid is not None and record.action == "release":
+            return Release(rid, record)
     return None
 
 
 def rollback_release(registry: Registry, model: str, *, reason: str, actor: str | None = None) -> Release:
-    """Move every channel of the last release back to where it was before it, as one write; refused (ChannelError)
-    when there is no release, when it was already rolled back, or when one of its channels has moved since."""
+    """Move every channel of the last release back to where it was before it, as one record; refused (ChannelError)
+    when there is no release, when it was already rolled back, or when one of its channels has moved since (checked
+    again under the lock)."""
     last = last_release(registry, model)
     if last is None:
         raise ChannelError(f"model {model!r} has no release to roll back; releases are made with `ferry release`")
-    records = registry.audit(model)
-    if any(r.reason.startswith(f"rollback of release {last.id}: ") for r in records):
+    if any(r.action == "release-rollback" and release_id(r) == last.id for r in registry.audit(model)):
         raise ChannelError(f"release {last.id} of {model!r} was already rolled back")
-    channels = registry.channels(model)
-    for rec in last.records:
-        now = channels.get(rec.channel)
-        if now is None or now.version != rec.to_version:
-            raise ChannelError(
-                f"channel {rec.channel!r} moved since release {last.id} (it points to "
-                f"{now.version if now else None}, the release set {rec.to_version}); roll it back on its own"
-            )
-        if rec.from_version is None:
-            raise ChannelError(
-                f"channel {rec.channel!r} pointed nowhere before release {last.id}; there is nothing to go back to"
-            )
-    undone = registry.rollback_many(
-        last.channels, model=model, reason=f"rollback of release {last.id}: {reason.strip()}", actor=actor
-    )
+    why = f"rollback of release {last.id}: {reason.strip()}"
+    try:
+        undone = registry.rollback_release(last.record, reason=why, actor=actor)
+    except ChannelError as exc:
+        raise ChannelError(f"release {last.id}: {exc}") from exc
     return Release(last.id, undone)

@@ -35,6 +35,7 @@ from ferry.registry.audit import (
     AuditReport,
     ChannelState,
     GateRef,
+    Move,
     apply_record,
     check_log,
     dump_channels,
@@ -386,9 +387,12 @@ class Registry:
         promotion says so in its record. Refuses (ChannelError) when the channel already points there, and
         (RegistryError) when the version's files no longer match its manifest.
         """
-        return self.promote_many(version, [channel], reason=reason, model=model, force=force, actor=actor)[0]
+        _check_channel(channel)
+        why = _check_reason(reason)
+        v = self._checked_for_promotion(version, model, force)
+        return self._move(v.model, channel, v.id, why, force, actor)
 
-    def promote_many(
+    def release(
         self,
         version: str,
         channels: list[str],
@@ -397,13 +401,90 @@ class Registry:
         model: str | None = None,
         force: bool = False,
         actor: str | None = None,
-    ) -> list[AuditRecord]:
-        """:meth:`promote` of one version to several channels under one lock: every record or none is written."""
+        prepare: Callable[[ModelVersion], None] | None = None,
+    ) -> AuditRecord:
+        """Point every channel of ``channels`` at ``version`` as ONE audit record (action ``release``), under the
+        model's lock: every channel moves or none does. The same refusals as :meth:`promote`, for any channel.
+
+        ``prepare`` runs under the lock after every check and before anything is written (the edge bundle is built
+        there), so a failure in it moves nothing. The same release again, right after it (every channel already
+        there by the log's last record), returns that record and completes its writes instead of refusing: a release
+        killed after its record was written is finished by running it again.
+        """
         if not channels or len(set(channels)) != len(channels):
             raise ChannelError(f"channels {channels!r}: name at least one channel, each once")
         for channel in channels:
             _check_channel(channel)
         why = _check_reason(reason)
+        v = self._checked_for_promotion(version, model, force)
+        who = actor or self._actor or StorageSettings().resolved_actor()
+
+        def build(
+            last: AuditRecord | None, state: dict[str, ChannelState]
+        ) -> tuple[list[AuditRecord], dict[str, ChannelState]]:
+            if last is not None and last.action == "release" and last.to_version == v.id and last.channels == channels:
+                if prepare is not None:
+                    prepare(v)
+                resumed.append(last)
+                return [], state
+            moves = []
+            for channel in channels:
+                current = state.get(channel)
+                if current is not None and current.version == v.id:
+                    raise ChannelError(f"channel {channel!r} of {v.model!r} already points to {v.id}; nothing to do")
+                moves.append(Move(channel, current.version if current else None, v.id))
+            if prepare is not None:
+                prepare(v)
+            record = make_record(
+                last, ts=_now(), actor=who, action="release", model=v.model, channel=",".join(channels),
+                from_version=None, to_version=v.id, reason=why, forced=force, gate=self._gate_ref(v),
+                moves=tuple(moves),
+            )  # fmt: skip
+            return [record], apply_record(state, record)
+
+        resumed: list[AuditRecord] = []
+        new = self._append(v.model, f"release to {', '.join(channels)}", build)
+        return new[0] if new else resumed[0]
+
+    def rollback_release(self, release: AuditRecord, *, reason: str, actor: str | None = None) -> AuditRecord:
+        """Move every channel of ``release`` (a ``release`` record) back to where it was before it, as ONE audit
+        record (action ``release-rollback``), under the model's lock. ChannelError when a channel of it has moved
+        since (a release rolled back already has) or pointed nowhere before it."""
+        if release.action != "release":
+            raise ChannelError(f"audit record {release.seq} of {release.model!r} is a {release.action}, not a release")
+        why = _check_reason(reason)
+        who = actor or self._actor or StorageSettings().resolved_actor()
+
+        def build(
+            last: AuditRecord | None, state: dict[str, ChannelState]
+        ) -> tuple[list[AuditRecord], dict[str, ChannelState]]:
+            moves = []
+            for move in release.moves:
+                now = state.get(move.channel)
+                if now is None or now.version != move.to_version:
+                    raise ChannelError(
+                        f"channel {move.channel!r} moved since the release in audit record {release.seq} (it "
+                        f"points to {now.version if now else None}, the release set {move.to_version}); roll it "
+                        f"back on its own"
+                    )
+                if move.from_version is None or not now.history:
+                    raise ChannelError(
+                        f"channel {move.channel!r} pointed nowhere before the release in audit record "
+                        f"{release.seq}; there is nothing to go back to"
+                    )
+                moves.append(Move(move.channel, now.version, now.history[-1]))
+            targets = {m.to_version for m in moves}
+            record = make_record(
+                last, ts=_now(), actor=who, action="release-rollback", model=release.model, channel=release.channel,
+                from_version=release.to_version, to_version=targets.pop() if len(targets) == 1 else "", reason=why,
+                forced=False, gate=GateRef(), moves=tuple(moves),
+            )  # fmt: skip
+            return [record], apply_record(state, record)
+
+        return self._append(release.model, f"roll back the release of {release.channel}", build)[0]
+
+    def _checked_for_promotion(self, version: str, model: str | None, force: bool) -> ModelVersion:
+        """The version to promote: refused when its gate did not pass (unless ``force``) or its files are damaged."""
         v = self.get(version, model=model)
         if v.gate_passed is not True and not force:
             raise PromotionRefused(
@@ -415,22 +496,13 @@ class Registry:
             raise RegistryError(
                 f"version {v.model}/{v.id} is damaged ({', '.join(damaged)} differ from the manifest); register again"
             )
-        return self._move_many(v.model, [(c, v.id) for c in channels], why, force, actor)
+        return v
 
     def rollback(self, channel: str, *, model: str, reason: str = "rollback", actor: str | None = None) -> AuditRecord:
         """Point ``channel`` back at the version it had before its last move; ChannelError when there is none."""
-        return self.rollback_many([channel], model=model, reason=reason, actor=actor)[0]
-
-    def rollback_many(
-        self, channels: list[str], *, model: str, reason: str = "rollback", actor: str | None = None
-    ) -> list[AuditRecord]:
-        """:meth:`rollback` of several channels under one lock: every record or none is written."""
         _check_model(model)
-        if not channels or len(set(channels)) != len(channels):
-            raise ChannelError(f"channels {channels!r}: name at least one channel, each once")
-        for channel in channels:
-            _check_channel(channel)
-        return self._move_many(model, [(c, None) for c in channels], _check_reason(reason), False, actor)
+        _check_channel(channel)
+        return self._move(model, channel, None, _check_reason(reason), False, actor)
 
     def _gate_ref(self, v: ModelVersion) -> GateRef:
         entry = v.files.get(GATE_REPORT)
@@ -440,53 +512,30 @@ class Registry:
     def _move(
         self, model: str, channel: str, target: str | None, reason: str, forced: bool, actor: str | None
     ) -> AuditRecord:
-        """One channel move: :meth:`_move_many` of one."""
-        return self._move_many(model, [(channel, target)], reason, forced, actor)[0]
-
-    def _move_many(
-        self, model: str, moves: list[tuple[str, str | None]], reason: str, forced: bool, actor: str | None
-    ) -> list[AuditRecord]:
-        """Append one record per move and move the pointers (:meth:`_append`): either all of them or none.
-
-        Each move is ``(channel, version)``, or ``(channel, None)`` for a rollback to the channel's previous version.
-        Nothing is written when any move is refused.
-        """
+        """Append one channel move's record and move the pointer (:meth:`_append`): to ``target``, or with None
+        back to the channel's previous version. Nothing is written when the move is refused."""
         who = actor or self._actor or StorageSettings().resolved_actor()
 
         def build(
             last: AuditRecord | None, state: dict[str, ChannelState]
         ) -> tuple[list[AuditRecord], dict[str, ChannelState]]:
-            new: list[AuditRecord] = []
-            for channel, target in moves:
-                current = state.get(channel)
-                if target is not None:
-                    if current is not None and current.version == target:
-                        raise ChannelError(
-                            f"channel {channel!r} of {model!r} already points to {target}; nothing to do"
-                        )
-                    to = target
-                elif current is None or not current.history:
-                    raise ChannelError(f"channel {channel!r} of {model!r} has nothing to roll back to")
-                else:
-                    to = current.history[-1]
-                last = make_record(
-                    last,
-                    ts=_now(),
-                    actor=who,
-                    action="promote" if target is not None else "rollback",
-                    model=model,
-                    channel=channel,
-                    from_version=current.version if current else None,
-                    to_version=to,
-                    reason=reason,
-                    forced=forced,
-                    gate=self._gate_ref(self._load(model, to)),
-                )
-                state = apply_record(state, last)
-                new.append(last)
-            return new, state
+            current = state.get(channel)
+            if target is not None:
+                if current is not None and current.version == target:
+                    raise ChannelError(f"channel {channel!r} of {model!r} already points to {target}; nothing to do")
+                to = target
+            elif current is None or not current.history:
+                raise ChannelError(f"channel {channel!r} of {model!r} has nothing to roll back to")
+            else:
+                to = current.history[-1]
+            record = make_record(
+                last, ts=_now(), actor=who, action="promote" if target is not None else "rollback", model=model,
+                channel=channel, from_version=current.version if current else None, to_version=to, reason=reason,
+                forced=forced, gate=self._gate_ref(self._load(model, to)),
+            )  # fmt: skip
+            return [record], apply_record(state, record)
 
-        return self._append(model, f"move {', '.join(repr(c) for c, _ in moves)}", build)
+        return self._append(model, f"move {channel!r}", build)[0]
 
     def record_erasure(
         self, model: str, subject: str, counts: Mapping[str, int], *, actor: str | None = None
@@ -520,7 +569,8 @@ class Registry:
         """Under the model's lock, re-reading everything inside it: check the log, its pointers and its signed head;
         ``build`` makes the new records from the last one and the pointers; they reach the log in one atomic write
         (all or none), then the pointers follow (the log is the truth: a write that stopped between the two is
-        completed by the next one) and the head is signed again. Nothing is written when ``build`` raises."""
+        completed by the next one) and the head is signed again. Nothing is written when ``build`` raises; when it
+        returns no record, the pointers and the head are brought up to the log as it is."""
         log_path = layout.audit_file(self._root, model)
         channels_path = layout.channels_file(self._root, model)
         with self._lock(model):
@@ -535,15 +585,18 @@ class Registry:
             head = self._read_raw(layout.audit_head_file(self._root, model))
             signing.guard(head, model, records, self._read_raw(channels_path), key, action=action)
             new, state = build(records[-1] if records else None, replay(records))
-            if log_text and not log_text.endswith("\n"):
-                log_text += "\n"
-            lines = "".join(r.to_line() for r in new)
-            storage.atomic_write_bytes(self._fs, log_path, (log_text + lines).encode())
+            if new:
+                if log_text and not log_text.endswith("\n"):
+                    log_text += "\n"
+                lines = "".join(r.to_line() for r in new)
+                storage.atomic_write_bytes(self._fs, log_path, (log_text + lines).encode())
             channels = dump_channels(state)
-            storage.atomic_write_bytes(self._fs, channels_path, channels)
-            if key is not None:
+            if new or channels != self._read_raw(channels_path):
+                storage.atomic_write_bytes(self._fs, channels_path, channels)
+            last = new[-1] if new else (records[-1] if records else None)
+            if key is not None and last is not None:
                 head_path = layout.audit_head_file(self._root, model)
-                storage.atomic_write_bytes(self._fs, head_path, signing.make_head(model, new[-1], channels, key))
+                storage.atomic_write_bytes(self._fs, head_path, signing.make_head(model, last, channels, key))
         return new
 
     def _read_raw(self, path: str) -> bytes | None:

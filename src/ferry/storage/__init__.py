@@ -2,7 +2,8 @@
 
 | module | what |
 |---|---|
-| :mod:`ferry.storage.files` | ``open_fs``, ``check_reachable``, atomic writes, publishing a directory, reads, hashes |
+| :mod:`ferry.storage.files` | ``open_fs``, ``check_reachable``, atomic writes, publishing a directory, reads, hashes, |
+| | ``link`` (a presigned HTTPS URL on an object store) |
 | :mod:`ferry.storage.frames` | ``write_parquet``/``read_parquet``: tables of rows through the encryption layer |
 | :mod:`ferry.storage.sealed` | encryption at rest: the envelope, the key ring, ``seal``/``unseal`` |
 | :mod:`ferry.storage.rotation` | ``rotate``: every encrypted object re-encrypted under a new key, resumably |
@@ -21,6 +22,7 @@ from ferry.storage.files import (
     exists,
     fsync_dir,
     is_local,
+    link,
     local_fs,
     open_fs,
     portable_url,
@@ -40,6 +42,7 @@ __all__ = [
     "exists",
     "fsync_dir",
     "is_local",
+    "link",
     "local_fs",
     "lock",
     "lock_owner",

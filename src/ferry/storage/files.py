@@ -13,6 +13,8 @@ at scale. These helpers hide the few places where local files and object stores 
   it into place, so a reader sees either the old bytes or the new bytes, never half a file. Locally the data is
   fsynced first. :func:`atomic_write_sealed` is the same for an object that holds rows of data: encrypted at rest
   when a key is set (:mod:`ferry.storage.sealed`), and :func:`read_bytes` decrypts what it reads.
+- :func:`link` turns a location into something a browser on another machine can open: a local path stays a path
+  (as an absolute ``file://`` URI), an object-store URL becomes a presigned HTTPS URL valid for a given time.
 
 Reads and writes on S3 retry with backoff inside botocore (throttling, 5xx, dropped connections; tune with
 ``AWS_RETRY_MODE``/``AWS_MAX_ATTEMPTS`` or ``config_kwargs`` in ``storage_options``) and s3fs (``retries``).
@@ -26,6 +28,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import fsspec
@@ -254,3 +257,23 @@ def fsync_dir(path: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def link(location: str, storage_options: Mapping[str, Any] | None = None, *, expiry_s: int = 86_400) -> str:
+    """A link to ``location`` for people: an absolute ``file://`` URI for a local path, the URL itself for
+    ``http(s)://`` and ``file://``, and for an object store a presigned HTTPS URL valid ``expiry_s`` seconds (the
+    store's own signing: SigV4 on S3, which every region accepts, up to 7 days). A store that cannot sign keeps its
+    URL."""
+    protocol, _ = fsspec.core.split_protocol(location)
+    if protocol is None:
+        return Path(location).resolve().as_uri()
+    if protocol in ("http", "https", "file", "local"):
+        return location
+    options = dict(storage_options or {})
+    if protocol in ("s3", "s3a"):
+        options["config_kwargs"] = {"signature_version": "s3v4", **options.get("config_kwargs", {})}
+    fs, path = open_fs(location, options)
+    try:
+        return str(fs.sign(path, expiration=int(expiry_s)))
+    except NotImplementedError:
+        return location

@@ -4,6 +4,7 @@
 |---|---|
 | :mod:`~ferry.train.steps` | the retrain loop, one plain function per step, passing a run directory |
 | :mod:`~ferry.train.preflight` | a run's inputs checked before anything starts (``ferry train`` runs it first) |
+| :mod:`~ferry.train.source` | the data and schema of a retrain asked for by model (drift events): data URL templates |
 | :mod:`~ferry.train.estimators` | the estimator shortcuts per task, or any scikit-learn estimator by import path |
 | :mod:`~ferry.train.pipeline` | the split and the fitted pipeline (preprocessing + estimator, small CV search) |
 | :mod:`~ferry.train.metrics` | holdout metrics per task, primary metrics and directions, the conformal interval |
@@ -37,6 +38,7 @@ _NAMES = {
         "ALTERNATIVES ParityResult TARGET_OPSET align_thresholds_to_float32 parity to_onnx unconvertible_step"
     ),
     "ferry.train.preflight": "Preflight preflight",
+    "ferry.train.source": "Source resolve_source",
     "ferry.train.estimators": "MAX_CANDIDATES SHORTCUTS EstimatorSpec resolve_estimator",
     "ferry.train.gating": "run_gate",
     "ferry.train.byo": "PICKLE_SUFFIXES load_user_pipeline prepare_run register_pipeline",
@@ -44,7 +46,9 @@ _NAMES = {
         "TRUSTED_TYPES load_pipeline read_json read_model read_parquet run_schema save_pipeline write_atomic "
         "write_json write_model write_parquet"
     ),
-    "ferry.train.summary": "as_link fmt gate_rows markdown_summary markdown_table metric_rows report_note",
+    "ferry.train.summary": (
+        "artifact_rows as_link fmt gate_rows markdown_summary markdown_table markdown_text metric_rows report_note"
+    ),
 }
 _LAZY = {name: module for module, names in _NAMES.items() for name in names.split()}
 

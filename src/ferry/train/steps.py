@@ -38,6 +38,7 @@ from ferry.errors import ExportError
 from ferry.gate.evidently_adapter import data_quality
 from ferry.gate.verdict import Check, fail_closed
 from ferry.governance import cards
+from ferry.registry.release import release
 from ferry.registry.store import Registry
 from ferry.registry.versions import ModelVersion
 from ferry.schema import Schema
@@ -385,13 +386,19 @@ def register_candidate(run_dir: Path, registry: Registry) -> ModelVersion:
 def promote_if_passed(
     registry: Registry, version: ModelVersion, channels: list[str], *, reason: str
 ) -> list[dict[str, Any]]:
-    """Move each channel to the version when its gate passed; returns the audit records written."""
+    """Move the channels to the version when its gate passed: one channel as a promotion, several as one release
+    (one audit record, all or nothing). Returns one entry per channel moved: its name, versions and audit record."""
     if not version.info.get("gate", {}).get("passed"):
         return []
-    records = []
-    for channel in channels:
-        if registry.channel(version.model, channel) == version.id:
-            continue
-        rec = registry.promote(version.id, channel, model=version.model, reason=reason)
-        records.append(rec.to_dict() if hasattr(rec, "to_dict") else asdict(rec))
-    return records
+    todo = [c for c in channels if registry.channel(version.model, c) != version.id]
+    if not todo:
+        return []
+    if len(todo) == 1:
+        rec = registry.promote(version.id, todo[0], model=version.model, reason=reason)
+    else:
+        rec = release(registry, version.id, todo, model=version.model, reason=reason).record
+    return [
+        {"channel": m.channel, "from_version": m.from_version, "to_version": m.to_version, "seq": rec.seq,
+         "action": rec.action}
+        for m in rec.changes
+    ]  # fmt: skip

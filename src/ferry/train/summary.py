@@ -4,12 +4,24 @@ Markdown. The Prefect artifacts and the CLI's rich tables are both drawn from th
 from __future__ import annotations
 
 import math
-from pathlib import Path
+import re
 from typing import Any
 
+from ferry import storage
+from ferry.settings import StorageSettings
 from ferry.train.metrics import METRIC_NAMES
 
-__all__ = ["as_link", "fmt", "gate_rows", "markdown_summary", "markdown_table", "metric_rows", "report_note"]
+__all__ = [
+    "artifact_rows",
+    "as_link",
+    "fmt",
+    "gate_rows",
+    "markdown_summary",
+    "markdown_table",
+    "markdown_text",
+    "metric_rows",
+    "report_note",
+]
 
 
 def fmt(value: Any) -> str:
@@ -73,13 +85,34 @@ def gate_rows(checks: list[dict[str, Any]], *, group_passing: bool = False) -> l
     return rows
 
 
+_INLINE = re.compile(r"([\\`*_\[\]<>#|~&!])")
+_LEADING = re.compile(r"^(\s*)([+\-=]|\d+[.)])(?=\s|$)")
+
+
+def markdown_text(value: Any) -> Any:
+    """``value`` as markdown that renders as the same text: the Prefect UI renders every table artifact cell as
+    markdown, where ``>= 500`` would become a block quote, ``*`` emphasis and ``<b>`` HTML. Markup characters get a
+    backslash (CommonMark's escape), a leading list marker too, and line breaks become spaces. Numbers, booleans and
+    None are left as they are (they render as themselves)."""
+    if not isinstance(value, str):
+        return value
+    text = _INLINE.sub(r"\\\1", " ".join(value.splitlines()))
+    return _LEADING.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], text)
+
+
+def artifact_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of a table artifact with every cell escaped (:func:`markdown_text`): the one way ferry's flows
+    make table artifacts."""
+    return [{str(k): markdown_text(v) for k, v in row.items()} for row in rows]
+
+
 def markdown_table(rows: list[dict[str, str]]) -> str:
     if not rows:
         return "_none_\n"
     cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines = ["| " + " | ".join(markdown_text(c) for c in cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        lines.append("| " + " | ".join(str(r.get(c, "")).replace("|", "\\|") for c in cols) + " |")
+        lines.append("| " + " | ".join(str(markdown_text(r.get(c, ""))) for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -113,9 +146,11 @@ def markdown_summary(outcome: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def as_link(location: str) -> str:
-    """A URL for a Prefect link artifact: URLs as they are, local paths as absolute file:// URIs."""
-    return location if "://" in location else Path(location).resolve().as_uri()
+def as_link(location: str, settings: StorageSettings | None = None) -> str:
+    """A URL for a Prefect artifact: a local path as an absolute file:// URI, an object-store location as a presigned
+    HTTPS URL valid ``FERRY_LINK_EXPIRY_S`` (:func:`ferry.storage.link`, with the registry's storage options)."""
+    s = settings or StorageSettings()
+    return storage.link(location, s.storage_options, expiry_s=s.link_expiry_s)
 
 
 def report_note(url: str) -> list[str]:
