@@ -19,7 +19,7 @@ import re
 import secrets
 
 from ferry import storage
-from ferry.registry import layout
+from ferry.registry import Registry, layout
 
 __all__ = ["PredictionIds"]
 
@@ -52,7 +52,7 @@ class PredictionIds:
         """The ids of ``model``: under ``key`` (hex or text) when given, else under the key kept in the registry."""
         if key:
             return cls(key.encode("utf-8"))
-        fs, root = storage.open_fs(registry_url)
+        fs, root = Registry(registry_url).open_store()
         path = layout.online_file(root, model, "prediction-ids.key")
         if not storage.exists(fs, path):
             with storage.lock(fs, f"{path}.lock", lock_timeout_s):

@@ -54,7 +54,7 @@ from ferry import storage
 from ferry.online.holder import LoadedModel
 from ferry.online.predict import PredictResponse
 from ferry.online.wal import Segment, WriteAheadLog
-from ferry.registry import layout
+from ferry.registry import Registry, layout
 
 __all__ = ["FeedbackLog", "Flusher", "ParquetLog", "PredictionLog", "to_table"]
 
@@ -256,7 +256,7 @@ class ParquetLog:
         if refused:
             self._quarantine(refused)
         if self._fs is None:
-            self._fs = storage.open_fs(self.registry_url)
+            self._fs = Registry(self.registry_url).open_store()
         fs, root = self._fs
         path = None
         if table is not None:
@@ -300,7 +300,7 @@ class ParquetLog:
         now = datetime.now(UTC)
         try:
             if self._fs is None:
-                self._fs = storage.open_fs(self.registry_url)
+                self._fs = Registry(self.registry_url).open_store()
             fs, root = self._fs
             path = (
                 f"{root.rstrip('/')}/{self.quarantine_prefix}/{now:%Y-%m-%d}/{now:%H%M%S}-{uuid.uuid4().hex[:12]}.jsonl"
