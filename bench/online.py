@@ -18,7 +18,8 @@ on 127.0.0.1, serve the version ``online/champion`` points to, and get the same 
 Without ``--registry`` a churn model is trained on 6,000 demo rows into a temporary directory first. Prints
 req/s, p50, p99, non-2xx counts and the server's CPU time per request (user + system of the process that serves,
 from /proc: less sensitive than req/s to other load on a shared machine) per server and concurrency, the ferry/bare
-ratios, and the load average before and after.
+ratios, and the load average before and after. Both servers run at once and are measured in interleaved rounds
+(``--rounds``, medians printed), so that other load on the machine weighs on both alike.
 
 ``--security`` measures what authentication and TLS cost instead, on the same ferry service run three ways at once,
 measured in interleaved rounds (``--rounds``, medians printed):
@@ -203,32 +204,39 @@ def server_env(tmp: Path, registry: str, *, sample_rate: float = 0.0, per_key: i
 
 
 def measure(
-    cmd: list[str],
-    cwd: Path,
-    env: dict[str, str],
-    ready: str,
-    url: str,
-    script: Path,
+    servers: dict[str, tuple[list[str], Path, dict[str, str], str, str, Path]],
     args: argparse.Namespace,
     tmp: Path,
-    *,
-    verify: Any = True,
-) -> dict[int, dict[str, float]]:
-    """Start a server, warm it up, run wrk at each concurrency with the server's CPU time per request; stop it."""
-    with (tmp / f"{Path(script).stem}-{abs(hash(url))}.log").open("wb") as log:
-        process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_ready(ready, process, verify=verify)
+) -> dict[str, dict[int, dict[str, float]]]:
+    """Start every server (name: command, directory, environment, ready URL, predict URL, wrk script), warm each
+    up, then run wrk at each concurrency in interleaved rounds (each server once per round), so that other load on
+    the machine weighs on all alike; medians per server and concurrency, with the server's CPU time per request."""
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    runs: dict[str, dict[int, list[dict[str, float]]]] = {n: {c: [] for c in args.concurrency} for n in servers}
+    try:
+        for name, (cmd, cwd, env, _, _, _) in servers.items():
+            log = (tmp / f"{name}.log").open("wb")
+            processes[name] = subprocess.Popen(
+                cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        for name, (_, _, _, ready, url, script) in servers.items():
+            wait_ready(ready, processes[name])
             wrk(url, script, 4, 3)  # warm-up
-            results = {}
-            for c in args.concurrency:
-                before = cpu_seconds(process.pid)
-                run = wrk(url, script, c, args.duration)
-                run["cpu_us"] = (cpu_seconds(process.pid) - before) / max(run["rps"] * args.duration, 1) * 1e6
-                results[c] = run
-            return results
-        finally:
+        for _ in range(args.rounds):
+            for name, (_, _, _, _, url, script) in servers.items():
+                for c in args.concurrency:
+                    before = cpu_seconds(processes[name].pid)
+                    run = wrk(url, script, c, args.duration)
+                    used = cpu_seconds(processes[name].pid) - before
+                    run["cpu_us"] = used / max(run["rps"] * args.duration, 1) * 1e6
+                    runs[name][c].append(run)
+    finally:
+        for process in processes.values():
             stop_process(process)
+    return {
+        name: {c: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for c, rs in by_c.items()}
+        for name, by_c in runs.items()
+    }
 
 
 def main() -> None:
@@ -240,7 +248,7 @@ def main() -> None:
     parser.add_argument("--sample-rate", type=float, default=0.1, help="ferry: share of predictions logged")
     parser.add_argument("--per-key", type=int, default=32, help="ferry: requests in flight per key (0: no limit)")
     parser.add_argument("--security", action="store_true", help="authentication and TLS on against off (see above)")
-    parser.add_argument("--rounds", type=int, default=3, help="--security: interleaved rounds (medians are printed)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are printed)")
     parser.add_argument("--serve-bare", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -277,8 +285,8 @@ def main() -> None:
         per_key = args.per_key or None
         env = server_env(tmp, registry, sample_rate=args.sample_rate, per_key=per_key)
         env.update(workers_env(args.workers, env))
-        results: dict[str, dict[int, dict[str, float]]] = {}
         load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        servers = {}
         for name in ("bare", "ferry"):
             port = free_port()
             if name == "bare":
@@ -291,10 +299,11 @@ def main() -> None:
                 cwd, ready = REPO / "bentos" / "online", f"http://127.0.0.1:{port}/readyz"
                 headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
             script = lua(tmp / f"{name}.lua", body, headers)
-            results[name] = measure(cmd, cwd, env, ready, f"http://127.0.0.1:{port}/predict", script, args, tmp)
+            servers[name] = (cmd, cwd, env, ready, f"http://127.0.0.1:{port}/predict", script)
+        results = measure(servers, args, tmp)
         print(
-            f"online predict, one record per request, {args.duration} s per run, wrk -t1 on 127.0.0.1, "
-            f"{args.workers} worker(s) each"
+            f"online predict, one record per request: medians of {args.rounds} interleaved rounds of {args.duration} s "
+            f"per server, wrk -t1 on 127.0.0.1, {args.workers} worker(s) each"
         )
         print(f"load average before: {load_before}, after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         head = f"{'server':8} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'timeouts':>8}"

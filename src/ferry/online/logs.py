@@ -358,13 +358,16 @@ class PredictionLog(ParquetLog):
         on the whole request); returns how many were logged."""
         if self.sample_rate <= 0:
             return 0
+        kept = [self.sample_rate >= 1 or self._random.random() < self.sample_rate for _ in records]
+        if not any(kept):
+            return 0  # most requests: nothing sampled, so no row is built
         schema = loaded.schema
         positive = str(schema.target_classes[1])
         ts = datetime.now(UTC).isoformat(timespec="microseconds")
         request = uuid.uuid4().hex[:16]
         rows = []
-        for record, p in zip(records, response.predictions, strict=True):
-            if self.sample_rate < 1 and self._random.random() >= self.sample_rate:
+        for record, p, keep in zip(records, response.predictions, kept, strict=True):
+            if not keep:
                 continue
             row: dict[str, Any] = {
                 "prediction_id": p.prediction_id,
