@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -142,6 +143,7 @@ def main() -> None:
                 )
                 results[devices][task] = json.loads(out.stdout.strip().splitlines()[-1])
         base = results[args.devices[0]]
+        print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(
             f"fleet telemetry: a heartbeat every {args.interval_minutes:g} min for {args.hours:g} h per device, "
             f"written through Heartbeats.build and the service's Collector; each task in a fresh process"
