@@ -33,6 +33,8 @@ _NAMES = tuple(f"p{int(q * 100)}" for q in QUANTILES)
 
 
 def _int(value: Any) -> int:
+    if type(value) is int:  # what the service's checks let through; anything else is read with care
+        return value if value > 0 else 0
     try:
         return max(0, int(value or 0))
     except (TypeError, ValueError):
@@ -51,8 +53,7 @@ class _Numeric:
     def add(self, part: Mapping[str, Any]) -> None:
         count, missing = _int(part.get("count")), _int(part.get("missing"))
         quantiles = part.get("quantiles") or {}
-        values = [quantiles.get(name) for name in _NAMES]
-        given = [float(v) for v in values if isinstance(v, int | float)]
+        given = [float(v) for v in (quantiles.get(name) for name in _NAMES) if isinstance(v, (int, float))]
         if count and len(given) < len(_NAMES):  # withheld (or unusable)
             self.withheld_count += count
             self.withheld_missing += missing
