@@ -1,6 +1,6 @@
 """Throughput and latency of the online service against a bare Starlette/uvicorn endpoint on the same model.
 
-    uv run python bench/online.py [--registry DIR] [--duration 15] [--concurrency 1 8 32]
+    uv run python bench/online.py [--registry DIR] [--duration 15] [--concurrency 1 8 32] [--workers 1]
 
 Needs ``wrk`` on the PATH (Debian: ``apt-get install wrk``); the load generator is not Python, so it does not
 compete with the servers for the interpreter. Both servers run one worker with onnxruntime at one intra-op thread
@@ -8,12 +8,18 @@ on 127.0.0.1, serve the version ``online/champion`` points to, and get the same 
 
 1. **bare**: a Starlette route that parses the JSON, builds the ONNX inputs by hand and runs the session (no
    validation, no auth, no logs): the practical limit;
-2. **ferry**: ``bentoml serve service:Online`` from ``bentos/online`` with an API key.
+2. **ferry**: ``bentoml serve service:Online`` from ``bentos/online`` with an API key, a limit of requests in
+   flight per key (``--per-key``, default 32) and a share of predictions logged (``--sample-rate``, default 0.1):
+   the request path with authentication, per-key limits and logging on.
+
+``--workers N`` runs both with N worker processes: the bare endpoint as ``uvicorn --workers N``, ferry as
+``ferry serve --workers N`` does (BentoML's ``workers`` of the service); CPU time counts every worker.
 
 Without ``--registry`` a churn model is trained on 6,000 demo rows into a temporary directory first. Prints
 req/s, p50, p99, non-2xx counts and the server's CPU time per request (user + system of the process that serves,
 from /proc: less sensitive than req/s to other load on a shared machine) per server and concurrency, the ferry/bare
-ratios, and the load average before and after.
+ratios, and the load average before and after. Both servers run at once and are measured in interleaved rounds
+(``--rounds``, medians printed), so that other load on the machine weighs on both alike.
 
 ``--security`` measures what authentication and TLS cost instead, on the same ferry service run three ways at once,
 measured in interleaved rounds (``--rounds``, medians printed):
@@ -47,6 +53,8 @@ from ferry.cli.processes import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "bench-key"
+BARE_REGISTRY_ENV = "FERRY_BENCH_BARE_REGISTRY"
+"""The registry the bare endpoint serves, for its workers (uvicorn builds the app in each worker)."""
 
 
 def bare_app(registry_url: str) -> Any:
@@ -82,6 +90,11 @@ def bare_app(registry_url: str) -> Any:
         return Response(json.dumps(body), media_type="application/json")
 
     return Starlette(routes=[Route("/predict", predict, methods=["POST"])])
+
+
+def bare_from_env() -> Any:
+    """The bare app of the registry in ``$FERRY_BENCH_BARE_REGISTRY`` (uvicorn's factory, one per worker)."""
+    return bare_app(os.environ[BARE_REGISTRY_ENV])
 
 
 def train_registry(root: Path) -> str:
@@ -175,11 +188,16 @@ def lua(path: Path, body: dict[str, Any], headers: dict[str, str]) -> Path:
     return path
 
 
-def server_env(tmp: Path, registry: str) -> dict[str, str]:
-    """The environment of a ferry service under test: one API key (``KEY``), the registry, one OpenMP thread."""
+def server_env(tmp: Path, registry: str, *, sample_rate: float = 0.0, per_key: int | None = None) -> dict[str, str]:
+    """The environment of a ferry service under test: one API key (``KEY``), the registry, one OpenMP thread; with
+    ``sample_rate`` that share of predictions logged, with ``per_key`` that limit of requests in flight per key."""
     from ferry.online.auth import hash_key
 
+    extra = {"FERRY_ONLINE_PREDICTION_SAMPLE_RATE": str(sample_rate)}
+    if per_key is not None:
+        extra["FERRY_ONLINE_MAX_IN_FLIGHT_PER_KEY"] = str(per_key)
     return {
+        **extra,
         **os.environ,
         "BENTOML_HOME": str(tmp / "bentoml-home"),
         "BENTOML_DO_NOT_TRACK": "true",
@@ -190,32 +208,39 @@ def server_env(tmp: Path, registry: str) -> dict[str, str]:
 
 
 def measure(
-    cmd: list[str],
-    cwd: Path,
-    env: dict[str, str],
-    ready: str,
-    url: str,
-    script: Path,
+    servers: dict[str, tuple[list[str], Path, dict[str, str], str, str, Path]],
     args: argparse.Namespace,
     tmp: Path,
-    *,
-    verify: Any = True,
-) -> dict[int, dict[str, float]]:
-    """Start a server, warm it up, run wrk at each concurrency with the server's CPU time per request; stop it."""
-    with (tmp / f"{Path(script).stem}-{abs(hash(url))}.log").open("wb") as log:
-        process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_ready(ready, process, verify=verify)
+) -> dict[str, dict[int, dict[str, float]]]:
+    """Start every server (name: command, directory, environment, ready URL, predict URL, wrk script), warm each
+    up, then run wrk at each concurrency in interleaved rounds (each server once per round), so that other load on
+    the machine weighs on all alike; medians per server and concurrency, with the server's CPU time per request."""
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    runs: dict[str, dict[int, list[dict[str, float]]]] = {n: {c: [] for c in args.concurrency} for n in servers}
+    try:
+        for name, (cmd, cwd, env, _, _, _) in servers.items():
+            log = (tmp / f"{name}.log").open("wb")
+            processes[name] = subprocess.Popen(
+                cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        for name, (_, _, _, ready, url, script) in servers.items():
+            wait_ready(ready, processes[name])
             wrk(url, script, 4, 3)  # warm-up
-            results = {}
-            for c in args.concurrency:
-                before = cpu_seconds(process.pid)
-                run = wrk(url, script, c, args.duration)
-                run["cpu_us"] = (cpu_seconds(process.pid) - before) / max(run["rps"] * args.duration, 1) * 1e6
-                results[c] = run
-            return results
-        finally:
+        for _ in range(args.rounds):
+            for name, (_, _, _, _, url, script) in servers.items():
+                for c in args.concurrency:
+                    before = cpu_seconds(processes[name].pid)
+                    run = wrk(url, script, c, args.duration)
+                    used = cpu_seconds(processes[name].pid) - before
+                    run["cpu_us"] = used / max(run["rps"] * args.duration, 1) * 1e6
+                    runs[name][c].append(run)
+    finally:
+        for process in processes.values():
             stop_process(process)
+    return {
+        name: {c: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for c, rs in by_c.items()}
+        for name, by_c in runs.items()
+    }
 
 
 def main() -> None:
@@ -223,16 +248,29 @@ def main() -> None:
     parser.add_argument("--registry", help="registry whose online/champion is served (default: train one)")
     parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=None, help="default 1 8 32 (--security: 8)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of both servers")
+    parser.add_argument("--sample-rate", type=float, default=0.1, help="ferry: share of predictions logged")
+    parser.add_argument("--per-key", type=int, default=32, help="ferry: requests in flight per key (0: no limit)")
     parser.add_argument("--security", action="store_true", help="authentication and TLS on against off (see above)")
     parser.add_argument("--encryption", action="store_true", help="the prediction log encrypted against in clear")
-    parser.add_argument("--rounds", type=int, default=3, help="--security: interleaved rounds (medians are printed)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are printed)")
     parser.add_argument("--serve-bare", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
         import uvicorn
 
-        uvicorn.run(bare_app(args.serve_bare), host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+        os.environ[BARE_REGISTRY_ENV] = args.serve_bare
+        uvicorn.run(
+            f"{Path(__file__).stem}:bare_from_env",
+            factory=True,
+            app_dir=str(Path(__file__).parent),
+            workers=args.workers,
+            host="127.0.0.1",
+            port=args.port,
+            log_level="warning",
+            access_log=False,
+        )
         return
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed; on Debian: apt-get install wrk")
@@ -247,13 +285,18 @@ def main() -> None:
         registry = args.registry or train_registry(tmp)
         body = {"records": one_record(registry)}
 
-        env = server_env(tmp, registry)
-        results: dict[str, dict[int, dict[str, float]]] = {}
+        from ferry.cli.processes import workers_env
+
+        per_key = args.per_key or None
+        env = server_env(tmp, registry, sample_rate=args.sample_rate, per_key=per_key)
+        env.update(workers_env(args.workers, env))
         load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        servers = {}
         for name in ("bare", "ferry"):
             port = free_port()
             if name == "bare":
                 cmd = [sys.executable, __file__, "--serve-bare", env["FERRY_REGISTRY_URL"], "--port", str(port)]
+                cmd += ["--workers", str(args.workers)]
                 cwd, ready, headers = REPO, f"http://127.0.0.1:{port}/predict", {"Content-Type": "application/json"}
             else:
                 cmd = [str(Path(sys.executable).parent / "bentoml"), "serve", "service:Online"]
@@ -261,8 +304,12 @@ def main() -> None:
                 cwd, ready = REPO / "bentos" / "online", f"http://127.0.0.1:{port}/readyz"
                 headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
             script = lua(tmp / f"{name}.lua", body, headers)
-            results[name] = measure(cmd, cwd, env, ready, f"http://127.0.0.1:{port}/predict", script, args, tmp)
-        print(f"online predict, one record per request, {args.duration} s per run, wrk -t1 on 127.0.0.1, 1 worker")
+            servers[name] = (cmd, cwd, env, ready, f"http://127.0.0.1:{port}/predict", script)
+        results = measure(servers, args, tmp)
+        print(
+            f"online predict, one record per request: medians of {args.rounds} interleaved rounds of {args.duration} s "
+            f"per server, wrk -t1 on 127.0.0.1, {args.workers} worker(s) each"
+        )
         print(f"load average before: {load_before}, after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         head = f"{'server':8} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'timeouts':>8}"
         print(head + f" {'cpu us/req':>10}")
@@ -276,7 +323,8 @@ def main() -> None:
             b, f = results["bare"][c], results["ferry"][c]
             print(
                 f"c={c}: ferry/bare throughput {f['rps'] / b['rps']:.2f}x, "
-                f"cpu per request {f['cpu_us'] / b['cpu_us']:.2f}x, "
+                f"cpu per request {f['cpu_us'] / b['cpu_us']:.2f}x, p50 {f['p50'] / b['p50']:.2f}x, "
+                f"p99 {f['p99'] / b['p99']:.2f}x, "
                 f"ferry p99/p50 {f['p99'] / f['p50']:.1f}x, bare p99/p50 {b['p99'] / b['p50']:.1f}x"
             )
     finally:

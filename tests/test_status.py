@@ -58,6 +58,28 @@ def test_devices_behind_and_stale_batch_outputs_are_skew(staged: tuple[Registry,
     assert "s3://scores/a" in result.output
 
 
+def test_a_fleet_is_told_by_cohort_not_device_by_device(staged: tuple[Registry, str, str]) -> None:
+    registry, champion, challenger = staged
+    fleet = [beat(f"pump-{i:03d}", "edge/stable", champion, "2026-01-01T10:00:00+00:00") for i in range(40)]
+    fleet += [beat(f"tank-{i:03d}", "edge/beta", champion, "2026-01-01T11:00:00+00:00") for i in range(30)]
+    fleet[3]["health"] = {"ok": False}
+    status.remember_devices(registry, "churn", fleet)
+    view = status.collect(registry, "churn")
+    assert view.cohorts == [
+        {"channel": "edge/beta", "version": champion, "devices": 30, "unhealthy": 0,
+         "last_heartbeat": "2026-01-01T11:00:00+00:00"},
+        {"channel": "edge/stable", "version": champion, "devices": 40, "unhealthy": 1,
+         "last_heartbeat": "2026-01-01T10:00:00+00:00"},
+    ]  # fmt: skip
+    assert view.skew == [f"30 devices on edge/beta run {champion}, behind {challenger}"]
+    listed = [name for name, _ in status.listed_devices(view)]
+    assert listed == ["pump-003", *(f"tank-{i:03d}" for i in range(19))]  # the unhealthy and the behind first
+    md = status.to_markdown(view)
+    assert f"| edge/beta | `{champion}` | 30 | 0 |" in md
+    assert "50 more devices are counted in their cohorts above." in md
+    assert "tank-025" not in md
+
+
 @pytest.mark.integration
 def test_status_asks_the_online_service_what_it_serves(
     staged: tuple[Registry, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch

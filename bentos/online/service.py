@@ -69,10 +69,10 @@ TARPIT = TarpitHolder()
 @bentoml.service(
     name="ferry-online",
     workers=1,
-    # BentoML's own limits sit above ferry's shedding (FERRY_ONLINE_MAX_IN_FLIGHT, 32 by default), so a request
-    # over capacity gets 503 + Retry-After at once rather than a queue that ends in 504. Its places also count the
-    # 401s held in the tarpit (FERRY_ONLINE_TARPIT_MAX, 256 by default), so they are far more than both together.
-    traffic={"timeout": 30, "max_concurrency": 1024},
+    # No BentoML concurrency limit: ferry sheds itself (FERRY_ONLINE_MAX_IN_FLIGHT, 32 by default, 503 +
+    # Retry-After at once rather than a queue that ends in 504) and bounds the 401s held in the tarpit
+    # (FERRY_ONLINE_TARPIT_MAX); BentoML's limit, set far above both, was one more layer on every request.
+    traffic={"timeout": 30, "max_concurrency": None},
     logging={"access": {"enabled": False}},
     # BentoML's request metrics label the raw path, so every unknown path a client tries adds series to /metrics
     # for good. ferry counts requests itself with bounded labels (HttpMetricsMiddleware, ferry.online.metrics).

@@ -19,9 +19,21 @@ from typing import Any
 from ferry import storage
 from ferry.registry import Registry, layout
 
-__all__ = ["Whereabouts", "collect", "devices", "note_batch_run", "remember_devices", "to_markdown"]
+__all__ = [
+    "Whereabouts",
+    "collect",
+    "device_cohorts",
+    "devices",
+    "listed_devices",
+    "note_batch_run",
+    "remember_devices",
+    "to_markdown",
+]
 
 BATCH_RUNS_SHOWN = 5
+DEVICES_LISTED = 20
+"""Devices named one by one (those behind or unhealthy first); a larger fleet is told by cohort (channel and
+version), so the status of 10,000 devices is a few lines, not 10,000."""
 
 
 def note_batch_run(registry: Registry, model: str, *, output: str, version: str, rows: int, scored: int) -> str:
@@ -109,6 +121,42 @@ class Whereabouts:
     devices: dict[str, Any] = field(default_factory=dict)
     skew: list[str] = field(default_factory=list)
 
+    @property
+    def cohorts(self) -> list[dict[str, Any]]:
+        return device_cohorts(self.devices)
+
+
+def _behind(channels: Mapping[str, str], device: Mapping[str, Any]) -> str | None:
+    """The version the device's channel points to, when the device runs another one."""
+    expected = channels.get(str(device.get("channel")))
+    return expected if expected is not None and device.get("version") != expected else None
+
+
+def _unhealthy(device: Mapping[str, Any]) -> bool:
+    return (device.get("health") or {}).get("ok") is False
+
+
+def device_cohorts(known: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Devices by channel and version: how many, how many unhealthy, and the latest heartbeat."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for d in known.values():
+        key = (str(d.get("channel")), str(d.get("version")))
+        group = groups.setdefault(
+            key, {"channel": key[0], "version": key[1], "devices": 0, "unhealthy": 0, "last_heartbeat": ""}
+        )
+        group["devices"] += 1
+        group["unhealthy"] += _unhealthy(d)
+        group["last_heartbeat"] = max(group["last_heartbeat"], str(d.get("sent_at") or ""))
+    return [groups[k] for k in sorted(groups)]
+
+
+def listed_devices(view: Whereabouts, *, limit: int = DEVICES_LISTED) -> list[tuple[str, dict[str, Any]]]:
+    """The devices named one by one: all of a small fleet, else the first ``limit`` behind or unhealthy."""
+    if len(view.devices) <= limit:
+        return sorted(view.devices.items())
+    flagged = ((name, d) for name, d in sorted(view.devices.items()) if _behind(view.channels, d) or _unhealthy(d))
+    return [item for _, item in zip(range(limit), flagged, strict=False)]
+
 
 def collect(
     registry: Registry, model: str, *, online_url: str | None = None, api_key: str | None = None
@@ -128,10 +176,17 @@ def collect(
     for run in view.batch[-1:]:
         if run.get("version") != batch_channel:
             view.skew.append(f"the latest batch output {run.get('output')} was scored with {run.get('version')}")
-    for name, d in sorted(view.devices.items()):
-        expected = channels.get(str(d.get("channel")))
-        if expected is not None and d.get("version") != expected:
+    behind = [(name, d, expected) for name, d in sorted(view.devices.items()) if (expected := _behind(channels, d))]
+    if len(behind) <= DEVICES_LISTED:
+        for name, d, expected in behind:
             view.skew.append(f"device {name} on {d.get('channel')} runs {d.get('version')}, behind {expected}")
+        return view
+    for cohort in view.cohorts:
+        expected = _behind(channels, cohort)
+        if expected:
+            view.skew.append(
+                f"{cohort['devices']} devices on {cohort['channel']} run {cohort['version']}, behind {expected}"
+            )
     return view
 
 
@@ -147,10 +202,18 @@ def to_markdown(view: Whereabouts) -> str:
             f"| {b.get('output')} | `{b.get('version')}` | {b.get('scored')} | {b.get('at')} |" for b in view.batch
         ]
     if view.devices:
+        lines += ["", "| channel | version | devices | unhealthy | last heartbeat |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {c['channel']} | `{c['version']}` | {c['devices']} | {c['unhealthy']} | {c['last_heartbeat']} |"
+            for c in view.cohorts
+        ]
+        listed = listed_devices(view)
         lines += ["", "| device | channel | version | healthy | last heartbeat |", "|---|---|---|---|---|"]
-        for name, d in sorted(view.devices.items()):
+        for name, d in listed:
             ok = (d.get("health") or {}).get("ok")
             lines.append(f"| {name} | {d.get('channel')} | `{d.get('version')}` | {ok} | {d.get('sent_at')} |")
+        if len(listed) < len(view.devices):
+            lines.append(f"\n{len(view.devices) - len(listed)} more devices are counted in their cohorts above.")
     lines += ["", "**skew**: " + ("none" if not view.skew else "")]
     lines += [f"- {s}" for s in view.skew]
     return "\n".join(lines)

@@ -17,11 +17,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from ferry import batch
+from ferry.cli.app import app
 from ferry.cli.parity import Scores, batch_scores, compare, edge_scores, online_scores, records
-from ferry.cli.processes import BentoNotFound, Service, StaticHost, bento_dir, free_port
+from ferry.cli.processes import BentoNotFound, Service, StaticHost, bento_dir, free_port, workers_env
 from ferry.demo_data import NEW_DEVICE_OS, churn_schema, make_churn
+from ferry.errors import FerryError
 from ferry.online.auth import hash_key
 from ferry.publish import open_repository, publish_channel
 from ferry.registry import Registry
@@ -154,6 +157,9 @@ def test_bento_dir_follows_the_variable_and_names_it_when_wrong(
 def test_ferry_serve_answers_with_the_champion_and_stops_on_sigterm(
     churn_champion: dict[str, str], tmp_path: Path
 ) -> None:
+    """With ``--workers 2``: two worker processes answer, and SIGTERM stops them all."""
+    import psutil
+
     port = free_port()
     env = {
         **os.environ,
@@ -161,10 +167,11 @@ def test_ferry_serve_answers_with_the_champion_and_stops_on_sigterm(
         "BENTOML_HOME": str(tmp_path / "bentoml-home"),
     }
     log = tmp_path / "serve.log"
+    # a registry path relative to where ferry serve is started (bentoml serve runs elsewhere)
+    relative = Path(churn_champion["registry"]).name
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            # a registry path relative to where ferry serve is started (bentoml serve runs elsewhere)
-            [str(FERRY), "serve", "--port", str(port), "--registry", Path(churn_champion["registry"]).name],
+            [str(FERRY), "serve", "--port", str(port), "--workers", "2", "--registry", relative],
             cwd=Path(churn_champion["registry"]).parent,
             env=env,
             stdout=out,
@@ -189,15 +196,48 @@ def test_ferry_serve_answers_with_the_champion_and_stops_on_sigterm(
         answer = service.post("/predict", {"records": rows}, key=KEY)
         assert answer["version"] == churn_champion["version"]
         assert len(answer["predictions"]) == 5
-        assert f"on http://127.0.0.1:{port}" in log.read_text()
+        assert f"on http://127.0.0.1:{port} with 2 worker(s)" in log.read_text()
+        workers = _workers(proc.pid)
+        assert len(workers) == 2, [w.cmdline() for w in workers]
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
             assert proc.wait(timeout=30) is not None
+            assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
             raise
+
+
+def _workers(pid: int) -> list[Any]:
+    """The worker processes of the ``bentoml serve`` at ``pid`` (each runs BentoML's worker module)."""
+    import psutil
+
+    found = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if any("worker" in part and "service" in part for part in child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def test_workers_are_set_through_bentoml_overrides_and_checked() -> None:
+    env = workers_env(3, {"BENTOML_CONFIG_OVERRIDES": json.dumps({"api_server": {"backlog": 512}})})
+    assert json.loads(env["BENTOML_CONFIG_OVERRIDES"]) == {
+        "api_server": {"backlog": 512},
+        "services": {"ferry-online": {"workers": 3}},
+    }
+    for bad in (0, 65, True, 1.5):
+        with pytest.raises(FerryError, match="workers must be a whole number from 1 to 64"):
+            workers_env(bad, {})  # type: ignore[arg-type]
+    with pytest.raises(FerryError, match="BENTOML_CONFIG_OVERRIDES is not JSON"):
+        workers_env(2, {"BENTOML_CONFIG_OVERRIDES": "{workers: 2"})
+    done = CliRunner().invoke(app, ["serve", "--workers", "0"])
+    assert done.exit_code == 2
+    assert "--workers" in done.output
 
 
 def test_ferry_serve_names_a_missing_service_directory(churn_champion: dict[str, str], tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -33,12 +34,33 @@ __all__ = [
     "free_port",
     "serve_command",
     "stop_process",
+    "workers_env",
 ]
 
 BENTO_ENV = "FERRY_BENTO_DIR"
 """Where ``bentos/online`` is, when ferry runs from somewhere other than its source tree."""
 REGISTRY_ENV = "FERRY_REGISTRY_URL"
 """The registry the service reads; handed to ``bentoml serve`` as an absolute path when it is local."""
+SERVICE_NAME = "ferry-online"
+"""The BentoML service's name (``bentos/online/service.py``), under which its configuration is overridden."""
+MAX_WORKERS = 64
+
+
+def workers_env(workers: int, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment that makes ``bentoml serve`` start ``workers`` worker processes of the online service: its
+    ``workers`` set through ``BENTOML_CONFIG_OVERRIDES`` (merged with any overrides already in ``environ``)."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise FerryError(f"workers must be a whole number from 1 to {MAX_WORKERS}, got {workers!r}")
+    raw = (environ if environ is not None else os.environ).get("BENTOML_CONFIG_OVERRIDES") or "{}"
+    try:
+        overrides = json.loads(raw)
+    except ValueError:
+        raise FerryError(f"BENTOML_CONFIG_OVERRIDES is not JSON ({raw[:80]!r}); fix or unset it") from None
+    if not isinstance(overrides, dict):
+        raise FerryError("BENTOML_CONFIG_OVERRIDES must be a JSON object; fix or unset it")
+    services = overrides.setdefault("services", {})
+    services.setdefault(SERVICE_NAME, {})["workers"] = workers
+    return {"BENTOML_CONFIG_OVERRIDES": json.dumps(overrides)}
 
 
 class BentoNotFound(FerryError, FileNotFoundError):
@@ -117,6 +139,7 @@ class Service:
     start_timeout_s: float = 120.0
     tls: TlsFiles | None = None
     client: ssl.SSLContext | None = None
+    workers: int = 1
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -128,6 +151,7 @@ class Service:
         environ = {"BENTOML_DO_NOT_TRACK": "true", **os.environ, **self.env}
         # bentoml serve runs in the service's directory: a relative registry path must not change its meaning
         environ[REGISTRY_ENV] = storage.portable_url(environ.get(REGISTRY_ENV) or StorageSettings().registry_url)
+        environ.update(workers_env(self.workers, environ))
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
@@ -212,6 +236,7 @@ class StaticHost:
     port: int = 0
     tls: TlsFiles | None = None
     client: ssl.SSLContext | None = None
+    workers: int = 1
     process: subprocess.Popen[bytes] | None = None
 
     @property

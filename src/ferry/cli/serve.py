@@ -38,6 +38,14 @@ def serve(
         Optional[Path],  # noqa: UP045
         typer.Option(help="PEM CA file: require client certificates it signed (mTLS). [FERRY_ONLINE_SSL_CA_CERTS]"),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes (BentoML's workers); each holds its own model, logs, limits and metrics.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the online service: `bentoml serve` of bentos/online on the model a channel points to.
 
@@ -62,6 +70,7 @@ def serve(
         env = {
             serving.REGISTRY_ENV: storage.portable_url(reg.url),  # bentoml serve runs in the service's directory
             "BENTOML_DO_NOT_TRACK": os.environ.get("BENTOML_DO_NOT_TRACK", "true"),
+            **serving.workers_env(workers),
         }
         for name, value in (("MODEL", model), ("CHANNEL", channel), ("VERSION", version)):
             if value is not None:
@@ -71,7 +80,8 @@ def serve(
     except FerryError as exc:
         raise fail(exc) from exc
     scheme = "https" if tls else "http"
-    console().print(f"serving {reg.url} on {scheme}://{host}:{port} ({' '.join(command[1:])} in {directory})")
+    where = f"{scheme}://{host}:{port} with {workers} worker(s)"
+    console().print(f"serving {reg.url} on {where} ({' '.join(command[1:])} in {directory})")
     sys.stdout.flush()
     os.chdir(directory)
     os.execve(command[0], command, {**os.environ, **env})

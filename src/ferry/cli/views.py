@@ -7,6 +7,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from ferry import status
 from ferry.cli.common import add_column, console
 
 
@@ -91,10 +92,19 @@ def print_status(view: Any) -> None:
             table.add_row(str(b.get("output")), str(b.get("version")), str(b.get("scored")), str(b.get("at"))[:16])
         out.print(table)
     if view.devices:
+        table = Table(title=f"device cohorts of {view.model}", title_justify="left")
+        for col in ("channel", "version", "devices", "unhealthy", "last heartbeat"):
+            add_column(table, col)
+        for c in view.cohorts:
+            table.add_row(c["channel"], c["version"], str(c["devices"]), str(c["unhealthy"]), c["last_heartbeat"][:16])
+        out.print(table)
+        listed = status.listed_devices(view)
         table = Table(title=f"devices running {view.model}", title_justify="left")
         for col in ("device", "channel", "version", "healthy", "last heartbeat"):
             add_column(table, col)
-        for name, d in sorted(view.devices.items()):
+        if len(listed) < len(view.devices):
+            table.caption = f"{len(view.devices) - len(listed)} more devices are counted in their cohorts"
+        for name, d in listed:
             behind = view.channels.get(str(d.get("channel"))) not in (None, d.get("version"))
             version = f"[bold red]{d.get('version')} (behind)[/]" if behind else str(d.get("version"))
             ok = (d.get("health") or {}).get("ok")

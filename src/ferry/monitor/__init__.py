@@ -6,6 +6,7 @@ rollout of a challenger. Nothing here imports Prefect: the ``monitor`` flow emit
 | :mod:`~ferry.monitor.settings` | :class:`MonitorSettings` (``FERRY_MONITOR_*``) |
 | :mod:`~ferry.monitor.sources` | online predictions, feedback, batch inputs and edge heartbeats since a cursor |
 | :mod:`~ferry.monitor.sketches` | the reference, and the sketches devices send instead of rows |
+| :mod:`~ferry.monitor.cohorts` | a cohort's heartbeat sketches merged into one as they stream, in bounded memory |
 | :mod:`~ferry.monitor.judging` | judging one source (Evidently, through the gate) and quality on labels |
 | :mod:`~ferry.monitor.policy` | which drift is news, and which news may ask for a retrain |
 | :mod:`~ferry.monitor.state` | cursors, history and reports kept between runs |
@@ -15,6 +16,7 @@ rollout of a challenger. Nothing here imports Prefect: the ``monitor`` flow emit
 
 from __future__ import annotations
 
+from ferry.monitor.cohorts import CohortSketch
 from ferry.monitor.judging import Judgement, judge, label_metrics, quality_by_version
 from ferry.monitor.policy import Announcement, Policy, Seen, Verdict
 from ferry.monitor.rollout import Evidence, RolloutSettings, apply, assess
@@ -26,6 +28,7 @@ from ferry.monitor.sources import (
     batch_since,
     edge_since,
     feedback_since,
+    heartbeat_batches,
     logged_since,
     online_logs_since,
     online_since,
@@ -39,6 +42,7 @@ __all__ = [
     "QUANTILES",
     "SKETCH_POINTS",
     "Announcement",
+    "CohortSketch",
     "Evidence",
     "Gathered",
     "Judgement",
@@ -57,6 +61,7 @@ __all__ = [
     "edge_since",
     "feedback_since",
     "gather",
+    "heartbeat_batches",
     "history",
     "judge",
     "judge_source",

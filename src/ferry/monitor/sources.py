@@ -16,15 +16,18 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ferry import storage
+from ferry.monitor.cohorts import CohortSketch
 from ferry.monitor.sketches import sketch_frame
 from ferry.registry import layout
 from ferry.registry.store import Registry
@@ -35,6 +38,7 @@ __all__ = [
     "batch_since",
     "edge_since",
     "feedback_since",
+    "heartbeat_batches",
     "logged_since",
     "online_logs_since",
     "online_since",
@@ -145,66 +149,127 @@ def batch_since(registry: Registry, model: str, cursor: str | None, *, max_rows:
     return SourceData("batch", frame, len(frame), _versions(frame), names[-1])
 
 
-def _heartbeats(fs: Any, directory: str, names: Sequence[str]) -> Iterable[dict[str, Any]]:
-    """Heartbeats from JSON files (a folder collector) or from the online service's Parquet telemetry log."""
+HEARTBEAT_BATCH_ROWS = 1000
+"""Heartbeats read at a time: the most rows of the telemetry log a monitor run holds at once."""
+
+_LATEST = ("id", "device", "model", "channel", "version", "sha256", "health", "sent_at")
+"""What is kept of each device's latest heartbeat (for ``ferry status``): everything but its sketch."""
+
+
+def _beat_of_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A heartbeat as the agent sent it, from a row of the online service's Parquet telemetry log."""
+    sketch = row.get("sketch")
+    return {
+        **{k: row.get(k) for k in ("id", "device", "model", "channel", "version", "sha256", "sent_at")},
+        "health": {"ok": row.get("ok"), "last_error": row.get("last_error"), "stale": row.get("stale")},
+        "sketch": json.loads(sketch) if sketch else None,
+    }
+
+
+def _duplicate_ids(fs: Any, directory: str, names: Sequence[str]) -> set[str]:
+    """Ids of heartbeats logged more than once (an agent resends one whose answer it missed), from the id column
+    alone: a few bytes per heartbeat, not the heartbeats."""
+    ids = []
     for name in names:
-        raw = storage.read_bytes(fs, f"{directory.rstrip('/')}/{name}")
+        raw = storage.read_bytes(fs, f"{directory.rstrip('/')}/{name}")  # decrypted when sealed at rest
+        ids.append(pq.read_table(io.BytesIO(raw), columns=["id"]).column("id").combine_chunks())
+    if not ids:
+        return set()
+    counts = pc.value_counts(pa.chunked_array(ids, type=pa.string()))
+    repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+    return {str(v) for v in repeated.to_pylist()}
+
+
+def heartbeat_batches(
+    fs: Any, directory: str, names: Sequence[str], *, batch_rows: int = HEARTBEAT_BATCH_ROWS
+) -> Iterator[list[dict[str, Any]]]:
+    """Heartbeats of the files ``names`` (the online service's Parquet telemetry log, or a folder collector's JSON
+    files) in lists of at most ``batch_rows``, each heartbeat once: a reader holds one list at a time."""
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+    parquet = [n for n in names if n.endswith(".parquet")]
+    repeated = _duplicate_ids(fs, directory, parquet)
+    seen: set[str] = set()  # only ids logged twice (Parquet), or a folder's ids (one file per heartbeat)
+    batch: list[dict[str, Any]] = []
+    for name in names:
+        raw = storage.read_bytes(fs, f"{directory.rstrip('/')}/{name}")  # one file at a time, decrypted when sealed
         if name.endswith(".parquet"):
-            for row in pq.read_table(io.BytesIO(raw)).to_pylist():
-                sketch = row.get("sketch")
-                yield {
-                    **{k: row.get(k) for k in ("id", "device", "model", "channel", "version", "sha256", "sent_at")},
-                    "health": {"ok": row.get("ok"), "last_error": row.get("last_error"), "stale": row.get("stale")},
-                    "sketch": json.loads(sketch) if sketch else None,
-                }
-            continue
-        text = raw.decode("utf-8", errors="replace")
-        for line in text.splitlines() if name.endswith(".jsonl") else [text]:
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except ValueError:
-                    continue  # a torn or foreign file is skipped, not fatal
+            beats: Iterable[dict[str, Any]] = (
+                _beat_of_row(row)
+                for part in pq.ParquetFile(io.BytesIO(raw)).iter_batches(batch_size=batch_rows)
+                for row in part.to_pylist()
+            )
+        else:
+            beats = _json_beats(raw, jsonl=name.endswith(".jsonl"))
+        for beat in beats:
+            key = str(beat.get("id") or "")
+            if key and (key in repeated or not name.endswith(".parquet")):
+                if key in seen:
+                    continue
+                seen.add(key)
+            batch.append(beat)
+            if len(batch) >= batch_rows:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def _json_beats(raw: bytes, *, jsonl: bool) -> Iterator[dict[str, Any]]:
+    text = raw.decode("utf-8", errors="replace")
+    for line in text.splitlines() if jsonl else [text]:
+        if line.strip():
+            try:
+                beat = json.loads(line)
+            except ValueError:
+                continue  # a torn or foreign file is skipped, not fatal
+            if isinstance(beat, dict):
+                yield beat
 
 
 def edge_since(
-    registry: Registry, model: str, schema: Schema, cursor: str | None, *, folder: str | None = None
+    registry: Registry,
+    model: str,
+    schema: Schema,
+    cursor: str | None,
+    *,
+    folder: str | None = None,
+    batch_rows: int = HEARTBEAT_BATCH_ROWS,
 ) -> tuple[list[SourceData], list[dict[str, Any]], str | None]:
     """Edge heartbeats after ``cursor``: one source per cohort (the channel a device follows), made of the drift
-    sketches of its devices; also each device's latest heartbeat (for ``ferry status``) and the new cursor.
+    sketches of its devices; also each device's latest heartbeat without its sketch (for ``ferry status``) and the
+    new cursor.
 
     Heartbeats come from the online service's telemetry log in the registry, or from ``folder`` (a folder
-    collector). A heartbeat delivered twice (an agent resends one whose answer it missed) counts once.
+    collector). A heartbeat delivered twice (an agent resends one whose answer it missed) counts once. They stream
+    in lists of ``batch_rows`` into one :class:`~ferry.monitor.cohorts.CohortSketch` per cohort, so a run holds
+    the cohorts' sums and one entry per device, never every heartbeat.
     """
     fs, root = storage.open_fs(folder) if folder else _fs(registry)
     directory = root if folder else layout.online_dir(root, model, "telemetry")
     names = _files_after(fs, directory, cursor, (".json", ".jsonl") if folder else (".parquet",))
     if not names:
         return [], [], cursor
-    sketches: dict[str, list[dict[str, Any]]] = {}
-    versions: dict[str, dict[str, int]] = {}
+    cohorts: dict[str, CohortSketch] = {}
     latest: dict[str, dict[str, Any]] = {}
-    seen: set[str] = set()
-    for beat in _heartbeats(fs, directory, names):
-        if beat.get("model") not in (None, model) or beat.get("id") in seen:
-            continue
-        if beat.get("id"):
-            seen.add(str(beat["id"]))
-        device = str(beat.get("device"))
-        if device not in latest or str(beat.get("sent_at", "")) >= str(latest[device].get("sent_at", "")):
-            latest[device] = beat
-        sketch = beat.get("sketch")
-        if not sketch or not sketch.get("rows"):
-            continue
-        cohort = str(beat.get("channel") or "edge")
-        sketches.setdefault(cohort, []).append(sketch)
-        per = versions.setdefault(cohort, {})
-        per[str(beat.get("version"))] = per.get(str(beat.get("version")), 0) + int(sketch["rows"])
-    sources = []
-    for cohort, parts in sorted(sketches.items()):
-        frame = sketch_frame(parts, schema)
-        rows = sum(int(p["rows"]) for p in parts)
-        sources.append(SourceData(f"edge:{cohort}", frame, rows, versions[cohort], None))
+    for batch in heartbeat_batches(fs, directory, names, batch_rows=batch_rows):
+        for beat in batch:
+            if beat.get("model") not in (None, model):
+                continue
+            device = str(beat.get("device"))
+            if device not in latest or str(beat.get("sent_at", "")) >= str(latest[device].get("sent_at", "")):
+                latest[device] = {k: beat.get(k) for k in _LATEST}
+            sketch = beat.get("sketch")
+            if not isinstance(sketch, Mapping) or not sketch.get("rows"):
+                continue
+            cohort = str(beat.get("channel") or "edge")
+            if cohort not in cohorts:
+                cohorts[cohort] = CohortSketch(schema)
+            cohorts[cohort].add(sketch, beat.get("version"))
+    sources = [
+        SourceData(f"edge:{cohort}", sketch_frame([c.to_sketch()], schema), c.rows, dict(c.versions), None)
+        for cohort, c in sorted(cohorts.items())
+    ]
     return sources, list(latest.values()), names[-1]
 
 

@@ -138,7 +138,7 @@ def _wal_root(settings: OnlineSettings, registry_url: str, model: str) -> Path:
     the logs for a local registry, else in the user's state directory (a write-ahead file must be on local disk)."""
     if settings.wal_dir is not None:
         return settings.wal_dir / model
-    fs, root = storage.open_fs(registry_url)
+    fs, root = Registry(registry_url).open_store()
     if storage.is_local(fs):
         return Path(layout.online_dir(root, model, "wal"))
     state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")

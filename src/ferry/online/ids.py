@@ -13,13 +13,12 @@ verify): ``FERRY_ONLINE_ID_KEY`` when set, else a random key made on first start
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
 
 from ferry import storage
-from ferry.registry import layout
+from ferry.registry import Registry, layout
 
 __all__ = ["PredictionIds"]
 
@@ -36,14 +35,14 @@ class PredictionIds:
 
     def new(self) -> str:
         nonce = secrets.token_bytes(8)
-        return (nonce + hmac.new(self._key, nonce, hashlib.sha256).digest()[:8]).hex()
+        return (nonce + hmac.digest(self._key, nonce, "sha256")[:8]).hex()  # one-shot: no HMAC object per id
 
     def valid(self, prediction_id: str) -> bool:
         """True when this service (or a replica sharing its key) issued ``prediction_id``."""
         if not _ID.match(prediction_id):
             return False
         raw = bytes.fromhex(prediction_id)
-        return hmac.compare_digest(raw[8:], hmac.new(self._key, raw[:8], hashlib.sha256).digest()[:8])
+        return hmac.compare_digest(raw[8:], hmac.digest(self._key, raw[:8], "sha256")[:8])
 
     @classmethod
     def for_model(
@@ -52,7 +51,7 @@ class PredictionIds:
         """The ids of ``model``: under ``key`` (hex or text) when given, else under the key kept in the registry."""
         if key:
             return cls(key.encode("utf-8"))
-        fs, root = storage.open_fs(registry_url)
+        fs, root = Registry(registry_url).open_store()
         path = layout.online_file(root, model, "prediction-ids.key")
         if not storage.exists(fs, path):
             with storage.lock(fs, f"{path}.lock", lock_timeout_s):

@@ -54,7 +54,7 @@ from ferry import storage
 from ferry.online.holder import LoadedModel
 from ferry.online.predict import PredictResponse
 from ferry.online.wal import Segment, WriteAheadLog
-from ferry.registry import layout
+from ferry.registry import Registry, layout
 
 __all__ = ["FeedbackLog", "Flusher", "ParquetLog", "PredictionLog", "to_table"]
 
@@ -256,7 +256,7 @@ class ParquetLog:
         if refused:
             self._quarantine(refused)
         if self._fs is None:
-            self._fs = storage.open_fs(self.registry_url)
+            self._fs = Registry(self.registry_url).open_store()
         fs, root = self._fs
         path = None
         if table is not None:
@@ -300,7 +300,7 @@ class ParquetLog:
         now = datetime.now(UTC)
         try:
             if self._fs is None:
-                self._fs = storage.open_fs(self.registry_url)
+                self._fs = Registry(self.registry_url).open_store()
             fs, root = self._fs
             path = (
                 f"{root.rstrip('/')}/{self.quarantine_prefix}/{now:%Y-%m-%d}/{now:%H%M%S}-{uuid.uuid4().hex[:12]}.jsonl"
@@ -358,13 +358,16 @@ class PredictionLog(ParquetLog):
         on the whole request); returns how many were logged."""
         if self.sample_rate <= 0:
             return 0
+        kept = [self.sample_rate >= 1 or self._random.random() < self.sample_rate for _ in records]
+        if not any(kept):
+            return 0  # most requests: nothing sampled, so no row is built
         schema = loaded.schema
         positive = str(schema.target_classes[1])
         ts = datetime.now(UTC).isoformat(timespec="microseconds")
         request = uuid.uuid4().hex[:16]
         rows = []
-        for record, p in zip(records, response.predictions, strict=True):
-            if self.sample_rate < 1 and self._random.random() >= self.sample_rate:
+        for record, p, keep in zip(records, response.predictions, kept, strict=True):
+            if not keep:
                 continue
             row: dict[str, Any] = {
                 "prediction_id": p.prediction_id,

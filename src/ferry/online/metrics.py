@@ -9,6 +9,7 @@ false``) and :class:`HttpMetricsMiddleware` counts instead.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
@@ -40,14 +41,14 @@ class OnlineMetrics:
         self.suspects_total = 0
         self._lock = threading.Lock()
         self.requests: Counter[tuple[str, str]] = Counter()  # (version, outcome)
-        self.buckets: Counter[tuple[str, float]] = Counter()  # (version, le)
+        self.buckets: Counter[tuple[str, int]] = Counter()  # (version, index of the first bucket it fits)
         self.count: Counter[str] = Counter()
         self.total: dict[str, float] = {}
         self.shadow_rows = 0
         self.shadow_agree = 0
         self.feedback_refused: Counter[str] = Counter()  # rule -> labels refused
         self.http: Counter[tuple[str, int]] = Counter()  # (endpoint, status)
-        self.http_buckets: Counter[tuple[str, float]] = Counter()  # (endpoint, le)
+        self.http_buckets: Counter[tuple[str, int]] = Counter()  # (endpoint, index of the first bucket it fits)
         self.http_count: Counter[str] = Counter()
         self.http_seconds: dict[str, float] = {}
         self.http_in_progress: Counter[str] = Counter()
@@ -58,10 +59,8 @@ class OnlineMetrics:
 
     def scores(self, version: str, p_positive: list[float]) -> None:
         with self._lock:
-            for p in p_positive:
-                for le in BUCKETS:
-                    if p <= le:
-                        self.buckets[(version, le)] += 1
+            for p in p_positive:  # one count per value; the cumulative buckets are summed when rendered
+                self.buckets[(version, bisect.bisect_left(BUCKETS, p))] += 1
                 self.count[version] += 1
                 self.total[version] = self.total.get(version, 0.0) + p
 
@@ -81,9 +80,7 @@ class OnlineMetrics:
         with self._lock:
             self.http_in_progress[endpoint] -= 1
             self.http[(endpoint, status)] += 1
-            for le in LATENCY_BUCKETS:
-                if seconds <= le:
-                    self.http_buckets[(endpoint, le)] += 1
+            self.http_buckets[(endpoint, bisect.bisect_left(LATENCY_BUCKETS, seconds))] += 1
             self.http_count[endpoint] += 1
             self.http_seconds[endpoint] = self.http_seconds.get(endpoint, 0.0) + seconds
 
@@ -229,14 +226,18 @@ def _histogram(
     name: str,
     label: str,
     buckets: tuple[float, ...],
-    counts: Counter[tuple[str, float]],
+    counts: Counter[tuple[str, int]],
     totals: Counter[str],
     sums: dict[str, float],
 ) -> list[str]:
-    """The sample lines of a Prometheus histogram with one label: cumulative buckets, +Inf, sum and count."""
+    """The sample lines of a Prometheus histogram with one label: cumulative buckets, +Inf, sum and count.
+    ``counts`` holds per label value how many observations first fit each bucket (by index)."""
     lines = []
     for value in sorted(totals):
-        lines += [f'{name}_bucket{{{label}="{value}",le="{le}"}} {counts[(value, le)]}' for le in buckets]
+        below = 0
+        for i, le in enumerate(buckets):
+            below += counts[(value, i)]
+            lines.append(f'{name}_bucket{{{label}="{value}",le="{le}"}} {below}')
         lines.append(f'{name}_bucket{{{label}="{value}",le="+Inf"}} {totals[value]}')
         lines.append(f'{name}_sum{{{label}="{value}"}} {sums[value]!r}')
         lines.append(f'{name}_count{{{label}="{value}"}} {totals[value]}')

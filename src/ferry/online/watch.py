@@ -26,7 +26,7 @@ from typing import Any
 from ferry import storage
 from ferry.errors import ConfigError
 from ferry.online.settings import WatchSettings
-from ferry.registry import layout
+from ferry.registry import Registry, layout
 
 __all__ = ["Alert", "Reading", "WatchSettings", "alerts", "check", "fetch", "parse"]
 
@@ -146,7 +146,7 @@ def check(registry_url: str, model: str, metrics_url: str, settings: WatchSettin
     return the events to emit."""
     settings = settings or WatchSettings()
     now = fetch(metrics_url, settings)
-    fs, root = storage.open_fs(registry_url)
+    fs, root = Registry(registry_url).open_store()
     path = layout.monitor_path(root, model, "security.json")
     try:
         before: Reading | None = Reading.from_json(json.loads(storage.read_bytes(fs, path)))
