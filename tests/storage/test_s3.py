@@ -184,3 +184,26 @@ def test_report_links_on_s3_are_presigned_urls_that_expire_and_local_ones_stay_p
     monkeypatch.setenv("FERRY_LINK_EXPIRY_S", "30")
     with pytest.raises(ValueError, match="link_expiry_s"):
         StorageSettings()
+
+
+def test_the_demo_clears_only_an_earlier_demos_registry_on_s3(s3_env: str) -> None:
+    """``ferry demo`` with FERRY_REGISTRY_URL on S3: a prefix an earlier demo made is cleared, one holding anything
+    else is refused and left whole."""
+    import s3fs
+
+    from ferry.cli.demo_steps import MARKER, fresh_world
+    from ferry.errors import FerryError
+
+    fs = s3fs.S3FileSystem()
+    bucket = s3_env.removeprefix("s3://")
+    ours, theirs = f"{s3_env}/demo", f"{s3_env}/lake"
+    fresh_world(ours)
+    fs.pipe_file(f"{bucket}/demo/models/churn/old.json", b"{}")
+    fs.pipe_file(f"{bucket}/lake/events.parquet", b"a user's data")
+    with pytest.raises(FerryError, match="lake holds data the demo did not make"):
+        fresh_world(ours, theirs)
+    assert fs.exists(f"{bucket}/demo/models/churn/old.json")  # nothing is cleared unless everything may be
+    fresh_world(ours)
+    fs.invalidate_cache()
+    assert [p.rpartition("/")[2] for p in fs.find(f"{bucket}/demo")] == [MARKER]
+    assert fs.cat_file(f"{bucket}/lake/events.parquet") == b"a user's data"

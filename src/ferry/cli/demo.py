@@ -47,9 +47,12 @@ def demo(
 
         edge = EdgeSettings()
         repo_dir = Path(edge.repo_url)
-        if any("://" in u for u in (reg.url, edge.repo_url, edge.keys_dir)):
-            raise FerryError("the demo runs on local directories; unset FERRY_REGISTRY_URL and FERRY_EDGE_REPO_URL")
-        cli_demo.fresh_world(Path(reg.url), repo_dir, Path(edge.keys_dir), directory)
+        if any("://" in u for u in (edge.repo_url, edge.keys_dir)):  # a static host serves the repository to devices
+            raise FerryError(
+                "the demo publishes its edge repository to a local directory; unset FERRY_EDGE_REPO_URL and "
+                "FERRY_EDGE_KEYS_DIR (the registry may be on an object store)"
+            )
+        cli_demo.fresh_world(reg.url, repo_dir, Path(edge.keys_dir), directory)
         schema_path = directory / "schema.yaml"
         # the production data of the demo: where a drift-triggered retrain of the deployments reads (prefect.yaml)
         schema = schema.model_copy(update={"data": str((directory / "drifted").resolve())})

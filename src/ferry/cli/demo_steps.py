@@ -54,21 +54,33 @@ def has_extra(*modules: str) -> bool:
     return all(find_spec(m) is not None for m in modules)
 
 
-def fresh_world(*directories: Path) -> None:
-    """Start the demo from nothing: clear what an earlier demo left in ``directories`` (each marked as the demo's).
+def fresh_world(*places: str | Path) -> None:
+    """Start the demo from nothing: clear what an earlier demo left in ``places`` (local directories, or a registry
+    on an object store such as ``s3://bucket/prefix``), each marked as the demo's.
 
-    A directory holding anything the demo did not make is never touched: FerryError names it and the way out.
+    A place holding anything the demo did not make is never touched: FerryError names it and the way out.
     """
-    for d in directories:
-        if d.exists() and any(d.iterdir()) and not (d / MARKER).exists():
+    from ferry import storage
+
+    opened = []
+    for place in places:
+        fs, root = storage.open_fs(str(place))
+        storage.check_reachable(fs, root, str(place))
+        opened.append((place, fs, root.rstrip("/")))
+    for place, fs, root in opened:
+        if fs.exists(root) and fs.ls(root, detail=False) and not fs.exists(f"{root}/{MARKER}"):
             raise FerryError(
-                f"{d} holds data the demo did not make; run the demo elsewhere (--registry, FERRY_EDGE_REPO_URL, "
+                f"{place} holds data the demo did not make; run the demo elsewhere (--registry, FERRY_EDGE_REPO_URL, "
                 f"FERRY_EDGE_KEYS_DIR, --dir) or move that data away"
             )
-    for d in directories:
-        shutil.rmtree(d, ignore_errors=True)
-        d.mkdir(parents=True)
-        (d / MARKER).write_text("made by `ferry demo`; the next demo run clears this directory\n")
+    for place, fs, root in opened:
+        if "://" in str(place):
+            if fs.exists(root):
+                fs.rm(root, recursive=True)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+            Path(root).mkdir(parents=True)
+        fs.pipe_file(f"{root}/{MARKER}", b"made by `ferry demo`; the next demo run clears this place\n")
 
 
 class DemoService(Service):
