@@ -5,6 +5,7 @@ killed halfway."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -204,3 +205,29 @@ def test_rotate_killed_halfway_keeps_everything_readable_and_finishes_when_run_a
     assert sealed.key_id_of((work / "run" / "data.parquet").read_bytes()) == ids_new
     assert all(storage.read_bytes(storage.local_fs(), str(p)) == body for p, body in objects.items())
     assert (registry / "models" / "m" / "channels.json").read_text() == "{}"
+
+
+def test_rotate_reencrypts_write_ahead_lines_and_waits_for_a_file_a_service_holds(key: Path, tmp_path: Path) -> None:
+    from ferry.storage.rotation import rotate
+
+    root = tmp_path / "registry"
+    idle, held = WriteAheadLog(root / "wal" / "idle"), WriteAheadLog(root / "wal" / "held")
+    idle.append([{"prediction_id": "p-1"}])
+    idle.close()  # left by a dead process: free to rewrite
+    held.append([{"prediction_id": "p-2"}])  # a live service holds its open segment
+    old = sealed.load_ring(key).current_id
+    try:
+        first = rotate(str(key), [storage.open_fs(str(root))])
+        assert not first.finished
+        assert len(first.pending) == 1
+        assert sealed.load_ring(key).ids()[1] == old  # the old key stays while a held file needs it
+        (path,) = (root / "wal" / "idle").glob("*.jsonl")
+        line = path.read_bytes()
+        assert sealed.key_id_of(sealed.line_envelope(line)) == first.key_id
+        assert json.loads(sealed.unseal_line(line, name="idle")) == {"prediction_id": "p-1"}
+    finally:
+        held.close()
+    second = rotate(str(key), [storage.open_fs(str(root))])
+    assert second.finished
+    assert second.key_id == first.key_id  # resumed, not begun again
+    assert sealed.load_ring(key).ids() == [first.key_id]
