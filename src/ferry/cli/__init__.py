@@ -64,6 +64,9 @@ def main() -> None:  # pragma: no cover - console script entry
     the modules of Prefect, Evidently, scikit-learn and pandas took about 2 s of every ``ferry train``
     (``bench/startup.py``); nothing of ferry's is left to write by then.
     """
+    # A flow run without PREFECT_API_URL starts a temporary Prefect server, which Prefect waits 20 s for: a busy
+    # machine takes longer, so ferry waits up to 2 min unless told otherwise.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     try:
         app()
         code: object = 0
