@@ -73,9 +73,10 @@ class PredictResponse(BaseModel):
 
 class FeedbackItem(BaseModel):
     prediction_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="The id a predict response gave.")
-    label: int | float | str = Field(
+    # bool first, so that a JSON true stays a boolean (and is refused) instead of becoming the number 1
+    label: bool | int | float | str = Field(
         description="The truth: for a classifier one of the schema's target_classes; for a regressor a finite "
-        "number inside the schema's target_min/target_max."
+        "number inside the schema's target_min/target_max. A boolean is refused."
     )
 
 
