@@ -29,6 +29,8 @@ def promote(
     published as a signed bundle (devices see it on their next sync)."""
     try:
         reg = open_registry(registry)
+        if publish:
+            check_edge(reg, version, [channel])
         rec = reg.promote(version, channel, reason=reason, force=force)
     except FerryError as exc:
         raise fail(exc) from exc
@@ -38,6 +40,16 @@ def promote(
     )
     if publish:
         publish_edge(reg, rec.model, rec.channel)
+
+
+def check_edge(registry: Any, version: str, channels: list[str], *, model: str | None = None) -> None:
+    """Before the move: the version's bundle builds when an edge channel is among ``channels`` (BundleError if not,
+    :func:`ferry.publish.check_publishable`)."""
+    try:
+        from ferry.publish import check_publishable
+    except ImportError as exc:
+        raise MissingExtra("edge", exc.name or "onnx") from exc
+    check_publishable(registry, version, channels, model=model)
 
 
 def publish_edge(registry: Any, model: str, *channels: str) -> None:
@@ -82,6 +94,8 @@ def release(
 
     try:
         reg = open_registry(registry)
+        if publish:
+            check_edge(reg, version, parse_channels(to), model=model)
         done = make_release(reg, version, parse_channels(to), reason=reason, model=model, force=force)
     except FerryError as exc:
         raise fail(exc) from exc
