@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -73,6 +74,31 @@ def world(
     published = publish_moved(registry, name, ["edge/stable"], repo=open_repository(edge_settings))
     assert len(published) == 1
 
+    # -- 3. serve: a real bentoml serve, started now so that it boots while batch and edge run ---------------------
+    keys = [{"name": "tests", "sha256": hash_key(KEY), "scopes": ["predict", "feedback"]}]
+    env = {
+        "FERRY_REGISTRY_URL": registry.url,
+        "FERRY_ONLINE_MODEL": name,
+        "FERRY_ONLINE_API_KEYS": json.dumps(keys),
+        "BENTOML_HOME": str(root / "bentoml-home"),
+    }
+    service = Service(log=root / "serve.log", env=env)
+    pool = ThreadPoolExecutor(max_workers=1)
+    starting = pool.submit(service.start)
+    pool.shutdown(wait=False)
+    try:
+        yield from _score_and_sync(out, task_models, service, starting)
+    finally:
+        starting.cancel()
+        service.stop()
+
+
+def _score_and_sync(
+    out: dict[str, Any], task_models: dict[str, Any], service: Service, starting: Future[Service]
+) -> Iterator[dict[str, Any]]:
+    """Steps 4 and 5 while the service starts, then what it answers (step 3)."""
+    name, root, registry, schema = out["name"], out["root"], out["registry"], out["schema"]
+    version_id = out["version"]
     frame = pd.read_csv(task_models[name]["data"]).head(ROWS)
     rows = records(frame, schema)
     out["rows"] = rows
@@ -99,7 +125,7 @@ def world(
             channel="edge/stable",
             trusted_root=(root / "repo" / "metadata" / "1.root.json").read_bytes(),
         )
-        assert agent.sync().version == version.id
+        assert agent.sync().version == version_id
     out["edge"] = edge_scores(agent.active(), rows, schema)
     (root / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     predicted = subprocess.run(
@@ -111,18 +137,11 @@ def world(
     assert predicted.returncode == 0, predicted.stderr
     out["edge_cli"] = [json.loads(line) for line in predicted.stdout.splitlines()]
 
-    # -- 3. serve: a real bentoml serve (last, so that it runs only while the tests use it) -------------------------
-    keys = [{"name": "tests", "sha256": hash_key(KEY), "scopes": ["predict", "feedback"]}]
-    env = {
-        "FERRY_REGISTRY_URL": registry.url,
-        "FERRY_ONLINE_MODEL": name,
-        "FERRY_ONLINE_API_KEYS": json.dumps(keys),
-        "BENTOML_HOME": str(root / "bentoml-home"),
-    }
-    with Service(log=root / "serve.log", env=env) as service:
-        out["service"] = service
-        out["online"] = online_scores(service, KEY, rows, schema, chunk=150)
-        yield out
+    # -- 3. serve (continued): the service, started above, answers the same rows -----------------------------------
+    starting.result()  # raises what start raised: the service's log tail names the failure
+    out["service"] = service
+    out["online"] = online_scores(service, KEY, rows, schema, chunk=150)
+    yield out
 
 
 def _same(a: Scores, b: Scores) -> None:
