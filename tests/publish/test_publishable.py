@@ -1,5 +1,6 @@
 """A version whose edge bundle cannot be built is refused before any channel moves, on every way a channel is moved
-to a version (the retrain's promotion, ``ferry promote``, ``ferry release``); a bundle builds for every task."""
+to a version (the retrain's promotion, ``ferry promote``, ``ferry release``, ``ferry rollback``); a bundle builds for
+every task."""
 
 from __future__ import annotations
 
@@ -61,14 +62,21 @@ def test_the_retrain_promotion_refuses_before_any_channel_moves(broken: tuple[Re
     assert promote_if_passed(registry, registry.get(vid, model="demand"), ["online/challenger"], reason="t")
 
 
-@pytest.mark.parametrize("how", ["promote", "release"])
-def test_the_cli_refuses_before_any_channel_moves(broken: tuple[Registry, str], how: str) -> None:
+@pytest.mark.parametrize("how", ["promote", "release", "rollback"])
+def test_the_cli_refuses_before_any_channel_moves(
+    broken: tuple[Registry, str], task_models: dict[str, Any], how: str
+) -> None:
     registry, vid = broken
+    if how == "rollback":  # the broken version was on the channel once (moved by the registry alone)
+        registry.promote(vid, "edge/stable", model="demand", reason="moved without a bundle")
+        registry.promote(task_models["demand"]["version"].id, "edge/stable", model="demand", reason="then a good one")
     before = _state(registry)
     if how == "promote":
         args = ["promote", vid, "--channel", "edge/stable", "--reason", "try it"]
-    else:
+    elif how == "release":
         args = ["release", vid, "--to", "online/champion,edge/stable", "--reason", "try it", "--model", "demand"]
+    else:
+        args = ["rollback", "--channel", "edge/stable", "--model", "demand", "--reason", "back"]
     result = CliRunner().invoke(app, [*args, "--registry", registry.url], env={"COLUMNS": "300"})
     assert result.exit_code != 0
     assert "edge/stable not moved" in result.output

@@ -124,6 +124,7 @@ def rollback(
 ) -> None:
     """Point a channel back at the version it had before its last move, or with --release every channel of the
     last release (an edge/... channel is then published)."""
+    from ferry.registry.release import last_release as last_release_of
     from ferry.registry.release import rollback_release
 
     if (channel is None) == (not last_release):
@@ -132,9 +133,17 @@ def rollback(
         reg = open_registry(registry)
         name = one_model(reg, model)
         if last_release:
+            found = last_release_of(reg, name)
+            if publish and found is not None:
+                for rec in found.records:
+                    if rec.from_version is not None:
+                        check_edge(reg, rec.from_version, [rec.channel], model=name)
             records = rollback_release(reg, name, reason=reason).records
         else:
             assert channel is not None
+            state = reg.channels(name).get(channel)
+            if publish and state is not None and state.history:
+                check_edge(reg, state.history[-1], [channel], model=name)
             records = [reg.rollback(channel, model=name, reason=reason)]
     except FerryError as exc:
         raise fail(exc) from exc
