@@ -2,7 +2,7 @@
 
 :func:`check_publishable` comes before a move: it builds (in memory) the bundle of the version about to be pointed
 to by an edge channel, so a version whose bundle cannot be built is refused while every pointer is still where it
-was (``ferry promote``/``release``, the ``promote`` flow and the retrain's promotion call it).
+was (``ferry promote``/``release``/``rollback``, the ``promote`` flow and the retrain's promotion call it).
 
 :func:`publish_moved` is the one step every channel move is followed by (``ferry promote``/``rollback``, the
 ``promote``/``rollback`` flows, the retrain flow's promotion and the monitor's rollout): each moved ``edge/...``
