@@ -180,6 +180,8 @@ def feedback_label(schema: Schema, label: object, where: str) -> str | float:
     target_min/target_max (as a float); RequestRejected (422) naming ``where`` otherwise."""
     if schema.kind != "regression":
         classes = [str(c) for c in schema.target_classes]
+        if isinstance(label, float) and label.is_integer():  # 1.0 names the class 1, as JSON numbers go
+            label = int(label)
         text = str(label)
         if isinstance(label, bool) or not isinstance(label, int | str) or text not in classes:
             raise RequestRejected(
