@@ -180,3 +180,57 @@ def test_shadow_agreement_is_the_same_class_or_a_value_inside_the_interval() -> 
     assert agrees(cls, cls.model_copy(update={"probabilities": {"dent": 0.9, "crack": 0.1}}))
     assert not agrees(cls, cls.model_copy(update={"prediction": "crack"}))
     assert not agrees(cls, value)
+
+
+@pytest.mark.parametrize("name", ["defects", "demand"])
+def test_the_answerer_counts_the_task_and_shadows_a_challenger(
+    task_models: dict[str, Any], tmp_path: Path, name: str
+) -> None:
+    """The path every request takes (:class:`Answerer`): the task's distribution in the metrics, the challenger
+    scored in shadow and logged beside the answer, agreement counted per the task's rule (here: the same model)."""
+    import shutil
+
+    from helpers import clone_version
+
+    from ferry.online.answer import Answerer
+    from ferry.online.routing import Router
+    from ferry.registry import Registry
+
+    shutil.copytree(task_models["root"] / "reg", tmp_path / "reg")
+    registry = Registry(str(tmp_path / "reg"))
+    champion = registry.get(task_models[name]["version"].id, model=name)
+    challenger_id = clone_version(registry, champion, tmp_path / "clone", note="challenger")
+    champion_holder = ModelHolder(registry, name, "online/champion")
+    challenger_holder = ModelHolder(registry, name, "online/challenger", pinned=challenger_id)
+    champion_holder.refresh()
+    challenger_holder.refresh()
+    metrics = OnlineMetrics()
+    log = PredictionLog(registry.url, name, sample_rate=1.0)
+    answerer = Answerer(
+        champion_holder,
+        challenger=challenger_holder,
+        router=Router("shadow"),
+        metrics=metrics,
+        prediction_log=log,
+        max_records=100,
+    )
+    loaded = champion_holder.current
+    assert loaded is not None
+    rows = _rows(task_models, name, loaded, 25)
+    answer = answerer.answer(rows)
+    assert answer.version == champion.id
+    assert (metrics.shadow_rows, metrics.shadow_agree) == (25, 25)
+    text = metrics.render()
+    if name == "demand":
+        assert f'ferry_online_value_count{{version="{champion.id}"}} 25' in text
+    else:
+        assert sum(n for (v, _), n in metrics.classes.items() if v == champion.id) == 25
+    assert "ferry_online_score_count" not in text
+    log.flush()
+    logged = _read(log.files)
+    assert sorted(logged.groupby("role")["version"].first().items()) == [
+        ("answer", champion.id),
+        ("shadow", challenger_id),
+    ]
+    answer_columns = ["value", "lower", "upper"] if name == "demand" else ["prediction", "prob_dent"]
+    assert logged[answer_columns].notna().all().all()
