@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
 
-from ferry.publish import is_edge, release_and_publish
+from ferry.publish import check_publishable, is_edge, release_and_publish
 from ferry.registry import Registry
 from ferry.registry.audit import AuditRecord
 from ferry.registry.release import rollback_release
@@ -80,6 +80,7 @@ def promote(
     """
     registry_url = registry_url or StorageSettings().registry_url
     registry = Registry(registry_url)
+    check_publishable(registry, version, list(channels), model=model)  # an unbuildable bundle moves nothing
     if len(channels) == 1:
         rec = registry.promote(version, channels[0], model=model, reason=reason, force=force)
         return _after_move(registry_url, rec, "promote")

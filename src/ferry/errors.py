@@ -22,6 +22,7 @@ meaning, so callers may catch either::
     │   └── LockTimeout(TimeoutError)      another writer held a lock too long; ``holder`` says who when known
     ├── AuditError(ValueError)             the audit log's hash chain is broken
     ├── SealedObjectError(ValueError)      an encrypted object cannot be opened: no key, wrong key, truncated, changed
+    ├── BundleError(ValueError)            a version's edge bundle cannot be built (checked before a channel moves)
     ├── OutputLocked(RuntimeError)         another batch run is writing the same output; names the holder
     ├── PartitionsFailed(RuntimeError)     some partitions of a batch run failed; the others were scored
     ├── NotReadyError(RuntimeError)        the online service has no model loaded and warmed yet
@@ -131,3 +132,8 @@ class EncryptionKeyError(ConfigError):
 class SealedObjectError(FerryError, ValueError):
     """An encrypted object cannot be opened: no key is set, the key file lacks its key, or it was truncated or
     changed. Never answered with wrong data."""
+
+
+class BundleError(FerryError, ValueError):
+    """A version's edge bundle cannot be built: its files cannot be read, or its model does not answer its task on
+    the golden rows. Edge channels are checked before they move, so nothing moved."""

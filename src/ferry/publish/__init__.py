@@ -4,7 +4,7 @@
 |---|---|
 | :mod:`~ferry.publish.bundle` | a version's ``model.onnx`` plus a manifest, packed as a deterministic tar file |
 | :mod:`~ferry.publish.tufrepo` | the TUF repository (python-tuf's metadata API) and its signing keys |
-| :mod:`~ferry.publish.channels` | publishing a channel; :func:`publish_moved`, the step after every move; |
+| :mod:`~ferry.publish.channels` | :func:`check_publishable` before a move, :func:`publish_moved` after it; |
 | | :func:`release_and_publish`, a release with its bundle |
 
 The names of :mod:`~ferry.publish.bundle` and :mod:`~ferry.publish.tufrepo` are loaded on first use, so moving a
@@ -18,6 +18,7 @@ from typing import Any
 
 from ferry.publish.channels import (
     EDGE_PREFIX,
+    check_publishable,
     is_edge,
     open_repository,
     publish_channel,
@@ -32,6 +33,7 @@ __all__ = [
     "PublishResult",
     "TufRepository",
     "build_bundle",
+    "check_publishable",
     "describe",
     "is_edge",
     "open_repository",

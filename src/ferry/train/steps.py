@@ -387,12 +387,16 @@ def promote_if_passed(
     registry: Registry, version: ModelVersion, channels: list[str], *, reason: str
 ) -> list[dict[str, Any]]:
     """Move the channels to the version when its gate passed: one channel as a promotion, several as one release
-    (one audit record, all or nothing). Returns one entry per channel moved: its name, versions and audit record."""
+    (one audit record, all or nothing); BundleError before any move when an edge channel is among them and the
+    version's bundle cannot be built. Returns one entry per channel moved: its name, versions and audit record."""
     if not version.info.get("gate", {}).get("passed"):
         return []
     todo = [c for c in channels if registry.channel(version.model, c) != version.id]
     if not todo:
         return []
+    from ferry.publish import check_publishable
+
+    check_publishable(registry, version.id, todo, model=version.model)  # BundleError before any move
     if len(todo) == 1:
         rec = registry.promote(version.id, todo[0], model=version.model, reason=reason)
     else:
