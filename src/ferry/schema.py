@@ -31,7 +31,7 @@ any other placeholder, or a template that does not format, is refused naming the
 A broken schema file raises :class:`~ferry.errors.SchemaError` whose message names each offending field by its
 path (``features[2].type: must be 'numeric' or 'categorical', got 'int'``), so the file can be fixed in one go.
 
-One concept kept whole (about 510 lines): the fields of a schema and the rules that bind them to each other (task,
+One concept kept whole (about 580 lines): the fields of a schema and the rules that bind them to each other (task,
 target, classes, features, directions) are checked together and read best side by side.
 """
 

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
         ("# title", "\\# title"),  # a heading
         ("a|b [x](y) `z` ~s~ &amp;", "a\\|b \\[x\\](y) \\`z\\` \\~s\\~ \\&amp;"),
         ("two\nlines", "two lines"),
+        ("_hidden_ device_os", "\\_hidden\\_ device_os"),  # emphasis at a word's edge; inside a word, none
         ("-0.5", "-0.5"),  # a number, as it is
         ("0.81", "0.81"),
         ("PASS", "PASS"),

@@ -7,7 +7,7 @@
 | :mod:`~ferry.registry.store` | :class:`Registry`: register versions, move channels under a lock, read files |
 | :mod:`~ferry.registry.audit` | the hash-chained audit log and its check against the channel pointers |
 | :mod:`~ferry.registry.signing` | the audit log's ed25519-signed head: making, checking, guarding the next move |
-| :mod:`~ferry.registry.release` | one version to several channels at once, all or nothing, and its rollback |
+| :mod:`~ferry.registry.release` | one version to several channels at once as one audit record, and its rollback |
 
 The audit module's parsing and checking functions are its own surface (``ferry.registry.audit``); the records and
 reports callers receive are re-exported here.

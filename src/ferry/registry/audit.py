@@ -18,7 +18,7 @@ the log must give exactly the pointers and histories in ``channels.json``.
 
 This module is pure: it turns text into records and reports. The registry does the reading, writing and locking.
 
-One concept kept whole (about 420 lines): the record format, parsing, replay and the check against
+One concept kept whole (about 500 lines): the record format, parsing, replay and the check against
 ``channels.json`` apply the same field rules, and read best side by side.
 """
 

@@ -13,7 +13,7 @@ model computes (``model.onnx``, ``schema.json``, ``lineage.json``), so registeri
 id and keeps the first copy. Channel moves happen under the model's lock and re-read both files inside it, so
 concurrent promotions are serialised and every one of them is recorded.
 
-One concept kept whole (about 560 lines): :class:`Registry` is one object whose reads, registration and
+One concept kept whole (about 650 lines): :class:`Registry` is one object whose reads, registration and
 channel moves share the same storage handle, lock and manifest checks.
 """
 

@@ -85,18 +85,21 @@ def gate_rows(checks: list[dict[str, Any]], *, group_passing: bool = False) -> l
     return rows
 
 
-_INLINE = re.compile(r"([\\`*_\[\]<>#|~&!])")
+_INLINE = re.compile(r"([\\`*\[\]<>#|~&!])")
+_EDGE_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
 _LEADING = re.compile(r"^(\s*)([+\-=]|\d+[.)])(?=\s|$)")
 
 
 def markdown_text(value: Any) -> Any:
     """``value`` as markdown that renders as the same text: the Prefect UI renders every table artifact cell as
     markdown, where ``>= 500`` would become a block quote, ``*`` emphasis and ``<b>`` HTML. Markup characters get a
-    backslash (CommonMark's escape), a leading list marker too, and line breaks become spaces. Numbers, booleans and
-    None are left as they are (they render as themselves)."""
+    backslash (CommonMark's escape; ``_`` only at a word's edge, since ``device_os`` is never emphasis and column
+    names stay readable in the artifact's data), a leading list marker too, and line breaks become spaces.
+    Numbers, booleans and None are left as they are (they render as themselves)."""
     if not isinstance(value, str):
         return value
     text = _INLINE.sub(r"\\\1", " ".join(value.splitlines()))
+    text = _EDGE_UNDERSCORE.sub(r"\\_", text)
     return _LEADING.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], text)
 
 
