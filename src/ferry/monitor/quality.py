@@ -29,7 +29,7 @@ __all__ = ["check_labels", "coverage_bound", "coverage_findings", "label_metrics
 
 def _as_class_text(value: object) -> str | None:
     """A label as the class text it stands for (1.0 read from a file is the class "1"); None when missing."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip():
         return None
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -48,7 +48,7 @@ def check_labels(labels: pd.DataFrame, schema: Schema, source: str, *, drop: boo
     if schema.kind == "regression":
         raw = labels["label"]
         values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-        spelled = raw.astype(str).str.strip().str.lower().isin(["nan", "inf", "-inf", "infinity", "-infinity"])
+        spelled = raw.astype(str).str.strip().str.lower().isin(["", "nan", "inf", "-inf", "infinity", "-infinity"])
         not_number = np.isnan(values) & ~spelled.to_numpy() & raw.notna().to_numpy()
         low = -math.inf if schema.target_min is None else schema.target_min
         high = math.inf if schema.target_max is None else schema.target_max
@@ -81,8 +81,9 @@ def check_labels(labels: pd.DataFrame, schema: Schema, source: str, *, drop: boo
     for rows, why, fix in problems:
         if rows.any() and not drop:
             first = labels.iloc[int(np.flatnonzero(rows)[0])]
+            value = first["label"].item() if isinstance(first["label"], np.generic) else first["label"]
             raise DataError(
-                f"{source}: column label holds {int(rows.sum())} value(s) that {why} (first: {first['label']!r} for "
+                f"{source}: column label holds {int(rows.sum())} value(s) that {why} (first: {value!r} for "
                 f"prediction_id {str(first['prediction_id'])!r}); {fix}"
             )
         bad |= rows
