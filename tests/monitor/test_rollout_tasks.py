@@ -13,6 +13,7 @@ import pytest
 from task_logs import MULTICLASS, REGRESSION, log_answers, schema_only_registry, send_feedback
 
 from ferry.monitor import rollout
+from ferry.settings import GateSettings
 
 SETTINGS = rollout.RolloutSettings(window_hours=1, min_rows=150, min_labels=100)
 CLASSES = MULTICLASS["target_classes"]
@@ -71,8 +72,9 @@ def test_a_multiclass_challenger_is_judged_on_its_primary_metric(
     registry, (champion, candidate) = schema_only_registry(tmp_path, MULTICLASS, notes=["a", "b"])
     classes(registry, champion, 300)
     classes(registry, candidate, 300, **challenger)
-    settings = SETTINGS.model_copy(update={"multiclass_primary_metric": metric, "tolerance": 0.02})
-    evidence = rollout.assess(registry, "parts", settings, now=later(registry, "parts"))
+    settings = SETTINGS.model_copy(update={"tolerance": 0.02})
+    gate = GateSettings(multiclass_primary_metric=metric)
+    evidence = rollout.assess(registry, "parts", settings, now=later(registry, "parts"), gate=gate)
     assert evidence.decision == decision, evidence.reasons
     assert evidence.reasons[0].startswith(reason)
     assert evidence.class_share["champion"] == {"none": pytest.approx(1 / 3), "scratch": 1 / 3, "dent": 1 / 3}
@@ -117,8 +119,8 @@ def test_a_regression_challenger_is_judged_on_its_error_lower_is_better(
     registry, (champion, candidate) = schema_only_registry(tmp_path, REGRESSION, notes=["a", "b"])
     values(registry, champion, 300, error=1.0)
     values(registry, candidate, 300, error=error)
-    settings = SETTINGS.model_copy(update={"regression_primary_metric": metric})
-    evidence = rollout.assess(registry, "stores", settings, now=later(registry, "stores"))
+    gate = GateSettings(regression_primary_metric=metric)
+    evidence = rollout.assess(registry, "stores", SETTINGS, now=later(registry, "stores"), gate=gate)
     assert evidence.decision == decision, evidence.reasons
     assert evidence.reasons[0].startswith(reason)
     assert evidence.values["champion"] == {"mean": 9.5, "std": pytest.approx(2.8723, abs=1e-4), "min": 5.0, "max": 14.0}

@@ -5,10 +5,9 @@ snapshots into our own frozen types (:mod:`ferry.gate.verdict`). Evidently is im
 importing this module costs nothing until a check runs. Every check here **fails closed**: an Evidently error or a
 timeout becomes a failed check whose reason says why.
 
-Model quality per task: :func:`model_quality` (binary: Evidently's binary classification metrics),
-:func:`multiclass_quality` (its multiclass ClassificationPreset) and :func:`regression_quality` (its
-RegressionPreset), each with floors and the comparison with the champion on the task's primary metric in its
-direction. One concept kept whole (about 500 lines): it is the one door to Evidently.
+Model quality per task, :func:`model_quality`: Evidently's binary classification metrics, its multiclass
+ClassificationPreset or its RegressionPreset, each with floors and the comparison with the champion on the task's
+primary metric in its direction. One concept kept whole (about 500 lines): it is the one door to Evidently.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import pandas as pd
 
 from ferry.errors import GateError
 from ferry.gate.verdict import Check, ColumnDrift, DriftResult
-from ferry.schema import Schema
+from ferry.schema import Schema, Task
 from ferry.settings import GateSettings
 
 __all__ = [
@@ -36,8 +35,6 @@ __all__ = [
     "import_evidently",
     "input_drift",
     "model_quality",
-    "multiclass_quality",
-    "regression_quality",
 ]
 
 
@@ -245,20 +242,12 @@ def _quality(
     return checks, champion_values
 
 
-def model_quality(
-    y: np.ndarray,
-    candidate_prob: np.ndarray,
-    settings: GateSettings,
-    *,
-    champion_prob: np.ndarray | None = None,
-    champion: str | None = None,
-    html_path: Path | None = None,
-) -> tuple[list[Check], dict[str, float]]:
-    """Evidently quality tests on the holdout: absolute floors, and (when a champion exists) no worse than the
-    champion scored on the same holdout by more than ``tolerance``. Returns the checks and the champion's values."""
+def _binary_report(y: np.ndarray, settings: GateSettings) -> _Quality:
+    """Evidently's binary classification metrics on P(positive), ROC AUC and F1 floors, compared on
+    ``primary_metric`` within ``tolerance``."""
     from evidently.tests import gte
 
-    q = _Quality(
+    return _Quality(
         snapshot=lambda prob, tests, _: _quality_snapshot(y, prob, tests),
         values=_metric_values,
         names=_QUALITY_NAMES,
@@ -267,7 +256,6 @@ def model_quality(
         allowed=lambda v: v - settings.tolerance,
         note=f"; tolerance {settings.tolerance:g}",
     )
-    return _quality(q, candidate_prob, champion_prob, settings, champion=champion, html_path=html_path)
 
 
 #: Our metric name -> (Evidently metric class name, lower is better) for the multiclass and regression checks.
@@ -336,22 +324,13 @@ def _task(
     )
 
 
-def multiclass_quality(
-    y: np.ndarray,
-    candidate_prob: np.ndarray,
-    settings: GateSettings,
-    *,
-    champion_prob: np.ndarray | None = None,
-    champion: str | None = None,
-    html_path: Path | None = None,
-) -> tuple[list[Check], dict[str, float]]:
-    """Evidently's multiclass ClassificationPreset on the holdout (``y``: class index; ``*_prob``: one column per
-    class), a macro-F1 floor, and the primary metric no worse than the champion's by more than ``tolerance``."""
+def _multiclass_report(y: np.ndarray, k: int, settings: GateSettings) -> _Quality:
+    """Evidently's multiclass ClassificationPreset (``y``: class index; answers: one probability column per class),
+    a macro-F1 floor, compared on ``multiclass_primary_metric`` within ``tolerance``."""
     from evidently import DataDefinition, MulticlassClassification
     from evidently.presets import ClassificationPreset
     from evidently.tests import gte
 
-    k = np.asarray(candidate_prob).shape[1]
     columns = [f"class_{i}" for i in range(k)]
 
     def frame(prob: np.ndarray) -> pd.DataFrame:
@@ -369,7 +348,7 @@ def multiclass_quality(
     )
     primary = settings.multiclass_primary_metric
     lower = _TASK_METRICS[primary][1]
-    q = _task(
+    return _task(
         frame,
         definition,
         ClassificationPreset(),
@@ -377,19 +356,10 @@ def multiclass_quality(
         primary,
         lambda v: v + settings.tolerance if lower else v - settings.tolerance,
     )
-    return _quality(q, candidate_prob, champion_prob, settings, champion=champion, html_path=html_path)
 
 
-def regression_quality(
-    y: np.ndarray,
-    candidate: np.ndarray,
-    settings: GateSettings,
-    *,
-    champion_values: np.ndarray | None = None,
-    champion: str | None = None,
-    html_path: Path | None = None,
-) -> tuple[list[Check], dict[str, float]]:
-    """Evidently's RegressionPreset on the holdout, an R² floor, and the primary metric (RMSE or MAE; lower is
+def _regression_report(y: np.ndarray, settings: GateSettings) -> _Quality:
+    """Evidently's RegressionPreset, an R² floor, compared on ``regression_primary_metric`` (RMSE or MAE; lower is
     better) at most ``regression_tolerance`` (a share) above the champion's."""
     from evidently import DataDefinition, Regression
     from evidently.presets import RegressionPreset
@@ -400,7 +370,7 @@ def regression_quality(
             {"target": np.asarray(y, dtype=np.float64), "prediction": np.asarray(pred, dtype=np.float64)}
         )
 
-    q = _task(
+    return _task(
         frame,
         DataDefinition(regression=[Regression(target="target", prediction="prediction")]),
         RegressionPreset(),
@@ -408,7 +378,29 @@ def regression_quality(
         settings.regression_primary_metric,
         lambda v: v * (1 + settings.regression_tolerance),
     )
-    return _quality(q, candidate, champion_values, settings, champion=champion, html_path=html_path)
+
+
+def model_quality(
+    y: np.ndarray,
+    answers: np.ndarray,
+    settings: GateSettings,
+    *,
+    task: Task = "binary",
+    champion_answers: np.ndarray | None = None,
+    champion: str | None = None,
+    html_path: Path | None = None,
+) -> tuple[list[Check], dict[str, float]]:
+    """Evidently's quality tests of the candidate's ``answers`` on the holdout for its ``task`` (binary: P(positive);
+    multiclass: one probability column per class, ``y`` the class index; regression: values): absolute floors,
+    and, with ``champion_answers`` (the champion scored on the same holdout), the primary metric no worse than the
+    champion's in its direction. Returns the checks and the champion's values."""
+    if task == "binary":
+        report = _binary_report(y, settings)
+    elif task == "multiclass":
+        report = _multiclass_report(y, np.asarray(answers).shape[1], settings)
+    else:
+        report = _regression_report(y, settings)
+    return _quality(report, answers, champion_answers, settings, champion=champion, html_path=html_path)
 
 
 def input_drift(

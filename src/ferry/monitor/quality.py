@@ -4,7 +4,7 @@
 | task | labels | metrics |
 |---|---|---|
 | binary | one of the two classes | labelled, accuracy, ROC AUC (with both classes present) |
-| multiclass | one of the declared classes | labelled, accuracy, macro F1, log loss |
+| multiclass | one of the declared classes | labelled, accuracy, macro F1, log loss (one-vs-rest ROC AUC) |
 | regression | a finite number within ``target_min``/``target_max`` | labelled, RMSE, MAE, the interval's coverage |
 
 A regressor's interval is checked again here: :func:`coverage_findings` names each version whose empirical
@@ -129,7 +129,10 @@ def label_metrics(joined: pd.DataFrame, schema: Schema) -> dict[str, float]:
     p = np.array([index.get(t, -1) for t in pred])
     seen = sorted(set(y.tolist()) | set(p.tolist()) - {-1})
     out["macro_f1"] = float(f1_score(y, p, labels=seen, average="macro", zero_division=0))
-    out["log_loss"] = float(log_loss(y, _probabilities(joined, schema), labels=list(range(len(classes)))))
+    prob = _probabilities(joined, schema)
+    out["log_loss"] = float(log_loss(y, prob, labels=list(range(len(classes)))))
+    if len(set(y.tolist())) == len(classes):  # one-vs-rest ROC AUC needs every class among the labels
+        out["roc_auc_ovr"] = float(roc_auc_score(y, prob, multi_class="ovr", labels=list(range(len(classes)))))
     return out
 
 

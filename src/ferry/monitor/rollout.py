@@ -17,10 +17,10 @@ The decision, in order:
    | task | primary metric | no worse means |
    |---|---|---|
    | binary | ROC AUC | at least the champion's less ``tolerance`` |
-   | multiclass | ``multiclass_primary_metric``: macro F1, accuracy, log loss | within ``tolerance`` of it |
-   | regression | ``regression_primary_metric``: RMSE or MAE | at most its × (1 + ``regression_tolerance``) |
+   | multiclass | the gate's ``multiclass_primary_metric`` (macro F1 by default) | within ``tolerance`` of it |
+   | regression | the gate's ``regression_primary_metric`` (RMSE by default) | ≤ its × (1 + ``regression_tolerance``) |
 
-   (log loss, RMSE and MAE: lower is better.)
+   (log loss, RMSE and MAE: lower is better.) The gate and the rollout judge a task on the same metric.
 
 4. without labels, a classifier whose answers are all one class (a regressor whose answers are all one value) is
    rolled back; otherwise it is promoted, since it passed the gate and served the window without a signal
@@ -50,6 +50,7 @@ from ferry.monitor.sources import online_logs_since
 from ferry.registry import Registry, layout
 from ferry.registry.audit import AuditRecord
 from ferry.schema import Schema
+from ferry.settings import GateSettings
 from ferry.train.metrics import LOWER_IS_BETTER
 
 __all__ = ["Evidence", "RolloutSettings", "apply", "assess"]
@@ -70,12 +71,6 @@ class RolloutSettings(BaseSettings):
         ge=0,
         le=1,
         description="Binary and multiclass: how much worse on the primary metric the challenger may be (absolute).",
-    )
-    multiclass_primary_metric: Literal["macro_f1", "accuracy", "log_loss"] = Field(
-        default="macro_f1", description="Multiclass: the metric on labelled live traffic that decides."
-    )
-    regression_primary_metric: Literal["rmse", "mae"] = Field(
-        default="rmse", description="Regression: the metric on labelled live traffic that decides (lower is better)."
     )
     regression_tolerance: float = Field(
         default=0.02,
@@ -114,6 +109,7 @@ class Evidence:
 
 
 _NAMES = {"roc_auc": "ROC AUC", "macro_f1": "macro F1", "accuracy": "accuracy", "log_loss": "log loss"}
+_NAMES |= {"roc_auc_ovr": "one-vs-rest ROC AUC"}
 _NAMES |= {"rmse": "RMSE", "mae": "MAE"}
 
 
@@ -142,15 +138,15 @@ def _describe(evidence: Evidence, name: str, part: pd.DataFrame, schema: Schema)
         evidence.positive_rate[name] = evidence.class_share[name][str(schema.target_classes[-1])]
 
 
-def _primary(schema: Schema, s: RolloutSettings) -> str:
+def _primary(schema: Schema, gate: GateSettings) -> str:
     if schema.kind == "binary":
         return "roc_auc"
-    return s.multiclass_primary_metric if schema.kind == "multiclass" else s.regression_primary_metric
+    return gate.multiclass_primary_metric if schema.kind == "multiclass" else gate.regression_primary_metric
 
 
-def _by_quality(evidence: Evidence, schema: Schema, s: RolloutSettings) -> bool:
+def _by_quality(evidence: Evidence, schema: Schema, s: RolloutSettings, gate: GateSettings) -> bool:
     """Decide on the primary metric of labelled live traffic, in its direction; False when labels are too few."""
-    metric = _primary(schema, s)
+    metric = _primary(schema, gate)
     labelled = {n: int(evidence.quality.get(n, {}).get("labelled", 0)) for n in ("champion", "challenger")}
     found = {n: evidence.quality.get(n, {}).get(metric) for n in ("champion", "challenger")}
     if min(labelled.values()) < s.min_labels or None in found.values():
@@ -216,8 +212,10 @@ def assess(
     now: datetime | None = None,
     champion_channel: str = "online/champion",
     challenger_channel: str = "online/challenger",
+    gate: GateSettings | None = None,
 ) -> Evidence:
-    """Compare the challenger with the champion on the traffic since the challenger's channel last moved."""
+    """Compare the challenger with the champion on the traffic since the challenger's channel last moved (``gate``:
+    whose primary metric per task decides on labels; default from the environment)."""
     s = settings or RolloutSettings()
     now = now or datetime.now(UTC)
     stamp = now.isoformat(timespec="seconds")
@@ -276,7 +274,7 @@ def assess(
                 f"champion's {champ_ms:.3f} ms"
             )
             return evidence
-    if _by_quality(evidence, schema, s):
+    if _by_quality(evidence, schema, s, gate or GateSettings()):
         return evidence
     same = _one_answer(evidence, schema)
     if same is not None:

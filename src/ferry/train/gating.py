@@ -29,7 +29,7 @@ import pandas as pd
 from ferry.data import to_onnx_inputs
 from ferry.errors import FerryError
 from ferry.gate.behaviour import direction_tests, invariance_test, positive_scores
-from ferry.gate.evidently_adapter import model_quality, multiclass_quality, regression_quality
+from ferry.gate.evidently_adapter import model_quality
 from ferry.gate.verdict import Check, GateResult, decide, fail_closed
 from ferry.registry.store import Registry
 from ferry.registry.versions import ModelVersion
@@ -184,16 +184,9 @@ def run_gate(
     def quality() -> list[Check]:
         cand = _answers(OnnxScorer((run_dir / "model.onnx").read_bytes()), holdout, schema)
         html = run_dir / "gate.html"
-        if schema.kind == "binary":
-            found, _ = model_quality(y, cand, settings, champion_prob=champion, champion=champion_id, html_path=html)
-        elif schema.kind == "multiclass":
-            found, _ = multiclass_quality(
-                y, cand, settings, champion_prob=champion, champion=champion_id, html_path=html
-            )
-        else:
-            found, _ = regression_quality(
-                y, cand, settings, champion_values=champion, champion=champion_id, html_path=html
-            )
+        found, _ = model_quality(
+            y, cand, settings, task=schema.kind, champion_answers=champion, champion=champion_id, html_path=html
+        )
         return found
 
     if not errors:
