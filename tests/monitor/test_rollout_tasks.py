@@ -56,7 +56,6 @@ def values(registry: Any, version: str, n: int, *, error: float | None, constant
     [
         ("macro_f1", {}, "promote", "macro F1 on labelled live traffic 1.0000 vs champion 1.0000"),
         ("macro_f1", {"wrong": 0.3}, "rollback", "macro F1 on labelled live traffic 0.7000 is below the champion's"),
-        ("log_loss", {"confidence": 0.79}, "promote", "log loss on labelled live traffic 0.2357 vs champion 0.2231"),
         (
             "log_loss",
             {"confidence": 0.6},
@@ -64,7 +63,7 @@ def values(registry: Any, version: str, n: int, *, error: float | None, constant
             "log loss on labelled live traffic 0.5108 is above the champion's",
         ),
     ],
-    ids=["f1-as-good", "f1-worse", "log-loss-within-tolerance", "log-loss-worse"],
+    ids=["f1-as-good", "f1-worse", "log-loss-worse"],
 )
 def test_a_multiclass_challenger_is_judged_on_its_primary_metric(
     tmp_path: Path, metric: str, challenger: dict[str, Any], decision: str, reason: str
@@ -109,7 +108,6 @@ def test_a_multiclass_challenger_that_answers_one_class_is_rolled_back(tmp_path:
             "rollback",
             "RMSE on labelled live traffic 1.5000 is above the champion's 1.0000 by more than 0.02 of it",
         ),
-        ("mae", 1.01, "promote", "MAE on labelled live traffic 1.0100 vs champion 1.0000"),
         ("mae", 1.03, "rollback", "MAE on labelled live traffic 1.0300 is above the champion's"),
     ],
 )
