@@ -5,11 +5,10 @@ with its conformal interval). Not a script: ``retrain.py`` and ``batch.py`` impo
 
 from __future__ import annotations
 
-import importlib.util
+import runpy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,14 +63,11 @@ def _ten_classes(rows: int, seed: int) -> pd.DataFrame:
     return frame
 
 
-def _example(name: str) -> Any:
+def _example_frames(name: str) -> Callable[..., pd.DataFrame]:
+    """The ``make_frame`` of ``examples/<name>/make_csv.py``."""
     path = Path(__file__).resolve().parents[1] / "examples" / name / "make_csv.py"
-    spec = importlib.util.spec_from_file_location(f"bench_example_{name}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    make: Callable[..., pd.DataFrame] = runpy.run_path(str(path))["make_frame"]
+    return make
 
 
 def task_data(task: str) -> TaskData:
@@ -88,6 +84,6 @@ def task_data(task: str) -> TaskData:
         )
     if task == "multiclass":
         return TaskData("multiclass", "parts10", "item_id", _MULTICLASS_SCHEMA, _ten_classes)
-    demand = _example("demand")
+    demand = _example_frames("demand")
     schema = (Path(__file__).resolve().parents[1] / "examples" / "demand" / "schema.yaml").read_text()
-    return TaskData("regression", "demand", "day_id", schema, lambda rows, seed: demand.make_frame(rows, seed=seed))
+    return TaskData("regression", "demand", "day_id", schema, lambda rows, seed: demand(rows, seed=seed))
