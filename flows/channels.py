@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from pydantic import Field
 
+from ferry.publish import check_publishable
 from ferry.registry import Registry
 from ferry.registry.audit import AuditRecord
 from ferry.settings import StorageSettings
@@ -66,7 +67,9 @@ def promote(
         registry_url: The registry; default FERRY_REGISTRY_URL.
     """
     registry_url = registry_url or StorageSettings().registry_url
-    rec = Registry(registry_url).promote(version, channel, model=model, reason=reason, force=force)
+    registry = Registry(registry_url)
+    check_publishable(registry, version, [channel], model=model)  # a bundle that cannot be built moves nothing
+    rec = registry.promote(version, channel, model=model, reason=reason, force=force)
     return _after_move(registry_url, rec, "promote")
 
 

@@ -20,6 +20,7 @@ meaning, so callers may catch either::
     │   ├── PromotionRefused(ValueError)   the version's gate did not pass and force was not given
     │   └── LockTimeout(TimeoutError)      another writer held a lock too long; ``holder`` says who when known
     ├── AuditError(ValueError)             the audit log's hash chain is broken
+    ├── BundleError(ValueError)            a version's edge bundle cannot be built (checked before a channel moves)
     ├── OutputLocked(RuntimeError)         another batch run is writing the same output; names the holder
     ├── PartitionsFailed(RuntimeError)     some partitions of a batch run failed; the others were scored
     ├── NotReadyError(RuntimeError)        the online service has no model loaded and warmed yet
@@ -120,3 +121,8 @@ class LockTimeout(RegistryError, TimeoutError):
 
 class AuditError(FerryError, ValueError):
     """The audit log's hash chain is broken."""
+
+
+class BundleError(FerryError, ValueError):
+    """A version's edge bundle cannot be built: its files cannot be read, or its model does not answer its task on
+    the golden rows. Edge channels are checked before they move, so nothing moved."""

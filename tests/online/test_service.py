@@ -701,3 +701,39 @@ def test_a_key_over_its_rate_gets_429_with_retry_after_and_others_go_on(
     assert "rate" in refused.json()["error"]
     assert all(client.post("/predict", json=body, headers=auth("predict")).status_code == 200 for _ in range(5))
     assert 'ferry_online_refused_total{status="429",reason="rate",key="slow"} 1' in client.get("/metrics").text
+
+
+@pytest.mark.parametrize("name", ["defects", "demand"])
+def test_the_service_answers_the_task_and_its_openapi_describes_every_task(
+    client_for: Any, task_models: dict[str, Any], name: str
+) -> None:
+    import pandas as pd
+
+    from ferry.cli.parity import records
+    from ferry.schema import Schema
+
+    registry = task_models["registry"]
+    version = registry.get(task_models[name]["version"].id, model=name)
+    schema = Schema.from_dict(json.loads(registry.read_bytes(version, "schema.json")))
+    client = client_for(registry.url, model=name)
+    rows = records(pd.read_csv(task_models[name]["data"]).head(3), schema)
+    response = client.post("/predict", json={"records": rows}, headers=auth("predict"))
+    assert response.status_code == 200, response.text
+    answers = response.json()["predictions"]
+    assert response.json()["version"] == version.id
+    if name == "demand":
+        assert all(set(a) == {"prediction_id", "value", "lower", "upper", "coverage"} for a in answers)
+    else:
+        assert all(list(a["probabilities"]) == ["none", "scratch", "dent", "crack"] for a in answers)
+    docs = client.get("/docs.json", headers=auth("predict")).json()
+    shapes = docs["components"]["schemas"]
+    assert {"prediction", "probabilities"} <= set(shapes["Prediction"]["properties"])
+    assert {"value", "lower", "upper", "coverage"} <= set(shapes["ValuePrediction"]["properties"])
+    answer = docs["paths"]["/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer["properties"]["predictions"]["items"]["anyOf"] == [
+        {"$ref": "#/components/schemas/Prediction"},
+        {"$ref": "#/components/schemas/ValuePrediction"},
+    ]
+    label = json.dumps(shapes["FeedbackItem"]["properties"]["label"])
+    assert '"number"' in label
+    assert '"string"' in label

@@ -116,7 +116,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     sketch.update(rows)
     sketch.save(sketch_path)
     for p in predictions:
-        print(json.dumps({"prediction": p.prediction, "probabilities": p.probabilities, "version": p.version}))
+        print(json.dumps(p.to_dict()))
     return 0
 
 

@@ -1,11 +1,21 @@
-"""An installed model: its manifest, an onnxruntime session, and input checks from the bundle's schema."""
+"""An installed model: its manifest, an onnxruntime session, input checks from the bundle's schema, and its answer
+per task (the same JSON as the online service's ``/predict``, plus the version):
+
+| task | answer |
+|---|---|
+| binary, multiclass | :class:`Prediction`: ``prediction`` (the class) and ``probabilities`` (every class) |
+| regression | :class:`ValuePrediction`: ``value``, ``lower``, ``upper`` (the interval) and ``coverage`` |
+
+The model's outputs are ``label`` (a class index) and ``probabilities`` for a classifier, ``value``, ``lower`` and
+``upper`` for a regressor; numbers are the float32 outputs as exact floats, as on every other surface.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +25,42 @@ import onnxruntime as ort
 from ferry_edge.errors import BundleRejected, InputError
 
 PROVIDERS = ["CPUExecutionProvider"]
+CLASS_OUTPUTS = ["label", "probabilities"]
+VALUE_OUTPUTS = ["value", "lower", "upper"]
 
 
 @dataclass(frozen=True)
 class Prediction:
-    prediction: int
-    probabilities: list[float]
+    """A classifier's answer for one row."""
+
+    prediction: int | str
+    probabilities: dict[str, float]
     version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ValuePrediction:
+    """A regressor's answer for one row: the value and its prediction interval at ``coverage``."""
+
+    value: float
+    lower: float
+    upper: float
+    coverage: float | None
+    version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def task_of(manifest: Mapping[str, Any], outputs: Sequence[str]) -> str:
+    """The task: the manifest's, else the schema's, else what the outputs say (bundles made before tasks)."""
+    declared = manifest.get("task") or manifest.get("schema", {}).get("task")
+    if declared in ("binary", "multiclass", "regression"):
+        return str(declared)
+    return "regression" if list(outputs) == VALUE_OUTPUTS else "binary"
 
 
 class EdgeModel:
@@ -42,6 +81,15 @@ class EdgeModel:
         except Exception as exc:  # onnxruntime raises its own exception types for unloadable models
             raise BundleRejected(f"onnxruntime cannot load model {self.version}: {exc}") from exc
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.task = task_of(self.manifest, self.output_names)
+        expected = VALUE_OUTPUTS if self.task == "regression" else CLASS_OUTPUTS
+        if self.output_names != expected:
+            raise BundleRejected(
+                f"model {self.version} is a {self.task} model but answers {self.output_names}, not {expected}"
+            )
+        self.classes: list[Any] = list(self.manifest["schema"].get("target_classes") or [])
+        coverage = (self.manifest.get("interval") or {}).get("coverage")
+        self.coverage: float | None = float(coverage) if isinstance(coverage, int | float) else None
 
     def prepare(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
         """One (n, 1) array per feature, or InputError naming the first bad field (no silent zeros)."""
@@ -82,14 +130,27 @@ class EdgeModel:
             inputs[name] = np.asarray(values, dtype=dtype).reshape(-1, 1)
         return inputs
 
-    def run(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        label, prob = self.session.run(self.output_names, inputs)
-        return np.asarray(label), np.asarray(prob)
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The model's outputs, in :attr:`output_names` order (``label``/``probabilities`` or ``value``/``lower``/
+        ``upper``), each as an array (a regressor's flattened to one value per row)."""
+        outputs = self.session.run(self.output_names, inputs)
+        if self.task == "regression":
+            return [np.asarray(a).reshape(-1) for a in outputs]
+        return [np.asarray(a) for a in outputs]
 
-    def predict(self, rows: Sequence[Mapping[str, Any]]) -> list[Prediction]:
+    def predict(self, rows: Sequence[Mapping[str, Any]]) -> list[Prediction] | list[ValuePrediction]:
+        """One answer per row (see the module docstring); InputError names the first bad field."""
         if not rows:
             return []
-        labels, probs = self.run(self.prepare(rows))
+        outputs = self.run(self.prepare(rows))
+        if self.task == "regression":
+            value, lower, upper = (a.tolist() for a in outputs)
+            rows_out = zip(value, lower, upper, strict=True)
+            return [ValuePrediction(v, lo, hi, self.coverage, self.version) for v, lo, hi in rows_out]
+        labels, probs = outputs
+        classes = self.classes or list(range(probs.shape[1]))
+        keys = [str(c) for c in classes]
         return [
-            Prediction(int(lab), [float(p) for p in pr], self.version) for lab, pr in zip(labels, probs, strict=True)
+            Prediction(classes[int(label)], dict(zip(keys, row, strict=True)), self.version)
+            for label, row in zip(labels.tolist(), probs.tolist(), strict=True)
         ]

@@ -1,7 +1,10 @@
 """The golden-sample self-test, run in a child process before a new model is switched in.
 
 ``python -m ferry_edge.selftest DIR [--budget-ms N]`` prints a JSON report and exits 0 when the model reproduces
-its golden outputs (within tolerance, no NaN, right shapes) and scores one row within the latency budget.
+its golden outputs (within tolerance, no NaN, right shapes) and scores one row within the latency budget. The
+golden outputs follow the task: a classifier's ``labels`` must be equal and its ``probabilities`` within
+:data:`TOLERANCE` (absolute); a regressor's ``value``, ``lower`` and ``upper`` within :data:`REL_TOLERANCE` of
+their size (relative, since a target's scale can be anything).
 A model that crashes onnxruntime takes only this child process down. :func:`run` starts that child and reads its
 report (or its death) into an outcome.
 
@@ -31,6 +34,39 @@ from ferry_edge.errors import BundleRejected, SelfTestIncomplete
 from ferry_edge.points import pause_point
 
 TOLERANCE = 1e-6
+REL_TOLERANCE = 1e-6
+
+
+def _class_problems(outputs: list[np.ndarray], golden: dict[str, Any], n: int) -> list[str]:
+    labels, probs = outputs
+    expected = np.asarray(golden.get("probabilities"), dtype=np.float64)
+    if probs.shape != expected.shape or labels.shape != (n,):
+        return [f"output shapes {labels.shape}/{probs.shape}, expected ({n},)/{expected.shape}"]
+    if np.isnan(probs).any():
+        return ["the model outputs NaN"]
+    problems = []
+    diff = float(np.abs(probs.astype(np.float64) - expected).max(initial=0.0))
+    if diff > TOLERANCE:
+        problems.append(f"golden outputs differ by {diff:.3g} (> {TOLERANCE:g})")
+    if [int(x) for x in labels] != list(golden.get("labels") or []):
+        problems.append("golden labels differ")
+    return problems
+
+
+def _value_problems(outputs: list[np.ndarray], golden: dict[str, Any], n: int) -> list[str]:
+    problems = []
+    for name, got in zip(("value", "lower", "upper"), outputs, strict=True):
+        expected = np.asarray(golden.get(name), dtype=np.float64)
+        if got.shape != (n,) or expected.shape != (n,):
+            problems.append(f"{name}: output shape {got.shape}, expected ({n},) (golden {expected.shape})")
+        elif not np.isfinite(got).all():
+            problems.append(f"{name}: the model outputs NaN or infinity")
+        else:
+            rel = np.abs(got.astype(np.float64) - expected) / np.maximum(np.abs(expected), 1.0)
+            worst = float(rel.max(initial=0.0))
+            if worst > REL_TOLERANCE:
+                problems.append(f"golden {name} differs by {worst:.3g} relative (> {REL_TOLERANCE:g})")
+    return problems
 
 
 def check(directory: Path, *, budget_ms: float) -> dict[str, Any]:
@@ -39,20 +75,10 @@ def check(directory: Path, *, budget_ms: float) -> dict[str, Any]:
     model = EdgeModel(directory)
     golden = model.manifest["golden"]
     rows = golden["rows"]
-    expected = np.asarray(golden["probabilities"], dtype=np.float64)
-    labels, probs = model.run(model.prepare(rows))
-    problems: list[str] = []  # the bundle's fault
+    outputs = model.run(model.prepare(rows))
+    judge = _value_problems if model.task == "regression" else _class_problems
+    problems = judge(outputs, golden, len(rows))  # the bundle's fault
     slow: list[str] = []  # the device's moment
-    if probs.shape != expected.shape or labels.shape != (len(rows),):
-        problems.append(f"output shapes {labels.shape}/{probs.shape}, expected ({len(rows)},)/{expected.shape}")
-    elif np.isnan(probs).any():
-        problems.append("the model outputs NaN")
-    else:
-        diff = float(np.abs(probs.astype(np.float64) - expected).max(initial=0.0))
-        if diff > TOLERANCE:
-            problems.append(f"golden outputs differ by {diff:.3g} (> {TOLERANCE:g})")
-        if [int(x) for x in labels] != list(golden["labels"]):
-            problems.append("golden labels differ")
     single = model.prepare(rows[:1])
     timings = []
     for _ in range(20):

@@ -29,6 +29,8 @@ def promote(
     published as a signed bundle (devices see it on their next sync)."""
     try:
         reg = open_registry(registry)
+        if publish:
+            check_edge(reg, version, [channel])
         rec = reg.promote(version, channel, reason=reason, force=force)
     except FerryError as exc:
         raise fail(exc) from exc
@@ -38,6 +40,16 @@ def promote(
     )
     if publish:
         publish_edge(reg, rec.model, rec.channel)
+
+
+def check_edge(registry: Any, version: str, channels: list[str], *, model: str | None = None) -> None:
+    """Before the move: the version's bundle builds when an edge channel is among ``channels`` (BundleError if not,
+    :func:`ferry.publish.check_publishable`)."""
+    try:
+        from ferry.publish import check_publishable
+    except ImportError as exc:
+        raise MissingExtra("edge", exc.name or "onnx") from exc
+    check_publishable(registry, version, channels, model=model)
 
 
 def publish_edge(registry: Any, model: str, *channels: str) -> None:
@@ -82,6 +94,8 @@ def release(
 
     try:
         reg = open_registry(registry)
+        if publish:
+            check_edge(reg, version, parse_channels(to), model=model)
         done = make_release(reg, version, parse_channels(to), reason=reason, model=model, force=force)
     except FerryError as exc:
         raise fail(exc) from exc
@@ -110,6 +124,7 @@ def rollback(
 ) -> None:
     """Point a channel back at the version it had before its last move, or with --release every channel of the
     last release (an edge/... channel is then published)."""
+    from ferry.registry.release import last_release as last_release_of
     from ferry.registry.release import rollback_release
 
     if (channel is None) == (not last_release):
@@ -118,9 +133,17 @@ def rollback(
         reg = open_registry(registry)
         name = one_model(reg, model)
         if last_release:
+            found = last_release_of(reg, name)
+            if publish and found is not None:
+                for rec in found.records:
+                    if rec.from_version is not None:
+                        check_edge(reg, rec.from_version, [rec.channel], model=name)
             records = rollback_release(reg, name, reason=reason).records
         else:
             assert channel is not None
+            state = reg.channels(name).get(channel)
+            if publish and state is not None and state.history:
+                check_edge(reg, state.history[-1], [channel], model=name)
             records = [reg.rollback(channel, model=name, reason=reason)]
     except FerryError as exc:
         raise fail(exc) from exc

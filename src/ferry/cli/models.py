@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -12,18 +12,26 @@ from rich.table import Table
 from ferry.cli.app import models_app
 from ferry.cli.common import ModelOpt, RegistryOpt, add_column, console, fail, open_registry
 from ferry.errors import FerryError
+from ferry.registry import ModelVersion, Registry
+from ferry.schema import Schema, Task
+
+if TYPE_CHECKING:
+    from ferry.settings import GateSettings
 
 
 @models_app.command("list")
 def models_list(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
-    """Every registered version, newest last, with its headline metrics and gate verdict."""
+    """Every registered version, newest last, with its task, the task's primary metric on the holdout (the one the
+    gate compares with the champion, ``FERRY_GATE_*PRIMARY_METRIC``) and the gate verdict."""
+    from ferry.settings import GateSettings
     from ferry.train.summary import fmt
 
     try:
+        gate_settings = GateSettings()
         reg = open_registry(registry)
         names = [model] if model else reg.models()
         table = Table(title="model versions", title_justify="left")
-        for col in ("model", "version", "created", "roc_auc", "f1", "gate", "channels"):
+        for col in ("model", "version", "created", "task", "metric", "value", "gate", "channels"):
             add_column(table, col)
         for name in names:
             pointers: dict[str, list[str]] = {}
@@ -32,18 +40,36 @@ def models_list(model: ModelOpt = None, registry: RegistryOpt = None) -> None:
             for v in reg.versions(name):
                 m = v.info.get("metrics", {})
                 passed = v.info.get("gate", {}).get("passed")
+                task = task_of(reg, v)
+                metric = primary_metric(task, gate_settings)
                 table.add_row(
                     name,
                     v.id,
                     str(v.created_at)[:16].replace("T", " "),
-                    fmt(m.get("roc_auc")),
-                    fmt(m.get("f1")),
+                    task,
+                    metric,
+                    fmt(m.get(metric)),
                     "[green]passed[/]" if passed else "[red]rejected[/]",
                     ", ".join(sorted(pointers.get(v.id, []))),
                 )
     except FerryError as exc:
         raise fail(exc) from exc
     console().print(table)
+
+
+def task_of(registry: Registry, version: ModelVersion) -> Task:
+    """The version's task, from the schema it was trained on."""
+    schema = Schema.from_dict(json.loads(registry.read_bytes(version, "schema.json")), source="schema.json")
+    return schema.kind
+
+
+def primary_metric(task: Task, settings: GateSettings) -> str:
+    """The metric the gate compares for ``task`` (its direction: see ``ferry.train.metrics``)."""
+    if task == "regression":
+        return settings.regression_primary_metric
+    if task == "multiclass":
+        return settings.multiclass_primary_metric
+    return settings.primary_metric
 
 
 @models_app.command("show")
@@ -54,7 +80,8 @@ def models_show(
 ) -> None:
     """One version: metrics, gate result, lineage and where its files are."""
     from ferry.cli.views import print_gate
-    from ferry.train.summary import metric_rows
+    from ferry.settings import GateSettings
+    from ferry.train.summary import fmt, metric_rows
 
     try:
         reg = open_registry(registry)
@@ -72,6 +99,9 @@ def models_show(
     head.add_column(overflow="fold")
     lineage = v.info.get("lineage", {})
     head.add_row("created", str(v.created_at))
+    task = task_of(reg, v)
+    metric = primary_metric(task, GateSettings())
+    head.add_row("task", f"{task} (primary metric {metric}: {fmt(v.info.get('metrics', {}).get(metric))})")
     head.add_row("gate", "[green]passed[/]" if gate["passed"] else "[red]rejected[/]")
     for reason in gate["reasons"]:
         head.add_row("why", f"[red]{escape(reason)}[/]")

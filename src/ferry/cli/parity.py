@@ -1,7 +1,8 @@
 """The same rows through the three surfaces (online service, batch scoring, edge agent), compared bit for bit.
 
 Every surface runs the same ``model.onnx`` on the same float32/string encoding of a record, so their outputs must be
-identical, not merely close. :func:`compare` checks that on the raw float32 bits.
+identical, not merely close. :func:`compare` checks that on the raw float32 bits: a classifier's probability of
+every class and its predicted class, or a regressor's value, lower and upper bound (:func:`output_columns`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 
 from ferry.schema import Schema
 
-__all__ = ["Parity", "Scores", "batch_scores", "compare", "edge_scores", "online_scores", "records"]
+__all__ = ["Parity", "Scores", "batch_scores", "compare", "edge_scores", "online_scores", "output_columns", "records"]
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,20 @@ class Scores:
     surface: str
     versions: tuple[str, ...]
     ids: tuple[str, ...]
-    predictions: npt.NDArray[np.int64]
-    probabilities: npt.NDArray[np.float32]  # (rows, classes), in the schema's target_classes order
+    predictions: npt.NDArray[np.int64]  # class index into target_classes (a regressor: all 0)
+    outputs: npt.NDArray[np.float32]  # (rows, columns): per :func:`output_columns`
+
+    @property
+    def probabilities(self) -> npt.NDArray[np.float32]:
+        """A classifier's probabilities, (rows, classes) in the schema's target_classes order."""
+        return self.outputs
+
+
+def output_columns(schema: Schema) -> list[str]:
+    """The compared outputs: each class (its label as text) for a classifier; value, lower, upper for a regressor."""
+    if schema.kind == "regression":
+        return ["value", "lower", "upper"]
+    return [str(c) for c in schema.target_classes]
 
 
 @dataclass(frozen=True)
@@ -78,23 +91,33 @@ def online_scores(
     service: _Poster, key: str, rows: Sequence[Mapping[str, Any]], schema: Schema, *, chunk: int = 500
 ) -> Scores:
     """POST ``rows`` to the service's ``/predict`` in chunks; JSON numbers carry float32 values exactly."""
-    classes = [str(c) for c in schema.target_classes]
     versions: list[str] = []
-    predictions: list[int] = []
-    probabilities: list[list[float]] = []
+    answers: list[Mapping[str, Any]] = []
     for start in range(0, len(rows), chunk):
         part = list(rows[start : start + chunk])
         answer = service.post("/predict", {"records": part}, key=key)
-        for p in answer["predictions"]:
-            versions.append(answer["version"])
-            predictions.append(int(p["prediction"]))
-            probabilities.append([p["probabilities"][c] for c in classes])
+        versions += [answer["version"]] * len(answer["predictions"])
+        answers += answer["predictions"]
+    return _scores("online", tuple(versions), rows, schema, answers)
+
+
+def _scores(
+    surface: str,
+    versions: tuple[str, ...],
+    rows: Sequence[Mapping[str, Any]],
+    schema: Schema,
+    answers: Sequence[Mapping[str, Any]],
+) -> Scores:
+    """Scores from answers in the JSON shape of ``/predict`` (the edge agent's too)."""
+    columns = output_columns(schema)
+    if schema.kind == "regression":
+        predictions = [0] * len(answers)
+        outputs = [[a[c] for c in columns] for a in answers]
+    else:
+        predictions = [columns.index(str(a["prediction"])) for a in answers]
+        outputs = [[a["probabilities"][c] for c in columns] for a in answers]
     return Scores(
-        "online",
-        tuple(versions),
-        _ids(rows, schema),
-        np.asarray(predictions, dtype=np.int64),
-        _float32(probabilities, len(classes)),
+        surface, versions, _ids(rows, schema), np.asarray(predictions, dtype=np.int64), _float32(outputs, len(columns))
     )
 
 
@@ -107,39 +130,45 @@ def batch_scores(output_dir: str | Path, rows: Sequence[Mapping[str, Any]], sche
     table[schema.id] = table[schema.id].astype(str)
     ids = _ids(rows, schema)
     indexed = table.set_index(schema.id).loc[list(ids)]
-    prob_columns = [f"prob_{c}" for c in schema.target_classes]
+    if schema.kind == "regression":
+        predictions = np.zeros(len(ids), dtype=np.int64)
+        columns = output_columns(schema)
+    else:
+        predictions = indexed["prediction"].to_numpy(dtype=np.int64)
+        columns = [f"prob_{c}" for c in schema.target_classes]
     return Scores(
         "batch",
         tuple(indexed["model_version"].astype(str)),
         ids,
-        indexed["prediction"].to_numpy(dtype=np.int64),
-        indexed[prob_columns].to_numpy(dtype=np.float32),
+        predictions,
+        indexed[columns].to_numpy(dtype=np.float32),
     )
+
+
+class _Answer(Protocol):
+    @property
+    def version(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 class _EdgeModel(Protocol):
     version: str
 
-    def predict(self, rows: Sequence[Mapping[str, Any]]) -> Sequence[Any]: ...
+    def predict(self, rows: Sequence[Mapping[str, Any]]) -> Sequence[_Answer]: ...
 
 
 def edge_scores(model: _EdgeModel, rows: Sequence[Mapping[str, Any]], schema: Schema) -> Scores:
     """Score ``rows`` with an edge agent's active model (``ferry_edge.model.EdgeModel``)."""
     answers = model.predict(rows)
-    return Scores(
-        "edge",
-        tuple(a.version for a in answers),
-        _ids(rows, schema),
-        np.asarray([a.prediction for a in answers], dtype=np.int64),
-        _float32([a.probabilities for a in answers], len(schema.target_classes)),
-    )
+    return _scores("edge", tuple(a.version for a in answers), rows, schema, [a.to_dict() for a in answers])
 
 
 def _float32(values: Sequence[Sequence[float]], classes: int) -> npt.NDArray[np.float32]:
     array = np.asarray(values, dtype=np.float64).reshape(-1, classes)
     narrowed = array.astype(np.float32)
     if not np.array_equal(narrowed.astype(np.float64), array, equal_nan=True):
-        raise ValueError("probabilities are not float32 values; a surface changed them on the way")
+        raise ValueError("outputs are not float32 values; a surface changed them on the way")
     return narrowed
 
 
@@ -147,10 +176,10 @@ def compare(a: Scores, b: Scores) -> Parity:
     """Row-by-row comparison on the float32 bit patterns, the predicted class and the version."""
     if a.ids != b.ids:
         raise ValueError(f"{a.surface} and {b.surface} scored different rows; compare the same rows in the same order")
-    bits_a = a.probabilities.view(np.uint32)
-    bits_b = b.probabilities.view(np.uint32)
+    bits_a = a.outputs.view(np.uint32)
+    bits_b = b.outputs.view(np.uint32)
     differs = (bits_a != bits_b).any(axis=1) | (a.predictions != b.predictions)
-    diff = np.abs(a.probabilities.astype(np.float64) - b.probabilities.astype(np.float64))
+    diff = np.abs(a.outputs.astype(np.float64) - b.outputs.astype(np.float64))
     return Parity(
         surfaces=(a.surface, b.surface),
         rows=len(a.ids),

@@ -16,17 +16,27 @@ from ferry.online.holder import LoadedModel, ModelHolder
 from ferry.online.ids import PredictionIds
 from ferry.online.logs import PredictionLog
 from ferry.online.metrics import OnlineMetrics
-from ferry.online.predict import PredictResponse, predict
+from ferry.online.predict import Prediction, PredictResponse, ValuePrediction, predict
 from ferry.online.records import RequestRejected, to_records
 from ferry.online.routing import Router
 
-__all__ = ["Answerer", "NotReadyError", "check_envelope"]
+__all__ = ["Answerer", "NotReadyError", "agrees", "check_envelope"]
 
 log = logging.getLogger("ferry.online")
 
 
 class NotReadyError(FerryError, RuntimeError):
     """No model is loaded and warmed yet: the request gets 503 and should be retried once /readyz answers 200."""
+
+
+def agrees(answer: Prediction | ValuePrediction, shadow: Prediction | ValuePrediction) -> bool:
+    """Whether a shadow's answer agrees with the answer given: the same class for classifiers; for regressors, the
+    shadow's value inside the answer's prediction interval (so agreement reads alike for every scale of target)."""
+    if isinstance(answer, ValuePrediction) and isinstance(shadow, ValuePrediction):
+        return answer.lower <= shadow.value <= answer.upper
+    if isinstance(answer, Prediction) and isinstance(shadow, Prediction):
+        return answer.prediction == shadow.prediction
+    return False
 
 
 def check_envelope(payload: Any) -> tuple[Any, str | None]:
@@ -91,13 +101,25 @@ class Answerer:
             self.metrics.request(loaded.id, "rejected")
             raise
         took_ms = (time.perf_counter() - started) * 1000
-        positive = str(loaded.schema.target_classes[1])
         self.metrics.request(loaded.id, "ok")
-        self.metrics.scores(loaded.id, [p.probabilities[positive] for p in response.predictions])
+        self._count(loaded, response)
         self.prediction_log.record(loaded, rows, response, latency_ms=took_ms)
         if route.shadow is not None:
             self._shadow(route.shadow, rows, response)
         return response
+
+    def _count(self, loaded: LoadedModel, response: PredictResponse) -> None:
+        """The prediction distribution per task (:mod:`ferry.online.metrics`)."""
+        answers = response.predictions
+        kind = loaded.schema.kind
+        if kind == "regression":
+            values = [p.value for p in answers if isinstance(p, ValuePrediction)]
+            self.metrics.values(loaded.id, values, loaded.value_buckets)
+        elif kind == "multiclass":
+            self.metrics.predicted(loaded.id, [str(p.prediction) for p in answers if isinstance(p, Prediction)])
+        else:
+            positive = str(loaded.schema.target_classes[1])
+            self.metrics.scores(loaded.id, [p.probabilities[positive] for p in answers if isinstance(p, Prediction)])
 
     def _shadow(self, challenger: LoadedModel, rows: list[Any], answer: PredictResponse) -> None:
         """Score the same rows with the challenger; count agreement and log it; the answer is never changed."""
@@ -108,7 +130,7 @@ class Answerer:
             self.metrics.request(challenger.id, "shadow_failed")
             log.warning("shadow version %s could not score a request: %s", challenger.id, exc)
             return
-        agree = sum(a.prediction == b.prediction for a, b in zip(answer.predictions, shadow.predictions, strict=True))
+        agree = sum(agrees(a, b) for a, b in zip(answer.predictions, shadow.predictions, strict=True))
         self.metrics.request(challenger.id, "shadow")
         self.metrics.shadow(agree, len(rows))
         took_ms = (time.perf_counter() - started) * 1000

@@ -7,6 +7,7 @@ cannot be read, loaded or warmed is remembered as failed, logged, and never serv
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import threading
@@ -15,14 +16,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from ferry.data import to_onnx_inputs
 from ferry.errors import ConfigError
 from ferry.online.records import Served, prepare
 from ferry.registry import ModelVersion, Registry
 from ferry.schema import Schema
-from ferry.scoring import OnnxScorer, Scores
+from ferry.scoring import OnnxScorer, Scores, ValueScores
 
-__all__ = ["LoadedModel", "ModelHolder", "warmup_records"]
+__all__ = ["LoadedModel", "ModelHolder", "value_buckets", "warmup_records"]
 
 log = logging.getLogger("ferry.online")
 
@@ -35,6 +38,7 @@ class LoadedModel:
     served: Served
     scorer: OnnxScorer
     loaded_at: str
+    value_buckets: tuple[float, ...] = ()  # a regressor's value histogram bounds (:mod:`ferry.online.metrics`)
 
     @property
     def id(self) -> str:
@@ -60,15 +64,42 @@ def warmup_records(schema: Schema) -> list[dict[str, Any]]:
     return [low, sparse]
 
 
-def _check_scores(scores: Scores, n: int) -> None:
-    probs = np.asarray(scores.probabilities)
-    labels = np.asarray(scores.labels)
-    if probs.shape != (n, 2) or labels.shape[0] != n:
+def _check_answer(found: Scores | ValueScores, n: int, schema: Schema) -> None:
+    """The model answers the task its schema declares, in the shapes of :mod:`ferry.scoring`'s contract."""
+    if schema.kind == "regression":
+        if not isinstance(found, ValueScores):
+            raise ValueError("the schema declares a regression target, but the model answers class scores")
+        parts = (found.values, found.lower, found.upper)
+        if any(np.asarray(a).shape != (n,) for a in parts):
+            raise ValueError(f"the model answered shapes {[np.asarray(a).shape for a in parts]} for {n} rows")
+        if (
+            not all(np.all(np.isfinite(a)) for a in parts)
+            or np.any(found.lower > found.values)
+            or np.any(found.values > found.upper)
+        ):
+            raise ValueError("the model answered values that are not finite, or outside their own interval")
+        return
+    if not isinstance(found, Scores):
+        raise ValueError(f"the schema declares a {schema.kind} target, but the model answers a value")
+    probs = np.asarray(found.probabilities)
+    labels = np.asarray(found.labels)
+    k = len(schema.target_classes)
+    if probs.shape != (n, k) or labels.shape != (n,):
         raise ValueError(
-            f"the model answered shapes {labels.shape} and {probs.shape} for {n} rows, not ({n},), ({n}, 2)"
+            f"the model answered shapes {labels.shape} and {probs.shape} for {n} rows, not ({n},), ({n}, {k})"
         )
     if not np.all(np.isfinite(probs)) or np.any(probs < 0) or np.any(probs > 1):
         raise ValueError("the model answered probabilities outside [0, 1]")
+
+
+def value_buckets(scorer: OnnxScorer, reference: pd.DataFrame, schema: Schema) -> tuple[float, ...]:
+    """A regressor's histogram bounds: the distinct deciles of its values on ``reference`` (empty for no rows)."""
+    if reference.empty:
+        return ()
+    found = scorer.answer(to_onnx_inputs(reference, schema))
+    assert isinstance(found, ValueScores)
+    deciles = np.quantile(found.values.astype(np.float64), np.linspace(0.1, 0.9, 9))
+    return tuple(sorted({float(np.float32(q)) for q in deciles}))
 
 
 class ModelHolder:
@@ -118,8 +149,12 @@ class ModelHolder:
         scorer = OnnxScorer(self.registry.read_bytes(version, "model.onnx"), intra_op_threads=self.intra_op_threads)
         records = warmup_records(schema)
         for batch in (records[:1], records):
-            _check_scores(scorer.score(prepare(batch, served)), len(batch))
-        return LoadedModel(version, served, scorer, datetime.now(UTC).isoformat(timespec="seconds"))
+            _check_answer(scorer.answer(prepare(batch, served)), len(batch), schema)
+        buckets: tuple[float, ...] = ()
+        if schema.kind == "regression" and "reference.parquet" in version.files:
+            reference = pd.read_parquet(io.BytesIO(self.registry.read_bytes(version, "reference.parquet")))
+            buckets = value_buckets(scorer, reference.head(1000), schema)
+        return LoadedModel(version, served, scorer, datetime.now(UTC).isoformat(timespec="seconds"), buckets)
 
     def refresh(self) -> LoadedModel | None:
         """Read the pointer; when it names a new version, load and warm it, then swap. Returns the current model.

@@ -6,12 +6,20 @@ Layout under the registry root, read by the monitor flow::
     models/<model>/online/feedback/<date>/<time>-<uuid>.parquet      ground-truth labels by prediction id
     models/<model>/online/quarantine/<log>/<date>/<time>-<uuid>.jsonl   rows no Parquet file could hold
 
-A prediction row holds its id, time, version, role (answer or shadow), predicted class and probability of the
-positive class, ``request`` (an id shared by the rows of one request) and ``latency_ms`` (how long the version took
-to check and score that request: what the staged rollout compares between champion and challenger), the id column
-when the request sent one, and the features as sent. PII fields are never written (they are not features). Each
-log keeps at most ``buffer_rows`` rows in memory and writes a file when the buffer is full or :meth:`flush` is
-called. Files are written atomically (temp name, then rename).
+A prediction row holds its id, time, version, role (answer or shadow), ``request`` (an id shared by the rows of one
+request) and ``latency_ms`` (how long the version took to check and score that request: what the staged rollout
+compares between champion and challenger), the id column when the request sent one, the features as sent, and the
+answer by task (:func:`~ferry.online.predict.answer_columns`):
+
+| task | answer columns |
+|---|---|
+| binary | ``prediction`` (the class as text), ``p_positive`` (P of the second class), ``prob_<class>`` for both |
+| multiclass | ``prediction`` (the class as text), ``prob_<class>`` per class in target_classes order |
+| regression | ``value``, ``lower``, ``upper`` |
+
+A feedback row holds ``prediction_id``, ``label`` (the class as text, or a regressor's value as a float) and ``ts``.
+PII fields are never written (they are not features). Each log keeps at most ``buffer_rows`` rows in memory and
+writes a file when the buffer is full or :meth:`flush` is called. Files are written atomically (temp name, then rename).
 
 What a log promises:
 
@@ -52,7 +60,7 @@ import pyarrow.parquet as pq
 
 from ferry import storage
 from ferry.online.holder import LoadedModel
-from ferry.online.predict import PredictResponse
+from ferry.online.predict import PredictResponse, answer_columns
 from ferry.online.wal import Segment, WriteAheadLog
 from ferry.registry import layout
 
@@ -359,7 +367,7 @@ class PredictionLog(ParquetLog):
         if self.sample_rate <= 0:
             return 0
         schema = loaded.schema
-        positive = str(schema.target_classes[1])
+        binary = schema.kind == "binary"
         ts = datetime.now(UTC).isoformat(timespec="microseconds")
         request = uuid.uuid4().hex[:16]
         rows = []
@@ -372,8 +380,7 @@ class PredictionLog(ParquetLog):
                 "model": response.model,
                 "version": response.version,
                 "role": role,
-                "prediction": str(p.prediction),
-                "p_positive": p.probabilities[positive],
+                **answer_columns(p, binary=binary),
                 "request": request,
                 "latency_ms": latency_ms,
             }
@@ -399,7 +406,8 @@ class FeedbackLog(ParquetLog):
             registry_url, layout.online_dir("", model, "feedback"), buffer_rows=buffer_rows, wal_dir=wal_dir
         )
 
-    def record(self, items: Sequence[tuple[str, str]]) -> int:
+    def record(self, items: Sequence[tuple[str, str | float]]) -> int:
+        """Store (prediction id, label) pairs: the label as text for a classifier, a float for a regressor."""
         ts = datetime.now(UTC).isoformat(timespec="microseconds")
         self.append([{"prediction_id": pid, "label": label, "ts": ts} for pid, label in items])
         return len(items)

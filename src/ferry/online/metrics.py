@@ -1,6 +1,13 @@
 """Prometheus text for the service: HTTP requests by endpoint and status, requests per version, the prediction
 distribution, shadow agreement and refused feedback.
 
+The prediction distribution follows the task: ``ferry_online_score``, a histogram of P(positive class), for a
+binary model; ``ferry_online_predicted_class_total``, a count per predicted class, for a multiclass one;
+``ferry_online_value``, a histogram of the values, for a regressor (its buckets are the deciles of the version's own
+answers on its reference sample, so they fit any scale). Shadow agreement is the share of shadowed rows where the
+challenger agreed with the answer: the same class for a classifier; for a regressor, the challenger's value inside
+the champion's prediction interval.
+
 Every label comes from a bounded set. The HTTP endpoint label is one of the service's own paths or ``other``
 (:data:`KNOWN_PATHS`), so requests to any number of unknown paths (a scanner, an attacker) leave ``/metrics`` the
 same size. BentoML's own request metrics label the raw path; the service turns them off (``metrics.enabled:
@@ -43,6 +50,11 @@ class OnlineMetrics:
         self.buckets: Counter[tuple[str, float]] = Counter()  # (version, le)
         self.count: Counter[str] = Counter()
         self.total: dict[str, float] = {}
+        self.classes: Counter[tuple[str, str]] = Counter()  # (version, predicted class)
+        self.value_buckets: dict[str, tuple[float, ...]] = {}  # version -> its histogram's upper bounds
+        self.value_counts: Counter[tuple[str, float]] = Counter()  # (version, le)
+        self.value_count: Counter[str] = Counter()
+        self.value_total: dict[str, float] = {}
         self.shadow_rows = 0
         self.shadow_agree = 0
         self.feedback_refused: Counter[str] = Counter()  # rule -> labels refused
@@ -65,8 +77,27 @@ class OnlineMetrics:
                 self.count[version] += 1
                 self.total[version] = self.total.get(version, 0.0) + p
 
+    def predicted(self, version: str, classes: list[str]) -> None:
+        """A multiclass model predicted these classes (one per row)."""
+        with self._lock:
+            for c in classes:
+                self.classes[(version, c)] += 1
+
+    def values(self, version: str, values: list[float], buckets: tuple[float, ...]) -> None:
+        """A regressor answered these values; ``buckets`` are the version's histogram bounds (kept from its first
+        call)."""
+        with self._lock:
+            bounds = self.value_buckets.setdefault(version, buckets)
+            for v in values:
+                for le in bounds:
+                    if v <= le:
+                        self.value_counts[(version, le)] += 1
+                self.value_count[version] += 1
+                self.value_total[version] = self.value_total.get(version, 0.0) + v
+
     def shadow(self, agree: int, rows: int) -> None:
-        """The challenger predicted the same class as the champion on ``agree`` of ``rows`` shadowed rows."""
+        """The challenger agreed with the answer on ``agree`` of ``rows`` shadowed rows (see the module docstring
+        for what agreeing means per task)."""
         with self._lock:
             self.shadow_agree += agree
             self.shadow_rows += rows
@@ -137,9 +168,35 @@ class OnlineMetrics:
                 "# TYPE ferry_online_score histogram",
             ]
             lines += _histogram("ferry_online_score", "version", BUCKETS, self.buckets, self.count, self.total)
+            if self.classes:
+                lines += [
+                    "# HELP ferry_online_predicted_class_total Rows answered, by version and predicted class "
+                    "(multiclass models).",
+                    "# TYPE ferry_online_predicted_class_total counter",
+                ]
+                lines += [
+                    f'ferry_online_predicted_class_total{{version="{version}",class="{_escape(c)}"}} {n}'
+                    for (version, c), n in sorted(self.classes.items())
+                ]
+            if self.value_count:
+                lines += [
+                    "# HELP ferry_online_value Values answered by regression models, by version (buckets: the deciles "
+                    "of the version's answers on its reference sample).",
+                    "# TYPE ferry_online_value histogram",
+                ]
+                for version in sorted(self.value_count):
+                    lines += _histogram(
+                        "ferry_online_value",
+                        "version",
+                        self.value_buckets[version],
+                        self.value_counts,
+                        Counter({version: self.value_count[version]}),
+                        self.value_total,
+                    )
             if self.shadow_rows:
                 lines += [
-                    "# HELP ferry_online_shadow_agreement Share of shadowed rows where the challenger agreed.",
+                    "# HELP ferry_online_shadow_agreement Share of shadowed rows where the challenger agreed (the same "
+                    "class; for a regressor, its value inside the answer's prediction interval).",
                     "# TYPE ferry_online_shadow_agreement gauge",
                     f"ferry_online_shadow_agreement {self.shadow_agree / self.shadow_rows!r}",
                     "# TYPE ferry_online_shadow_rows_total counter",
@@ -241,6 +298,11 @@ def _histogram(
         lines.append(f'{name}_sum{{{label}="{value}"}} {sums[value]!r}')
         lines.append(f'{name}_count{{{label}="{value}"}} {totals[value]}')
     return lines
+
+
+def _escape(value: str) -> str:
+    """A label value in the Prometheus text format (backslash, double quote and newline escaped)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _endpoint(path: str) -> str:

@@ -1,7 +1,18 @@
-"""One predict request's answer, computed from a :class:`~ferry.online.holder.LoadedModel`."""
+"""One predict request's answer per task, computed from a :class:`~ferry.online.holder.LoadedModel`.
+
+| task | an answer (one per record) | a feedback label |
+|---|---|---|
+| binary, multiclass | :class:`Prediction`: ``prediction``, ``probabilities`` (every class) | one of the classes |
+| regression | :class:`ValuePrediction`: ``value``, ``lower``, ``upper``, ``coverage`` | a finite number in range |
+
+"In range" is inside the schema's target_min/target_max when it declares them.
+
+The numbers are the float32 outputs of ``model.onnx`` as exact JSON numbers, so batch and edge give the same bits.
+"""
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,6 +22,8 @@ from pydantic import BaseModel, Field
 from ferry.online.holder import LoadedModel
 from ferry.online.ids import PredictionIds
 from ferry.online.records import RequestRejected, prepare
+from ferry.schema import Schema
+from ferry.scoring import ValueScores
 
 __all__ = [
     "FeedbackAck",
@@ -18,27 +31,53 @@ __all__ = [
     "ModelInfo",
     "PredictResponse",
     "Prediction",
+    "ValuePrediction",
+    "answer_columns",
     "check_feedback",
+    "feedback_label",
     "model_info",
     "predict",
 ]
 
 
 class Prediction(BaseModel):
+    """A classifier's answer (binary or multiclass)."""
+
     prediction_id: str = Field(description="Unique id of this prediction; send it back with feedback.")
     prediction: int | str = Field(description="The predicted class, one of the schema's target_classes.")
-    probabilities: dict[str, float] = Field(description="Probability of each class, keyed by the class label.")
+    probabilities: dict[str, float] = Field(
+        description="Probability of every class, keyed by the class label, in target_classes order."
+    )
+
+
+class ValuePrediction(BaseModel):
+    """A regressor's answer: the value and its split-conformal interval."""
+
+    prediction_id: str = Field(description="Unique id of this prediction; send it back with feedback.")
+    value: float = Field(description="The predicted value.")
+    lower: float = Field(description="Lower bound of the prediction interval.")
+    upper: float = Field(description="Upper bound of the prediction interval.")
+    coverage: float | None = Field(
+        description="The share of true values the interval covers (split-conformal, measured on the holdout)."
+    )
 
 
 class PredictResponse(BaseModel):
     model: str = Field(description="The model's name.")
     version: str = Field(description="The version that answered.")
-    predictions: list[Prediction] = Field(description="One entry per record, in request order.")
+    predictions: list[Prediction | ValuePrediction] = Field(
+        description="One entry per record, in request order: a class and its probabilities from a classifier, a "
+        "value and its interval from a regressor."
+    )
 
 
 class FeedbackItem(BaseModel):
     prediction_id: str = Field(pattern=r"^[0-9a-f]{32}$", description="The id a predict response gave.")
-    label: int | str = Field(description="The true class, one of the schema's target_classes.")
+    # bool first, so that a JSON true stays a boolean (and is refused) instead of becoming the number 1
+    label: bool | int | float | str = Field(
+        description="The truth: for a classifier one of the schema's target_classes; for a regressor a finite "
+        "number inside the schema's target_min/target_max. A boolean is refused."
+    )
 
 
 class FeedbackAck(BaseModel):
@@ -65,19 +104,37 @@ def predict(
     ``/feedback`` refuses.
     """
     new_id = ids.new if ids is not None else _random_id
-    scores = loaded.scorer.score(prepare(records, loaded.served))
-    classes = loaded.schema.target_classes
-    keys = [str(c) for c in classes]
-    out = []
-    for label, probs in zip(scores.labels.tolist(), scores.probabilities.tolist(), strict=True):
-        out.append(
-            Prediction(
-                prediction_id=new_id(),
-                prediction=classes[int(label)],
-                probabilities={keys[0]: probs[0], keys[1]: probs[1]},
+    found = loaded.scorer.answer(prepare(records, loaded.served))
+    out: list[Prediction | ValuePrediction] = []
+    if isinstance(found, ValueScores):
+        coverage = None if math.isnan(found.coverage) else found.coverage
+        for value, lower, upper in zip(found.values.tolist(), found.lower.tolist(), found.upper.tolist(), strict=True):
+            out.append(
+                ValuePrediction(prediction_id=new_id(), value=value, lower=lower, upper=upper, coverage=coverage)
             )
-        )
+    else:
+        classes = loaded.schema.target_classes
+        keys = [str(c) for c in classes]
+        for label, probs in zip(found.labels.tolist(), found.probabilities.tolist(), strict=True):
+            out.append(
+                Prediction(
+                    prediction_id=new_id(),
+                    prediction=classes[int(label)],
+                    probabilities=dict(zip(keys, probs, strict=True)),
+                )
+            )
     return PredictResponse(model=loaded.version.model, version=loaded.id, predictions=out)
+
+
+def answer_columns(answer: Prediction | ValuePrediction, *, binary: bool) -> dict[str, Any]:
+    """The answer's columns in a prediction log row (see :mod:`ferry.online.logs`); ``binary`` adds ``p_positive``."""
+    if isinstance(answer, ValuePrediction):
+        return {"value": answer.value, "lower": answer.lower, "upper": answer.upper}
+    row: dict[str, Any] = {"prediction": str(answer.prediction)}
+    if binary:
+        row["p_positive"] = list(answer.probabilities.values())[1]
+    row.update({f"prob_{c}": p for c, p in answer.probabilities.items()})
+    return row
 
 
 def _random_id() -> str:
@@ -101,10 +158,12 @@ def model_info(loaded: LoadedModel, channel: str) -> ModelInfo:
     )
 
 
-def check_feedback(loaded: LoadedModel, items: Sequence[FeedbackItem], ids: PredictionIds) -> list[tuple[str, str]]:
-    """(prediction id, label) pairs; RequestRejected (422) naming the first item whose id this service did not
-    issue (rule ``prediction_id``) or whose label is not a target class."""
-    classes = [str(c) for c in loaded.schema.target_classes]
+def check_feedback(
+    loaded: LoadedModel, items: Sequence[FeedbackItem], ids: PredictionIds
+) -> list[tuple[str, str | float]]:
+    """(prediction id, label) pairs, the label as text for a classifier and as a float for a regressor;
+    RequestRejected (422) naming the first item whose id this service did not issue (rule ``prediction_id``) or
+    whose label does not fit the task (see :func:`feedback_label`)."""
     out = []
     for i, item in enumerate(items):
         if not ids.valid(item.prediction_id):
@@ -112,10 +171,37 @@ def check_feedback(loaded: LoadedModel, items: Sequence[FeedbackItem], ids: Pred
                 422, f"[{i}].prediction_id", "prediction_id",
                 "is not an id this service issued; send the prediction_id a /predict answer gave",
             )  # fmt: skip
-        label = str(item.label)
-        if isinstance(item.label, bool) or label not in classes:
-            raise RequestRejected(
-                422, f"[{i}].label", "target_classes", f"{item.label!r} is not one of the classes {', '.join(classes)}"
-            )
-        out.append((item.prediction_id, label))
+        out.append((item.prediction_id, feedback_label(loaded.schema, item.label, f"[{i}].label")))
     return out
+
+
+def feedback_label(schema: Schema, label: object, where: str) -> str | float:
+    """A true label checked against the task: one of the classes (as text), or a finite number inside
+    target_min/target_max (as a float); RequestRejected (422) naming ``where`` otherwise."""
+    if schema.kind != "regression":
+        classes = [str(c) for c in schema.target_classes]
+        if isinstance(label, float) and label.is_integer():  # 1.0 names the class 1, as JSON numbers go
+            label = int(label)
+        text = str(label)
+        if isinstance(label, bool) or not isinstance(label, int | str) or text not in classes:
+            raise RequestRejected(
+                422, where, "target_classes", f"{label!r} is not one of the classes {', '.join(classes)}"
+            )
+        return text
+    if isinstance(label, bool) or not isinstance(label, int | float):
+        raise RequestRejected(
+            422, where, "target_numeric", f"expected a number for the regression target, got {type(label).__name__}"
+        )
+    try:
+        value = float(label)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise RequestRejected(422, where, "target_finite", f"{label!r} is not a finite number")
+    low = -math.inf if schema.target_min is None else schema.target_min
+    high = math.inf if schema.target_max is None else schema.target_max
+    if not low <= value <= high:
+        raise RequestRejected(
+            422, where, "target_range", f"{value!r} is outside the schema's target range [{low:g}, {high:g}]"
+        )
+    return value

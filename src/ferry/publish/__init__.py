@@ -4,7 +4,7 @@
 |---|---|
 | :mod:`~ferry.publish.bundle` | a version's ``model.onnx`` plus a manifest, packed as a deterministic tar file |
 | :mod:`~ferry.publish.tufrepo` | the TUF repository (python-tuf's metadata API) and its signing keys |
-| :mod:`~ferry.publish.channels` | publishing an edge channel; :func:`publish_moved`, the step after every move |
+| :mod:`~ferry.publish.channels` | :func:`check_publishable` before a move, :func:`publish_moved` after it |
 
 The names of :mod:`~ferry.publish.bundle` and :mod:`~ferry.publish.tufrepo` are loaded on first use, so moving a
 channel that is not an edge one needs neither python-tuf (the ``edge`` extra) nor the time to import it.
@@ -15,7 +15,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ferry.publish.channels import EDGE_PREFIX, is_edge, open_repository, publish_channel, publish_moved
+from ferry.publish.channels import (
+    EDGE_PREFIX,
+    check_publishable,
+    is_edge,
+    open_repository,
+    publish_channel,
+    publish_moved,
+)
 
 __all__ = [
     "EDGE_PREFIX",
@@ -24,6 +31,7 @@ __all__ = [
     "PublishResult",
     "TufRepository",
     "build_bundle",
+    "check_publishable",
     "describe",
     "is_edge",
     "open_repository",

@@ -2,9 +2,14 @@
 
 ``bundle.tar`` holds exactly two regular files::
 
-    bundle.json   format, model, version, input schema, output names, opsets, model sha256, gate summary, and a
-                  golden sample: input rows with the probabilities and labels model.onnx gave for them
+    bundle.json   format, model, version, task, input schema, output names, opsets, model sha256, gate summary,
+                  a regressor's interval, and a golden sample: input rows with what model.onnx answered for them
     model.onnx    the same bytes batch and online run
+
+The golden sample's outputs follow the task (:mod:`ferry.scoring`'s contract): ``labels`` (class indexes) and
+``probabilities`` for a classifier; ``value``, ``lower`` and ``upper`` for a regressor. A version whose bundle cannot
+be built (unreadable files, a model that does not answer its task on the golden rows) raises
+:class:`~ferry.errors.BundleError`; :func:`ferry.publish.check_publishable` builds it before any channel moves.
 
 The tar is built byte-for-byte reproducibly (fixed order, mtime, owner and mode), so publishing the same version
 twice yields the same sha256 and the TUF target does not change. Devices verify the bundle through TUF before
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import tarfile
 from dataclasses import dataclass
 from typing import Any
@@ -24,12 +30,13 @@ import onnx
 import pandas as pd
 
 from ferry.data import to_onnx_inputs
+from ferry.errors import BundleError
 from ferry.registry import ModelVersion, Registry
 from ferry.schema import Schema
-from ferry.scoring import OnnxScorer
+from ferry.scoring import OnnxScorer, Scores, ValueScores
 from ferry.storage import sha256_bytes
 
-__all__ = ["BUNDLE_FORMAT", "GOLDEN_ROWS", "MEMBERS", "Bundle", "build_bundle"]
+__all__ = ["BUNDLE_FORMAT", "GOLDEN_ROWS", "MEMBERS", "Bundle", "build_bundle", "golden_outputs"]
 
 BUNDLE_FORMAT = 1
 MEMBERS = ("bundle.json", "model.onnx")
@@ -62,6 +69,29 @@ def _golden_rows(reference: pd.DataFrame, schema: Schema, n: int) -> list[dict[s
     return rows
 
 
+def golden_outputs(found: Scores | ValueScores, schema: Schema, n: int) -> dict[str, Any]:
+    """What the model answered for the golden rows, per task, checked against the schema's task and classes."""
+    if isinstance(found, ValueScores):
+        if schema.kind != "regression":
+            raise BundleError(f"the schema declares a {schema.kind} target, but model.onnx answers a value")
+        parts = {"value": found.values, "lower": found.lower, "upper": found.upper}
+        if any(a.shape != (n,) or not np.isfinite(a).all() for a in parts.values()):
+            raise BundleError("model.onnx answered the golden rows with values of the wrong shape, NaN or infinity")
+        return {name: [float(v) for v in a] for name, a in parts.items()}
+    if schema.kind == "regression":
+        raise BundleError("the schema declares a regression target, but model.onnx answers class scores")
+    k = len(schema.target_classes)
+    if found.probabilities.shape != (n, k) or not np.isfinite(found.probabilities).all():
+        raise BundleError(
+            f"model.onnx answered the golden rows with probabilities of shape {found.probabilities.shape}, not "
+            f"({n}, {k}) finite ones"
+        )
+    return {
+        "probabilities": [[float(p) for p in r] for r in found.probabilities],
+        "labels": [int(x) for x in found.labels],
+    }
+
+
 def _tar(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -77,12 +107,26 @@ def _tar(members: dict[str, bytes]) -> bytes:
 
 
 def build_bundle(registry: Registry, version: ModelVersion, *, golden_rows: int = GOLDEN_ROWS) -> Bundle:
-    """The bundle of ``version``: its model.onnx, schema, gate summary and a golden sample scored by model.onnx."""
+    """The bundle of ``version``: its model.onnx, schema, gate summary and a golden sample scored by model.onnx.
+
+    BundleError, naming the version, when it cannot be built."""
+    try:
+        return _build(registry, version, golden_rows)
+    except BundleError as exc:
+        raise BundleError(f"the edge bundle of {version.model}/{version.id} cannot be built: {exc}") from exc
+    except Exception as exc:  # unreadable files, a model onnxruntime cannot load or run: any of them stops it
+        raise BundleError(
+            f"the edge bundle of {version.model}/{version.id} cannot be built: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _build(registry: Registry, version: ModelVersion, golden_rows: int) -> Bundle:
     model = registry.read_bytes(version, "model.onnx")
     schema = Schema.from_dict(json.loads(registry.read_bytes(version, "schema.json")), source="schema.json")
     reference = pd.read_parquet(io.BytesIO(registry.read_bytes(version, "reference.parquet")))
     rows = _golden_rows(reference, schema, golden_rows)
-    scores = OnnxScorer(model).score(to_onnx_inputs(pd.DataFrame(rows, columns=list(schema.feature_names)), schema))
+    scorer = OnnxScorer(model)
+    found = scorer.answer(to_onnx_inputs(pd.DataFrame(rows, columns=list(schema.feature_names)), schema))
     parsed = onnx.load_from_string(model)
     gate = version.info.get("gate", {})
     manifest: dict[str, Any] = {
@@ -96,11 +140,10 @@ def build_bundle(registry: Registry, version: ModelVersion, *, golden_rows: int 
         "outputs": [o.name for o in parsed.graph.output],
         "opsets": {op.domain or "ai.onnx": op.version for op in parsed.opset_import},
         "gate": {"passed": gate.get("passed"), "checks": gate.get("checks"), "failed": gate.get("failed")},
-        "golden": {
-            "rows": rows,
-            "probabilities": [[float(p) for p in r] for r in scores.probabilities],
-            "labels": [int(x) for x in scores.labels],
-        },
+        "task": scorer.task,
+        "golden": {"rows": rows, **golden_outputs(found, schema, len(rows))},
     }
+    if isinstance(found, ValueScores):
+        manifest["interval"] = {"coverage": None if math.isnan(found.coverage) else found.coverage}
     body = json.dumps(manifest, indent=2, sort_keys=True).encode()
     return Bundle(data=_tar({"bundle.json": body, "model.onnx": model}), manifest=manifest)

@@ -1,5 +1,9 @@
 """Publishing edge channels: the version a channel points to, as a signed bundle in the TUF repository.
 
+:func:`check_publishable` comes before a move: it builds (in memory) the bundle of the version about to be pointed
+to by an edge channel, so a version whose bundle cannot be built is refused while every pointer is still where it
+was (``ferry promote``/``release``/``rollback``, the ``promote`` flow and the retrain's promotion call it).
+
 :func:`publish_moved` is the one step every channel move is followed by (``ferry promote``/``rollback``, the
 ``promote``/``rollback`` flows, the retrain flow's promotion and the monitor's rollout): each moved ``edge/...``
 channel is published at once, and any other needs nothing. The bundle and TUF modules (the ``edge`` extra) are
@@ -12,14 +16,14 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from ferry.errors import ChannelError
+from ferry.errors import BundleError, ChannelError
 from ferry.registry import Registry
 from ferry.settings import EdgeSettings
 
 if TYPE_CHECKING:
     from ferry.publish.tufrepo import PublishResult, TufRepository
 
-__all__ = ["EDGE_PREFIX", "is_edge", "open_repository", "publish_channel", "publish_moved"]
+__all__ = ["EDGE_PREFIX", "check_publishable", "is_edge", "open_repository", "publish_channel", "publish_moved"]
 
 EDGE_PREFIX = "edge/"
 
@@ -41,6 +45,21 @@ def open_repository(settings: EdgeSettings | None = None) -> TufRepository:
         "root": timedelta(days=settings.root_expiry_days),
     }
     return TufRepository(settings.repo_url, KeyStore(settings.keys_dir), expiry=expiry, thresholds=settings.thresholds)
+
+
+def check_publishable(registry: Registry, version: str, channels: Iterable[str], *, model: str | None = None) -> None:
+    """Before ``channels`` move to ``version``: build its bundle when one of them is an edge channel; BundleError
+    (saying that nothing moved) when it cannot be built. Other channels need nothing."""
+    from ferry.publish.bundle import build_bundle
+
+    edge = [c for c in channels if is_edge(c)]
+    if not edge:
+        return
+    found = registry.get(version, model=model)
+    try:
+        build_bundle(registry, found)
+    except BundleError as exc:
+        raise BundleError(f"{', '.join(edge)} not moved: {exc}") from exc
 
 
 def publish_channel(registry: Registry, repo: TufRepository, model: str, channel: str) -> PublishResult:

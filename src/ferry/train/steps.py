@@ -382,9 +382,13 @@ def register_candidate(run_dir: Path, registry: Registry) -> ModelVersion:
 def promote_if_passed(
     registry: Registry, version: ModelVersion, channels: list[str], *, reason: str
 ) -> list[dict[str, Any]]:
-    """Move each channel to the version when its gate passed; returns the audit records written."""
+    """Move each channel to the version when its gate passed; returns the audit records written. BundleError before
+    any move when an edge channel is among them and the version's bundle cannot be built."""
     if not version.info.get("gate", {}).get("passed"):
         return []
+    from ferry.publish import check_publishable
+
+    check_publishable(registry, version.id, channels, model=version.model)
     records = []
     for channel in channels:
         if registry.channel(version.model, channel) == version.id:
