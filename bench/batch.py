@@ -1,9 +1,11 @@
 """Batch scoring throughput and peak memory: ferry's streaming path against a naive and an in-memory baseline.
 
     uv run python bench/batch.py [--rows 200000] [--partitions 4] [--skip-flow] [--ferry-only] [--threads 1]
+                                 [--task binary|multiclass|regression]
 
-A HistGradientBoosting churn model is trained (20,000 demo rows) and promoted in a temporary registry; ``--rows`` demo
-rows are written as ``--partitions`` Parquet files. Then, each in its own subprocess (so peak RSS figures do not mix)
+A HistGradientBoosting model of ``--task`` (the demo churn data by default; a 10-class model or the demand regressor,
+``bench/tasks.py``) is trained (20,000 rows) and promoted in a temporary registry; ``--rows`` rows of the same data
+are written as ``--partitions`` Parquet files. Then, each in its own subprocess (so peak RSS figures do not mix)
 and all on the same files:
 
 1. naive: ``pandas.read_parquet`` of everything, then the scikit-learn pipeline's ``predict_proba`` on that frame
@@ -40,6 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tasks import TASKS, task_data
+
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -63,19 +67,17 @@ def peak_rss_mb() -> float:
 # ------------------------------------------------------------------------------------------------------- setup
 
 
-def prepare(root: Path, rows: int, partitions: int) -> dict[str, str]:
+def prepare(root: Path, rows: int, partitions: int, task: str = "binary") -> dict[str, str]:
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ferry import demo_data
     from ferry.registry import Registry
     from ferry.settings import GateSettings, TrainSettings
     from ferry.train import steps as core
 
-    schema = root / "schema.yaml"
-    schema.write_text(demo_data.churn_schema().dump_yaml())
-    train = demo_data.write_demo(root / "train", n_rows=20_000, seed=1, fmt="parquet")
+    spec = task_data(task)
+    schema, train = spec.write(root / "train", 20_000, seed=1)
     registry = Registry(str(root / "registry"))
     run = core.new_run_dir(root / "runs")
     gate = GateSettings()
@@ -89,7 +91,7 @@ def prepare(root: Path, rows: int, partitions: int) -> dict[str, str]:
     core.run_gate(run, registry, gate)
     core.write_lineage(run)
     version = core.register_candidate(run, registry)
-    registry.promote(version.id, "online/champion", reason="bench", force=True)
+    registry.promote(version.id, "online/champion", model=spec.model, reason="bench", force=True)
 
     data = root / "input"
     data.mkdir()
@@ -97,24 +99,24 @@ def prepare(root: Path, rows: int, partitions: int) -> dict[str, str]:
     written = 0
     for p in range(partitions):
         n_part = min(per_part, rows - written)
-        with pq.ParquetWriter(data / f"part-{p:03d}.parquet", _arrow_schema()) as writer:
+        arrow_schema = pa.Schema.from_pandas(spec.make(50, 0), preserve_index=False)
+        with pq.ParquetWriter(data / f"part-{p:03d}.parquet", arrow_schema) as writer:
             done = 0
             while done < n_part:
                 n = min(CHUNK, n_part - done)
-                frame = demo_data.make_churn(n, seed=1000 + p * 1000 + done // CHUNK)
-                frame["customer_id"] = np.array([f"C{written + done + i:09d}" for i in range(n)], dtype=object)
-                writer.write_table(pa.Table.from_pandas(frame, schema=_arrow_schema(), preserve_index=False))
+                frame = spec.make(n, 1000 + p * 1000 + done // CHUNK)
+                frame[spec.id] = np.array([f"R{written + done + i:09d}" for i in range(n)], dtype=object)
+                writer.write_table(pa.Table.from_pandas(frame, schema=arrow_schema, preserve_index=False))
                 done += n
         written += n_part
-    return {"registry": str(root / "registry"), "version": version.id, "input": str(data), "run": str(run)}
-
-
-def _arrow_schema() -> Any:
-    import pyarrow as pa
-
-    from ferry import demo_data
-
-    return pa.Schema.from_pandas(demo_data.make_churn(50, seed=0), preserve_index=False)
+    return {
+        "registry": str(root / "registry"),
+        "version": version.id,
+        "input": str(data),
+        "run": str(run),
+        "model": spec.model,
+        "task": task,
+    }
 
 
 # ------------------------------------------------------------------------------------------------------ workers
@@ -127,7 +129,7 @@ def _threads(setup: dict[str, Any]) -> int:
 def _model(setup: dict[str, Any]) -> Any:
     from ferry import batch
 
-    return batch.load_model(setup["registry"], "churn", setup["version"], threads=_threads(setup))
+    return batch.load_model(setup["registry"], setup["model"], setup["version"], threads=_threads(setup))
 
 
 def worker_naive(setup: dict[str, str]) -> dict[str, Any]:
@@ -138,8 +140,9 @@ def worker_naive(setup: dict[str, str]) -> dict[str, Any]:
 
     pipeline = load_pipeline(Path(setup["run"]) / "model.skops")
     start = time.perf_counter()
+    answer = pipeline.predict if setup["task"] == "regression" else pipeline.predict_proba
     with threadpool_limits(_threads(setup)):
-        prob = pipeline.predict_proba(pd.read_parquet(setup["input"]))
+        prob = answer(pd.read_parquet(setup["input"]))
     return {"seconds": time.perf_counter() - start, "rows": len(prob)}
 
 
@@ -152,12 +155,12 @@ def worker_onnx(setup: dict[str, str]) -> dict[str, Any]:
     inputs = to_onnx_inputs(validate(pd.read_parquet(setup["input"]), model.schema, require_target=False), model.schema)
     rows = len(next(iter(inputs.values())))
     start = time.perf_counter()
-    model.scorer.score(inputs)
+    model.scorer.answer(inputs)
     seconds = time.perf_counter() - start
     step = 65_536
     start = time.perf_counter()
     for i in range(0, rows, step):
-        model.scorer.score({k: v[i : i + step] for k, v in inputs.items()})
+        model.scorer.answer({k: v[i : i + step] for k, v in inputs.items()})
     return {"seconds": seconds, "sliced_seconds": time.perf_counter() - start, "rows": rows}
 
 
@@ -167,7 +170,8 @@ def worker_ferry(setup: dict[str, str]) -> dict[str, Any]:
 
     out = Path(setup["out"]) / "ferry"
     start = time.perf_counter()
-    summary = batch.score(setup["input"], str(out), Registry(setup["registry"]), version=setup["version"])
+    registry = Registry(setup["registry"])
+    summary = batch.score(setup["input"], str(out), registry, version=setup["version"], model=setup["model"])
     seconds = time.perf_counter() - start
     drift = summary.drift or {}
     return {
@@ -190,12 +194,20 @@ def worker_flow(setup: dict[str, str]) -> dict[str, Any]:
     from ferry_flows.batch_score import batch_score
 
     out = Path(setup["out"])
-    common: dict[str, Any] = {"input": setup["input"], "registry_url": setup["registry"], "version": setup["version"]}
+    common: dict[str, Any] = {
+        "input": setup["input"],
+        "registry_url": setup["registry"],
+        "version": setup["version"],
+        "model": setup["model"],
+    }
     times: dict[str, Any] = {}
     with prefect_test_harness(server_startup_timeout=300):
         batch_score(output=str(out / "warm"), runner="thread", workers=1, **common)  # warm-up: first flow run
         start = time.perf_counter()
-        summary = batch.score(setup["input"], str(out / "bare"), Registry(setup["registry"]), version=setup["version"])
+        registry = Registry(setup["registry"])
+        summary = batch.score(
+            setup["input"], str(out / "bare"), registry, version=setup["version"], model=setup["model"]
+        )
         times["bare"] = time.perf_counter() - start
         start = time.perf_counter()
         batch_score(output=str(out / "flow"), runner="thread", workers=1, **common)
@@ -281,6 +293,9 @@ def main() -> None:
         help="measure only ferry score (rows/s, peak RSS): for sizes where the in-memory paths cannot run (20M rows)",
     )
     parser.add_argument(
+        "--task", choices=TASKS, default="binary", help="which model to score with (default binary, the demo churn)"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -298,11 +313,12 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="ferry-bench-batch-"))
     try:
         start = time.perf_counter()
-        setup = prepare(root, args.rows, args.partitions)
+        setup = prepare(root, args.rows, args.partitions, args.task)
         size = sum(p.stat().st_size for p in Path(setup["input"]).iterdir()) / 2**20
         print(
             f"{args.rows:,} rows in {args.partitions} Parquet files ({size:.0f} MiB), prepared in "
-            f"{time.perf_counter() - start:.0f} s; model {setup['version']} (HistGradientBoosting)"
+            f"{time.perf_counter() - start:.0f} s; model {setup['model']} {setup['version']} (HistGradientBoosting, "
+            f"{args.task})"
         )
         with LoadSampler() as load:
             measure(root, setup, args)

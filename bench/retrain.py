@@ -1,6 +1,8 @@
-"""Wall time of each step of the retrain flow on the demo data, against the same steps called as plain functions.
+"""Wall time of each step of the retrain flow, against the same steps called as plain functions, per task.
 
-    uv run python bench/retrain.py [--rows 20000]
+    uv run python bench/retrain.py [--rows 20000] [--task binary|multiclass|regression]
+
+``--task``: the demo churn data (binary, the default), a 10-class model or the demand regressor (``bench/tasks.py``).
 
 Both run in this one process on the same data files, interleaved, after one unmeasured warm-up round; each figure
 is the fastest of ``--repeat`` rounds. The ratio column (flow task / plain function) is the cost Prefect adds to
@@ -16,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from tasks import TASKS, task_data
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -71,19 +75,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000, help="rows of demo data (default 20000)")
     parser.add_argument("--repeat", type=int, default=2, help="measured rounds; each figure is the fastest (default 2)")
+    parser.add_argument("--task", choices=TASKS, default="binary", help="which model to train (default binary)")
     args = parser.parse_args()
 
     from prefect import flow
 
-    from ferry import demo_data
     from ferry_flows.retrain import retrain
 
     with tempfile.TemporaryDirectory(prefix="ferry-bench-") as tmp:
         root = Path(tmp)
         os.environ["FERRY_WORK_DIR"] = str(root / "runs")
-        schema = root / "schema.yaml"
-        schema.write_text(demo_data.churn_schema().dump_yaml())
-        data = demo_data.write_demo(root / "data", n_rows=args.rows, seed=1, fmt="parquet")
+        spec = task_data(args.task)
+        schema, data = spec.write(root / "data", args.rows, seed=1)
 
         @flow(name="bench-warm-up")
         def warm_up() -> None:
@@ -109,7 +112,10 @@ def main() -> None:
             if wall < flow_wall:
                 flow_wall, tasks = wall, task_times(state.state_details.flow_run_id)
 
-    print(f"retrain on {args.rows} demo rows: flow {flow_wall:.2f} s, plain functions {sum(bare.values()):.2f} s")
+    print(
+        f"retrain of {spec.model} ({args.task}) on {args.rows} rows: flow {flow_wall:.2f} s, plain functions "
+        f"{sum(bare.values()):.2f} s"
+    )
     print(f"{'step':<14}{'flow task s':>12}{'plain s':>10}{'task/plain':>12}{'share of flow':>15}")
     for step in STEPS:
         t, b = tasks.get(step, float("nan")), bare[step]

@@ -71,15 +71,19 @@ def judge_source(
 def quality(
     registry_url: str,
     model: str,
-    positive: str,
+    version_id: str,
     feedback: str | None,
     labels_url: str | None,
     settings: core.MonitorSettings,
 ) -> dict[str, dict[str, float]]:
-    """Each version's quality on the labels that arrived (feedback since the last run, and a labels file)."""
-    found = core.quality_of_versions(Registry(registry_url), model, positive, feedback, labels_url, settings)
+    """Each version's quality on the labels that arrived (feedback since the last run, and a labels file), on the
+    metrics of its task; a regressor's interval that covered too few labels is logged as a finding."""
+    found = core.quality_of_versions(Registry(registry_url), model, version_id, feedback, labels_url, settings)
+    log = get_run_logger()
     for version, q in found.items():
-        get_run_logger().info("quality of %s on %d labelled predictions: %s", version, int(q["labelled"]), q)
+        log.info("quality of %s on %d labelled predictions: %s", version, int(q["labelled"]), q)
+    for finding in core.coverage_findings(found):
+        log.warning("interval coverage: %s", finding)
     return found
 
 
@@ -181,15 +185,13 @@ def _monitor_model(
     if version_id is None:
         log.warning("%s of %s points nowhere: nothing to compare against", channel, model)
         return {"model": model, "judgements": [], "announcements": []}
-    schema = registry.schema(registry.get(version_id, model=model))
     now = datetime.now(UTC)
     run = now.strftime("%Y%m%dT%H%M%S")
     window = {"start": _window_start(registry, model, channel).isoformat(), "end": now.isoformat()}
     with tempfile.TemporaryDirectory(prefix="ferry-monitor-") as workdir:
         gathered = gather_sources(registry_url, model, version_id, settings, workdir, telemetry_folder)
         judged = [judge_source(registry_url, model, version_id, s, settings, run) for s in gathered["sources"]]
-        positive = str(schema.target_classes[-1])
-        found = quality(registry_url, model, positive, gathered["feedback"], labels_url, settings)
+        found = quality(registry_url, model, version_id, gathered["feedback"], labels_url, settings)
     announcements = record(registry_url, model, version_id, gathered, judged, settings, now)
     by_source = {j["source"]: j for j in judged}
     for a in announcements:
@@ -230,6 +232,7 @@ def _monitor_model(
         "announcements": announcements,
         "devices": gathered["devices"],
         "quality": found,
+        "findings": core.coverage_findings(found),
     }
     outcome["rollout"] = rollout_step(registry_url, model, rollout_settings or RolloutSettings())
     view = status.collect(registry, model, online_url=online_url, api_key=os.environ.get("FERRY_STATUS_API_KEY"))
@@ -271,6 +274,12 @@ def _artifacts(registry: Registry, outcome: dict[str, Any]) -> None:
             [{"version": v, **{k: round(x, 4) for k, x in q.items()}} for v, q in outcome["quality"].items()],
             key=_key(model, "quality"),
             description="Quality on labelled live predictions (feedback and labels files)",
+        )
+    if outcome.get("findings"):
+        create_markdown_artifact(
+            "**findings**\n\n" + "\n".join(f"- {f}" for f in outcome["findings"]),
+            key=_key(model, "findings"),
+            description="What the labels say is wrong (a regressor's interval covering too few)",
         )
     r = outcome.get("rollout") or {}
     if r.get("decision") in ("promote", "rollback", "wait"):

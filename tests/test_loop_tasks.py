@@ -10,10 +10,14 @@ One module-scoped world per task, built in the loop's order, one section per ste
 3. **serve**: a real ``bentoml serve`` of the champion;
 4. **score**: ``ferry score`` over the same rows;
 5. **edge**: a real ``ferry-edge`` device synced over HTTP from a static host, scoring with its Python API and with
-   ``ferry-edge predict``.
+   ``ferry-edge predict``;
+6. **monitor**: the service logs every answer, the true labels come back through ``/feedback``, and the monitor
+   judges drift and each version's quality on the task's metrics from those logs;
+7. **rollout**: a challenger served as a canary is judged against the champion on the task's primary metric.
 
 The tests then hold that the three surfaces give bit-for-bit the same outputs (every class probability and the
-class; value, lower and upper), and that ``/feedback`` takes the task's truth and refuses anything else.
+class; value, lower and upper), that ``/feedback`` takes the task's truth and refuses anything else, and that the
+monitor and the rollout judge what the service answered.
 """
 
 from __future__ import annotations
@@ -22,19 +26,25 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import clone_version
 from typer.testing import CliRunner
 
+from ferry import monitor
 from ferry.cli import app
 from ferry.cli.parity import Scores, batch_scores, compare, edge_scores, online_scores, output_columns, records
 from ferry.cli.processes import Service, StaticHost
+from ferry.monitor import rollout
+from ferry.monitor import run as one_run
 from ferry.online.auth import hash_key
 from ferry.publish import open_repository, publish_moved
 from ferry.registry import Registry
@@ -81,6 +91,13 @@ def world(
         "FERRY_ONLINE_MODEL": name,
         "FERRY_ONLINE_API_KEYS": json.dumps(keys),
         "BENTOML_HOME": str(root / "bentoml-home"),
+        # for steps 6 and 7: every answer logged and written within a second; a challenger, once there, answers
+        # half the requests (until then the champion answers all)
+        "FERRY_ONLINE_PREDICTION_SAMPLE_RATE": "1.0",
+        "FERRY_ONLINE_LOG_FLUSH_INTERVAL_S": "0.5",
+        "FERRY_ONLINE_ROUTING": "canary",
+        "FERRY_ONLINE_CHALLENGER_PERCENT": "50",
+        "FERRY_ONLINE_POLL_INTERVAL_S": "0.5",
     }
     service = Service(log=root / "serve.log", env=env)
     pool = ThreadPoolExecutor(max_workers=1)
@@ -102,6 +119,7 @@ def _score_and_sync(
     frame = pd.read_csv(task_models[name]["data"]).head(ROWS)
     rows = records(frame, schema)
     out["rows"] = rows
+    out["truth"] = frame[schema.target].tolist()
 
     # -- 4. score (ferry score) -----------------------------------------------------------------------------------
     (root / "in").mkdir()
@@ -192,3 +210,80 @@ def test_feedback_takes_the_truth_of_the_task_and_refuses_the_rest(world: dict[s
         answer = httpx.post(service.url + "/feedback", json=body, headers=headers, timeout=10)
         assert answer.status_code == 422, (label, answer.text)
         assert "[1].label" in answer.text, answer.text
+
+
+def _wait(what: str, ready: Callable[[], bool], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout_s:g} s")
+        time.sleep(0.2)
+
+
+def test_the_monitor_judges_drift_and_quality_of_the_served_answers_and_a_rollout_decides(
+    world: dict[str, Any],
+) -> None:
+    """6. monitor and 7. rollout: a challenger (the champion's model as a new version) serves a canary share; the
+    true labels go back through ``/feedback``; the monitor judges prediction drift and each version's quality on
+    the task's metrics from the logs the service wrote, and the staged rollout decides on the primary metric."""
+    service: Service = world["service"]
+    registry: Registry = world["registry"]
+    name, schema, champion = world["name"], world["schema"], world["version"]
+    challenger = clone_version(registry, registry.get(champion, model=name), world["root"] / "challenger", note="b")
+    registry.promote(challenger, "online/challenger", model=name, reason="loop test: a canary")
+    answered: dict[str, list[tuple[str, Any]]] = {champion: [], challenger: []}
+    rows, truth = world["rows"], world["truth"]
+    deadline = time.monotonic() + 120
+    start = 0
+    while min(len(v) for v in answered.values()) < 60 and time.monotonic() < deadline:
+        answer = service.post("/predict", {"records": rows[start : start + 10]}, key=KEY)
+        ids = [p["prediction_id"] for p in answer["predictions"]]
+        answered[answer["version"]] += list(zip(ids, truth[start : start + 10], strict=True))
+        start = (start + 10) % ROWS
+    assert min(len(v) for v in answered.values()) >= 60, {v: len(a) for v, a in answered.items()}
+    items = [{"prediction_id": pid, "label": label} for pairs in answered.values() for pid, label in pairs]
+    assert service.post("/feedback", {"items": items}, key=KEY) == {"stored": len(items)}
+    day = datetime.now(UTC) - timedelta(days=1)
+
+    def written(kind: str, version: str | None = None) -> int:
+        frame = monitor.online_logs_since(registry, name, kind, day)
+        return len(frame) if version is None or frame.empty else int((frame["version"] == version).sum())
+
+    _wait(
+        "the challenger's answers in the log", lambda: written("predictions", challenger) >= len(answered[challenger])
+    )
+    _wait("the champion's answers in the log", lambda: written("predictions", champion) >= len(answered[champion]))
+    _wait("the labels in the feedback log", lambda: written("feedback") >= len(items))
+
+    settings = monitor.MonitorSettings(min_rows=100)
+    gathered = one_run.gather(registry, name, schema, settings, world["root"] / "monitor")
+    (online,) = [s for s in gathered.sources if s.source == "online"]
+    judged = one_run.judge_source(registry, name, champion, online, settings, "loop")
+    assert judged["drifted_share"] is not None  # input drift judged
+    assert judged["prediction_drift"] is not None  # and prediction drift, over the task's answers
+    assert judged["versions"][challenger] == len(answered[challenger])
+    quality = one_run.quality_of_versions(registry, name, champion, gathered.feedback, None, settings)
+    for version, pairs in answered.items():
+        q = quality[version]
+        assert q["labelled"] >= len(pairs)
+        if schema.kind == "regression":
+            assert 0 < q["mae"] <= q["rmse"] < 30
+            assert q["declared_coverage"] == 0.9
+            assert 0.5 < q["coverage"] <= 1
+        else:
+            assert 0 < q["macro_f1"] <= 1
+            assert 0 < q["log_loss"] < 5
+    one_run.record(registry, name, champion, gathered, [judged], settings, datetime.now(UTC))
+    assert [h["source"] for h in monitor.history(registry, name)] == ["online"]
+
+    # Identical models on different requests: a tolerance of 1 lets the labels decide without chance deciding.
+    settings_ = rollout.RolloutSettings(window_hours=0, min_rows=60, min_labels=50, tolerance=1, regression_tolerance=1)
+    evidence = rollout.assess(registry, name, settings_)
+    assert evidence.decision == "promote", evidence.reasons
+    metric = "RMSE" if schema.kind == "regression" else "macro F1"
+    assert evidence.reasons[0].startswith(f"{metric} on labelled live traffic")
+    assert evidence.prediction_drift is not None
+    column = "value" if schema.kind == "regression" else "prediction"
+    assert [c["feature"] for c in evidence.prediction_drift["columns"]] == [column]
+    (record,) = rollout.apply(registry, evidence)
+    assert (record.channel, record.to_version) == ("online/champion", challenger)

@@ -52,7 +52,7 @@ def test_gate_rejects_a_candidate_worse_than_the_champion() -> None:
     _, weak = scores(2000, 0.45, seed=2)
     weak = np.where(y == 1, weak, weak)  # same holdout labels, weaker model
     settings = GateSettings(min_roc_auc=0.5, min_f1=0.0)
-    checks, champ = gate.model_quality(y, weak, settings, champion_prob=strong, champion="abc123")
+    checks, champ = gate.model_quality(y, weak, settings, champion_answers=strong, champion="abc123")
     result = gate.decide(checks, champion="abc123")
     vs = by_name(checks)["model.roc_auc_vs_champion"]
     assert not vs.passed
@@ -65,7 +65,7 @@ def test_gate_rejects_a_candidate_worse_than_the_champion() -> None:
 def test_gate_accepts_a_candidate_within_tolerance_of_the_champion() -> None:
     y, champion = scores(2000, 1.0, seed=3)
     settings = GateSettings(tolerance=0.05)
-    checks, _ = gate.model_quality(y, champion, settings, champion_prob=champion, champion="abc123")
+    checks, _ = gate.model_quality(y, champion, settings, champion_answers=champion, champion="abc123")
     assert by_name(checks)["model.roc_auc_vs_champion"].passed
     assert gate.decide(checks, champion="abc123").passed
 

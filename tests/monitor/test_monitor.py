@@ -69,7 +69,7 @@ def test_quality_comes_from_labels_joined_by_prediction_id_even_when_they_come_l
     assert monitor.feedback_since(registry, "churn", cursor) == (None, cursor)
     logged = monitor.logged_since(registry, "churn", days=1)
     champion = registry.channel("churn", "online/champion")
-    quality = monitor.quality_by_version(logged, labels, "1")
+    quality = monitor.quality_by_version(logged, labels, schema)
     assert set(quality) == {champion}
     assert quality[champion]["labelled"] == 400
     assert quality[champion]["accuracy"] == 1.0  # the labels sent back were the predictions themselves
@@ -79,7 +79,7 @@ def test_quality_comes_from_labels_joined_by_prediction_id_even_when_they_come_l
     flipped = {"0": "1", "1": "0"}
     late = tmp_path / "labels.csv"
     answers.assign(label=answers["prediction"].astype(str).map(flipped))[["prediction_id", "label"]].to_csv(late)
-    wrong = monitor.quality_by_version(logged, monitor.read_labels(str(late)), "1")
+    wrong = monitor.quality_by_version(logged, monitor.read_labels(str(late), schema), schema)
     assert wrong[champion]["labelled"] == 200
     assert wrong[champion]["accuracy"] == 0.0
 
@@ -274,7 +274,10 @@ def test_a_batch_run_leaves_its_input_sample_for_the_monitor_and_its_output_for_
     assert data is not None
     assert data.versions == {summary.version: data.rows}
     assert data.rows == batch.BatchSettings().drift_sample_rows  # the partition's drift sample
-    assert monitor.judge(data, frame, schema, SETTINGS).drifted
+    assert {"prediction", "p_positive", "prob_0", "prob_1"} <= set(data.frame.columns)  # the version's answers
+    judged = monitor.judge(data, frame, schema, SETTINGS)
+    assert judged.drifted
+    assert judged.prediction is not None
     (run,) = status.batch_runs(registry, "churn")
     assert run["output"] == summary.output
     assert run["version"] == summary.version
@@ -309,7 +312,7 @@ def test_a_run_hands_over_files_and_moves_its_cursors_only_when_it_records(
     judged = [one_run.judge_source(registry, "churn", champion, s, SETTINGS, "r1") for s in gathered.sources]
     assert judged[0]["drifted"]
     assert judged[0]["report"] is not None
-    quality = one_run.quality_of_versions(registry, "churn", "1", gathered.feedback, None, SETTINGS)
+    quality = one_run.quality_of_versions(registry, "churn", champion, gathered.feedback, None, SETTINGS)
     assert quality[champion]["labelled"] == len(ids)
     (announced,) = one_run.record(registry, "churn", champion, gathered, judged, SETTINGS, datetime.now(UTC))
     assert announced.announce

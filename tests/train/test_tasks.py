@@ -14,7 +14,7 @@ from helpers import example_maker, loop
 
 from ferry.data import to_onnx_inputs
 from ferry.errors import ConfigError, DataValidationError, ExportError, TrainingError
-from ferry.gate.evidently_adapter import multiclass_quality, regression_quality
+from ferry.gate.evidently_adapter import model_quality
 from ferry.registry import ModelVersion, Registry
 from ferry.schema import Schema
 from ferry.scoring import OnnxScorer, Scores, ValueScores
@@ -152,8 +152,8 @@ def test_champion_comparison_runs_in_each_metrics_direction() -> None:
     y = rng.normal(100, 10, 300)
     good, bad = y + rng.normal(0, 2, 300), y + rng.normal(0, 6, 300)
     settings = GateSettings()
-    better, _ = regression_quality(y, good, settings, champion_values=bad, champion="v1")
-    worse, champ = regression_quality(y, bad, settings, champion_values=good, champion="v1")
+    better, _ = model_quality(y, good, settings, task="regression", champion_answers=bad, champion="v1")
+    worse, champ = model_quality(y, bad, settings, task="regression", champion_answers=good, champion="v1")
     vs = {c.name: c for c in better} | {f"worse.{c.name}": c for c in worse}
     assert vs["model.rmse_vs_champion"].passed  # lower RMSE than the champion passes
     assert vs["model.rmse_vs_champion"].threshold.startswith("<=")
@@ -164,8 +164,8 @@ def test_champion_comparison_runs_in_each_metrics_direction() -> None:
     sharp = np.full((300, k), 0.1)
     sharp[np.arange(300), labels] = 0.8
     blunt = rng.dirichlet(np.ones(k), 300)
-    passed, _ = multiclass_quality(labels, sharp, settings, champion_prob=blunt, champion="v1")
-    failed, _ = multiclass_quality(labels, blunt, settings, champion_prob=sharp, champion="v1")
+    passed, _ = model_quality(labels, sharp, settings, task="multiclass", champion_answers=blunt, champion="v1")
+    failed, _ = model_quality(labels, blunt, settings, task="multiclass", champion_answers=sharp, champion="v1")
     assert {c.name: c.passed for c in passed}["model.macro_f1_vs_champion"]
     assert not {c.name: c.passed for c in failed}["model.macro_f1_vs_champion"]
 

@@ -31,6 +31,7 @@ from ferry.batch.sample import sample_partition
 from ferry.batch.settings import BatchSettings
 from ferry.errors import FerryError
 from ferry.gate.evidently_adapter import import_evidently, input_drift
+from ferry.monitor.answers import answer_columns
 from ferry.monitor.sources import record_batch_input
 from ferry.registry.store import Registry
 from ferry.schema import Schema
@@ -84,10 +85,18 @@ def _drift_text(d: dict[str, Any]) -> str:
 
 
 def _keep_for_monitor(registry: Registry, model: str, version: str, sample: pd.DataFrame, output_url: str) -> None:
-    """The run's input sample, kept in the registry where the monitor flow reads batch inputs."""
+    """The run's input sample with the version's answers on it (the task's prediction columns, as the online log
+    has them), kept in the registry where the monitor flow reads batch inputs."""
+    from ferry.data import to_onnx_inputs
+    from ferry.scoring import OnnxScorer
+
     try:
-        record_batch_input(registry, model, sample, version=version, run=output_url)
-    except (FerryError, OSError) as exc:
+        v = registry.get(version, model=model)
+        schema = registry.schema(v)
+        found = OnnxScorer(registry.read_bytes(v, "model.onnx")).answer(to_onnx_inputs(sample, schema))
+        answered = sample.assign(**answer_columns(found, schema))
+        record_batch_input(registry, model, answered, version=version, run=output_url)
+    except (FerryError, OSError, ValueError) as exc:
         log.warning("could not keep the input sample for the monitor flow: %s", exc)
 
 

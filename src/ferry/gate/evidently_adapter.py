@@ -5,10 +5,9 @@ snapshots into our own frozen types (:mod:`ferry.gate.verdict`). Evidently is im
 importing this module costs nothing until a check runs. Every check here **fails closed**: an Evidently error or a
 timeout becomes a failed check whose reason says why.
 
-Model quality per task: :func:`model_quality` (binary: Evidently's binary classification metrics),
-:func:`multiclass_quality` (its multiclass ClassificationPreset) and :func:`regression_quality` (its
-RegressionPreset), each with floors and the comparison with the champion on the task's primary metric in its
-direction. One concept kept whole (about 500 lines): it is the one door to Evidently.
+Model quality per task, :func:`model_quality`: Evidently's binary classification metrics, its multiclass
+ClassificationPreset or its RegressionPreset, each with floors and the comparison with the champion on the task's
+primary metric in its direction. One concept kept whole (about 500 lines): it is the one door to Evidently.
 """
 
 from __future__ import annotations
@@ -17,7 +16,8 @@ import concurrent.futures
 import contextlib
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,7 +27,7 @@ import pandas as pd
 from ferry import storage
 from ferry.errors import GateError
 from ferry.gate.verdict import Check, ColumnDrift, DriftResult
-from ferry.schema import Schema
+from ferry.schema import Schema, Task
 from ferry.settings import GateSettings
 
 __all__ = [
@@ -36,8 +36,6 @@ __all__ = [
     "import_evidently",
     "input_drift",
     "model_quality",
-    "multiclass_quality",
-    "regression_quality",
 ]
 
 
@@ -188,55 +186,84 @@ def _metric_values(snapshot: Any) -> dict[str, float]:
     return out
 
 
-def model_quality(
-    y: np.ndarray,
-    candidate_prob: np.ndarray,
+@dataclass(frozen=True)
+class _Quality:
+    """One task's model-quality report, as :func:`_quality` runs it for a candidate and its champion.
+
+    ``snapshot(answers, tests, candidate)`` runs Evidently on answers (the candidate's report carries the preset,
+    the champion's only what ``values`` reads); ``names`` maps Evidently's metric kinds to ours; ``floors`` are
+    the absolute tests; ``allowed(champion's value)`` is the bar for the primary metric, below (above, when
+    ``lower`` is better) which the candidate fails.
+    """
+
+    snapshot: Callable[[np.ndarray, dict[str, list[Any]], bool], Any]
+    values: Callable[[Any], dict[str, float]]
+    names: Mapping[str, str]
+    floors: dict[str, Any]
+    primary: str
+    allowed: Callable[[float], float]
+    lower: bool = False
+    note: str = ""
+
+
+def _quality(
+    q: _Quality,
+    candidate: np.ndarray,
+    champion_answers: np.ndarray | None,
     settings: GateSettings,
     *,
-    champion_prob: np.ndarray | None = None,
-    champion: str | None = None,
-    html_path: Path | None = None,
+    champion: str | None,
+    html_path: Path | None,
 ) -> tuple[list[Check], dict[str, float]]:
-    """Evidently quality tests on the holdout: absolute floors, and (when a champion exists) no worse than the
-    champion scored on the same holdout by more than ``tolerance``. Returns the checks and the champion's values."""
-    from evidently.tests import gte
+    """Floors and, with a champion scored on the same holdout, the primary metric no worse than ``q.allowed`` of
+    the champion's value in its direction; Evidently runs every test. Returns the checks and the champion's values."""
+    from evidently.tests import gte, lte
 
     champion_values: dict[str, float] = {}
-    if champion_prob is not None:
+    if champion_answers is not None:
         champion_values = _with_timeout(
-            lambda: _metric_values(_quality_snapshot(y, champion_prob, {})),
+            lambda: q.values(q.snapshot(champion_answers, {}, False)),
             settings.timeout_s,
             "the Evidently report for the champion",
         )
-        if not math.isfinite(champion_values.get(settings.primary_metric, math.nan)):
-            raise GateError(f"the champion's {settings.primary_metric} on the holdout is not a number")
-
-    tests: dict[str, list[Any]] = {"roc_auc": [gte(settings.min_roc_auc)], "f1": [gte(settings.min_f1)]}
+        if not math.isfinite(champion_values.get(q.primary, math.nan)):
+            raise GateError(f"the champion's {q.primary} on the holdout is not a number")
+    tests: dict[str, list[Any]] = {name: [test] for name, test in q.floors.items()}
     bar: float | None = None
     if champion_values:
-        bar = champion_values[settings.primary_metric] - settings.tolerance
-        tests.setdefault(settings.primary_metric, []).append(gte(bar))
-
+        bar = q.allowed(champion_values[q.primary])
+        tests.setdefault(q.primary, []).append(lte(bar) if q.lower else gte(bar))
     snapshot = _with_timeout(
-        lambda: _quality_snapshot(y, candidate_prob, tests), settings.timeout_s, "the Evidently model-quality report"
+        lambda: q.snapshot(candidate, tests, True), settings.timeout_s, "the Evidently model-quality report"
     )
     if html_path is not None:
         _save(snapshot, html_path)
     checks = []
     for c, threshold in _evidently_checks(snapshot, {}):
-        metric = _QUALITY_NAMES.get(c.name.split("(", 1)[0], c.name)
-        if (
-            bar is not None
-            and metric == settings.primary_metric
-            and isinstance(threshold, float)
-            and math.isclose(threshold, bar)
-        ):
+        metric = q.names.get(c.name.split("(", 1)[0], c.name)
+        if bar is not None and metric == q.primary and isinstance(threshold, float) and math.isclose(threshold, bar):
             label = f"model.{metric}_vs_champion"
-            detail = f"champion {champion} scored {champion_values[metric]:.4f}; tolerance {settings.tolerance:g}"
+            detail = f"champion {champion} scored {champion_values[metric]:.4f}{q.note}"
         else:
             label, detail = f"model.{metric}_floor", c.detail
         checks.append(Check(label, c.observed, c.threshold, c.passed, c.source, detail))
     return checks, champion_values
+
+
+def _binary_report(y: np.ndarray, settings: GateSettings) -> _Quality:
+    """Evidently's binary classification metrics on P(positive), ROC AUC and F1 floors, compared on
+    ``primary_metric`` within ``tolerance``."""
+    from evidently.tests import gte
+
+    return _Quality(
+        snapshot=lambda prob, tests, _: _quality_snapshot(y, prob, tests),
+        values=_metric_values,
+        names=_QUALITY_NAMES,
+        floors={"roc_auc": gte(settings.min_roc_auc), "f1": gte(settings.min_f1)},
+        primary=settings.primary_metric,
+        allowed=lambda v: v - settings.tolerance,
+        note=f"; tolerance {settings.tolerance:g}",
+    )
 
 
 #: Our metric name -> (Evidently metric class name, lower is better) for the multiclass and regression checks.
@@ -249,6 +276,7 @@ _TASK_METRICS: dict[str, tuple[str, bool]] = {
     "mae": ("MAE", True),
     "r2": ("R2Score", False),
 }
+_TASK_KINDS = {kind: name for name, (kind, _) in _TASK_METRICS.items()}
 
 
 def _task_snapshot(frame: pd.DataFrame, definition: Any, preset: Any, tests: dict[str, list[Any]]) -> Any:
@@ -277,73 +305,40 @@ def _task_values(snapshot: Any, names: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def _task_quality(
-    frame: pd.DataFrame,
+def _task(
+    frame: Callable[[np.ndarray], pd.DataFrame],
     definition: Any,
     preset: Any,
     floors: dict[str, Any],
     primary: str,
     allowed: Callable[[float], float],
-    settings: GateSettings,
-    *,
-    champion_frame: pd.DataFrame | None,
-    champion: str | None,
-    html_path: Path | None,
-) -> tuple[list[Check], dict[str, float]]:
-    """Floors (``floors``: our metric -> Evidently test) and, with a champion, the primary metric no worse than
-    ``allowed(champion's value)`` in its direction; Evidently runs the preset and every test."""
-    from evidently.tests import gte, lte
+) -> _Quality:
+    """A multiclass or regression report: the task's preset on the candidate, the primary metric alone on the
+    champion."""
 
-    champion_values: dict[str, float] = {}
-    if champion_frame is not None:
-        champion_values = _with_timeout(
-            lambda: _task_values(_task_snapshot(champion_frame, definition, None, {primary: []}), [primary]),
-            settings.timeout_s,
-            "the Evidently report for the champion",
-        )
-        if not math.isfinite(champion_values.get(primary, math.nan)):
-            raise GateError(f"the champion's {primary} on the holdout is not a number")
-    tests: dict[str, list[Any]] = {name: [test] for name, test in floors.items()}
-    bar: float | None = None
-    if champion_values:
-        bar = allowed(champion_values[primary])
-        tests.setdefault(primary, []).append(lte(bar) if _TASK_METRICS[primary][1] else gte(bar))
-    snapshot = _with_timeout(
-        lambda: _task_snapshot(frame, definition, preset, tests),
-        settings.timeout_s,
-        "the Evidently model-quality report",
+    def snapshot(answers: np.ndarray, tests: dict[str, list[Any]], candidate: bool) -> Any:
+        if candidate:
+            return _task_snapshot(frame(answers), definition, preset, tests)
+        return _task_snapshot(frame(answers), definition, None, {primary: []})
+
+    return _Quality(
+        snapshot=snapshot,
+        values=lambda snap: _task_values(snap, [primary]),
+        names=_TASK_KINDS,
+        floors=floors,
+        primary=primary,
+        allowed=allowed,
+        lower=_TASK_METRICS[primary][1],
     )
-    if html_path is not None:
-        _save(snapshot, html_path)
-    by_kind = {kind: name for name, (kind, _) in _TASK_METRICS.items() if name in tests}
-    checks = []
-    for c, threshold in _evidently_checks(snapshot, {}):
-        metric = by_kind.get(c.name.split("(", 1)[0], c.name)
-        if bar is not None and metric == primary and isinstance(threshold, float) and math.isclose(threshold, bar):
-            label = f"model.{metric}_vs_champion"
-            detail = f"champion {champion} scored {champion_values[metric]:.4f}"
-        else:
-            label, detail = f"model.{metric}_floor", c.detail
-        checks.append(Check(label, c.observed, c.threshold, c.passed, c.source, detail))
-    return checks, champion_values
 
 
-def multiclass_quality(
-    y: np.ndarray,
-    candidate_prob: np.ndarray,
-    settings: GateSettings,
-    *,
-    champion_prob: np.ndarray | None = None,
-    champion: str | None = None,
-    html_path: Path | None = None,
-) -> tuple[list[Check], dict[str, float]]:
-    """Evidently's multiclass ClassificationPreset on the holdout (``y``: class index; ``*_prob``: one column per
-    class), a macro-F1 floor, and the primary metric no worse than the champion's by more than ``tolerance``."""
+def _multiclass_report(y: np.ndarray, k: int, settings: GateSettings) -> _Quality:
+    """Evidently's multiclass ClassificationPreset (``y``: class index; answers: one probability column per class),
+    a macro-F1 floor, compared on ``multiclass_primary_metric`` within ``tolerance``."""
     from evidently import DataDefinition, MulticlassClassification
     from evidently.presets import ClassificationPreset
     from evidently.tests import gte
 
-    k = np.asarray(candidate_prob).shape[1]
     columns = [f"class_{i}" for i in range(k)]
 
     def frame(prob: np.ndarray) -> pd.DataFrame:
@@ -361,30 +356,18 @@ def multiclass_quality(
     )
     primary = settings.multiclass_primary_metric
     lower = _TASK_METRICS[primary][1]
-    return _task_quality(
-        frame(candidate_prob),
+    return _task(
+        frame,
         definition,
         ClassificationPreset(),
         {"macro_f1": gte(settings.min_macro_f1)},
         primary,
         lambda v: v + settings.tolerance if lower else v - settings.tolerance,
-        settings,
-        champion_frame=frame(champion_prob) if champion_prob is not None else None,
-        champion=champion,
-        html_path=html_path,
     )
 
 
-def regression_quality(
-    y: np.ndarray,
-    candidate: np.ndarray,
-    settings: GateSettings,
-    *,
-    champion_values: np.ndarray | None = None,
-    champion: str | None = None,
-    html_path: Path | None = None,
-) -> tuple[list[Check], dict[str, float]]:
-    """Evidently's RegressionPreset on the holdout, an R² floor, and the primary metric (RMSE or MAE; lower is
+def _regression_report(y: np.ndarray, settings: GateSettings) -> _Quality:
+    """Evidently's RegressionPreset, an R² floor, compared on ``regression_primary_metric`` (RMSE or MAE; lower is
     better) at most ``regression_tolerance`` (a share) above the champion's."""
     from evidently import DataDefinition, Regression
     from evidently.presets import RegressionPreset
@@ -395,18 +378,37 @@ def regression_quality(
             {"target": np.asarray(y, dtype=np.float64), "prediction": np.asarray(pred, dtype=np.float64)}
         )
 
-    return _task_quality(
-        frame(candidate),
+    return _task(
+        frame,
         DataDefinition(regression=[Regression(target="target", prediction="prediction")]),
         RegressionPreset(),
         {"r2": gte(settings.min_r2)},
         settings.regression_primary_metric,
         lambda v: v * (1 + settings.regression_tolerance),
-        settings,
-        champion_frame=frame(champion_values) if champion_values is not None else None,
-        champion=champion,
-        html_path=html_path,
     )
+
+
+def model_quality(
+    y: np.ndarray,
+    answers: np.ndarray,
+    settings: GateSettings,
+    *,
+    task: Task = "binary",
+    champion_answers: np.ndarray | None = None,
+    champion: str | None = None,
+    html_path: Path | None = None,
+) -> tuple[list[Check], dict[str, float]]:
+    """Evidently's quality tests of the candidate's ``answers`` on the holdout for its ``task`` (binary: P(positive);
+    multiclass: one probability column per class, ``y`` the class index; regression: values): absolute floors,
+    and, with ``champion_answers`` (the champion scored on the same holdout), the primary metric no worse than the
+    champion's in its direction. Returns the checks and the champion's values."""
+    if task == "binary":
+        report = _binary_report(y, settings)
+    elif task == "multiclass":
+        report = _multiclass_report(y, np.asarray(answers).shape[1], settings)
+    else:
+        report = _regression_report(y, settings)
+    return _quality(report, answers, champion_answers, settings, champion=champion, html_path=html_path)
 
 
 def input_drift(

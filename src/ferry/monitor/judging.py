@@ -1,5 +1,6 @@
-"""Judging one source: input drift over the features and prediction drift over the positive class's score, through
-:func:`ferry.gate.data_drift` (Evidently), and each version's quality on the labels that arrived.
+"""Judging one source: input drift over the features and prediction drift over the task's answers (a binary
+model's positive-class score, a multiclass model's class distribution, a regressor's value distribution; see
+:mod:`ferry.monitor.answers`), through :func:`ferry.gate.data_drift` (Evidently).
 """
 
 from __future__ import annotations
@@ -8,16 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ferry import gate
+from ferry.monitor.answers import drift_columns
 from ferry.monitor.settings import MonitorSettings
-from ferry.monitor.sketches import PREDICTION, reference_sketch, sketch_frame
+from ferry.monitor.sketches import reference_sketch, sketch_frame
 from ferry.monitor.sources import SourceData
 from ferry.schema import Schema
 
-__all__ = ["Judgement", "judge", "label_metrics", "quality_by_version"]
+__all__ = ["Judgement", "judge", "prediction_drift"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def judge(
     report_dir: Path | None = None,
     run: str = "run",
 ) -> Judgement:
-    """Evidently's input drift (and prediction drift when ``p_positive`` is known) of one source."""
+    """Evidently's input drift (and prediction drift when the source carries the task's prediction columns)."""
     if data.rows < settings.min_rows:
         why = f"{data.rows} new rows, fewer than min_rows={settings.min_rows}"
         return Judgement(data.source, data.rows, data.versions, None, None, None, skipped=why)
@@ -80,34 +81,20 @@ def judge(
     drift = gate.input_drift(
         ref, data.frame, schema, drift_share=settings.drift_share, timeout_s=settings.timeout_s, html_path=html
     )
-    prediction = None
-    if PREDICTION in data.frame.columns and data.frame[PREDICTION].notna().any():
-        prediction = gate.data_drift(
-            reference, data.frame.dropna(subset=[PREDICTION]), numeric=[PREDICTION], timeout_s=settings.timeout_s
-        )
+    prediction = prediction_drift(reference, data.frame, schema, timeout_s=settings.timeout_s)
     return Judgement(data.source, data.rows, data.versions, drift, prediction, str(html) if html else None)
 
 
-def label_metrics(joined: pd.DataFrame, positive: str) -> dict[str, float]:
-    """Labelled count, accuracy and (with both classes present) ROC AUC of predictions joined with labels."""
-    from sklearn.metrics import roc_auc_score
-
-    y = joined["label"].astype(str)
-    truth = (y == positive).to_numpy()
-    pred = (joined["prediction"].astype(str) == positive).to_numpy()
-    out: dict[str, float] = {"labelled": float(len(joined)), "accuracy": float((pred == truth).mean())}
-    if len(set(truth.tolist())) == 2:
-        out["roc_auc"] = float(roc_auc_score(truth, joined[PREDICTION].to_numpy(dtype=np.float64)))
-    return out
-
-
-def quality_by_version(predictions: pd.DataFrame, labels: pd.DataFrame, positive: str) -> dict[str, dict[str, float]]:
-    """Each version's quality on the labelled predictions it made (a shadow version's too, as ``<id> (shadow)``)."""
-    if predictions.empty or labels.empty:
-        return {}
-    joined = predictions.merge(labels[["prediction_id", "label"]], on="prediction_id", how="inner")
-    out: dict[str, dict[str, float]] = {}
-    role = joined["role"] if "role" in joined.columns else pd.Series("answer", index=joined.index)
-    for (version, r), part in joined.groupby([joined["version"], role]):
-        out[f"{version} (shadow)" if r == "shadow" else str(version)] = label_metrics(part, positive)
-    return out
+def prediction_drift(
+    reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, *, timeout_s: float = 300.0
+) -> gate.DriftResult | None:
+    """Evidently's drift of the task's answers (:func:`~ferry.monitor.answers.drift_columns`), ``current`` against
+    ``reference``; None when ``current`` carries no answers (edge sketches, samples kept before answers were)."""
+    numeric, categorical = drift_columns(schema)
+    columns = [*numeric, *categorical]
+    if any(c not in current.columns for c in columns):
+        return None
+    answered = current.dropna(subset=columns)
+    if answered.empty:
+        return None
+    return gate.data_drift(reference, answered, numeric=numeric, categorical=categorical, timeout_s=timeout_s)

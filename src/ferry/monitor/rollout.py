@@ -11,12 +11,24 @@ The decision, in order:
    own time to check and score it, logged with every prediction) is more than ``max_latency_ratio`` times the
    champion's is rolled back, whatever its quality (fewer requests make too noisy a median to act on);
 3. with at least ``min_labels`` labelled answers on each side (labels sent to ``/feedback``), the challenger is
-   promoted when its ROC AUC on them is no worse than the champion's by more than ``tolerance``, else rolled back;
-4. without labels, a challenger whose answers are all one class is rolled back; otherwise it is promoted, since
-   it passed the gate and served the window without a signal against it.
+   promoted when it is no worse than the champion on the task's primary metric, in its direction, else rolled
+   back:
 
-Prediction drift between the two (Evidently, on the positive class's probability), each side's positive rate and
-its latency percentiles are part of the evidence either way.
+   | task | primary metric | no worse means |
+   |---|---|---|
+   | binary | ROC AUC | at least the champion's less ``tolerance`` |
+   | multiclass | the gate's ``multiclass_primary_metric`` (macro F1 by default) | within ``tolerance`` of it |
+   | regression | the gate's ``regression_primary_metric`` (RMSE by default) | ≤ its × (1 + ``regression_tolerance``) |
+
+   (log loss, RMSE and MAE: lower is better.) The gate and the rollout judge a task on the same metric.
+
+4. without labels, a classifier whose answers are all one class (a regressor whose answers are all one value) is
+   rolled back; otherwise it is promoted, since it passed the gate and served the window without a signal
+   against it.
+
+Prediction drift between the two (Evidently, over the task's answers: :func:`ferry.monitor.judging.prediction_drift`),
+each side's share of answers per class (``positive_rate`` too for a binary model) or the mean and spread of its
+values, and its latency percentiles are part of the evidence either way.
 """
 
 from __future__ import annotations
@@ -30,12 +42,17 @@ import pandas as pd
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ferry import gate, storage
-from ferry.monitor.judging import label_metrics
+from ferry import storage
+from ferry.monitor.answers import CLASS, VALUE
+from ferry.monitor.judging import prediction_drift
+from ferry.monitor.quality import check_labels, label_metrics
 from ferry.monitor.sources import online_logs_since
 from ferry.registry import Registry, layout
 from ferry.registry.audit import AuditRecord
 from ferry.registry.release import release
+from ferry.schema import Schema
+from ferry.settings import GateSettings
+from ferry.train.metrics import LOWER_IS_BETTER
 
 __all__ = ["Evidence", "RolloutSettings", "apply", "assess"]
 
@@ -51,7 +68,16 @@ class RolloutSettings(BaseSettings):
     min_rows: int = Field(default=500, ge=1, description="Answers each side needs in the window to be compared.")
     min_labels: int = Field(default=200, ge=1, description="Labelled answers each side needs to compare quality.")
     tolerance: float = Field(
-        default=0.01, ge=0, le=1, description="How much lower the challenger's ROC AUC may be than the champion's."
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Binary and multiclass: how much worse on the primary metric the challenger may be (absolute).",
+    )
+    regression_tolerance: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Regression: how much higher than the champion's RMSE/MAE the challenger's may be, as a share.",
     )
     max_latency_ratio: float = Field(
         default=2.0, ge=1, description="How many times the champion's median latency the challenger's may be."
@@ -72,6 +98,8 @@ class Evidence:
     reasons: list[str] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
     positive_rate: dict[str, float] = field(default_factory=dict)
+    class_share: dict[str, dict[str, float]] = field(default_factory=dict)
+    values: dict[str, dict[str, float]] = field(default_factory=dict)
     quality: dict[str, dict[str, float]] = field(default_factory=dict)
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     prediction_drift: dict[str, Any] | None = None
@@ -81,11 +109,82 @@ class Evidence:
         return asdict(self)
 
 
-def _quality(answers: pd.DataFrame, labels: pd.DataFrame, positive: str) -> dict[str, float] | None:
+_NAMES = {"roc_auc": "ROC AUC", "macro_f1": "macro F1", "accuracy": "accuracy", "log_loss": "log loss"}
+_NAMES |= {"roc_auc_ovr": "one-vs-rest ROC AUC"}
+_NAMES |= {"rmse": "RMSE", "mae": "MAE"}
+
+
+def _quality(answers: pd.DataFrame, labels: pd.DataFrame, schema: Schema) -> dict[str, float] | None:
     if labels.empty or answers.empty:
         return None
     joined = answers.merge(labels[["prediction_id", "label"]], on="prediction_id", how="inner")
-    return label_metrics(joined, positive) if len(joined) else {"labelled": 0.0}
+    return label_metrics(joined, schema) if len(joined) else {"labelled": 0.0}
+
+
+def _describe(evidence: Evidence, name: str, part: pd.DataFrame, schema: Schema) -> None:
+    """A side's answers in brief: the share of each class (and the positive rate), or the values' mean and spread."""
+    if schema.kind == "regression":
+        if VALUE not in part.columns:
+            return
+        v = pd.to_numeric(part[VALUE], errors="coerce").dropna()
+        if len(v):
+            evidence.values[name] = {"mean": float(v.mean()), "std": float(v.std(ddof=0)), "min": float(v.min())}
+            evidence.values[name]["max"] = float(v.max())
+        return
+    if CLASS not in part.columns:
+        return
+    shares = part[CLASS].astype(str).value_counts(normalize=True)
+    evidence.class_share[name] = {str(c): float(shares.get(str(c), 0.0)) for c in schema.target_classes}
+    if schema.kind == "binary":
+        evidence.positive_rate[name] = evidence.class_share[name][str(schema.target_classes[-1])]
+
+
+def _primary(schema: Schema, gate: GateSettings) -> str:
+    if schema.kind == "binary":
+        return "roc_auc"
+    return gate.multiclass_primary_metric if schema.kind == "multiclass" else gate.regression_primary_metric
+
+
+def _by_quality(evidence: Evidence, schema: Schema, s: RolloutSettings, gate: GateSettings) -> bool:
+    """Decide on the primary metric of labelled live traffic, in its direction; False when labels are too few."""
+    metric = _primary(schema, gate)
+    labelled = {n: int(evidence.quality.get(n, {}).get("labelled", 0)) for n in ("champion", "challenger")}
+    found = {n: evidence.quality.get(n, {}).get(metric) for n in ("champion", "challenger")}
+    if min(labelled.values()) < s.min_labels or None in found.values():
+        return False
+    champ, chall = float(found["champion"]), float(found["challenger"])  # type: ignore[arg-type]
+    if schema.kind == "regression":
+        bar, allowed = champ * (1 + s.regression_tolerance), f"{s.regression_tolerance:g} of it"
+    else:
+        bar, allowed = (champ + s.tolerance if metric == "log_loss" else champ - s.tolerance), f"{s.tolerance:g}"
+    lower = metric in LOWER_IS_BETTER
+    name = _NAMES[metric]
+    if (chall <= bar) if lower else (chall >= bar):
+        evidence.decision = "promote"
+        evidence.reasons.append(f"{name} on labelled live traffic {chall:.4f} vs champion {champ:.4f}")
+    else:
+        evidence.decision = "rollback"
+        side = "above" if lower else "below"
+        evidence.reasons.append(
+            f"{name} on labelled live traffic {chall:.4f} is {side} the champion's {champ:.4f} by more than {allowed}"
+        )
+    return True
+
+
+def _one_answer(evidence: Evidence, schema: Schema) -> str | None:
+    """Why the challenger's answers say nothing (all one class, or all one value); None when they vary."""
+    if schema.kind == "regression":
+        spread = evidence.values.get("challenger")
+        if spread is not None and spread["max"] == spread["min"]:
+            return f"every challenger answer was the same value ({spread['min']:g})"
+        return None
+    shares = evidence.class_share.get("challenger", {})
+    if not shares or max(shares.values()) < 1.0:
+        return None
+    only = max(shares, key=lambda c: shares[c])
+    if schema.kind == "binary":
+        return f"every challenger answer was the same class (positive rate {evidence.positive_rate['challenger']:.0%})"
+    return f"every challenger answer was the same class ({only!r})"
 
 
 def _latency(answers: pd.DataFrame) -> dict[str, float] | None:
@@ -114,8 +213,10 @@ def assess(
     now: datetime | None = None,
     champion_channel: str = "online/champion",
     challenger_channel: str = "online/challenger",
+    gate: GateSettings | None = None,
 ) -> Evidence:
-    """Compare the challenger with the champion on the traffic since the challenger's channel last moved."""
+    """Compare the challenger with the champion on the traffic since the challenger's channel last moved (``gate``:
+    whose primary metric per task decides on labels; default from the environment)."""
     s = settings or RolloutSettings()
     now = now or datetime.now(UTC)
     stamp = now.isoformat(timespec="seconds")
@@ -131,10 +232,9 @@ def assess(
         evidence.reasons.append(f"the {s.window_hours:g} h window since {evidence.since} has not elapsed")
         return evidence
     logs = online_logs_since(registry, model, "predictions", since)
-    labels = online_logs_since(registry, model, "feedback", since)
-    schema_positive = str(
-        json.loads(registry.read_bytes(registry.get(champion, model=model), "schema.json"))["target_classes"][-1]
-    )
+    schema = registry.schema(registry.get(champion, model=model))
+    feedback = online_logs_since(registry, model, "feedback", since)
+    labels = check_labels(feedback, schema, "feedback", drop=True) if not feedback.empty else feedback
     sides = {}
     for name, vid in (("champion", champion), ("challenger", challenger)):
         part = logs[logs["version"] == vid] if not logs.empty else logs
@@ -143,8 +243,8 @@ def assess(
         sides[name] = part
         evidence.rows[name] = len(part)
         if len(part):
-            evidence.positive_rate[name] = float((part["prediction"].astype(str) == schema_positive).mean())
-        q = _quality(part, labels, schema_positive)
+            _describe(evidence, name, part, schema)
+        q = _quality(part, labels, schema)
         if q is not None:
             evidence.quality[name] = q
         took = _latency(part)
@@ -163,9 +263,8 @@ def assess(
             )
         )
         return evidence
-    evidence.prediction_drift = gate.data_drift(
-        sides["champion"], sides["challenger"], numeric=["p_positive"]
-    ).to_dict()
+    drift = prediction_drift(sides["champion"], sides["challenger"], schema)
+    evidence.prediction_drift = drift.to_dict() if drift is not None else None
     timed = [evidence.latency_ms[n] for n in ("champion", "challenger") if n in evidence.latency_ms]
     if len(timed) == 2 and min(t["requests"] for t in timed) >= s.min_latency_requests:
         champ_ms, chall_ms = timed[0]["p50"], timed[1]["p50"]
@@ -176,25 +275,14 @@ def assess(
                 f"champion's {champ_ms:.3f} ms"
             )
             return evidence
-    labelled = {n: int(evidence.quality.get(n, {}).get("labelled", 0)) for n in ("champion", "challenger")}
-    aucs = {n: evidence.quality.get(n, {}).get("roc_auc") for n in ("champion", "challenger")}
-    if min(labelled.values()) >= s.min_labels and None not in aucs.values():
-        champ, chall = float(aucs["champion"]), float(aucs["challenger"])  # type: ignore[arg-type]
-        if chall >= champ - s.tolerance:
-            evidence.decision = "promote"
-            evidence.reasons.append(f"ROC AUC on labelled live traffic {chall:.4f} vs champion {champ:.4f}")
-        else:
-            evidence.decision = "rollback"
-            evidence.reasons.append(
-                f"ROC AUC on labelled live traffic {chall:.4f} is below the champion's {champ:.4f} by more than "
-                f"{s.tolerance:g}"
-            )
+    if _by_quality(evidence, schema, s, gate or GateSettings()):
         return evidence
-    rate = evidence.positive_rate.get("challenger", 0.0)
-    if rate in (0.0, 1.0):
+    same = _one_answer(evidence, schema)
+    if same is not None:
         evidence.decision = "rollback"
-        evidence.reasons.append(f"every challenger answer was the same class (positive rate {rate:.0%})")
+        evidence.reasons.append(same)
     else:
+        labelled = {n: int(evidence.quality.get(n, {}).get("labelled", 0)) for n in ("champion", "challenger")}
         evidence.decision = "promote"
         evidence.reasons.append(
             f"no labels to compare (champion {labelled['champion']}, challenger {labelled['challenger']} of "

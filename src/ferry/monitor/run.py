@@ -5,7 +5,8 @@
   ``workdir`` and returns :class:`Gathered`: the files, row counts, versions and the cursors to save, never rows.
 - :func:`judge_source` judges one gathered file against the reference of the version being watched and keeps its
   Evidently report in the registry.
-- :func:`quality_of_versions` joins the labels that arrived (feedback and a labels file) with logged predictions.
+- :func:`quality_of_versions` joins the labels that arrived (feedback and a labels file) with logged predictions:
+  each version's quality on its task's metrics (:mod:`ferry.monitor.quality`).
 - :func:`record` decides what to announce (:class:`~ferry.monitor.policy.Policy`), moves the cursors, appends the
   judgements to the history and saves the state.
 
@@ -14,6 +15,7 @@ The ``monitor`` flow wraps each in a task; it emits the events and artifacts, an
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -24,8 +26,10 @@ from typing import Any
 import pandas as pd
 
 from ferry import status, storage
-from ferry.monitor.judging import judge, quality_by_version
+from ferry.errors import FerryError
+from ferry.monitor.judging import judge
 from ferry.monitor.policy import Announcement, Policy, Seen
+from ferry.monitor.quality import check_labels, quality_by_version
 from ferry.monitor.settings import MonitorSettings
 from ferry.monitor.sketches import reference_of
 from ferry.monitor.sources import (
@@ -169,19 +173,49 @@ def judge_source(
 def quality_of_versions(
     registry: Registry,
     model: str,
-    positive: str,
+    version_id: str,
     feedback: str | None,
     labels_url: str | None,
     settings: MonitorSettings,
 ) -> dict[str, dict[str, float]]:
-    """Each version's quality on the labels that arrived: the gathered feedback file and a labels file."""
-    parts = [storage.read_parquet(feedback)] if feedback else []
+    """Each version's quality on the labels that arrived (the gathered feedback file and a labels file), on the
+    metrics of the task of ``version_id`` (the version watched). A labels file with a bad label is refused whole
+    (DataError naming the row); feedback rows the service took but this schema cannot (classes changed since)
+    are left out and counted as ``refused_feedback`` on every version's line."""
+    schema = registry.schema(registry.get(version_id, model=model))
+    parts, refused = [], 0
+    if feedback:
+        accepted = check_labels(storage.read_parquet(feedback), schema, "feedback", drop=True)
+        refused = int(accepted.attrs.get("refused", 0))
+        parts.append(accepted)
     if labels_url:
-        parts.append(read_labels(labels_url))
+        parts.append(read_labels(labels_url, schema))
     labels = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if labels.empty:
         return {}
-    return quality_by_version(logged_since(registry, model, settings.label_lookback_days), labels, positive)
+    logged = logged_since(registry, model, settings.label_lookback_days)
+    declared = _declared_coverage(registry, model, logged) if schema.kind == "regression" else {}
+    found = quality_by_version(
+        logged, labels, schema, declared=declared, coverage_tolerance=settings.coverage_tolerance
+    )
+    if refused:
+        for q in found.values():
+            q["refused_feedback"] = float(refused)
+    return found
+
+
+def _declared_coverage(registry: Registry, model: str, logged: pd.DataFrame) -> dict[str, float]:
+    """The interval coverage each logged regression version declares (its ``interval.json``)."""
+    out: dict[str, float] = {}
+    versions: list[str] = sorted(set(logged["version"].dropna().astype(str))) if "version" in logged.columns else []
+    for vid in versions:
+        try:
+            v = registry.get(vid, model=model)
+        except FerryError:  # a version removed since it answered: its coverage is unknown, not a finding
+            continue
+        if "interval.json" in v.files:
+            out[vid] = float(json.loads(registry.read_bytes(v, "interval.json"))["coverage"])
+    return out
 
 
 def record(

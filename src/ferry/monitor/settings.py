@@ -25,6 +25,13 @@ class MonitorSettings(BaseSettings):
         default=72.0, ge=0, description="How long the same drift (source and drifted features) stays announced."
     )
     timeout_s: float = Field(default=300.0, gt=0, description="Evidently reports that take longer fail the run.")
+    coverage_tolerance: float = Field(
+        default=0.05,
+        ge=0,
+        le=0.5,
+        description="Regression: how far the interval's coverage on late labels may fall below the declared coverage "
+        "before it is a finding (two binomial standard errors when the labels are few and that is more).",
+    )
     label_lookback_days: float = Field(
         default=30.0, gt=0, description="How far back logged predictions are joined with labels that arrive late."
     )

@@ -2,7 +2,8 @@
 
 A device's heartbeat carries per-feature quantiles and category counts; :func:`sketch_frame` turns them into rows
 Evidently can compare, and :func:`reference_sketch` makes the same sketch of a version's reference sample.
-:func:`reference_of` loads that reference, with the version's own positive-class score as a column.
+:func:`reference_of` loads that reference, with the version's own answers as the task's prediction columns
+(:mod:`ferry.monitor.answers`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from ferry.registry.versions import ModelVersion
 from ferry.schema import Schema
 
 __all__ = [
-    "PREDICTION",
     "QUANTILES",
     "SKETCH_MIN_COUNT",
     "SKETCH_POINTS",
@@ -30,10 +30,6 @@ __all__ = [
     "reference_sketch",
     "sketch_frame",
 ]
-
-
-PREDICTION = "p_positive"
-"""The column holding the positive class's probability, in logs, batch samples and the reference."""
 
 
 SKETCH_POINTS = 200
@@ -139,9 +135,10 @@ def reference_sketch(
 
 
 def reference_of(registry: Registry, version: ModelVersion) -> tuple[pd.DataFrame, Schema]:
-    """The version's reference sample (training rows kept for drift checks) with ``p_positive`` scored by its own
-    ONNX model, and its schema."""
+    """The version's reference sample (training rows kept for drift checks) with the task's prediction columns
+    scored by its own ONNX model, and its schema."""
     from ferry.data import to_onnx_inputs
+    from ferry.monitor.answers import answer_columns
     from ferry.scoring import OnnxScorer
 
     schema = Schema.from_dict(json.loads(registry.read_bytes(version, "schema.json")))
@@ -149,6 +146,5 @@ def reference_of(registry: Registry, version: ModelVersion) -> tuple[pd.DataFram
         reference = pd.read_parquet(io.BytesIO(registry.read_bytes(version, "reference.parquet")))
     except FileNotFoundError as exc:
         raise FerryError(f"version {version.id} has no reference.parquet; it cannot be monitored for drift") from exc
-    scores = OnnxScorer(registry.read_bytes(version, "model.onnx")).score(to_onnx_inputs(reference, schema))
-    reference = reference.assign(**{PREDICTION: np.asarray(scores.probabilities)[:, -1].astype(np.float64)})
-    return reference, schema
+    found = OnnxScorer(registry.read_bytes(version, "model.onnx")).answer(to_onnx_inputs(reference, schema))
+    return reference.assign(**answer_columns(found, schema)), schema

@@ -68,8 +68,8 @@ def _files_after(fs: Any, directory: str, cursor: str | None, suffixes: tuple[st
 
 @dataclass(frozen=True)
 class SourceData:
-    """New rows of one source: features (and ``p_positive`` when known), the versions that produced them, and the
-    cursor to save once they are judged."""
+    """New rows of one source: features (and the task's prediction columns when known), the versions that produced
+    them, and the cursor to save once they are judged."""
 
     source: str
     frame: pd.DataFrame
@@ -108,14 +108,15 @@ def online_since(registry: Registry, model: str, cursor: str | None, *, max_rows
 
 
 def feedback_since(registry: Registry, model: str, cursor: str | None) -> tuple[pd.DataFrame | None, str | None]:
-    """Labels sent to the service's ``/feedback`` after ``cursor`` (prediction_id, label), and the new cursor."""
+    """Labels sent to the service's ``/feedback`` after ``cursor`` (prediction_id, label: text for a classifier, a
+    float for a regressor), and the new cursor."""
     fs, root = _fs(registry)
     directory = layout.online_dir(root, model, "feedback")
     names = _files_after(fs, directory, cursor, (".parquet",))
     if not names:
         return None, cursor
     frame = _read_parquets(fs, directory, names)
-    labels = frame[["prediction_id", "label"]].astype(str)
+    labels = pd.DataFrame({"prediction_id": frame["prediction_id"].astype(str), "label": frame["label"]})
     return labels, names[-1]
 
 
@@ -127,7 +128,8 @@ def record_batch_input(
     version: str,
     run: str,
 ) -> str:
-    """Keep a sample of a batch run's input (features and ``p_positive``) where the monitor flow reads it."""
+    """Keep a sample of a batch run's input (features and the task's prediction columns,
+    :mod:`ferry.monitor.answers`) where the monitor flow reads it."""
     fs, root = _fs(registry)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     path = f"{layout.batch_inputs_dir(root, model)}/{stamp}-{uuid.uuid4().hex[:8]}.parquet"
@@ -273,10 +275,12 @@ def edge_since(
     return sources, list(latest.values()), names[-1]
 
 
-def read_labels(url: str) -> pd.DataFrame:
+def read_labels(url: str, schema: Schema | None = None) -> pd.DataFrame:
     """A labels file (CSV or Parquet, local or any fsspec URL) with ``prediction_id`` and ``label`` columns.
 
-    Both are read as text, so ids never turn into numbers and a label 1 stays "1" (not "1.0").
+    A CSV is read as text, so ids never turn into numbers and a label 1 stays "1" (not "1.0"). With ``schema``, the
+    labels are checked against its task (:func:`ferry.monitor.quality.check_labels`): a bad one is a DataError
+    naming the file, the column and the first bad row.
     """
     from ferry.errors import DataError, DataFormatError
 
@@ -291,11 +295,13 @@ def read_labels(url: str) -> pd.DataFrame:
     if missing:
         raise DataError(f"labels file {url} has no column(s) {missing}; it needs prediction_id and label")
     out = frame[["prediction_id", "label"]]
-    out = out[(out["prediction_id"].astype(str) != "") & out["label"].notna()]
-    label = out["label"]
-    if pd.api.types.is_float_dtype(label) and (label == label.round()).all():
-        label = label.astype("int64")
-    return pd.DataFrame({"prediction_id": out["prediction_id"].astype(str), "label": label.astype(str)})
+    out = out[out["prediction_id"].astype(str) != ""].reset_index(drop=True)
+    labels = pd.DataFrame({"prediction_id": out["prediction_id"].astype(str), "label": out["label"]})
+    if schema is None:
+        return labels
+    from ferry.monitor.quality import check_labels
+
+    return check_labels(labels, schema, f"labels file {url}")
 
 
 def logged_since(registry: Registry, model: str, days: float) -> pd.DataFrame:

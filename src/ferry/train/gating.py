@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from ferry import storage
 from ferry.data import to_onnx_inputs
 from ferry.errors import FerryError
 from ferry.gate.behaviour import direction_tests, invariance_test, positive_scores
-from ferry.gate.evidently_adapter import model_quality, multiclass_quality, regression_quality
+from ferry.gate.evidently_adapter import model_quality
 from ferry.gate.verdict import Check, GateResult, decide, fail_closed
 from ferry.registry.store import Registry
 from ferry.registry.versions import ModelVersion
@@ -78,58 +79,42 @@ def _behaviour_checks(run_dir: Path, schema: Schema, holdout: pd.DataFrame, sett
     scorer = OnnxScorer(read_model(run_dir / "model.onnx"))
     frame = model_frame(holdout, schema)
     checks = [
-        Check(
-            r.name,
-            r.observed,
-            f">= {settings.min_direction_agreement:g}",
-            r.observed >= settings.min_direction_agreement,
-            detail=f"{r.detail} ({r.rows} rows)",
-        )
+        _bounded(r.name, r.observed, ">=", settings.min_direction_agreement, f"{r.detail} ({r.rows} rows)")
         for r in direction_tests(scorer, frame, schema)
     ]
     inv = invariance_test(scorer, frame, schema)
-    checks.append(
-        Check(
-            inv.name,
-            inv.observed,
-            f"<= {settings.max_invariance_diff:g}",
-            inv.observed <= settings.max_invariance_diff,
-            detail=inv.detail,
-        )
-    )
+    checks.append(_bounded(inv.name, inv.observed, "<=", settings.max_invariance_diff, inv.detail))
     return checks
+
+
+def _bounded(name: str, observed: float | str, op: str, bound: float, detail: str) -> Check:
+    """``observed`` held to ``bound`` by ``op`` (``<=``, ``>=`` or ``==``); an observed "inf" fails."""
+    value = math.inf if observed == "inf" else float(observed)
+    compare = {"<=": operator.le, ">=": operator.ge, "==": operator.eq}[op]
+    return Check(name, observed, f"{op} {bound:g}", bool(math.isfinite(value) and compare(value, bound)), detail=detail)
 
 
 def _parity_checks(parity: dict[str, Any], schema: Schema, settings: GateSettings) -> list[Check]:
     observed = float(parity["max_abs_diff"]) if parity["max_abs_diff"] != "inf" else "inf"
     rows = parity["rows"]
     if schema.kind == "regression":
-        bound = settings.parity_max_rel_diff
-        return [
-            Check(
-                "onnx.parity_max_rel_diff",
-                observed,
-                f"<= {bound:g}",
-                bool(observed != "inf" and float(observed) <= bound),
-                detail=f"|sklearn - onnxruntime| / std of the target, on all {rows} holdout rows",
-            )
-        ]
-    bound = settings.parity_max_abs_diff
+        detail = f"|sklearn - onnxruntime| / std of the target, on all {rows} holdout rows"
+        return [_bounded("onnx.parity_max_rel_diff", observed, "<=", settings.parity_max_rel_diff, detail)]
     every = " (every class)" if schema.kind == "multiclass" else ""
     return [
-        Check(
+        _bounded(
             "onnx.parity_max_abs_diff",
             observed,
-            f"<= {bound:g}",
-            bool(observed != "inf" and float(observed) <= bound),
-            detail=f"sklearn vs onnxruntime{every} on all {rows} holdout rows",
+            "<=",
+            settings.parity_max_abs_diff,
+            f"sklearn vs onnxruntime{every} on all {rows} holdout rows",
         ),
-        Check(
+        _bounded(
             "onnx.parity_label_agreement",
             float(parity["label_agreement"]),
-            "== 1",
-            float(parity["label_agreement"]) == 1.0,
-            detail=f"sklearn vs onnxruntime labels on all {rows} holdout rows",
+            "==",
+            1,
+            f"sklearn vs onnxruntime labels on all {rows} holdout rows",
         ),
     ]
 
@@ -148,16 +133,11 @@ def _coverage_check(run_dir: Path, schema: Schema, holdout: pd.DataFrame, settin
     # a few check rows vary by chance: allow two binomial standard errors when that is more than the setting
     chance = 2 * math.sqrt(coverage * (1 - coverage) / max(len(check), 1))
     bound = round(coverage - max(settings.max_coverage_shortfall, chance), 4)
-    return [
-        Check(
-            "model.interval_coverage",
-            seen,
-            f">= {bound:g}",
-            bool(seen >= bound),
-            detail=f"{interval['coverage']:g} interval (±{interval['half_width']:.4g}) on {len(check)} holdout rows "
-            "not used to calibrate it",
-        )
-    ]
+    detail = (
+        f"{interval['coverage']:g} interval (±{interval['half_width']:.4g}) on {len(check)} holdout rows not used to "
+        "calibrate it"
+    )
+    return [_bounded("model.interval_coverage", seen, ">=", bound, detail)]
 
 
 def run_gate(
@@ -177,13 +157,7 @@ def run_gate(
     if schema.kind == "binary":
         metrics = read_json(run_dir / "metrics.json")
         checks.append(
-            Check(
-                "model.ece",
-                metrics["ece"],
-                f"<= {settings.max_ece:g}",
-                metrics["ece"] <= settings.max_ece,
-                detail="expected calibration error, 10 bins",
-            )
+            _bounded("model.ece", metrics["ece"], "<=", settings.max_ece, "expected calibration error, 10 bins")
         )
     elif schema.kind == "regression" and (
         err := fail_closed(lambda: _coverage_check(run_dir, schema, holdout, settings), checks)
@@ -211,16 +185,9 @@ def run_gate(
     def quality() -> list[Check]:
         cand = _answers(OnnxScorer(read_model(run_dir / "model.onnx")), holdout, schema)
         html = run_dir / "gate.html"
-        if schema.kind == "binary":
-            found, _ = model_quality(y, cand, settings, champion_prob=champion, champion=champion_id, html_path=html)
-        elif schema.kind == "multiclass":
-            found, _ = multiclass_quality(
-                y, cand, settings, champion_prob=champion, champion=champion_id, html_path=html
-            )
-        else:
-            found, _ = regression_quality(
-                y, cand, settings, champion_values=champion, champion=champion_id, html_path=html
-            )
+        found, _ = model_quality(
+            y, cand, settings, task=schema.kind, champion_answers=champion, champion=champion_id, html_path=html
+        )
         return found
 
     if not errors:
