@@ -18,8 +18,8 @@ rollout of a challenger. Nothing here imports Prefect: the ``monitor`` flow emit
 
 from __future__ import annotations
 
-from ferry.monitor.cohorts import CohortSketch
 from ferry.monitor.answers import CLASS, PREDICTION, VALUE, answer_columns, drift_columns, prediction_columns
+from ferry.monitor.cohorts import CohortSketch
 from ferry.monitor.judging import Judgement, judge, prediction_drift
 from ferry.monitor.policy import Announcement, Policy, Seen, Verdict
 from ferry.monitor.quality import check_labels, coverage_findings, label_metrics, quality_by_version
