@@ -135,7 +135,10 @@ def release_and_publish(
         if edge and publish:
             from ferry.publish.bundle import build_bundle
 
-            built.append(build_bundle(registry, v))
+            try:
+                built.append(build_bundle(registry, v))
+            except BundleError as exc:
+                raise BundleError(f"{', '.join(channels)} not moved: {exc}") from exc
 
     done = release(registry, version, channels, reason=reason, model=model, force=force, prepare=prepare)
     if not built:
