@@ -52,7 +52,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ferry.errors import SchemaError
 
-__all__ = ["TASKS", "Feature", "Schema", "Task"]
+__all__ = ["TASKS", "Feature", "Schema", "Task", "fill_data_template"]
 
 Task = Literal["binary", "multiclass", "regression"]
 TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
@@ -476,15 +476,7 @@ class Schema(_Frozen):
         """The ``data`` template filled in for the window ``start``..``end`` (None: the template's own text is kept
         only when it names no time), or None when the schema names no data. SchemaError when the template needs a
         time that was not given."""
-        if self.data is None:
-            return None
-        try:
-            return _fill(self.data, self.name, start, end)
-        except (ValueError, TypeError, AttributeError) as exc:
-            raise SchemaError(
-                f"data: {self.data!r} of schema {self.name!r} needs the drift event's time window (start and end): "
-                f"{exc}; pass the data or the window"
-            ) from exc
+        return None if self.data is None else fill_data_template(self.data, self.name, start, end)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, JSON-compatible dict of the schema (tuples become lists, None values are kept, except an unset
@@ -582,3 +574,22 @@ def _describe(err: ErrorDetails) -> str:
         return f"{path}: must not be empty"
     message = re.sub(r"^(Input|Value error, )\s*", "", err["msg"]).rstrip(".").replace("valid tuple", "list")
     return f"{path}: {message[:1].lower()}{message[1:]}, got {value!r}"
+
+
+def fill_data_template(
+    template: str, model: str, start: datetime | None, end: datetime | None, *, source: str = "data"
+) -> str:
+    """A ``data`` template (checked as the schema's ``data`` field is) filled in for ``model`` and the window
+    ``start``..``end``; SchemaError naming ``source`` when it is not a valid template or needs a time not given.
+    Used for a template that does not come from a schema file too (a retrain deployment's ``data_sources``)."""
+    try:
+        Schema._data_template(template)
+    except PydanticCustomError as exc:
+        raise SchemaError(f"{source}: {template!r}: {str(exc).removeprefix(': ')}") from None
+    try:
+        return _fill(template, model, start, end)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise SchemaError(
+            f"{source}: {template!r} of model {model!r} needs the drift event's time window (start and end): "
+            f"{exc}; pass the data or the window"
+        ) from exc

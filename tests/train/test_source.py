@@ -48,8 +48,12 @@ def test_the_data_source_of_a_model_comes_from_data_then_data_sources_then_its_s
         ({}, "name the model to retrain (model) or its schema (schema_file)"),
         ({"model": "nobody"}, "model 'nobody' has no version on 'online/champion'"),
         ({"model": "churn"}, "no data source for model 'churn': set `data` in its schema"),
-        ({"model": "churn", "data": "/d/{start:%Y}.csv"}, "data: data: '/d/{start:%Y}.csv' of schema 'churn' needs"),
-        ({"model": "churn", "data": "/d/{region}.csv"}, "data: unknown placeholder(s) {region}"),
+        ({"model": "churn", "data": "/d/{start:%Y}.csv"}, "data: '/d/{start:%Y}.csv' of model 'churn' needs the"),
+        ({"model": "churn", "data": "/d/{region}.csv"}, "data: '/d/{region}.csv': unknown placeholder(s) {region}"),
+        (
+            {"model": "churn", "data_sources": {"churn": "/d/{start:%Y"}},
+            "data_sources['churn']: '/d/{start:%Y': not a valid template",
+        ),
         ({"model": "churn", "data": "/d.csv", "window_start": "yesterday"}, "window_start 'yesterday' is not an ISO"),
         ({"model": "churn", "data": "/d.csv", "window_start": END, "window_end": START}, "window_end '2027-03-01"),
     ],
@@ -59,8 +63,22 @@ def test_a_retrain_without_a_usable_source_is_refused_clearly(
 ) -> None:
     reg = registry_with(tmp_path, "churn", None)
     with pytest.raises(ConfigError) as caught:
-        resolve_source(reg, tmp_path / "run", **kwargs)
+        resolve_source(reg, tmp_path / "run", **kwargs)  # type: ignore[arg-type]
     assert problem in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_schema_that_leaves_its_task_to_the_data_is_read_as_written(tmp_path: Path) -> None:
+    """Classes left to be discovered at ingest, with a direction on one of them: the source is resolved without
+    deciding the task (reading the schema back as binary refused the direction's class)."""
+    reg = registry_with(tmp_path, "churn", None)
+    schema = tmp_path / "defects.yaml"
+    schema.write_text(
+        "name: defects\ntarget: defect\nfeatures:\n  - {name: speed, type: numeric}\n"
+        "  - {name: pressure, type: numeric, direction: increasing, direction_class: scratch}\n"
+    )
+    found = resolve_source(reg, tmp_path / "run", schema_file=str(schema), data="/d/{model}.csv")
+    assert (found.data, found.model, found.schema_file) == ("/d/defects.csv", "defects", str(schema))
 
 
 def test_a_schema_file_for_another_model_is_refused(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ferry.errors import ConfigError, SchemaError
 from ferry.registry.store import Registry
-from ferry.schema import Schema
+from ferry.schema import Schema, fill_data_template
 
 __all__ = ["Source", "resolve_source"]
 
@@ -91,8 +91,7 @@ def resolve_source(
             f"data"
         )
     try:
-        filled = Schema.from_dict({**schema.to_dict(), "data": template}, source=came_from).data_url(start, end)
+        filled = fill_data_template(template, schema.name, start, end, source=came_from)
     except SchemaError as exc:
-        raise ConfigError(f"{came_from}: {exc}") from exc
-    assert filled is not None
+        raise ConfigError(str(exc)) from exc
     return Source(filled, schema_file, schema.name, came_from)
