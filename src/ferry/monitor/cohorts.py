@@ -42,35 +42,50 @@ def _int(value: Any) -> int:
 
 
 @dataclass
-class _Numeric:
+class _Counts:
+    """What every feature's merged sketch counts: the values and missing values of the devices that sent the
+    feature's distribution, and apart from them of the devices that withheld it."""
+
     count: int = 0
     missing: int = 0
     known: bool = False
-    weighted: list[float] = field(default_factory=lambda: [0.0] * len(_NAMES))
     withheld_count: int = 0
     withheld_missing: int = 0
+
+    def _take(self, count: int, missing: int, *, withheld: bool) -> bool:
+        """Count one device's values; False when it withheld its distribution (counted apart, nothing to add)."""
+        if withheld:
+            self.withheld_count += count
+            self.withheld_missing += missing
+            return False
+        self.known = True
+        self.count += count
+        self.missing += missing
+        return True
+
+    def _merge_counts(self, other: _Counts) -> None:
+        self.known |= other.known
+        self.count += other.count
+        self.missing += other.missing
+        self.withheld_count += other.withheld_count
+        self.withheld_missing += other.withheld_missing
+
+
+@dataclass
+class _Numeric(_Counts):
+    weighted: list[float] = field(default_factory=lambda: [0.0] * len(_NAMES))
 
     def add(self, part: Mapping[str, Any]) -> None:
         count, missing = _int(part.get("count")), _int(part.get("missing"))
         quantiles = part.get("quantiles") or {}
         given = [float(v) for v in (quantiles.get(name) for name in _NAMES) if isinstance(v, (int, float))]
-        if count and len(given) < len(_NAMES):  # withheld (or unusable)
-            self.withheld_count += count
-            self.withheld_missing += missing
-            return
-        self.known = True
-        self.count += count
-        self.missing += missing
-        if count:
+        # withheld (or unusable): fewer quantiles than a distribution has
+        if self._take(count, missing, withheld=bool(count) and len(given) < len(_NAMES)) and count:
             self.weighted = [w + count * v for w, v in zip(self.weighted, given, strict=True)]
 
     def merge(self, other: _Numeric) -> None:
-        self.known |= other.known
-        self.count += other.count
-        self.missing += other.missing
+        self._merge_counts(other)
         self.weighted = [a + b for a, b in zip(self.weighted, other.weighted, strict=True)]
-        self.withheld_count += other.withheld_count
-        self.withheld_missing += other.withheld_missing
 
     def to_dict(self) -> dict[str, Any]:
         if not self.known:
@@ -80,27 +95,17 @@ class _Numeric:
 
 
 @dataclass
-class _Categorical:
-    levels: frozenset[str]
-    count: int = 0
-    missing: int = 0
-    known: bool = False
+class _Categorical(_Counts):
+    levels: frozenset[str] = frozenset()
     counts: dict[str, int] = field(default_factory=dict)
     other: int = 0
-    withheld_count: int = 0
-    withheld_missing: int = 0
 
     def add(self, part: Mapping[str, Any]) -> None:
         counts = part.get("counts") or {}
         other, missing = _int(part.get("other")), _int(part.get("missing"))
         count = _int(part["count"]) if part.get("count") is not None else sum(map(_int, counts.values())) + other
-        if count and not counts and not other:  # withheld
-            self.withheld_count += count
-            self.withheld_missing += missing
+        if not self._take(count, missing, withheld=bool(count) and not counts and not other):
             return
-        self.known = True
-        self.count += count
-        self.missing += missing
         self.other += other
         for level, n in counts.items():
             if str(level) in self.levels:
@@ -109,14 +114,10 @@ class _Categorical:
                 self.other += _int(n)
 
     def merge(self, other: _Categorical) -> None:
-        self.known |= other.known
-        self.count += other.count
-        self.missing += other.missing
+        self._merge_counts(other)
         self.other += other.other
         for level, n in other.counts.items():
             self.counts[level] = self.counts.get(level, 0) + n
-        self.withheld_count += other.withheld_count
-        self.withheld_missing += other.withheld_missing
 
     def to_dict(self) -> dict[str, Any]:
         if not self.known:
@@ -134,7 +135,7 @@ class CohortSketch:
         self.versions: dict[str, int] = {}
         self._numeric = {f.name: _Numeric() for f in schema.features if f.type == "numeric"}
         self._categorical = {
-            f.name: _Categorical(frozenset(str(v) for v in f.levels or ()))
+            f.name: _Categorical(levels=frozenset(str(v) for v in f.levels or ()))
             for f in schema.features
             if f.type != "numeric"
         }
