@@ -58,16 +58,27 @@ def background_inputs(reference: pd.DataFrame, schema: Schema, *, rows: int = BA
 
 
 class Explainer:
-    """Explains rows of one model: ``model`` (``model.onnx`` bytes), its ``schema`` and a ``background`` input dict."""
+    """Explains rows of one model: ``model`` (``model.onnx`` bytes), its ``schema`` and a ``background`` input dict.
+
+    ``plan`` defaults to :func:`ferry.explain.plan.plan_for` the feature count; rows go to onnxruntime in chunks of
+    whole rows of at most ``max_tile_rows`` tiled rows (a row's attributions do not depend on the chunking).
+    """
 
     def __init__(
-        self, model: bytes, schema: Schema, background: dict[str, np.ndarray], *, plan: CoalitionPlan | None = None
+        self,
+        model: bytes,
+        schema: Schema,
+        background: dict[str, np.ndarray],
+        *,
+        plan: CoalitionPlan | None = None,
+        max_tile_rows: int = MAX_TILE_ROWS,
     ) -> None:
         self.scorer = OnnxScorer(model)
         self.schema = schema
         self.features = tuple(schema.feature_names)
         self.background = {name: background[name] for name in self.features}
         self.plan = plan if plan is not None else plan_for(len(self.features))
+        self.max_tile_rows = max_tile_rows
         if self.plan.masks.shape[1] != len(self.features):
             raise ValueError(f"the plan covers {self.plan.masks.shape[1]} features, the model {len(self.features)}")
 
@@ -113,7 +124,7 @@ class Explainer:
         n = self._check(inputs)
         index = self._class_index(target)
         per_row = self.plan.masks.shape[0] * len(self.background[self.features[0]])
-        step = max(1, MAX_TILE_ROWS // per_row)
+        step = max(1, self.max_tile_rows // per_row)
         parts = []
         for start in range(0, n, step):
             chunk = {name: np.asarray(inputs[name])[start : start + step] for name in self.features}
