@@ -77,7 +77,7 @@ def toy_model(task: str) -> bytes:
         cuts = np.quantile(signal, np.linspace(0, 1, len(classes) + 1)[1:-1])
         estimator, y, interval = LogisticRegression(), np.searchsorted(cuts, signal), None
     pipeline = Pipeline([("pre", pre), ("est", estimator)]).fit(x[["a", "b", "c"]], y)
-    return to_onnx(pipeline, toy_schema(task), interval=interval)
+    return bytes(to_onnx(pipeline, toy_schema(task), interval=interval))
 
 
 @pytest.fixture(scope="module")

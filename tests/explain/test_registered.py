@@ -52,10 +52,7 @@ def test_a_registered_version_is_explained_and_adds_up(versions: dict[str, Any],
     rows = inputs_of(explainer, data)
     found = explainer.explain(rows, top_k=3)
     answer = OnnxScorer(registry.read_bytes(registry.get(version), "model.onnx")).answer(rows)
-    if isinstance(answer, Scores):
-        served = answer.probabilities[np.arange(ROWS), answer.labels]
-    else:
-        served = answer.values
+    served = answer.probabilities[np.arange(ROWS), answer.labels] if isinstance(answer, Scores) else answer.values
     np.testing.assert_allclose(found.prediction, served, rtol=0, atol=1e-6)
     total = found.values.sum(axis=1)
     assert np.abs(total - (served - found.base)).max() <= 4 * np.finfo(np.float32).eps * max(1.0, np.abs(served).max())
@@ -91,7 +88,7 @@ def test_the_background_holds_no_id_or_pii(versions: dict[str, Any]) -> None:
 def test_records_are_checked_as_predict_checks_them(versions: dict[str, Any], change: Any, field: str) -> None:
     registry, version, data = versions["binary"]
     explainer = load_explainer(registry, version)
-    record = {k: (None if v != v else v) for k, v in read_table(data).iloc[0].to_dict().items()}
+    record = {str(k): (None if v != v else v) for k, v in read_table(data).iloc[0].to_dict().items()}
     served = Served.of(explainer.schema)
     found = explainer.explain(prepare([record], served))  # the record /predict accepts is explained
     assert found.values.shape == (1, len(explainer.features))
