@@ -23,6 +23,7 @@ meaning, so callers may catch either::
     ├── AuditError(ValueError)             the audit log's hash chain is broken
     ├── SealedObjectError(ValueError)      an encrypted object cannot be opened: no key, wrong key, truncated, changed
     ├── BundleError(ValueError)            a version's edge bundle cannot be built (checked before a channel moves)
+    ├── BackgroundMissing(LookupError)     a version has no background sample to explain against; names the version
     ├── OutputLocked(RuntimeError)         another batch run is writing the same output; names the holder
     ├── PartitionsFailed(RuntimeError)     some partitions of a batch run failed; the others were scored
     ├── NotReadyError(RuntimeError)        the online service has no model loaded and warmed yet
@@ -132,6 +133,11 @@ class EncryptionKeyError(ConfigError):
 class SealedObjectError(FerryError, ValueError):
     """An encrypted object cannot be opened: no key is set, the key file lacks its key, or it was truncated or
     changed. Never answered with wrong data."""
+
+
+class BackgroundMissing(FerryError, LookupError):
+    """A version carries no background sample, so its predictions cannot be explained; the message names the version
+    and how to give it one."""
 
 
 class BundleError(FerryError, ValueError):

@@ -1,0 +1,171 @@
+""":class:`Explainer`: a version's ``model.onnx``, its background sample and its coalition plan, explaining rows.
+
+The background is :data:`BACKGROUND_ROWS` rows of the version's reference sample (``reference.parquet``, which
+holds no id column), chosen by a seeded draw and cut to the schema's features, so it holds no id, timestamp,
+target or PII column either. The rows to explain arrive as the checked input dict every surface already builds
+(``ferry.online.records.prepare`` online, ``ferry.data.to_onnx_inputs`` in batch); the explainer checks only that
+it is that dict. The arithmetic is :mod:`ferry.explain.runtime`.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ferry.data import to_onnx_inputs, validate
+from ferry.errors import BackgroundMissing, DataValidationError
+from ferry.explain.plan import CoalitionPlan, plan_for
+from ferry.explain.runtime import attribute
+from ferry.registry import ModelVersion, Registry
+from ferry.schema import Schema
+from ferry.scoring import OnnxScorer
+
+__all__ = ["BACKGROUND_FILE", "BACKGROUND_ROWS", "Explainer", "Explanation", "background_inputs", "load_explainer"]
+
+BACKGROUND_FILE = "reference.parquet"
+BACKGROUND_ROWS = 50
+MAX_TILE_ROWS = 1_000_000
+"""At most this many tiled rows go to one onnxruntime call; more rows are explained in chunks of whole rows."""
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Per row: the attributions of each feature (schema order), their standard error, the base value, the
+    prediction explained (a class's probability, or the value), the class explained, and the top features."""
+
+    features: tuple[str, ...]
+    values: np.ndarray  # (n, d)
+    error: np.ndarray  # (n, d); zeros when exact
+    base: np.ndarray  # (n,)
+    prediction: np.ndarray  # (n,)
+    target: tuple[int | str | None, ...]  # the class explained per row; None for a regressor
+    top: tuple[tuple[str, ...], ...]  # per row, the top-k features by absolute attribution
+    exact: bool
+
+
+def background_inputs(reference: pd.DataFrame, schema: Schema, *, rows: int = BACKGROUND_ROWS, seed: int = 0) -> Any:
+    """The background as model inputs: ``rows`` rows of ``reference`` drawn with ``seed``, features only."""
+    features = schema.model_copy(update={"id": None, "timestamp": None})
+    frame = reference[list(schema.feature_names)]
+    frame = frame.sample(n=min(rows, len(frame)), random_state=seed).reset_index(drop=True)
+    if frame.empty:
+        raise ValueError("the background sample is empty: the reference sample holds no rows")
+    return to_onnx_inputs(validate(frame, features, require_target=False), features)
+
+
+class Explainer:
+    """Explains rows of one model: ``model`` (``model.onnx`` bytes), its ``schema`` and a ``background`` input dict.
+
+    ``plan`` defaults to :func:`ferry.explain.plan.plan_for` the feature count; rows go to onnxruntime in chunks of
+    whole rows of at most ``max_tile_rows`` tiled rows (a row's attributions do not depend on the chunking).
+    """
+
+    def __init__(
+        self,
+        model: bytes,
+        schema: Schema,
+        background: dict[str, np.ndarray],
+        *,
+        plan: CoalitionPlan | None = None,
+        max_tile_rows: int = MAX_TILE_ROWS,
+    ) -> None:
+        self.scorer = OnnxScorer(model)
+        self.schema = schema
+        self.features = tuple(schema.feature_names)
+        self.background = {name: background[name] for name in self.features}
+        self.plan = plan if plan is not None else plan_for(len(self.features))
+        self.max_tile_rows = max_tile_rows
+        if self.plan.masks.shape[1] != len(self.features):
+            raise ValueError(f"the plan covers {self.plan.masks.shape[1]} features, the model {len(self.features)}")
+
+    def _check(self, inputs: dict[str, np.ndarray]) -> int:
+        for name in inputs:
+            if name not in self.features:
+                raise DataValidationError(name, "unknown", "not a feature of this model's schema")
+        lengths: set[int] = set()
+        for name in self.features:
+            if name not in inputs:
+                raise DataValidationError(name, "required", "the feature is missing")
+            column = np.asarray(inputs[name])
+            if column.ndim != 2 or column.shape[1] != 1:
+                raise DataValidationError(name, "shape", f"expected an (n, 1) column, got shape {column.shape}")
+            lengths.add(int(column.shape[0]))
+        if len(lengths) != 1:
+            raise DataValidationError(
+                self.features[0], "shape", f"the features have different row counts {sorted(lengths)}"
+            )
+        return lengths.pop()
+
+    def _class_index(self, target: int | str | None) -> int:
+        if target is None:
+            return -1
+        if self.scorer.task == "regression":
+            raise DataValidationError("class", "task", "a regression model explains its value; ask for no class")
+        classes = [str(c) for c in self.scorer.classes]
+        if str(target) not in classes:
+            raise DataValidationError("class", "levels", f"{target!r} is not one of the model's classes {classes}")
+        return classes.index(str(target))
+
+    def explain(
+        self, inputs: dict[str, np.ndarray], *, target: int | str | None = None, top_k: int | None = None
+    ) -> Explanation:
+        """Explain each row of ``inputs`` for the class ``target`` (default: the class predicted for each row; a
+        regressor: its value), naming its ``top_k`` features (default: all, by absolute attribution)."""
+        d = len(self.features)
+        k = d if top_k is None else top_k
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= d:
+            raise DataValidationError(
+                "top_k", "range", f"must be a whole number from 1 to {d} (the features), got {k!r}"
+            )
+        n = self._check(inputs)
+        index = self._class_index(target)
+        per_row = self.plan.masks.shape[0] * len(self.background[self.features[0]])
+        step = max(1, self.max_tile_rows // per_row)
+        parts = []
+        for start in range(0, n, step):
+            chunk = {name: np.asarray(inputs[name])[start : start + step] for name in self.features}
+            parts.append(
+                attribute(
+                    self.scorer.session,
+                    self.scorer.output_names,
+                    chunk,
+                    self.background,
+                    list(self.features),
+                    self.plan.masks,
+                    self.plan.weights,
+                    target=np.full(len(chunk[self.features[0]]), index, dtype=np.int64),
+                )
+            )
+        values = np.concatenate([p.values for p in parts]) if parts else np.zeros((0, d))
+        order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :k]
+        classes = self.scorer.classes
+        return Explanation(
+            features=self.features,
+            values=values,
+            error=np.concatenate([p.error for p in parts]) if parts else np.zeros((0, d)),
+            base=np.concatenate([p.base for p in parts]) if parts else np.zeros(0),
+            prediction=np.concatenate([p.prediction for p in parts]) if parts else np.zeros(0),
+            target=tuple(
+                None if t < 0 else (classes[t] if classes else int(t)) for p in parts for t in p.target.tolist()
+            ),
+            top=tuple(tuple(self.features[j] for j in row) for row in order.tolist()),
+            exact=self.plan.exact,
+        )
+
+
+def load_explainer(registry: Registry, version: ModelVersion | str, *, rows: int = BACKGROUND_ROWS) -> Explainer:
+    """The explainer of a registered version, its background drawn from the version's reference sample."""
+    v = version if isinstance(version, ModelVersion) else registry.get(version)
+    if BACKGROUND_FILE not in v.files:
+        raise BackgroundMissing(
+            f"version {v.model}/{v.id} has no background sample ({BACKGROUND_FILE}) to explain against; "
+            f"register the model again (ferry train, or ferry register with its training data) so the new version "
+            f"carries one"
+        )
+    schema = registry.schema(v)
+    reference = pd.read_parquet(io.BytesIO(registry.read_bytes(v, BACKGROUND_FILE)))
+    return Explainer(registry.read_bytes(v, "model.onnx"), schema, background_inputs(reference, schema, rows=rows))
