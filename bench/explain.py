@@ -18,7 +18,7 @@ import argparse
 
 import numpy as np
 
-from ferry.explain import BACKGROUND_ROWS, combine, sampled_plan
+from ferry.explain import ExplainSettings, combine, sampled_plan
 
 
 def game(masks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +40,8 @@ def main() -> None:
     parser.add_argument("--games", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    print(f"permutations={args.permutations} games={args.games} background rows={BACKGROUND_ROWS}")
+    rows = ExplainSettings().background_rows
+    print(f"permutations={args.permutations} games={args.games} background rows={rows}")
     print("features  coalitions  ort rows/row  max err/scale  mean err/scale  mean SE/scale  within 2 SE")
     for d in (20, 50):
         plan = sampled_plan(d, permutations=args.permutations, seed=args.seed)
@@ -57,7 +58,7 @@ def main() -> None:
             inside.append(float((diff <= 2 * error[0]).mean()))
         m = plan.masks.shape[0]
         print(
-            f"{d:>8}  {m:>10,}  {m * BACKGROUND_ROWS:>12,}  {np.mean(worst):>13.3f}  {np.mean(mean):>14.3f}  "
+            f"{d:>8}  {m:>10,}  {m * rows:>12,}  {np.mean(worst):>13.3f}  {np.mean(mean):>14.3f}  "
             f"{np.mean(se):>13.3f}  {np.mean(inside):>11.2f}"
         )
 

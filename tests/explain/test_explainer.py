@@ -16,7 +16,15 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from ferry.errors import BackgroundMissing, DataValidationError
-from ferry.explain import Explainer, background_inputs, load_explainer, sampled_plan
+from ferry.explain import (
+    Explainer,
+    ExplainFile,
+    ExplainSettings,
+    background_inputs,
+    build_explain_file,
+    load_explainer,
+    sampled_plan,
+)
 from ferry.registry import Registry
 from ferry.schema import Schema
 from ferry.scoring import OnnxScorer
@@ -207,3 +215,19 @@ def test_a_version_without_background_is_refused_naming_it(tmp_path: Path) -> No
     version = registry.register("toy-binary", files, {})
     with pytest.raises(BackgroundMissing, match=f"toy-binary/{version.id}.*register the model again"):
         load_explainer(registry, version.id)
+
+
+def test_a_registered_version_is_explained_with_its_stored_plan_and_background(tmp_path: Path) -> None:
+    schema = toy_schema("binary")
+    explain_file = build_explain_file(toy_frame(80, seed=1), schema, ExplainSettings(background_rows=10))
+    for name, data in (("model.onnx", toy_model("binary")), ("explain.npz", explain_file)):
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "schema.json").write_text(schema.dump_json())
+    registry = Registry(str(tmp_path / "registry"))
+    names = ("model.onnx", "schema.json", "explain.npz")
+    version = registry.register("toy-binary", {n: tmp_path / n for n in names}, {})
+    loaded = load_explainer(registry, version.id)
+    stored = ExplainFile.from_bytes(explain_file)
+    direct = Explainer(toy_model("binary"), schema, stored.background, plan=stored.plan)
+    np.testing.assert_array_equal(loaded.explain(rows()).values, direct.explain(rows()).values)
+    assert len(loaded.background["a"]) == 10

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ferry.data import read_table, to_onnx_inputs, validate
-from ferry.explain import BACKGROUND_ROWS, Explainer, load_explainer
+from ferry.explain import EXPLAIN_FILE, Explainer, ExplainSettings, load_explainer
 from ferry.online.records import RequestRejected, Served, prepare
 from ferry.registry import Registry
 from ferry.scoring import OnnxScorer, Scores
@@ -57,8 +57,9 @@ def test_a_registered_version_is_explained_and_adds_up(versions: dict[str, Any],
     total = found.values.sum(axis=1)
     assert np.abs(total - (served - found.base)).max() <= 4 * np.finfo(np.float32).eps * max(1.0, np.abs(served).max())
     assert all(len(top) == 3 and set(top) <= set(explainer.features) for top in found.top)
-    # more than 12 features (churn has 15): a sampled estimate, its error measured
-    assert found.exact == (len(explainer.features) <= 12)
+    # churn's 15 features do not fit the default budget exactly: a sampled estimate, its error measured
+    assert found.exact == explainer.plan.exact
+    assert EXPLAIN_FILE in registry.get(version).files
     assert (found.error > 0).any() != found.exact
 
 
@@ -75,7 +76,7 @@ def test_the_background_holds_no_id_or_pii(versions: dict[str, Any]) -> None:
     schema = explainer.schema
     assert list(explainer.background) == list(schema.feature_names)
     assert not {schema.id, schema.target, *schema.pii} & set(explainer.background)
-    assert all(len(column) == BACKGROUND_ROWS for column in explainer.background.values())
+    assert all(len(column) == ExplainSettings().background_rows for column in explainer.background.values())
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,8 @@ against a small background sample, so that every surface that runs the same byte
 |---|---|
 | :mod:`ferry.explain.plan` | :class:`CoalitionPlan`: the coalitions (masks) and Shapley weights, exact or sampled |
 | :mod:`ferry.explain.runtime` | the numpy-only arithmetic: tile rows under the masks, one onnxruntime call, combine |
+| :mod:`ferry.explain.store` | ``explain.npz``: a version's plan and background, made at registration |
+| :mod:`ferry.explain.settings` | :class:`ExplainSettings` (``FERRY_EXPLAIN_``): background rows, budget, limits |
 | :mod:`ferry.explain.explainer` | :class:`Explainer`: model, background and plan of a version; :func:`load_explainer` |
 
 Attributions add up: per row they sum to the prediction minus the base value (the mean prediction over the
@@ -13,31 +15,29 @@ background), for the class asked, the class predicted, or a regressor's value.
 
 from __future__ import annotations
 
-from ferry.explain.explainer import (
-    BACKGROUND_FILE,
-    BACKGROUND_ROWS,
-    Explainer,
-    Explanation,
-    background_inputs,
-    load_explainer,
-)
-from ferry.explain.plan import MAX_EXACT_FEATURES, CoalitionPlan, exact_plan, plan_for, sampled_plan
+from ferry.explain.explainer import Explainer, Explanation, load_explainer
+from ferry.explain.plan import MAX_EXACT_FEATURES, CoalitionPlan, exact_plan, plan_for, plan_within, sampled_plan
 from ferry.explain.runtime import Attributions, attribute, combine, tile
+from ferry.explain.settings import ExplainSettings
+from ferry.explain.store import EXPLAIN_FILE, ExplainFile, background_inputs, build_explain_file
 
 __all__ = [
-    "BACKGROUND_FILE",
-    "BACKGROUND_ROWS",
+    "EXPLAIN_FILE",
     "MAX_EXACT_FEATURES",
     "Attributions",
     "CoalitionPlan",
+    "ExplainFile",
+    "ExplainSettings",
     "Explainer",
     "Explanation",
     "attribute",
     "background_inputs",
+    "build_explain_file",
     "combine",
     "exact_plan",
     "load_explainer",
     "plan_for",
+    "plan_within",
     "sampled_plan",
     "tile",
 ]

@@ -1,33 +1,28 @@
 """:class:`Explainer`: a version's ``model.onnx``, its background sample and its coalition plan, explaining rows.
 
-The background is :data:`BACKGROUND_ROWS` rows of the version's reference sample (``reference.parquet``, which
-holds no id column), chosen by a seeded draw and cut to the schema's features, so it holds no id, timestamp,
-target or PII column either. The rows to explain arrive as the checked input dict every surface already builds
-(``ferry.online.records.prepare`` online, ``ferry.data.to_onnx_inputs`` in batch); the explainer checks only that
-it is that dict. The arithmetic is :mod:`ferry.explain.runtime`.
+A registered version's background and plan come from its ``explain.npz`` (:mod:`ferry.explain.store`): rows of
+its reference sample drawn with a seed, features only, so no id, timestamp, target or PII column. The rows to
+explain arrive as the checked input dict every surface already builds (``ferry.online.records.prepare`` online,
+``ferry.data.to_onnx_inputs`` in batch); the explainer checks only that it is that dict.
+The arithmetic is :mod:`ferry.explain.runtime`.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from ferry.data import to_onnx_inputs, validate
 from ferry.errors import BackgroundMissing, DataValidationError
 from ferry.explain.plan import CoalitionPlan, plan_for
 from ferry.explain.runtime import attribute
+from ferry.explain.store import EXPLAIN_FILE, ExplainFile
 from ferry.registry import ModelVersion, Registry
 from ferry.schema import Schema
 from ferry.scoring import OnnxScorer
 
-__all__ = ["BACKGROUND_FILE", "BACKGROUND_ROWS", "Explainer", "Explanation", "background_inputs", "load_explainer"]
+__all__ = ["Explainer", "Explanation", "load_explainer"]
 
-BACKGROUND_FILE = "reference.parquet"
-BACKGROUND_ROWS = 50
 MAX_TILE_ROWS = 1_000_000
 """At most this many tiled rows go to one onnxruntime call; more rows are explained in chunks of whole rows."""
 
@@ -45,16 +40,6 @@ class Explanation:
     target: tuple[int | str | None, ...]  # the class explained per row; None for a regressor
     top: tuple[tuple[str, ...], ...]  # per row, the top-k features by absolute attribution
     exact: bool
-
-
-def background_inputs(reference: pd.DataFrame, schema: Schema, *, rows: int = BACKGROUND_ROWS, seed: int = 0) -> Any:
-    """The background as model inputs: ``rows`` rows of ``reference`` drawn with ``seed``, features only."""
-    features = schema.model_copy(update={"id": None, "timestamp": None})
-    frame = reference[list(schema.feature_names)]
-    frame = frame.sample(n=min(rows, len(frame)), random_state=seed).reset_index(drop=True)
-    if frame.empty:
-        raise ValueError("the background sample is empty: the reference sample holds no rows")
-    return to_onnx_inputs(validate(frame, features, require_target=False), features)
 
 
 class Explainer:
@@ -157,15 +142,13 @@ class Explainer:
         )
 
 
-def load_explainer(registry: Registry, version: ModelVersion | str, *, rows: int = BACKGROUND_ROWS) -> Explainer:
-    """The explainer of a registered version, its background drawn from the version's reference sample."""
+def load_explainer(registry: Registry, version: ModelVersion | str) -> Explainer:
+    """The explainer of a registered version: its ``model.onnx`` with the plan and background of its ``explain.npz``."""
     v = version if isinstance(version, ModelVersion) else registry.get(version)
-    if BACKGROUND_FILE not in v.files:
+    if EXPLAIN_FILE not in v.files:
         raise BackgroundMissing(
-            f"version {v.model}/{v.id} has no background sample ({BACKGROUND_FILE}) to explain against; "
-            f"register the model again (ferry train, or ferry register with its training data) so the new version "
-            f"carries one"
+            f"version {v.model}/{v.id} has no background sample ({EXPLAIN_FILE}) to explain against; register the "
+            f"model again (ferry train, or ferry register with its data) so that the new version carries one"
         )
-    schema = registry.schema(v)
-    reference = pd.read_parquet(io.BytesIO(registry.read_bytes(v, BACKGROUND_FILE)))
-    return Explainer(registry.read_bytes(v, "model.onnx"), schema, background_inputs(reference, schema, rows=rows))
+    stored = ExplainFile.from_bytes(registry.read_bytes(v, EXPLAIN_FILE), name=registry.file_url(v, EXPLAIN_FILE))
+    return Explainer(registry.read_bytes(v, "model.onnx"), registry.schema(v), stored.background, plan=stored.plan)

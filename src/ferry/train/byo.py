@@ -27,7 +27,7 @@ from ferry.registry.store import Registry
 from ferry.schema import Schema
 from ferry.settings import GateSettings
 from ferry.train import onnx_export as export
-from ferry.train.run_files import read_json, save_pipeline, write_atomic, write_json, write_parquet
+from ferry.train.run_files import read_json, save_pipeline, write_atomic, write_json, write_parquet, write_reference
 
 __all__ = ["PICKLE_SUFFIXES", "load_user_pipeline", "prepare_run", "register_pipeline"]
 
@@ -161,7 +161,7 @@ def prepare_run(
     for name in ("data.parquet", "holdout.parquet"):
         write_parquet(run_dir / name, holdout)
     reference = holdout.sample(n=min(5000, len(holdout)), random_state=0).reset_index(drop=True)
-    write_parquet(run_dir / "reference.parquet", reference)
+    write_reference(run_dir, reference, schema)
     write_json(
         run_dir / "ingest.json",
         {

@@ -29,6 +29,7 @@ __all__ = [
     "write_json",
     "write_model",
     "write_parquet",
+    "write_reference",
 ]
 
 #: Types beyond skops' defaults that a ferry pipeline may hold. Anything else is refused on load.
@@ -67,6 +68,17 @@ def write_parquet(path: Path, frame: pd.DataFrame) -> Path:
     """Write ``frame`` to ``path`` as Parquet, never half-written, encrypted when a key is set."""
     storage.write_parquet(path, frame)
     return path
+
+
+def write_reference(run_dir: Path, reference: pd.DataFrame, schema: Schema) -> Path:
+    """The version's reference sample (``reference.parquet``, for drift checks) and the explanation file drawn from
+    it (``explain.npz``: background and coalition plan, :mod:`ferry.explain.store`), both encrypted when a key is
+    set."""
+    from ferry.explain.store import EXPLAIN_FILE, build_explain_file
+
+    storage.write_parquet(run_dir / "reference.parquet", reference)
+    storage.atomic_write_sealed(storage.local_fs(), str(run_dir / EXPLAIN_FILE), build_explain_file(reference, schema))
+    return run_dir / "reference.parquet"
 
 
 def read_parquet(path: Path, *, columns: list[str] | None = None) -> pd.DataFrame:

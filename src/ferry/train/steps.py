@@ -5,7 +5,7 @@ DataFrames or fitted models, so tasks stay cheap to hand over and the loop can b
 
 - :func:`ingest`: the data + schema -> ``schema.json``, ``data.parquet`` (typed, PII dropped), ``ingest.json``
 - :func:`check_data_quality`: -> ``data_quality.json``, ``data_quality.html`` (Evidently)
-- :func:`split_data`: -> ``train.parquet``, ``holdout.parquet``, ``reference.parquet``, ``split.json``
+- :func:`split_data`: -> ``train.parquet``, ``holdout.parquet``, ``reference.parquet``, ``explain.npz``, ``split.json``
 - :func:`train_candidate`: -> ``model.skops``, ``train.json``
 - :func:`evaluate_candidate`: -> ``metrics.json``, ``calibration.json``
 - :func:`export_onnx`: -> ``model.onnx``
@@ -59,6 +59,7 @@ from ferry.train.run_files import (
     write_json,
     write_model,
     write_parquet,
+    write_reference,
 )
 
 __all__ = [
@@ -90,6 +91,7 @@ VERSION_FILES = (
     "schema.json",
     "lineage.json",
     "reference.parquet",
+    "explain.npz",
     "metrics.json",
     "calibration.json",
     "interval.json",
@@ -208,7 +210,7 @@ def split_data(run_dir: Path, settings: TrainSettings) -> dict[str, Any]:
     reference = reference.drop(columns=[c for c in (schema.id,) if c is not None and c in reference.columns])
     write_parquet(run_dir / "train.parquet", training)
     write_parquet(run_dir / "holdout.parquet", holdout)
-    write_parquet(run_dir / "reference.parquet", reference)
+    write_reference(run_dir, reference, schema)
     info: dict[str, Any] = {
         "method": s.method,
         "cutoff": s.cutoff,
