@@ -4,6 +4,7 @@ bad input (each a clear error naming the field)."""
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from ferry.explain import (
     ExplainFile,
     ExplainSettings,
     background_inputs,
+    batch_columns,
     build_explain_file,
     load_explainer,
+    records,
     sampled_plan,
 )
 from ferry.registry import Registry
@@ -231,3 +234,23 @@ def test_a_registered_version_is_explained_with_its_stored_plan_and_background(t
     direct = Explainer(toy_model("binary"), schema, stored.background, plan=stored.plan)
     np.testing.assert_array_equal(loaded.explain(rows()).values, direct.explain(rows()).values)
     assert len(loaded.background["a"]) == 10
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_the_json_answer_and_the_batch_columns_carry_the_same_numbers(toys: dict[str, Explainer], task: str) -> None:
+    found = toys[task].explain(rows(), top_k=2)
+    answers = json.loads(json.dumps(records(found)))  # what a client reads
+    columns = batch_columns(found, classifier=task != "regression")
+    for i, answer in enumerate(answers):
+        assert answer["value"] == columns["explained_value"][i] == found.prediction[i]
+        assert answer["base_value"] == columns["base_value"][i]
+        assert [answer["attributions"][f] for f in found.features] == [columns[f"attribution_{f}"][i] for f in "abc"]
+        assert [t["feature"] for t in answer["top"]] == [columns["top_1"][i], columns["top_2"][i]]
+        assert "top_3" not in columns
+        assert sum(answer["attributions"].values()) == pytest.approx(answer["value"] - answer["base_value"], abs=1e-6)
+        if task == "regression":
+            assert answer["class"] is None
+            assert "explained_class" not in columns
+        else:
+            assert answer["class"] == columns["explained_class"][i]
+            assert answer["class"] in CLASSES[task]

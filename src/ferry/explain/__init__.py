@@ -5,6 +5,7 @@ against a small background sample, so that every surface that runs the same byte
 |---|---|
 | :mod:`ferry.explain.plan` | :class:`CoalitionPlan`: the coalitions (masks) and Shapley weights, exact or sampled |
 | :mod:`ferry.explain.runtime` | the numpy-only arithmetic: tile rows under the masks, one onnxruntime call, combine |
+| :mod:`ferry.explain.contract` | an explanation as JSON (online, CLI) and as batch columns |
 | :mod:`ferry.explain.store` | ``explain.npz``: a version's plan and background, made at registration |
 | :mod:`ferry.explain.settings` | :class:`ExplainSettings` (``FERRY_EXPLAIN_``): background rows, budget, limits |
 | :mod:`ferry.explain.explainer` | :class:`Explainer`: model, background and plan of a version; :func:`load_explainer` |
@@ -15,6 +16,7 @@ background), for the class asked, the class predicted, or a regressor's value.
 
 from __future__ import annotations
 
+from ferry.explain.contract import ATTRIBUTION_PREFIX, TOP_PREFIX, batch_columns, records
 from ferry.explain.explainer import Explainer, Explanation, load_explainer
 from ferry.explain.plan import MAX_EXACT_FEATURES, CoalitionPlan, exact_plan, plan_for, plan_within, sampled_plan
 from ferry.explain.runtime import Attributions, attribute, combine, tile
@@ -22,8 +24,10 @@ from ferry.explain.settings import ExplainSettings
 from ferry.explain.store import EXPLAIN_FILE, ExplainFile, background_inputs, build_explain_file
 
 __all__ = [
+    "ATTRIBUTION_PREFIX",
     "EXPLAIN_FILE",
     "MAX_EXACT_FEATURES",
+    "TOP_PREFIX",
     "Attributions",
     "CoalitionPlan",
     "ExplainFile",
@@ -32,12 +36,14 @@ __all__ = [
     "Explanation",
     "attribute",
     "background_inputs",
+    "batch_columns",
     "build_explain_file",
     "combine",
     "exact_plan",
     "load_explainer",
     "plan_for",
     "plan_within",
+    "records",
     "sampled_plan",
     "tile",
 ]
