@@ -1,4 +1,5 @@
-"""``ferry-edge``: init, sync, predict and status for a device (argparse only: the agent stays dependency-light)."""
+"""``ferry-edge``: init, sync, predict, explain and status for a device (argparse only: the agent stays
+dependency-light)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any, TextIO
 
 from ferry_edge.agent import Agent
 from ferry_edge.errors import EdgeError, InputError
+from ferry_edge.model import EdgeModel
 
 
 def _home(args: argparse.Namespace) -> Path:
@@ -97,17 +99,22 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    agent = Agent(_home(args))
-    model = agent.active()
+def _read_rows(args: argparse.Namespace, model: EdgeModel) -> list[dict[str, Any]]:
+    """The rows of ``args.input`` (a file, or - for standard input), CSV or JSON lines."""
     stream = open(args.input) if args.input != "-" else sys.stdin  # noqa: SIM115
     try:
         fmt = args.format or ("csv" if str(args.input).endswith(".csv") else "jsonl")
         numeric = {f["name"] for f in model.features if f["type"] == "numeric"}
-        rows = list(_rows_csv(stream, numeric) if fmt == "csv" else _rows_jsonl(stream))
+        return list(_rows_csv(stream, numeric) if fmt == "csv" else _rows_jsonl(stream))
     finally:
         if stream is not sys.stdin:
             stream.close()
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    agent = Agent(_home(args))
+    model = agent.active()
+    rows = _read_rows(args, model)
     predictions = model.predict(rows)
     from ferry_edge.telemetry import DriftSketch
 
@@ -117,6 +124,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     sketch.save(sketch_path)
     for p in predictions:
         print(json.dumps(p.to_dict()))
+    return 0
+
+
+def _top_k(raw: str | None) -> int | None:
+    """``--top-k`` as given: a whole number, checked against the features by the model (InputError names it)."""
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise InputError("top_k", f"must be a whole number, got {raw!r}") from None
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """One JSON explanation per row (the shape every surface returns); rows feed no drift sketch."""
+    model = Agent(_home(args)).active()
+    top_k = _top_k(args.top_k)
+    model.explain([], target=args.target, top_k=top_k)  # a version without explain.npz, bad K or class: say so first
+    for found in model.explain(_read_rows(args, model), target=args.target, top_k=top_k):
+        print(json.dumps(found))
     return 0
 
 
@@ -170,6 +197,12 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("input", nargs="?", default="-", help="file, or - for standard input")
     predict.add_argument("--format", choices=["csv", "jsonl"])
     predict.set_defaults(func=cmd_predict)
+    explain = sub.add_parser("explain", help="explain CSV or JSON-lines rows offline: per-feature attributions")
+    explain.add_argument("input", nargs="?", default="-", help="file, or - for standard input")
+    explain.add_argument("--format", choices=["csv", "jsonl"])
+    explain.add_argument("--top-k", help="features named in each row's top list (default 5, at most the features)")
+    explain.add_argument("--class", dest="target", help="the class to explain (default: the class predicted)")
+    explain.set_defaults(func=cmd_explain)
     beat = sub.add_parser("heartbeat", help="send version, health and a drift sketch to a collector")
     beat.add_argument("--collector", required=True, help="http(s) URL (JSON POST) or a directory")
     beat.add_argument("--token", help="bearer token for an HTTP collector (default: $FERRY_EDGE_COLLECTOR_TOKEN)")

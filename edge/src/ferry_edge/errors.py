@@ -12,6 +12,7 @@ EdgeError
 │                                      bundle did not verify (``unverified``), the channel has nothing
 │                                      (``unpublished``), or anything else went wrong (``error``)
 ├── NoModel(LookupError)               no model is installed yet
+├── NotExplainable(LookupError)        the installed version's bundle carries no explain.npz; names the version
 └── NothingToRetry(LookupError)        ``retry`` was asked for a bundle that is neither rejected nor postponed
 
 Every error a sync raises carries ``kind``, one of :data:`FAILURE_KINDS`; the agent records each failure in
@@ -67,4 +68,8 @@ class NoModel(EdgeError, LookupError):
 
 
 class NothingToRetry(EdgeError, LookupError):
+    pass
+
+
+class NotExplainable(EdgeError, LookupError):
     pass

@@ -1,5 +1,6 @@
-"""An installed model: its manifest, an onnxruntime session, input checks from the bundle's schema, and its answer
-per task (the same JSON as the online service's ``/predict``, plus the version):
+"""An installed model: its manifest, an onnxruntime session, input checks from the bundle's schema, its answer
+per task (the same JSON as the online service's ``/predict``, plus the version), and :meth:`EdgeModel.explain`
+(attributions from the bundle's ``explain.npz``, :mod:`ferry_edge.explain`):
 
 | task | answer |
 |---|---|
@@ -22,7 +23,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from ferry_edge.errors import BundleRejected, InputError
+from ferry_edge import explain as explaining
+from ferry_edge.errors import BundleRejected, InputError, NotExplainable
 
 PROVIDERS = ["CPUExecutionProvider"]
 CLASS_OUTPUTS = ["label", "probabilities"]
@@ -90,6 +92,7 @@ class EdgeModel:
         self.classes: list[Any] = list(self.manifest["schema"].get("target_classes") or [])
         coverage = (self.manifest.get("interval") or {}).get("coverage")
         self.coverage: float | None = float(coverage) if isinstance(coverage, int | float) else None
+        self._explain_file: explaining.ExplainFile | None = None
 
     def prepare(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
         """One (n, 1) array per feature, or InputError naming the first bad field (no silent zeros)."""
@@ -154,3 +157,44 @@ class EdgeModel:
             Prediction(classes[int(label)], dict(zip(keys, row, strict=True)), self.version)
             for label, row in zip(labels.tolist(), probs.tolist(), strict=True)
         ]
+
+    @property
+    def explainable(self) -> bool:
+        """True when the bundle carries ``explain.npz`` (its version was registered with a background sample)."""
+        return (self.directory / explaining.EXPLAIN_FILE).is_file()
+
+    def explain_file(self) -> explaining.ExplainFile:
+        """The bundle's plan and background (read once); NotExplainable naming the version when it has none."""
+        if self._explain_file is None:
+            if not self.explainable:
+                raise NotExplainable(
+                    f"version {self.version} cannot be explained: its bundle carries no {explaining.EXPLAIN_FILE} "
+                    "(background sample); re-register the model (ferry train, or ferry register with its data) and "
+                    "publish the new version"
+                )
+            path = self.directory / explaining.EXPLAIN_FILE
+            self._explain_file = explaining.ExplainFile.read(path, [f["name"] for f in self.features])
+        return self._explain_file
+
+    def explain(
+        self, rows: Sequence[Mapping[str, Any]], *, target: int | str | None = None, top_k: int | None = None
+    ) -> list[dict[str, Any]]:
+        """One explanation per row, for the class ``target`` (default: the class predicted for the row; a regressor:
+        its value), naming the ``top_k`` features with the largest absolute attributions (default 5, at most the
+        features). The JSON shape is in :mod:`ferry_edge.explain`; InputError names a bad field, ``top_k`` or
+        ``class``; NotExplainable says the version has no ``explain.npz``."""
+        stored = self.explain_file()
+        explaining.top_k_of(top_k, len(stored.features))
+        explaining.class_index(target, task=self.task, classes=self.classes)
+        if not rows:
+            return []
+        return explaining.explain(
+            self.session,
+            self.output_names,
+            stored,
+            self.prepare(rows),
+            task=self.task,
+            classes=self.classes,
+            target=target,
+            top_k=top_k,
+        )

@@ -1,10 +1,14 @@
 """Edge bundles: one registered version's ``model.onnx`` plus a manifest, packed as a deterministic tar file.
 
-``bundle.tar`` holds exactly two regular files::
+``bundle.tar`` holds these regular files, in this order::
 
     bundle.json   format, model, version, task, input schema, output names, opsets, model sha256, gate summary,
-                  a regressor's interval, and a golden sample: input rows with what model.onnx answered for them
+                  a regressor's interval, a golden sample (input rows with what model.onnx answered for them),
+                  and ``explain_sha256`` when the bundle carries explain.npz
     model.onnx    the same bytes batch and online run
+    explain.npz   the version's explanation file (:mod:`ferry.explain.store`: background and coalition plan), when
+                  the version has one; a version registered before explanations has none, and its bundle still
+                  builds (the device then says the version cannot be explained)
 
 The golden sample's outputs follow the task (:mod:`ferry.scoring`'s contract): ``labels`` (class indexes) and
 ``probabilities`` for a classifier; ``value``, ``lower`` and ``upper`` for a regressor. A version whose bundle cannot
@@ -13,7 +17,7 @@ be built (unreadable files, a model that does not answer its task on the golden 
 
 The tar is built byte-for-byte reproducibly (fixed order, mtime, owner and mode), so publishing the same version
 twice yields the same sha256 and the TUF target does not change. Devices verify the bundle through TUF before
-they open it, then refuse any member other than these two.
+they open it, then refuse any member other than these, and any whose sha256 differs from the manifest's.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import pandas as pd
 
 from ferry.data import to_onnx_inputs
 from ferry.errors import BundleError
+from ferry.explain.store import EXPLAIN_FILE, ExplainFile
 from ferry.registry import ModelVersion, Registry
 from ferry.schema import Schema
 from ferry.scoring import OnnxScorer, Scores, ValueScores
@@ -39,7 +44,8 @@ from ferry.storage import sha256_bytes
 __all__ = ["BUNDLE_FORMAT", "GOLDEN_ROWS", "MEMBERS", "Bundle", "build_bundle", "golden_outputs"]
 
 BUNDLE_FORMAT = 1
-MEMBERS = ("bundle.json", "model.onnx")
+MEMBERS = ("bundle.json", "model.onnx", EXPLAIN_FILE)
+"""Every member a bundle may hold, in the order it is packed; ``explain.npz`` only when the version has one."""
 GOLDEN_ROWS = 32
 
 
@@ -95,7 +101,7 @@ def golden_outputs(found: Scores | ValueScores, schema: Schema, n: int) -> dict[
 def _tar(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in MEMBERS:
+        for name in (m for m in MEMBERS if m in members):
             info = tarfile.TarInfo(name)
             info.size = len(members[name])
             info.mtime = 0
@@ -145,5 +151,22 @@ def _build(registry: Registry, version: ModelVersion, golden_rows: int) -> Bundl
     }
     if isinstance(found, ValueScores):
         manifest["interval"] = {"coverage": None if math.isnan(found.coverage) else found.coverage}
+    members = {"model.onnx": model}
+    if EXPLAIN_FILE in version.files:
+        members[EXPLAIN_FILE] = _explain_file(registry.read_bytes(version, EXPLAIN_FILE), schema)
+        manifest["explain_sha256"] = sha256_bytes(members[EXPLAIN_FILE])
     body = json.dumps(manifest, indent=2, sort_keys=True).encode()
-    return Bundle(data=_tar({"bundle.json": body, "model.onnx": model}), manifest=manifest)
+    return Bundle(data=_tar({"bundle.json": body, **members}), manifest=manifest)
+
+
+def _explain_file(data: bytes, schema: Schema) -> bytes:
+    """The version's ``explain.npz``, checked to be one and to cover the schema's features in order."""
+    try:
+        stored = ExplainFile.from_bytes(data)
+    except ValueError as exc:
+        raise BundleError(str(exc)) from None
+    if stored.features != tuple(schema.feature_names):
+        raise BundleError(
+            f"{EXPLAIN_FILE} covers the features {list(stored.features)}, the schema {list(schema.feature_names)}"
+        )
+    return data
