@@ -21,6 +21,7 @@ from edge_support import NAME, Setup, edge, retar, with_version
 from ferry_edge.bundle import unpack
 from ferry_edge.errors import BundleRejected, InputError, NotExplainable, SyncError
 from ferry_edge.model import EdgeModel
+from ferry_edge.selftest import check
 
 from ferry.cli.parity import records as json_rows
 from ferry.cli.processes import StaticHost
@@ -312,3 +313,38 @@ def test_reading_a_background_keeps_text_as_the_model_takes_it(models: dict[str,
         assert column.shape[1] == 1
         assert column.dtype == (np.float32 if kinds[name] == "numeric" else object), name
     assert stored.exact is False
+
+
+def _edit_explain_file(path: Path, **changes: Any) -> None:
+    with np.load(path, allow_pickle=False) as arrays:
+        contents = {k: arrays[k] for k in arrays.files}
+    contents.update(changes)
+    out = io.BytesIO()
+    np.savez(out, **contents)
+    path.write_bytes(out.getvalue())
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda c: {"weights": c["weights"] * 2}, "attributions of golden row 0 add up to"),
+        (lambda c: {"features": c["features"][::-1]}, "explain.npz covers the features"),
+        (lambda c: {"masks": c["masks"][:, :-1]}, "does not fit"),
+    ],
+    ids=["weights-that-do-not-add-up", "features-reordered", "plan-of-other-features"],
+)
+def test_the_self_test_explains_a_golden_row_and_fails_a_wrong_explain_file(
+    models: dict[str, tuple[EdgeModel, Registry, str, str]],
+    tmp_path: Path,
+    change: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+    problem: str,
+) -> None:
+    directory = tmp_path / "installed"
+    shutil.copytree(models["binary"][0].directory, directory)
+    assert check(directory, budget_ms=10_000)["ok"]
+    path = directory / EXPLAIN_FILE
+    with np.load(path, allow_pickle=False) as arrays:
+        _edit_explain_file(path, **change({k: arrays[k] for k in ("weights", "features", "masks")}))
+    report = check(directory, budget_ms=10_000)
+    assert report["outcome"] == "failed"
+    assert any(problem in p for p in report["problems"]), report

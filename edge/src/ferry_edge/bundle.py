@@ -84,7 +84,7 @@ def unpack(data: bytes, dest: Path) -> dict[str, Any]:
                 files[member.name] = handle.read()
     except (tarfile.TarError, EOFError) as exc:
         raise BundleRejected(f"the bundle is not a readable tar file: {exc}") from exc
-    if not MEMBERS <= set(files):
+    if MEMBERS - set(files):
         raise BundleRejected(f"the bundle lacks {sorted(MEMBERS - set(files))}")
     manifest = parse_manifest(files["bundle.json"])
     for name, key in HASHED.items():

@@ -8,6 +8,10 @@ their size (relative, since a target's scale can be anything).
 A model that crashes onnxruntime takes only this child process down. :func:`run` starts that child and reads its
 report (or its death) into an outcome.
 
+A bundle that carries ``explain.npz`` also explains its first golden row: the file must read as an explanation
+of the model's features, the value explained must be the model's answer for that row, and the attributions must
+add up to it minus the base value (within :data:`TOLERANCE` of its size).
+
 The report's ``outcome`` tells two kinds of "not ok" apart:
 
 - ``failed``: the bundle is wrong. Its outputs differ, hold NaN or have the wrong shape, or the model cannot be
@@ -26,12 +30,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ferry_edge.errors import BundleRejected, SelfTestIncomplete
 from ferry_edge.points import pause_point
+
+if TYPE_CHECKING:
+    from ferry_edge.model import EdgeModel
 
 TOLERANCE = 1e-6
 REL_TOLERANCE = 1e-6
@@ -69,6 +76,31 @@ def _value_problems(outputs: list[np.ndarray], golden: dict[str, Any], n: int) -
     return problems
 
 
+def _explain_problems(model: EdgeModel, row: dict[str, Any], outputs: list[np.ndarray]) -> list[str]:
+    """What is wrong with the explanation of the first golden row (nothing when the bundle has no explain.npz)."""
+    if not model.explainable:
+        return []
+    try:
+        (found,) = model.explain([row], top_k=1)
+    except BundleRejected as exc:
+        return [str(exc)]
+    if model.task == "regression":
+        answer = float(outputs[0][0])
+    else:
+        labels, probs = outputs
+        answer = float(probs[0, int(labels[0])])
+    value, base = found["value"], found["base_value"]
+    total = sum(found["attributions"].values())
+    scale = max(1.0, abs(value))
+    if not np.isfinite([value, base, total]).all():
+        return ["the explanation of golden row 0 holds NaN or infinity"]
+    if abs(value - answer) > TOLERANCE * scale:
+        return [f"the explanation of golden row 0 explains {value!r}, the model answers {answer!r}"]
+    if abs(total - (value - base)) > TOLERANCE * scale:
+        return [f"the attributions of golden row 0 add up to {total!r}, not the value minus the base {value - base!r}"]
+    return []
+
+
 def check(directory: Path, *, budget_ms: float) -> dict[str, Any]:
     from ferry_edge.model import EdgeModel
 
@@ -78,6 +110,8 @@ def check(directory: Path, *, budget_ms: float) -> dict[str, Any]:
     outputs = model.run(model.prepare(rows))
     judge = _value_problems if model.task == "regression" else _class_problems
     problems = judge(outputs, golden, len(rows))  # the bundle's fault
+    if rows and not problems:
+        problems = _explain_problems(model, rows[0], [a[:1] for a in outputs])
     slow: list[str] = []  # the device's moment
     single = model.prepare(rows[:1])
     timings = []
