@@ -26,7 +26,8 @@ from ferry_edge.selftest import check
 from ferry.cli.parity import records as json_rows
 from ferry.cli.processes import StaticHost
 from ferry.data import read_table
-from ferry.explain import EXPLAIN_FILE, load_explainer
+from ferry.errors import BundleError
+from ferry.explain import EXPLAIN_FILE, ExplainFile, load_explainer
 from ferry.explain import records as explained_records
 from ferry.online.records import Served, prepare
 from ferry.publish.bundle import build_bundle
@@ -212,18 +213,27 @@ def test_the_cli_refuses_a_bad_top_k_or_class_in_one_line(
     assert message in done.stderr
 
 
-def _without_explain_file(registry: Registry, version: str, work: Path) -> str:
-    """A new version of the same model registered without ``explain.npz``, as versions made before it were."""
+def _reordered(registry: Registry, version: str) -> bytes:
+    """The version's explain.npz with its features in another order than the schema's."""
+    stored = ExplainFile.from_bytes(registry.read_bytes(registry.get(version), EXPLAIN_FILE))
+    return ExplainFile(stored.plan, stored.features[::-1], stored.background).to_bytes()
+
+
+def _variant(registry: Registry, version: str, work: Path, *, explain_file: bytes | None) -> str:
+    """A new version of the same model with another ``explain.npz``, or none (as versions made before it were)."""
     base = registry.get(version)
     work.mkdir(parents=True)
     files = {}
     for name in base.files:
-        if name != EXPLAIN_FILE:
-            data = registry.read_bytes(base, name)
-            if name == "lineage.json":
-                data = json.dumps({**json.loads(data), "note": "before explanations"}).encode()
-            (work / name).write_bytes(data)
-            files[name] = work / name
+        data = registry.read_bytes(base, name)
+        if name == EXPLAIN_FILE:
+            if explain_file is None:
+                continue
+            data = explain_file
+        if name == "lineage.json":
+            data = json.dumps({**json.loads(data), "note": f"{work.name}"}).encode()
+        (work / name).write_bytes(data)
+        files[name] = work / name
     return registry.register(base.model, files, dict(base.info)).id
 
 
@@ -232,7 +242,7 @@ def test_a_version_without_explain_file_publishes_and_the_device_says_to_re_regi
 ) -> None:
     registry = Registry(str(tmp_path / "registry"))
     shutil.copytree(setup.registry.url, tmp_path / "registry", dirs_exist_ok=True)
-    old = registry.get(_without_explain_file(registry, setup.version.id, tmp_path / "old"))
+    old = registry.get(_variant(registry, setup.version.id, tmp_path / "old", explain_file=None))
     bundle = build_bundle(registry, old)
     assert "explain_sha256" not in bundle.manifest
     with tarfile.open(fileobj=io.BytesIO(bundle.data)) as tar:
@@ -251,6 +261,25 @@ def test_a_version_without_explain_file_publishes_and_the_device_says_to_re_regi
     assert len(done.stderr.strip().splitlines()) == 1
     assert old.id in done.stderr
     assert "re-register" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("explain_file", "problem"),
+    [
+        (b"not an npz", "explain.npz: not a ferry explanation file"),
+        (_reordered, "explain.npz covers the features"),
+    ],
+    ids=["not-npz", "other-features"],
+)
+def test_a_version_whose_explain_file_is_broken_has_no_bundle(
+    churn_champion: dict[str, str], tmp_path: Path, explain_file: Any, problem: str
+) -> None:
+    shutil.copytree(churn_champion["registry"], tmp_path / "registry")
+    registry = Registry(str(tmp_path / "registry"))
+    data = explain_file if isinstance(explain_file, bytes) else explain_file(registry, churn_champion["version"])
+    version = registry.get(_variant(registry, churn_champion["version"], tmp_path / "broken", explain_file=data))
+    with pytest.raises(BundleError, match=f"edge bundle of churn/{version.id} cannot be built: {problem}"):
+        build_bundle(registry, version)
 
 
 def _members(data: bytes) -> dict[str, bytes]:
