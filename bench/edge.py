@@ -1,15 +1,18 @@
 """Figures for the edge agent, each against a baseline measured in the same run.
 
-    uv run python bench/edge.py
+    uv run python bench/edge.py              # every figure
+    uv run python bench/edge.py --latency    # only the in-process single-row figures (no venvs, no cold starts)
 
 - install size of the agent's environment vs onnxruntime + numpy alone (two fresh virtual environments);
 - cold start (process start, imports, model load, first prediction), median of 7, vs the same with bare onnxruntime;
 - single-row latency p50/p99 in-process through the agent vs onnxruntime on prepared arrays;
+- single-row explain p50/p99 (``EdgeModel.explain``, the default top 5) vs the agent's own predict, same row;
 - bundle size vs model.onnx.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import statistics
@@ -18,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +51,25 @@ def cold(cmd: list[str], runs: int = 7) -> float:
     return statistics.median(times)
 
 
+def pct(xs: list[float], q: float) -> float:
+    return sorted(xs)[int(q * (len(xs) - 1))] * 1e3
+
+
+def timed(calls: list[Callable[[], object]], runs: int) -> list[list[float]]:
+    """Each call's durations over ``runs`` rounds, the calls interleaved so that load on the machine hits all alike."""
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(runs):
+        for i, call in enumerate(calls):
+            t = time.perf_counter()
+            call()
+            times[i].append(time.perf_counter() - t)
+    return times
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Figures for the edge agent against baselines in the same run.")
+    parser.add_argument("--latency", action="store_true", help="only the in-process single-row figures")
+    latency_only = parser.parse_args().latency
     from helpers import loop
 
     from ferry import demo_data
@@ -96,18 +118,21 @@ def main() -> None:
         model = agent.active()
         row = model.manifest["golden"]["rows"][0]
         prepared = model.prepare([row])
-        # in-process latency
-        agent_t, raw_t = [], []
-        for _ in range(3000):
-            t = time.perf_counter()
-            model.predict([row])
-            agent_t.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            model.session.run(None, prepared)
-            raw_t.append(time.perf_counter() - t)
-
-        def pct(xs: list[float], q: float) -> float:
-            return sorted(xs)[int(q * (len(xs) - 1))] * 1e3
+        # in-process latency: the agent's predict against raw onnxruntime, and its explain against its predict
+        agent_t, raw_t = timed([lambda: model.predict([row]), lambda: model.session.run(None, prepared)], 3000)
+        model.explain([row])  # reads explain.npz once, as a device's first explanation does
+        explain_t, predict_t = timed([lambda: model.explain([row]), lambda: model.predict([row])], 300)
+        figures = [
+            ("single row p50 (ms)", pct(agent_t, 0.5), pct(raw_t, 0.5)),
+            ("single row p99 (ms)", pct(agent_t, 0.99), pct(raw_t, 0.99)),
+            ("explain vs predict, single row p50 (ms)", pct(explain_t, 0.5), pct(predict_t, 0.5)),
+            ("explain vs predict, single row p99 (ms)", pct(explain_t, 0.99), pct(predict_t, 0.99)),
+        ]
+        evaluations = model.explain_file().masks.shape[0] * len(next(iter(model.explain_file().background.values())))
+        if latency_only:
+            report(figures)
+            print(f"explain: {evaluations} model evaluations per row (coalitions x background rows), one call")
+            return
 
         (root / "row.json").write_text(json.dumps(row))
         (root / "model.onnx").write_bytes(model_bytes)
@@ -138,15 +163,19 @@ def main() -> None:
     rows = [
         ("install size (MB)", agent_size / mb, base_size / mb),
         ("cold start, median (s)", agent_cold, raw_cold),
-        ("single row p50 (ms)", pct(agent_t, 0.5), pct(raw_t, 0.5)),
-        ("single row p99 (ms)", pct(agent_t, 0.99), pct(raw_t, 0.99)),
+        *figures,
         ("bundle vs model.onnx (KB)", len(bundle.data) / 1024, len(model_bytes) / 1024),
     ]
-    print(f"{'figure':<38}{'agent':>12}{'baseline':>12}{'ratio':>8}")
+    report(rows)
+    print(f"{'added by the agent (MB)':<42}{(agent_size - base_size) / mb:>12.1f}")
+    print("baselines: a venv with onnxruntime+numpy only; bare onnxruntime on the same row and model; explain: the")
+    print(f"agent's own predict on the same row ({evaluations} model evaluations per explained row, one call)")
+
+
+def report(rows: list[tuple[str, float, float]]) -> None:
+    print(f"{'figure':<42}{'agent':>12}{'baseline':>12}{'ratio':>8}")
     for name, mine, base in rows:
-        print(f"{name:<38}{mine:>12.3f}{base:>12.3f}{mine / base:>8.2f}")
-    print(f"{'added by the agent (MB)':<38}{(agent_size - base_size) / mb:>12.1f}")
-    print("baselines: a venv with onnxruntime+numpy only; bare onnxruntime on the same row and model")
+        print(f"{name:<42}{mine:>12.3f}{base:>12.3f}{mine / base:>8.2f}")
 
 
 if __name__ == "__main__":
