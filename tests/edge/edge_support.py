@@ -39,6 +39,28 @@ def edge(home: Path, *args: str, env: dict[str, str] | None = None) -> subproces
     )
 
 
+HEAVY = ("pandas", "sklearn", "prefect", "bentoml", "ferry")
+"""What a device does not have: the agent's commands must run without importing any of them."""
+
+_ALONE = (
+    "import json, sys; sys.argv = ['ferry-edge', *sys.argv[1:]]; from ferry_edge.cli import main; rc = main();"
+    "print(json.dumps([m for m in json.loads(%r) if m in sys.modules]), file=sys.stderr); sys.exit(rc)"
+)
+
+
+def edge_alone(home: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """Run ``ferry-edge --home HOME ARGS`` in a fresh interpreter (it must succeed); also return which of
+    :data:`HEAVY` it imported (the last line of its standard error)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _ALONE % json.dumps(HEAVY), "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    return done, list(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
 def start_paused(home: Path, step: str, *args: str) -> subprocess.Popen[str]:
     """``ferry-edge ARGS`` (default: sync) in a session of its own, told to pause at install step ``step``."""
     return subprocess.Popen(

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from edge_support import NAME, Setup, break_golden, retar, with_version
+from edge_support import NAME, Setup, break_golden, edge_alone, retar, with_version
 from ferry_edge.agent import Agent
 from ferry_edge.bundle import target_name, unpack
 from ferry_edge.errors import BundleRejected, ConfigError, InputError, NoModel, SelfTestIncomplete, SyncError
@@ -274,16 +274,8 @@ def test_cli_predicts_offline_and_the_agent_imports_no_heavy_library(setup: Setu
     rows = setup.rows(5)
     jsonl = tmp_path / "rows.jsonl"
     jsonl.write_text("\n".join(json.dumps(r) for r in rows))
-    code = (
-        "import sys, runpy; sys.argv = ['ferry-edge', '--home', sys.argv[1], 'predict', sys.argv[2]];"
-        "from ferry_edge.cli import main; rc = main();"
-        "bad = [m for m in ('pandas', 'sklearn', 'prefect', 'bentoml', 'ferry') if m in sys.modules];"
-        "print('HEAVY', bad, file=sys.stderr); sys.exit(rc)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(setup.agent.home), str(jsonl)], capture_output=True, text=True, check=True
-    )
-    assert "HEAVY []" in out.stderr
+    out, heavy = edge_alone(setup.agent.home, "predict", str(jsonl))
+    assert heavy == []
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     assert len(lines) == 5
     assert all(line["version"] == setup.version.id for line in lines)

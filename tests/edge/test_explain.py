@@ -8,8 +8,6 @@ import hashlib
 import io
 import json
 import shutil
-import subprocess
-import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from edge_support import NAME, Setup, edge, retar, with_version
+from edge_support import NAME, Setup, edge, edge_alone, retar, with_version
 from ferry_edge.bundle import unpack
 from ferry_edge.errors import BundleRejected, InputError, NotExplainable, SyncError
 from ferry_edge.model import EdgeModel
@@ -178,16 +176,8 @@ def test_the_cli_explains_offline_without_heavy_imports(device: Setup, tmp_path:
     rows = _rows(model, device.data)
     jsonl = tmp_path / "rows.jsonl"
     jsonl.write_text("\n".join(json.dumps(r) for r in rows))
-    code = (
-        "import sys; sys.argv = ['ferry-edge', '--home', sys.argv[1], 'explain', sys.argv[2], '--top-k', '4',"
-        " '--class', '1']; from ferry_edge.cli import main; rc = main();"
-        "bad = [m for m in ('pandas', 'sklearn', 'prefect', 'bentoml', 'ferry') if m in sys.modules];"
-        "print('HEAVY', bad, file=sys.stderr); sys.exit(rc)"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(device.agent.home), str(jsonl)], capture_output=True, text=True, check=True
-    )
-    assert "HEAVY []" in done.stderr
+    done, heavy = edge_alone(device.agent.home, "explain", str(jsonl), "--top-k", "4", "--class", "1")
+    assert heavy == []
     printed = [json.loads(line) for line in done.stdout.splitlines()]
     assert printed == _expected(device.registry, device.version.id, rows, top_k=4, target=1)
     assert {r["class"] for r in printed} == {1}
