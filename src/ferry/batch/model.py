@@ -64,10 +64,22 @@ def load_model(registry_url: str, model: str, version_id: str, *, threads: int =
 @functools.lru_cache(maxsize=4)
 def _explainer_cached(registry_url: str, model: str, version_id: str) -> Explainer:
     registry = Registry(registry_url)
-    return load_explainer(registry, registry.get(version_id, model=model))
+    v = registry.get(version_id, model=model)
+    stored = load_explainer(registry, v)
+    # One row per onnxruntime call: onnxruntime's float32 answer for a row can change in the last bit with the
+    # number of rows in the call (seen on a multiclass logistic regression), so rows go one by one, as a single-row
+    # call explains them online or on a device, whatever the record batch size, partitioning or worker count.
+    return Explainer(
+        registry.read_bytes(v, "model.onnx"),
+        stored.schema,
+        stored.background,
+        plan=stored.plan,
+        max_tile_rows=1,
+    )
 
 
 def load_batch_explainer(registry_url: str, model: str, version_id: str) -> Explainer:
-    """The version's explainer (its ``model.onnx``, plan and background), cached per process like the scorer;
-    :class:`ferry.errors.BackgroundMissing` when the version carries no ``explain.npz``."""
+    """The version's explainer (its ``model.onnx``, plan and background), explaining one row per onnxruntime call
+    and cached per process like the scorer; :class:`ferry.errors.BackgroundMissing` when the version carries no
+    ``explain.npz``."""
     return _explainer_cached(registry_url, model, version_id)
