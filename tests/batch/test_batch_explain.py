@@ -148,6 +148,24 @@ def test_bad_explain_options_are_refused_before_anything_is_written(
     assert not (tmp_path / "out" / "_manifest").exists()
 
 
+def test_a_partition_of_rejects_only_still_has_the_explanation_columns(
+    writable_champion: dict[str, str], tmp_path: Path
+) -> None:
+    frame = source_table(writable_champion).slice(0, 3).to_pandas()
+    frame["tenure_months"] = -1.0  # every row outside the declared range
+    (tmp_path / "in").mkdir()
+    frame.to_parquet(tmp_path / "in" / "bad.parquet", index=False)
+    registry = Registry(writable_champion["registry"])
+    summary = batch.score(str(tmp_path / "in"), str(tmp_path / "out"), registry, explain=True, top_k=2)
+    assert (summary.scored, summary.rejected) == (0, 3)
+    written = pq.read_table(tmp_path / "out" / "scores" / "bad.parquet")
+    assert written.num_rows == 0
+    features = schema_of(writable_champion).feature_names
+    added = ["explained_class", "explained_value", "base_value", *[f"attribution_{f}" for f in features]]
+    assert written.column_names[written.column_names.index("scored_at") + 1 :] == [*added, "top_1", "top_2"]
+    assert written.schema.field("explained_value").type == "double"
+
+
 def test_a_version_without_a_background_is_refused_naming_it(
     writable_champion: dict[str, str], small_input: Path, tmp_path: Path
 ) -> None:
