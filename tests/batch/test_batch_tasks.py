@@ -23,6 +23,19 @@ from ferry.scoring import OnnxScorer, Scores
 pytestmark = pytest.mark.integration  # uses the session's trained task models (the whole gate, with Evidently)
 
 
+def score_head(
+    task_models: dict[str, Any], model: str, where: Path, *, rows: int, batch_rows: int, **options: Any
+) -> tuple[Registry, Any, pd.DataFrame, batch.RunSummary]:
+    """The first ``rows`` rows of ``model``'s data scored into ``where / "out"``: registry, version, rows, summary."""
+    registry: Registry = task_models["registry"]
+    frame = pd.read_csv(task_models[model]["data"]).head(rows)
+    (where / "in").mkdir()
+    frame.to_parquet(where / "in" / "part-0.parquet")
+    settings = batch.BatchSettings(batch_rows=batch_rows, drift=False)
+    summary = batch.score(str(where / "in"), str(where / "out"), registry, model=model, settings=settings, **options)
+    return registry, task_models[model]["version"], frame, summary
+
+
 @pytest.mark.parametrize(
     ("model", "columns"),
     [
@@ -33,13 +46,7 @@ pytestmark = pytest.mark.integration  # uses the session's trained task models (
 def test_batch_output_speaks_the_task(
     task_models: dict[str, Any], tmp_path: Path, model: str, columns: list[str]
 ) -> None:
-    registry: Registry = task_models["registry"]
-    version = task_models[model]["version"]
-    frame = pd.read_csv(task_models[model]["data"]).head(300)
-    (tmp_path / "in").mkdir()
-    frame.to_parquet(tmp_path / "in" / "part-0.parquet")
-    settings = batch.BatchSettings(batch_rows=128, drift=False)
-    batch.score(str(tmp_path / "in"), str(tmp_path / "out"), registry, model=model, settings=settings)
+    registry, version, frame, _ = score_head(task_models, model, tmp_path, rows=300, batch_rows=128)
     got = read_scores(tmp_path / "out")
     id_column = "part_id" if model == "defects" else "day_id"
     assert list(got.columns) == [id_column, *columns, "model_version", "scored_at"]
@@ -62,15 +69,8 @@ def test_batch_output_speaks_the_task(
 def test_batch_explanations_speak_the_task(
     task_models: dict[str, Any], tmp_path: Path, model: str, classifier: bool
 ) -> None:
-    registry: Registry = task_models["registry"]
-    version = task_models[model]["version"]
-    frame = pd.read_csv(task_models[model]["data"]).head(20)
-    (tmp_path / "in").mkdir()
-    frame.to_parquet(tmp_path / "in" / "part-0.parquet")
-    settings = batch.BatchSettings(batch_rows=8, drift=False)
-    summary = batch.score(
-        str(tmp_path / "in"), str(tmp_path / "out"), registry, model=model, settings=settings, explain=True
-    )
+    # record batches of 8 rows: onnxruntime sees other row counts than in the one-row calls below
+    registry, version, frame, summary = score_head(task_models, model, tmp_path, rows=20, batch_rows=8, explain=True)
     schema = Schema.from_dict(json.loads(registry.read_bytes(version, "schema.json")))
     k = min(5, len(schema.feature_names))
     assert summary.explain == {"top_k": k, "class": None}
