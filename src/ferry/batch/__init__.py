@@ -16,6 +16,7 @@ The plain functions here do all the work; ``flows/batch_score.py`` and ``ferry s
 | :mod:`~ferry.batch.drift` | the run's input-drift check (through the gate's Evidently adapter) |
 | :mod:`~ferry.batch.drift_process` | that check in a second process, overlapping scoring |
 | :mod:`~ferry.batch.run` | a run: plan, score the pending partitions, check drift, summarise |
+| :mod:`~ferry.batch.progress` | a run's progress: rows scored as log lines, rows still to score |
 """
 
 from __future__ import annotations
@@ -28,15 +29,14 @@ from ferry.batch.output import OutputDir, OutputLocked, output_lock
 from ferry.batch.overlap import WriteBehind, prefetch
 from ferry.batch.partition import REJECT_SCHEMA, PartitionResult, score_partition
 from ferry.batch.partitions import Partition, count_rows, discover_partitions, iter_batches, schema_batches
+from ferry.batch.progress import RowProgress, expected_rows
 from ferry.batch.rows import Checked, Problem, check_batch, row_problems, split_rows
 from ferry.batch.run import (
     LOST_SCHEDULER,
     ClusterLost,
     PartitionsFailed,
     Plan,
-    RowProgress,
     RunSummary,
-    expected_rows,
     finish_run,
     note_run,
     plan,
