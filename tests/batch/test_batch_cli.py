@@ -63,6 +63,11 @@ def test_score_command_explains(
         "error: --top-k (top_k) must be a whole number from 1 to 15, the features of model 'churn', got 99"
     ]
     assert not (tmp_path / "out" / "scores").exists()
+    wrong = runner.invoke(app, args, env={"COLUMNS": "400", "FERRY_EXPLAIN_TOP_K": "0"})
+    assert wrong.exit_code == 2
+    assert len(wrong.output.strip().splitlines()) == 1
+    assert "FERRY_EXPLAIN_TOP_K" in wrong.output
+    assert not (tmp_path / "out" / "scores").exists()
 
     done = runner.invoke(app, [*args, "--top-k", "3"], env={"COLUMNS": "200"})
     assert done.exit_code == 0, done.output

@@ -55,6 +55,10 @@ def score(
 
     try:
         settings = batch.BatchSettings() if batch_rows is None else batch.BatchSettings(batch_rows=batch_rows)
+        if explain:
+            from ferry.explain import ExplainSettings
+
+            ExplainSettings()  # a wrong FERRY_EXPLAIN_* setting is said before anything runs
     except ValueError as exc:
         raise fail(exc) from exc
     columns = (
