@@ -1,7 +1,7 @@
 """Batch scoring throughput and peak memory: ferry's streaming path against a naive and an in-memory baseline.
 
     uv run python bench/batch.py [--rows 200000] [--partitions 4] [--skip-flow] [--ferry-only] [--threads 1]
-                                 [--task binary|multiclass|regression]
+                                 [--task binary|multiclass|regression] [--explain [--explain-rows 2000]]
 
 A HistGradientBoosting model of ``--task`` (the demo churn data by default; a 10-class model or the demand regressor,
 ``bench/tasks.py``) is trained (20,000 rows) and promoted in a temporary registry; ``--rows`` rows of the same data
@@ -22,6 +22,11 @@ and all on the same files:
 4. unless ``--skip-flow``: the ``batch-score`` flow against the bare function on the same input (thread runner, one
    worker), and the flow on a Dask ``LocalCluster`` of 1 and of 2 single-threaded worker processes (each timed
    after one unmeasured warm-up run on the same cluster).
+
+With ``--explain``, only two paths run, both with ``FERRY_BATCH_DRIFT=false``: ferry score on the ``--rows`` rows,
+and ``ferry score --explain`` on the first ``--explain-rows`` of them (each explained row costs the version's
+coalitions x background rows of model evaluations, so fewer rows give the same rate); the ratio of their rows/s is
+what explanations cost, with the evaluations per row and the ``FERRY_EXPLAIN_BUDGET`` the 0.1x goal would need.
 
 With ``--ferry-only``, only ferry score runs (for 20M rows, where the in-memory paths would need tens of GB). Every
 path uses one onnxruntime/OpenMP thread per process, or ``--threads`` of them. Figures are printed as rows/s, peak
@@ -229,12 +234,41 @@ def worker_ferry_nodrift(setup: dict[str, str]) -> dict[str, Any]:
     return worker_ferry(setup)
 
 
+def worker_ferry_explain(setup: dict[str, str]) -> dict[str, Any]:
+    os.environ["FERRY_BATCH_DRIFT"] = "false"
+    from ferry import batch
+    from ferry.registry import Registry
+
+    start = time.perf_counter()
+    registry = Registry(setup["registry"])
+    summary = batch.score(
+        setup["explain_input"],
+        str(Path(setup["out"]) / "explained"),
+        registry,
+        version=setup["version"],
+        model=setup["model"],
+        explain=True,
+    )
+    seconds = time.perf_counter() - start
+    plan = batch.load_batch_explainer(setup["registry"], setup["model"], setup["version"])
+    background = len(next(iter(plan.background.values())))
+    return {
+        "seconds": seconds,
+        "rows": summary.scored,
+        "coalitions": int(plan.plan.masks.shape[0]),
+        "background": background,
+        "exact": plan.plan.exact,
+        "features": len(plan.features),
+    }
+
+
 WORKERS = {
     "naive": worker_naive,
     "onnx": worker_onnx,
     "ferry": worker_ferry,
     "ferry_nodrift": worker_ferry_nodrift,
     "flow": worker_flow,
+    "ferry_explain": worker_ferry_explain,
 }
 
 
@@ -301,6 +335,10 @@ def main() -> None:
         default=1,
         help="threads per path: OpenMP for scikit-learn, intra-op for onnxruntime, FERRY_BATCH_THREADS for ferry",
     )
+    parser.add_argument(
+        "--explain", action="store_true", help="measure ferry score --explain against plain ferry score (no drift)"
+    )
+    parser.add_argument("--explain-rows", type=int, default=2_000, help="rows explained with --explain")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--setup", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -328,6 +366,9 @@ def main() -> None:
 
 
 def measure(root: Path, setup: dict[str, str], args: argparse.Namespace) -> None:
+    if args.explain:
+        measure_explain(root, setup, args)
+        return
     names = ("ferry",) if args.ferry_only else ("naive", "onnx", "ferry", "ferry_nodrift")
     results: dict[str, dict[str, Any]] = {}
     for name in names:
@@ -390,6 +431,36 @@ def measure(root: Path, setup: dict[str, str], args: argparse.Namespace) -> None
             f"flow on Dask LocalCluster: 1 worker {f['dask1']:.2f} s, 2 workers {f['dask2']:.2f} s: "
             f"speed-up {f['dask1'] / f['dask2']:.2f}x (goal >= 1.7)"
         )
+
+
+def measure_explain(root: Path, setup: dict[str, str], args: argparse.Namespace) -> None:
+    """Plain ferry score against ferry score --explain, both without the drift check, rows/s as a ratio."""
+    import pyarrow.parquet as pq
+
+    first = sorted(Path(setup["input"]).iterdir())[0]
+    (root / "explain-input").mkdir()
+    pq.write_table(pq.read_table(first).slice(0, args.explain_rows), root / "explain-input" / "part.parquet")
+    common = {**setup, "threads": args.threads, "explain_input": str(root / "explain-input")}
+    plain = run_worker("ferry_nodrift", {**common, "out": str(root / "out-plain")})
+    explained = run_worker("ferry_explain", {**common, "out": str(root / "out-explain")})
+    print(f"{'path':<48}{'rows':>12}{'rows/s':>12}{'seconds':>10}{'peak RSS MB':>13}")
+    for label, r in (("ferry score, FERRY_BATCH_DRIFT=false", plain), ("ferry score --explain (same)", explained)):
+        rate, rss = r["rows"] / r["seconds"], r["peak_rss_mb"]
+        print(f"{label:<48}{r['rows']:>12,}{rate:>12,.1f}{r['seconds']:>10.2f}{rss:>13,.0f}")
+    ratio = (explained["rows"] / explained["seconds"]) / (plain["rows"] / plain["seconds"])
+    evaluations = explained["coalitions"] * explained["background"]
+    kind = "exact" if explained["exact"] else "sampled"
+    print(
+        f"explain / plain: {ratio:.5f}x rows/s (goal >= 0.1); {explained['features']} features, {kind} plan of "
+        f"{explained['coalitions']} coalitions x {explained['background']} background rows = {evaluations:,} model "
+        f"evaluations per explained row"
+    )
+    if ratio < 0.1:
+        print(
+            f"the goal is missed by {0.1 / ratio:,.0f}x; at this rate it needs about {evaluations * ratio / 0.1:,.1f} "
+            "evaluations per explained row (FERRY_EXPLAIN_BUDGET counts the same evaluations)"
+        )
+    print("raw:", json.dumps({"plain": plain, "explain": explained}, sort_keys=True))
 
 
 if __name__ == "__main__":

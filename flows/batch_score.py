@@ -32,10 +32,29 @@ from ferry_flows.artifacts import table_artifact
 
 @task(name="plan-batch", retries=1, retry_delay_seconds=2)
 def plan_batch(
-    input: str, output: str, registry_url: str, version: str | None, model: str | None, settings: core.BatchSettings
+    input: str,
+    output: str,
+    registry_url: str,
+    version: str | None,
+    model: str | None,
+    settings: core.BatchSettings,
+    explain: bool = False,
+    top_k: int | None = None,
+    explain_class: str | None = None,
 ) -> dict[str, Any]:
-    """Resolve the version, list partitions and read the manifest; returns references only."""
-    p = core.plan(input, output, Registry(registry_url), version=version, model=model, settings=settings)
+    """Resolve the version, list partitions and read the manifest; returns references only. With ``explain``, the
+    explain options and the version's ``explain.npz`` are checked here, before any partition runs."""
+    p = core.plan(
+        input,
+        output,
+        Registry(registry_url),
+        version=version,
+        model=model,
+        settings=settings,
+        explain=explain,
+        top_k=top_k,
+        explain_class=explain_class,
+    )
     get_run_logger().info(
         "scoring %d partition(s) of %s with %s/%s (%d already finished)",
         len(p.partitions),
@@ -49,15 +68,24 @@ def plan_batch(
 
 @task(name="score-partition", retries=2, retry_delay_seconds=1, task_run_name="score-{partition[key]}")
 def score_partition(
-    partition: dict[str, Any], output: str, registry_url: str, model: str, version: str, settings: core.BatchSettings
+    partition: dict[str, Any],
+    output: str,
+    registry_url: str,
+    model: str,
+    version: str,
+    settings: core.BatchSettings,
+    explain: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Score one partition; retried on failure. Finished partitions are never redone (see the manifest).
+    """Score one partition (and explain its rows with the plan's ``explain`` options); retried on failure. Finished
+    partitions are never redone (see the manifest).
 
     Logs its progress every ``FERRY_BATCH_PROGRESS_S`` seconds while it runs (rows done, share, rows/s)."""
     logger = get_run_logger()
     total = count_rows(Partition.from_dict(partition))
     progress = core.RowProgress(logger.info, partition["key"], total, every_s=settings.progress_s)
-    result = core.run_partition(partition, output, registry_url, model, version, settings=settings, on_rows=progress)
+    result = core.run_partition(
+        partition, output, registry_url, model, version, settings=settings, on_rows=progress, explain=explain
+    )
     rate = result["rows"] / result["seconds"] if result["seconds"] > 0 else 0.0
     logger.info(
         "%s: %d rows, %d scored, %d rejected in %.2f s (%.0f rows/s)",
@@ -110,12 +138,17 @@ def batch_score(
     cluster_address: str | None = None,
     workers: int = 2,
     batch_rows: int = 65_536,
+    explain: bool = False,
+    top_k: int | None = None,
+    explain_class: str | None = None,
 ) -> dict[str, Any]:
     """Score ``input`` (a CSV/Parquet file, directory or glob; local or fsspec URL) into ``output``.
 
     The version is ``version`` when given, else the ``batch`` channel's, else ``online/champion``'s. Partitions
     finished by an earlier run of the same output are skipped. The flow fails, after every other partition has
-    finished, when some partition still fails after its retries.
+    finished, when some partition still fails after its retries. With ``explain``, each good row also gets its
+    explanation columns (``ferry score --explain``): the ``top_k`` features (default ``FERRY_EXPLAIN_TOP_K``, at
+    most all) for ``explain_class`` (default: the class predicted for the row).
     """
     started = time.perf_counter()
     logger = get_run_logger()
@@ -124,7 +157,7 @@ def batch_score(
     if settings.drift and (runner != "thread" or cluster_address):
         core.warm_drift()  # partitions score in other processes: import Evidently meanwhile for check-drift
     with output_lock(OutputDir(output)):  # a second run on this output fails at once, naming this one
-        planned = plan_batch(input, output, registry_url, version, model, settings)
+        planned = plan_batch(input, output, registry_url, version, model, settings, explain, top_k, explain_class)
         results: list[dict[str, Any]] = []
         failures: dict[str, str] = {}
         pending = planned["pending"]
@@ -139,6 +172,7 @@ def batch_score(
                         "model": planned["model"],
                         "version": planned["version"],
                         "settings": settings,
+                        "explain": planned["explain"],
                     }
                     futures[task_runner.submit(score_partition, params)] = part["key"]
                 for done, future in enumerate(as_completed(list(futures)), start=1):
@@ -183,6 +217,7 @@ def _publish_artifacts(outcome: dict[str, Any]) -> None:
         f"| time | {outcome['seconds']:.2f} s |",
         f"| rows/s | {outcome['rows_per_s']:,.0f} |",
         f"| output | {outcome['output']} |",
+        f"| explanations | {core.describe_options(outcome['explain'])} |",
         f"| input drift | {outcome['drift']['text'] if outcome['drift'] else 'not checked (FERRY_BATCH_DRIFT off)'} |",
     ]
     lines += [f"| failed: {k} | {v} |" for k, v in sorted(failed.items())]

@@ -48,6 +48,36 @@ def test_score_command(tmp_path: Path, writable_champion: dict[str, str]) -> Non
     assert "1 partition(s) failed" in broken.output
 
 
+def test_score_command_explains(
+    tmp_path: Path, writable_champion: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FERRY_BATCH_DRIFT", "false")  # the explanations are under test here
+    (tmp_path / "in").mkdir()
+    pq.write_table(pq.read_table(writable_champion["data"]).slice(0, 12), tmp_path / "in" / "a.parquet")
+    runner = CliRunner()
+    args = ["score", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]
+    args += ["--registry", writable_champion["registry"], "--explain"]
+    too_many = runner.invoke(app, [*args, "--top-k", "99"], env={"COLUMNS": "400"})
+    assert too_many.exit_code == 2
+    assert too_many.output.strip().splitlines() == [
+        "error: --top-k (top_k) must be a whole number from 1 to 15, the features of model 'churn', got 99"
+    ]
+    assert not (tmp_path / "out" / "scores").exists()
+    wrong = runner.invoke(app, args, env={"COLUMNS": "400", "FERRY_EXPLAIN_TOP_K": "0"})
+    assert wrong.exit_code == 2
+    assert len(wrong.output.strip().splitlines()) == 1
+    assert "FERRY_EXPLAIN_TOP_K" in wrong.output
+    assert not (tmp_path / "out" / "scores").exists()
+
+    done = runner.invoke(app, [*args, "--top-k", "3"], env={"COLUMNS": "200"})
+    assert done.exit_code == 0, done.output
+    assert "explanations: with explanations (top 3, the predicted class)" in done.output
+    got = read_scores(tmp_path / "out")
+    assert len(got) == 12
+    assert [c for c in got.columns if c.startswith("top_")] == ["top_1", "top_2", "top_3"]
+    assert got[[c for c in got.columns if c.startswith("attribution_")]].notna().all().all()
+
+
 KILLABLE = "from ferry.cli import app; app()"
 
 

@@ -133,6 +133,38 @@ def test_a_cluster_of_processes_scores_exactly_as_one_process(
             assert got[key].equals(table), f"{name}: {key} differs from the one-process run"
 
 
+def test_explanations_on_two_worker_processes_are_the_one_process_ones(
+    tmp_path: Path, writable_champion: dict[str, str], prefect_server: None, cluster: Cluster
+) -> None:
+    from ferry_flows.batch_score import batch_score
+
+    table = pq.read_table(writable_champion["data"])
+    (tmp_path / "in").mkdir()
+    for i in range(4):  # small partitions: every explained row costs thousands of model evaluations
+        pq.write_table(table.slice(8 * i, 8), tmp_path / "in" / f"p{i}.parquet")
+    registry = Registry(writable_champion["registry"])
+    settings = batch.BatchSettings(batch_rows=5, drift=False)
+    batch.score(str(tmp_path / "in"), str(tmp_path / "plain"), registry, settings=settings, explain=True, top_k=3)
+    want = scores_by_partition(tmp_path / "plain")
+    assert "attribution_tenure_months" in want["p0.parquet"].column_names
+
+    outcome = batch_score(
+        input=str(tmp_path / "in"),
+        output=str(tmp_path / "dask"),
+        registry_url=writable_champion["registry"],
+        cluster_address=cluster.address,
+        batch_rows=5,
+        explain=True,
+        top_k=3,
+    )
+    assert outcome["failures"] == {}
+    assert outcome["explain"] == {"top_k": 3, "class": None}
+    got = scores_by_partition(tmp_path / "dask")
+    assert list(got) == list(want)
+    for key, expected in want.items():
+        assert got[key].equals(expected), f"{key} differs from the one-process run"
+
+
 def test_a_killed_worker_costs_its_partitions_and_a_lost_scheduler_fails_then_resumes(
     tmp_path: Path, writable_champion: dict[str, str], prefect_server: None, cluster: Cluster
 ) -> None:

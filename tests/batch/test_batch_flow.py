@@ -69,6 +69,7 @@ def test_runners_give_identical_output(
     assert str(tmp_path / "dask") in str(summary.data)
     assert writable_champion["version"] in str(summary.data)
     assert "| input drift | no drift: 0 of 15 features drifted" in str(summary.data)
+    assert "| explanations | without explanations |" in str(summary.data)
     drift = Artifact.get("churn-batch-drift")
     assert drift is not None
     rows = json.loads(str(drift.data))

@@ -5,7 +5,8 @@ The plain functions here do all the work; ``flows/batch_score.py`` and ``ferry s
 | module | what lives there |
 |---|---|
 | :mod:`~ferry.batch.settings` | :class:`BatchSettings` (``FERRY_BATCH_*``) |
-| :mod:`~ferry.batch.model` | which version a run scores with, loaded once per process |
+| :mod:`~ferry.batch.model` | which version a run scores with, and its explainer, loaded once per process |
+| :mod:`~ferry.batch.explanations` | ``--explain``: a run's explain options and the explanation columns they add |
 | :mod:`~ferry.batch.partitions` | the input: partitions found and streamed in record batches |
 | :mod:`~ferry.batch.rows` | row-level validation and ONNX encoding on Arrow record batches |
 | :mod:`~ferry.batch.partition` | scoring one partition and committing its output |
@@ -15,26 +16,27 @@ The plain functions here do all the work; ``flows/batch_score.py`` and ``ferry s
 | :mod:`~ferry.batch.drift` | the run's input-drift check (through the gate's Evidently adapter) |
 | :mod:`~ferry.batch.drift_process` | that check in a second process, overlapping scoring |
 | :mod:`~ferry.batch.run` | a run: plan, score the pending partitions, check drift, summarise |
+| :mod:`~ferry.batch.progress` | a run's progress: rows scored as log lines, rows still to score |
 """
 
 from __future__ import annotations
 
 from ferry.batch.drift import check_drift, warm_drift
 from ferry.batch.drift_process import DriftProcess, drift_process
-from ferry.batch.model import LoadedModel, load_model, resolve_version
+from ferry.batch.explanations import Explaining, ExplainOptions, describe_options, explain_options
+from ferry.batch.model import LoadedModel, load_batch_explainer, load_model, resolve_version
 from ferry.batch.output import OutputDir, OutputLocked, output_lock
 from ferry.batch.overlap import WriteBehind, prefetch
 from ferry.batch.partition import REJECT_SCHEMA, PartitionResult, score_partition
 from ferry.batch.partitions import Partition, count_rows, discover_partitions, iter_batches, schema_batches
+from ferry.batch.progress import RowProgress, expected_rows
 from ferry.batch.rows import Checked, Problem, check_batch, row_problems, split_rows
 from ferry.batch.run import (
     LOST_SCHEDULER,
     ClusterLost,
     PartitionsFailed,
     Plan,
-    RowProgress,
     RunSummary,
-    expected_rows,
     finish_run,
     note_run,
     plan,
@@ -52,6 +54,8 @@ __all__ = [
     "Checked",
     "ClusterLost",
     "DriftProcess",
+    "ExplainOptions",
+    "Explaining",
     "LoadedModel",
     "OutputDir",
     "OutputLocked",
@@ -67,12 +71,15 @@ __all__ = [
     "check_batch",
     "check_drift",
     "count_rows",
+    "describe_options",
     "discover_partitions",
     "drift_process",
     "expected_rows",
+    "explain_options",
     "finish_run",
     "iter_batches",
     "keep_sample",
+    "load_batch_explainer",
     "load_model",
     "note_run",
     "output_lock",

@@ -1,5 +1,5 @@
 """The model a batch run scores with: which version (pinned, else the ``batch`` channel, else ``online/champion``),
-loaded once per process.
+loaded once per process, and its explainer (``ferry score --explain``), also loaded once per process.
 """
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 
 from ferry.batch.settings import BatchSettings
 from ferry.errors import RegistryError
+from ferry.explain import Explainer, load_explainer
 from ferry.registry.store import Registry
 from ferry.registry.versions import ModelVersion
 from ferry.schema import Schema
 from ferry.scoring import OnnxScorer
 
-__all__ = ["LoadedModel", "load_model", "resolve_version"]
+__all__ = ["LoadedModel", "load_batch_explainer", "load_model", "resolve_version"]
 
 
 @dataclass(frozen=True)
@@ -58,3 +59,27 @@ def _load_cached(registry_url: str, model: str, version_id: str, threads: int) -
 def load_model(registry_url: str, model: str, version_id: str, *, threads: int = 1) -> LoadedModel:
     """The version's schema and an onnxruntime session over its ``model.onnx`` (cached per process)."""
     return _load_cached(registry_url, model, version_id, threads)
+
+
+@functools.lru_cache(maxsize=4)
+def _explainer_cached(registry_url: str, model: str, version_id: str) -> Explainer:
+    registry = Registry(registry_url)
+    v = registry.get(version_id, model=model)
+    stored = load_explainer(registry, v)
+    # One row per onnxruntime call: onnxruntime's float32 answer for a row can change in the last bit with the
+    # number of rows in the call (seen on a multiclass logistic regression), so rows go one by one, as a single-row
+    # call explains them online or on a device, whatever the record batch size, partitioning or worker count.
+    return Explainer(
+        registry.read_bytes(v, "model.onnx"),
+        stored.schema,
+        stored.background,
+        plan=stored.plan,
+        max_tile_rows=1,
+    )
+
+
+def load_batch_explainer(registry_url: str, model: str, version_id: str) -> Explainer:
+    """The version's explainer (its ``model.onnx``, plan and background), explaining one row per onnxruntime call
+    and cached per process like the scorer; :class:`ferry.errors.BackgroundMissing` when the version carries no
+    ``explain.npz``."""
+    return _explainer_cached(registry_url, model, version_id)

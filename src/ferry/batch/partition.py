@@ -4,6 +4,8 @@ Each record batch is validated against the version's schema (the rules of :func:
 :mod:`ferry.batch.rows`); bad rows go to the partition's rejects file with their row id, column, rule and reason,
 and good rows are scored with :class:`ferry.scoring.OnnxScorer` on the same encoding as online and edge. The output
 is written under a temp name and renamed; the manifest record written last is the partition's commit point.
+With ``explain``, each good row is also explained (:mod:`ferry.batch.explanations`) and its explanation columns
+follow the usual ones; the manifest record says with which options.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ferry import data as fdata
+from ferry.batch.explanations import Explaining
 from ferry.batch.model import LoadedModel
 from ferry.batch.output import OutputDir
 from ferry.batch.overlap import WriteBehind, prefetch
@@ -109,10 +112,10 @@ def _prepare(
         offset += n
 
 
-def _output_schema(id_field: pa.Field, schema: Schema) -> pa.Schema:
+def _output_schema(id_field: pa.Field, schema: Schema, explain: Explaining | None = None) -> pa.Schema:
     """The output's columns per task (:mod:`ferry.scoring`'s contract): a classifier's ``prediction`` (the class
     index into ``target_classes``) and one ``prob_<class>`` column per class; a regressor's ``value``, ``lower``
-    and ``upper``."""
+    and ``upper``; then, with ``explain``, the explanation columns."""
     if schema.kind == "regression":
         answer = [pa.field(name, pa.float32()) for name in ("value", "lower", "upper")]
     else:
@@ -124,6 +127,7 @@ def _output_schema(id_field: pa.Field, schema: Schema) -> pa.Schema:
             *answer,
             pa.field("model_version", pa.string()),
             pa.field("scored_at", pa.timestamp("us", tz="UTC")),
+            *([] if explain is None else explain.fields(schema)),
         ]
     )
 
@@ -147,6 +151,7 @@ def score_partition(
     on_rows: Callable[[int], None] | None = None,
     threaded: bool = True,
     sample_rows: int | None = 0,
+    explain: Explaining | None = None,
 ) -> PartitionResult:
     """Score one partition into ``out`` and record it in the manifest; nothing is left half-written on failure.
 
@@ -154,7 +159,8 @@ def score_partition(
     ``threaded``, the next record batch is read and validated in a second thread, and the previous one is written
     in a third, while onnxruntime scores this one. With ``sample_rows``, a random sample of that many good rows
     (seeded by the partition key) is kept for the run's drift check; with 0, a stale one is removed; with None, the
-    sample is left alone (a drift process draws it with :func:`sample_partition` meanwhile).
+    sample is left alone (a drift process draws it with :func:`sample_partition` meanwhile). With ``explain``, the
+    good rows' explanation columns follow the usual ones.
     """
     schema, v = model.schema, model.version
     started = time.perf_counter()
@@ -181,8 +187,11 @@ def score_partition(
                 k = len(b.ids)
                 if writer is None:
                     handles.append(out.fs.open(tmp_scores, "wb"))
-                    writer = pq.ParquetWriter(handles[-1], _output_schema(pa.field(id_name, b.ids.type), schema))
+                    out_schema = _output_schema(pa.field(id_name, b.ids.type), schema, explain)
+                    writer = pq.ParquetWriter(handles[-1], out_schema)
                 columns: list[Any] = [b.ids, *answer, pa.repeat(pa.scalar(v.id), k), pa.repeat(scored_at, k)]
+                if explain is not None:
+                    columns += explain.columns(b.inputs, schema)
                 writes.submit(writer.write_table, pa.Table.from_arrays(columns, schema=writer.schema))
                 scored += k
             rows += b.rows
@@ -199,7 +208,7 @@ def score_partition(
         if rows == 0:
             raise DataValidationError("(all)", "rows", f"partition {part.url} has no rows; remove it or fill it")
         if writer is None:  # every row was rejected: still write an empty, typed output
-            empty = _output_schema(pa.field(id_name, pa.string()), schema).empty_table()
+            empty = _output_schema(pa.field(id_name, pa.string()), schema, explain).empty_table()
             with out.fs.open(tmp_scores, "wb") as fh:
                 pq.write_table(empty, fh)
         if sample_rows is not None:  # None: another process draws this partition's sample
@@ -232,7 +241,9 @@ def score_partition(
         version=v.id,
         model=v.model,
     )
-    out.write_manifest(part.key, {**result.to_dict(), "input_size": part.size, "finished_at": _now()})
+    explained = None if explain is None else explain.options.to_dict()
+    record = {**result.to_dict(), "input_size": part.size, "finished_at": _now(), "explain": explained}
+    out.write_manifest(part.key, record)
     return result
 
 

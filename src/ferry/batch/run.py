@@ -7,6 +7,10 @@
   the run (:mod:`ferry.batch.drift_process`): it draws the partitions' samples from the input and checks them while
   the partitions score.
 - :func:`run_partition` is the unit the ``batch-score`` flow fans out: plain references in, a plain dict out.
+
+With ``explain``, every good row is also explained (:mod:`ferry.batch.explanations`); the plan checks the options
+and the version's ``explain.npz`` before anything is written, and refuses an output whose finished partitions were
+written with other explain options.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ from typing import Any
 from ferry import status
 from ferry.batch.drift import check_drift
 from ferry.batch.drift_process import drift_process
-from ferry.batch.model import load_model, resolve_version
+from ferry.batch.explanations import Explaining, ExplainOptions, check_recorded, run_options
+from ferry.batch.model import load_batch_explainer, load_model, resolve_version
 from ferry.batch.output import OutputDir, output_lock
 from ferry.batch.partition import PartitionResult, score_partition
-from ferry.batch.partitions import Partition, count_rows, discover_partitions
+from ferry.batch.partitions import Partition, discover_partitions
 from ferry.batch.settings import BatchSettings
 from ferry.errors import FerryError, RegistryError
 from ferry.registry.store import Registry
@@ -32,9 +37,7 @@ from ferry.registry.store import Registry
 __all__ = [
     "PartitionsFailed",
     "Plan",
-    "RowProgress",
     "RunSummary",
-    "expected_rows",
     "finish_run",
     "note_run",
     "plan",
@@ -77,7 +80,8 @@ LOST_SCHEDULER = ("scheduler-connection-lost", "lost the connection to the sched
 
 @dataclass(frozen=True)
 class Plan:
-    """What a run will do: every partition, which are already finished, and with which version."""
+    """What a run will do: every partition, which are already finished, with which version, and the explain
+    options (:meth:`ExplainOptions.to_dict`; None: no explanations)."""
 
     input: str
     output: str
@@ -86,6 +90,7 @@ class Plan:
     version: str
     partitions: list[Partition]
     finished: dict[str, PartitionResult]
+    explain: dict[str, Any] | None = None
 
     @property
     def pending(self) -> list[Partition]:
@@ -102,6 +107,7 @@ class Plan:
             "partitions": [p.to_dict() for p in self.partitions],
             "finished": [r.to_dict() for r in self.finished.values()],
             "pending": [p.to_dict() for p in self.pending],
+            "explain": self.explain,
         }
 
     @classmethod
@@ -115,6 +121,7 @@ class Plan:
             version=str(raw["version"]),
             partitions=[Partition.from_dict(p) for p in raw["partitions"]],
             finished={r.partition: r for r in finished},
+            explain=raw.get("explain"),
         )
 
 
@@ -127,13 +134,19 @@ def plan(
     model: str | None = None,
     settings: BatchSettings | None = None,
     storage_options: dict[str, Any] | None = None,
+    explain: bool = False,
+    top_k: int | None = None,
+    explain_class: str | None = None,
 ) -> Plan:
     """Resolve the version, list partitions, prepare the output and read what earlier runs finished.
 
     Refuses (RegistryError) to add to an output that another model version already wrote to, so one output never
-    mixes versions.
+    mixes versions, and (ConfigError) to add to one written with other explain options. With ``explain``, the
+    options (``top_k``, ``explain_class``) and the version's ``explain.npz`` are checked before anything is written
+    (ConfigError; :class:`ferry.errors.BackgroundMissing`).
     """
     v = resolve_version(registry, version=version, model=model, settings=settings)
+    options = run_options(registry, v, explain=explain, top_k=top_k, explain_class=explain_class)
     parts = discover_partitions(input_url, storage_options=storage_options)
     out = OutputDir(output_url, storage_options=storage_options)
     out.prepare()
@@ -145,13 +158,15 @@ def plan(
             f"output {output_url} already holds partitions scored by version(s) {', '.join(others)}, not {v.id}; "
             "write to a new output, or pin that version"
         )
+    check_recorded(output_url, records, options)
     keys = {p.key for p in parts}
     finished = {
         k: PartitionResult(**{**{f: r[f] for f in _RESULT_FIELDS if f in r}, "skipped": True})
         for k, r in records.items()
         if k in keys and out.fs.exists(out.scores(k))
     }
-    return Plan(input_url, output_url, registry.url, v.model, v.id, parts, finished)
+    explained = None if options is None else options.to_dict()
+    return Plan(input_url, output_url, registry.url, v.model, v.id, parts, finished, explained)
 
 
 _RESULT_FIELDS = tuple(PartitionResult.__dataclass_fields__)
@@ -168,13 +183,18 @@ def run_partition(
     storage_options: dict[str, Any] | None = None,
     on_rows: Callable[[int], None] | None = None,
     drift_apart: bool = False,
+    explain: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """:func:`score_partition` from references only (what a task in another process or on Dask receives).
 
     With ``drift_apart``, the partition's drift sample is left to the run's drift process (it draws it meanwhile).
+    With ``explain`` (the plan's explain options), the rows are explained by the version's explainer, loaded once
+    per process.
     """
     s = settings or BatchSettings()
     loaded = load_model(registry_url, model, version, threads=s.threads)
+    options = ExplainOptions.from_dict(explain)
+    explaining = None if options is None else Explaining(load_batch_explainer(registry_url, model, version), options)
     out = OutputDir(output_url, storage_options=storage_options)
     return score_partition(
         Partition.from_dict(part),
@@ -185,6 +205,7 @@ def run_partition(
         on_rows=on_rows,
         threaded=s.prefetch,
         sample_rows=None if drift_apart else s.drift_sample_rows if s.drift else 0,
+        explain=explaining,
     ).to_dict()
 
 
@@ -204,6 +225,7 @@ class RunSummary:
     failures: dict[str, str]
     results: list[dict[str, Any]]
     drift: dict[str, Any] | None = None
+    explain: dict[str, Any] | None = None
 
     @property
     def rows_per_s(self) -> float:
@@ -228,6 +250,7 @@ def summarise(p: Plan, results: list[dict[str, Any]], failures: dict[str, str], 
         seconds=round(seconds, 4),
         failures=failures,
         results=sorted(every, key=lambda r: str(r["partition"])),
+        explain=p.explain,
     )
 
 
@@ -258,31 +281,47 @@ def score(
     storage_options: dict[str, Any] | None = None,
     on_plan: Callable[[Plan], None] | None = None,
     on_rows: Callable[[int], None] | None = None,
+    explain: bool = False,
+    top_k: int | None = None,
+    explain_class: str | None = None,
 ) -> RunSummary:
     """Score every pending partition of ``input_url`` into ``output_url`` in this process.
+
+    With ``explain``, each good row is also explained: the explanation columns of the ``top_k`` features (default
+    ``FERRY_EXPLAIN_TOP_K`` capped at the feature count) for ``explain_class`` (default: the class predicted for
+    the row) follow the usual output columns.
 
     A partition that fails (corrupt file, unreadable storage) does not stop the others; when any failed, the
     summary is complete for the rest and PartitionsFailed is raised at the end, naming each failure. The output's
     lock is held for the whole run: a second run on the same output gets OutputLocked at once, naming the holder.
     """
     s = settings or BatchSettings()
+    started = time.perf_counter()
     with output_lock(OutputDir(output_url, storage_options=storage_options)):
-        return _score(input_url, output_url, registry, version, model, s, storage_options, on_plan, on_rows)
+        p = plan(
+            input_url,
+            output_url,
+            registry,
+            version=version,
+            model=model,
+            settings=s,
+            storage_options=storage_options,
+            explain=explain,
+            top_k=top_k,
+            explain_class=explain_class,
+        )
+        return _score(p, s, storage_options, on_plan, on_rows, started)
 
 
 def _score(
-    input_url: str,
-    output_url: str,
-    registry: Registry,
-    version: str | None,
-    model: str | None,
+    p: Plan,
     s: BatchSettings,
     storage_options: dict[str, Any] | None,
     on_plan: Callable[[Plan], None] | None,
     on_rows: Callable[[int], None] | None,
+    started: float,
 ) -> RunSummary:
-    started = time.perf_counter()
-    p = plan(input_url, output_url, registry, version=version, model=model, settings=s, storage_options=storage_options)
+    output_url = p.output
     if on_plan is not None:
         on_plan(p)
     results: list[dict[str, Any]] = []
@@ -303,6 +342,7 @@ def _score(
                         storage_options=storage_options,
                         on_rows=on_rows,
                         drift_apart=child is not None,
+                        explain=p.explain,
                     )
                 )
             except FerryError as exc:
@@ -342,37 +382,3 @@ def note_run(registry_url: str, summary: RunSummary) -> None:
         )
     except (FerryError, OSError) as exc:
         log.warning("could not record the batch run in the registry: %s", exc)
-
-
-class RowProgress:
-    """An ``on_rows`` callback that reports progress as text at most every ``every_s`` seconds (for flow logs).
-
-    ``report`` receives e.g. ``"day=01: 1,310,720 of 2,500,000 rows (52%), 98,304 rows/s"``; ``total`` is None when
-    unknown (CSV partitions), and the share is then left out.
-    """
-
-    def __init__(self, report: Callable[[str], None], label: str, total: int | None, *, every_s: float = 10.0) -> None:
-        self.report, self.label, self.total, self.every_s = report, label, total, every_s
-        self.rows = 0
-        self._started = self._last = time.perf_counter()
-
-    def __call__(self, n: int) -> None:
-        self.rows += n
-        now = time.perf_counter()
-        if now - self._last < self.every_s:
-            return
-        self._last = now
-        rate = self.rows / (now - self._started) if now > self._started else 0.0
-        share = f" of {self.total:,} rows ({self.rows / self.total:.0%})" if self.total else " rows"
-        self.report(f"{self.label}: {self.rows:,}{share}, {rate:,.0f} rows/s")
-
-
-def expected_rows(p: Plan, *, storage_options: dict[str, Any] | None = None) -> int | None:
-    """Rows still to score, when every pending partition is Parquet (read from footers); else None."""
-    total = 0
-    for part in p.pending:
-        n = count_rows(part, storage_options=storage_options)
-        if n is None:
-            return None
-        total += n
-    return total

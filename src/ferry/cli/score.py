@@ -1,4 +1,5 @@
-"""``ferry score``: batch scoring of a dataset into partitioned Parquet, with a progress bar of rows."""
+"""``ferry score``: batch scoring of a dataset into partitioned Parquet (with ``--explain``, each row's explanation
+beside its score), with a progress bar of rows."""
 
 from __future__ import annotations
 
@@ -29,6 +30,22 @@ def score(
         typer.Option("--batch-rows", min=1, max=4_000_000, help="Rows per record batch (bounds memory)."),
     ] = None,
     registry: RegistryOpt = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Add each row's explanation: explained_class, explained_value, base_value, attribution_<feature> "
+            "per feature and top_1..top_K.",
+        ),
+    ] = False,
+    top_k: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--top-k", help="Features named per row with --explain (default FERRY_EXPLAIN_TOP_K)."),
+    ] = None,
+    explain_class: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--explain-class", help="Class explained with --explain (default: the class predicted per row)."),
+    ] = None,
 ) -> None:
     """Score a dataset with a model version into partitioned Parquet; a rerun skips finished partitions."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -38,6 +55,10 @@ def score(
 
     try:
         settings = batch.BatchSettings() if batch_rows is None else batch.BatchSettings(batch_rows=batch_rows)
+        if explain:
+            from ferry.explain import ExplainSettings
+
+            ExplainSettings()  # a wrong FERRY_EXPLAIN_* setting is said before anything runs
     except ValueError as exc:
         raise fail(exc) from exc
     columns = (
@@ -69,6 +90,9 @@ def score(
                 settings=settings,
                 on_plan=on_plan,
                 on_rows=on_rows,
+                explain=explain,
+                top_k=top_k,
+                explain_class=explain_class,
             )
             failures: dict[str, str] = {}
         except batch.PartitionsFailed as exc:
@@ -78,6 +102,8 @@ def score(
         except FerryError as exc:
             raise fail(exc) from exc
     print_batch(summary.to_dict())
+    if summary.explain is not None:
+        Console().print(f"explanations: {escape(batch.describe_options(summary.explain))}")
     if failures:
         for key, why in sorted(failures.items()):
             Console(stderr=True).print(f"[bold red]failed[/] {escape(key)}: {escape(why)}")
