@@ -47,6 +47,7 @@ def expected_probabilities(champion: dict[str, str], records: list[dict[str, Any
 
 KEYS = {
     "predict": "key-predict",
+    "explain": "key-explain",
     "feedback": "key-feedback",
     "telemetry": "key-telemetry",
     "admin": "key-admin",
@@ -58,6 +59,7 @@ KEYS = {
 def key_entries() -> list[dict[str, Any]]:
     return [
         {"name": "app", "sha256": hash_key(KEYS["predict"]), "scopes": ["predict"]},
+        {"name": "why", "sha256": hash_key(KEYS["explain"]), "scopes": ["explain"]},
         {"name": "labeller", "sha256": hash_key(KEYS["feedback"]), "scopes": ["feedback"]},
         {"name": "devices", "sha256": hash_key(KEYS["telemetry"]), "scopes": ["telemetry"]},
         {"name": "ops", "sha256": hash_key(KEYS["admin"]), "scopes": ["admin"]},
@@ -144,6 +146,23 @@ def start_server(registry: Registry, tmp: Path, target: str = "service:Online", 
 def stop_server(server: Server) -> None:
     """SIGTERM to the server's own PID; SIGKILL to its own process group if it does not stop in time."""
     stop_process(server.process)
+
+
+def without_explain_file(registry: Registry, version: str, work: Path) -> str:
+    """Register a version with ``version``'s files but no ``explain.npz`` (as versions registered before
+    explanations existed are), with a lineage note so that it gets a new id; its id."""
+    base = registry.get(version)
+    work.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name in base.files:
+        if name == "explain.npz":
+            continue
+        data = registry.read_bytes(base, name)
+        if name == "lineage.json":
+            data = json.dumps({**json.loads(data), "note": "no explain.npz"}).encode()
+        (work / name).write_bytes(data)
+        files[name] = work / name
+    return registry.register(base.model, files, dict(base.info)).id
 
 
 def edge_heartbeat(champion: dict[str, str], home: Path, collector: str, *, token: str | None, rows: int = 40) -> Any:
