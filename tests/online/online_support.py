@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+import pytest
 
 from ferry.cli.processes import stop_process
 from ferry.data import to_onnx_inputs, validate
@@ -43,6 +44,28 @@ def expected_probabilities(champion: dict[str, str], records: list[dict[str, Any
     frame = validate(pd.DataFrame(records), schema, require_target=False)
     scorer = OnnxScorer(registry.read_bytes(version, "model.onnx"))
     return np.asarray(scorer.score(to_onnx_inputs(frame, schema)).probabilities)
+
+
+IN_PROCESS_SERVICE = [
+    # bentoml 1.4 (importing bentoml): pathspec deprecated the pattern factory bentoml builds its ignore spec with
+    pytest.mark.filterwarnings("ignore:GitWildMatchPattern:DeprecationWarning"),
+    # bentoml 1.4 (building its IO models): calls a pydantic hook that pydantic 2.11 deprecated
+    pytest.mark.filterwarnings(
+        "ignore:The `__get_pydantic_core_schema__` method of the `BaseModel` class is deprecated"
+        ":pydantic.warnings.PydanticDeprecatedSince211"
+    ),
+    # bentoml 1.4 (per request): reads model_fields from a model instance, deprecated in pydantic 2.11
+    pytest.mark.filterwarnings(
+        "ignore:Accessing the 'model_fields' attribute on the instance is deprecated"
+        ":pydantic.warnings.PydanticDeprecatedSince211"
+    ),
+    # starlette 1.x: its TestClient warns that it still runs on httpx
+    pytest.mark.filterwarnings(
+        "ignore:Using `httpx` with `starlette.testclient` is deprecated"
+        ":starlette.exceptions.StarletteDeprecationWarning"
+    ),
+]
+"""The known third-party warnings of tests that import ``bentos/online/service.py`` and drive it in process."""
 
 
 KEYS = {
