@@ -87,7 +87,13 @@ def key_entries() -> list[dict[str, Any]]:
         {"name": "devices", "sha256": hash_key(KEYS["telemetry"]), "scopes": ["telemetry"]},
         {"name": "ops", "sha256": hash_key(KEYS["admin"]), "scopes": ["admin"]},
         {"name": "old", "sha256": hash_key(KEYS["revoked"]), "scopes": ["predict", "admin"], "revoked": True},
-        {"name": "slow", "sha256": hash_key(KEYS["slow"]), "scopes": ["predict"], "rate_per_s": 0.01, "burst": 2},
+        {
+            "name": "slow",
+            "sha256": hash_key(KEYS["slow"]),
+            "scopes": ["predict", "explain"],
+            "rate_per_s": 0.01,
+            "burst": 2,
+        },
     ]
 
 

@@ -139,3 +139,9 @@ def test_a_regressor_explains_its_value_and_takes_no_class(client_for: Any, task
     assert refused.json()["field"] == "target_class"
     assert "regression" in refused.json()["error"]
     assert client.post("/explain", json={"records": rows}, headers=auth("predict")).status_code == 403
+    # the key's own rate (2 at once, then one per 100 s) counts /explain as it counts /predict
+    slow = auth("slow")
+    assert [
+        client.post(path, json={"records": rows[:1]}, headers=slow).status_code for path in ("/predict", "/explain")
+    ] == [200, 200]
+    assert client.post("/explain", json={"records": rows[:1]}, headers=slow).status_code == 429
