@@ -182,6 +182,13 @@ def test_too_many_records_get_413_naming_the_limit(served: tuple[Server, str]) -
     assert "FERRY_EXPLAIN_MAX_ROWS" in response.json()["error"]
 
 
+def test_a_body_over_the_size_limit_gets_413_before_it_is_read(served: tuple[Server, str]) -> None:
+    server, _ = served
+    response = server.post("/explain", {"records": [{"padding": "x" * (2 << 20)}]}, key=WHY)
+    assert response.status_code == 413, response.text
+    assert response.json()["rule"] == "max_body_bytes"
+
+
 def test_malformed_bodies_get_400(served: tuple[Server, str]) -> None:
     server, _ = served
     broken = httpx.post(server.url + "/explain", content=b"{", headers={"Authorization": f"Bearer {WHY}"}, timeout=10)
