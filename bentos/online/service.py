@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from ferry.online.answer import NotReadyError
 from ferry.online.app import OnlineApp
 from ferry.online.auth import ApiKeyMiddleware
+from ferry.online.explain import ExplainResponse
 from ferry.online.lane import Lane, PredictLaneMiddleware
 from ferry.online.limits import BodyLimitMiddleware
 from ferry.online.metrics import HttpMetricsMiddleware, MetricsHolder
@@ -121,6 +122,30 @@ class Online:
         """
         try:
             return self.app.answerer.answer(records, route_key)
+        except RequestRejected as exc:
+            raise Rejected(exc) from None
+        except NotReadyError as exc:
+            raise NotReady(str(exc)) from None
+
+    @bentoml.api(route="/explain")
+    def explain(
+        self,
+        records: list[dict[str, Any]] | dict[str, Any],
+        route_key: str | None = None,
+        target_class: int | str | None = None,
+        top_k: int | None = None,
+    ) -> ExplainResponse:
+        """Predict and explain one record or a list of records (explain scope): per record, the prediction
+        ``/predict`` gives and the feature attributions that sum to the explained value minus the base value.
+
+        ``target_class`` is the class whose probability is explained (default: the class predicted; a regressor takes
+        none); ``top_k`` how many features the ``top`` list names (1 to the feature count; default
+        ``FERRY_EXPLAIN_TOP_K``). The version that answers the request explains it. More records than
+        ``FERRY_EXPLAIN_MAX_ROWS`` get 413; a version without ``explain.npz`` 409; a record, class or top_k that does
+        not fit the version 422 naming the field. Over HTTP the fast lane answers it with the same Answerer.
+        """
+        try:
+            return self.app.answerer.explain(records, route_key, target_class=target_class, top_k=top_k)
         except RequestRejected as exc:
             raise Rejected(exc) from None
         except NotReadyError as exc:

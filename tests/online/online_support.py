@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+import pytest
 
 from ferry.cli.processes import stop_process
 from ferry.data import to_onnx_inputs, validate
@@ -45,8 +46,31 @@ def expected_probabilities(champion: dict[str, str], records: list[dict[str, Any
     return np.asarray(scorer.score(to_onnx_inputs(frame, schema)).probabilities)
 
 
+IN_PROCESS_SERVICE = [
+    # bentoml 1.4 (importing bentoml): pathspec deprecated the pattern factory bentoml builds its ignore spec with
+    pytest.mark.filterwarnings("ignore:GitWildMatchPattern:DeprecationWarning"),
+    # bentoml 1.4 (building its IO models): calls a pydantic hook that pydantic 2.11 deprecated
+    pytest.mark.filterwarnings(
+        "ignore:The `__get_pydantic_core_schema__` method of the `BaseModel` class is deprecated"
+        ":pydantic.warnings.PydanticDeprecatedSince211"
+    ),
+    # bentoml 1.4 (per request): reads model_fields from a model instance, deprecated in pydantic 2.11
+    pytest.mark.filterwarnings(
+        "ignore:Accessing the 'model_fields' attribute on the instance is deprecated"
+        ":pydantic.warnings.PydanticDeprecatedSince211"
+    ),
+    # starlette 1.x: its TestClient warns that it still runs on httpx
+    pytest.mark.filterwarnings(
+        "ignore:Using `httpx` with `starlette.testclient` is deprecated"
+        ":starlette.exceptions.StarletteDeprecationWarning"
+    ),
+]
+"""The known third-party warnings of tests that import ``bentos/online/service.py`` and drive it in process."""
+
+
 KEYS = {
     "predict": "key-predict",
+    "explain": "key-explain",
     "feedback": "key-feedback",
     "telemetry": "key-telemetry",
     "admin": "key-admin",
@@ -58,11 +82,18 @@ KEYS = {
 def key_entries() -> list[dict[str, Any]]:
     return [
         {"name": "app", "sha256": hash_key(KEYS["predict"]), "scopes": ["predict"]},
+        {"name": "why", "sha256": hash_key(KEYS["explain"]), "scopes": ["explain"]},
         {"name": "labeller", "sha256": hash_key(KEYS["feedback"]), "scopes": ["feedback"]},
         {"name": "devices", "sha256": hash_key(KEYS["telemetry"]), "scopes": ["telemetry"]},
         {"name": "ops", "sha256": hash_key(KEYS["admin"]), "scopes": ["admin"]},
         {"name": "old", "sha256": hash_key(KEYS["revoked"]), "scopes": ["predict", "admin"], "revoked": True},
-        {"name": "slow", "sha256": hash_key(KEYS["slow"]), "scopes": ["predict"], "rate_per_s": 0.01, "burst": 2},
+        {
+            "name": "slow",
+            "sha256": hash_key(KEYS["slow"]),
+            "scopes": ["predict", "explain"],
+            "rate_per_s": 0.01,
+            "burst": 2,
+        },
     ]
 
 
@@ -144,6 +175,23 @@ def start_server(registry: Registry, tmp: Path, target: str = "service:Online", 
 def stop_server(server: Server) -> None:
     """SIGTERM to the server's own PID; SIGKILL to its own process group if it does not stop in time."""
     stop_process(server.process)
+
+
+def without_explain_file(registry: Registry, version: str, work: Path) -> str:
+    """Register a version with ``version``'s files but no ``explain.npz`` (as versions registered before
+    explanations existed are), with a lineage note so that it gets a new id; its id."""
+    base = registry.get(version)
+    work.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name in base.files:
+        if name == "explain.npz":
+            continue
+        data = registry.read_bytes(base, name)
+        if name == "lineage.json":
+            data = json.dumps({**json.loads(data), "note": "no explain.npz"}).encode()
+        (work / name).write_bytes(data)
+        files[name] = work / name
+    return registry.register(base.model, files, dict(base.info)).id
 
 
 def edge_heartbeat(champion: dict[str, str], home: Path, collector: str, *, token: str | None, rows: int = 40) -> Any:

@@ -30,7 +30,8 @@ HEADERS = {"Authorization": f"Bearer {ALL}"}
 def served(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("schemathesis")
     registry = copy_registry(churn_champion, tmp / "registry")
-    keys = [{"name": "fuzz", "sha256": hash_key(ALL), "scopes": ["predict", "feedback", "telemetry", "admin"]}]
+    scopes = ["predict", "explain", "feedback", "telemetry", "admin"]
+    keys = [{"name": "fuzz", "sha256": hash_key(ALL), "scopes": scopes}]
     running = start_server(registry, tmp, api_keys=json.dumps(keys))
     try:
         yield running
@@ -52,7 +53,7 @@ def test_no_input_gets_a_server_error(served: Server) -> None:
 
     api = schemathesis.openapi.from_url(served.url + "/docs.json", headers=HEADERS)
     operations = [result.ok() for result in api.get_all_operations()]
-    assert {op.path for op in operations} >= {"/predict", "/feedback", "/telemetry", "/model", "/refresh"}
+    assert {op.path for op in operations} >= {"/predict", "/explain", "/feedback", "/telemetry", "/model", "/refresh"}
     calls: Counter[tuple[str, int]] = Counter()
     for operation in operations:
         for mode in GENERATION:

@@ -16,27 +16,9 @@ import pytest
 from helpers import clone_version, copy_registry
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from online_support import KEYS, auth, demo_records, edge_heartbeat, expected_probabilities
+from online_support import IN_PROCESS_SERVICE, KEYS, auth, demo_records, edge_heartbeat, expected_probabilities
 
-pytestmark = [
-    # bentoml 1.4 (importing bentoml): pathspec deprecated the pattern factory bentoml builds its ignore spec with
-    pytest.mark.filterwarnings("ignore:GitWildMatchPattern:DeprecationWarning"),
-    # bentoml 1.4 (building its IO models): calls a pydantic hook that pydantic 2.11 deprecated
-    pytest.mark.filterwarnings(
-        "ignore:The `__get_pydantic_core_schema__` method of the `BaseModel` class is deprecated"
-        ":pydantic.warnings.PydanticDeprecatedSince211"
-    ),
-    # bentoml 1.4 (per request): reads model_fields from a model instance, deprecated in pydantic 2.11
-    pytest.mark.filterwarnings(
-        "ignore:Accessing the 'model_fields' attribute on the instance is deprecated"
-        ":pydantic.warnings.PydanticDeprecatedSince211"
-    ),
-    # starlette 1.x: its TestClient warns that it still runs on httpx
-    pytest.mark.filterwarnings(
-        "ignore:Using `httpx` with `starlette.testclient` is deprecated"
-        ":starlette.exceptions.StarletteDeprecationWarning"
-    ),
-]
+pytestmark = IN_PROCESS_SERVICE
 
 
 def test_predictions_equal_onnx_scorer(client: Any, churn_champion: dict[str, str]) -> None:

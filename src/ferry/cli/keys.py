@@ -37,7 +37,9 @@ def keys_create(
     name: Annotated[str, typer.Argument(help="Who holds the key (shown in logs and metrics, never the key).")],
     scope: Annotated[
         list[str],
-        typer.Option("--scope", "-s", help="What the key may do: predict, feedback, telemetry, admin, metrics."),
+        typer.Option(
+            "--scope", "-s", help="What the key may do: predict, explain, feedback, telemetry, admin, metrics."
+        ),
     ],
     expires: Annotated[
         Optional[datetime],  # noqa: UP045

@@ -7,8 +7,9 @@
 | :mod:`ferry.online.records` | JSON records -> checked ONNX inputs, or :class:`RequestRejected` naming the field |
 | :mod:`ferry.online.holder` | :class:`ModelHolder`: follows a channel pointer, warms a new session, swaps atomically |
 | :mod:`ferry.online.predict` | one request's answer: predictions, probabilities, version, prediction ids |
-| :mod:`ferry.online.answer` | :class:`Answerer`: one predict request end to end (route, check, score, count, log) |
-| :mod:`ferry.online.lane` | the ASGI fast lane that answers ``POST /predict`` and ``POST /telemetry`` |
+| :mod:`ferry.online.explain` | one explain request's answer: the predictions and each record's explanation |
+| :mod:`ferry.online.answer` | :class:`Answerer`: one predict or explain request end to end (route, check, score, log) |
+| :mod:`ferry.online.lane` | the ASGI fast lane that answers ``POST /predict``, ``/explain`` and ``/telemetry`` |
 | :mod:`ferry.online.telemetry` | edge heartbeats: the validated payload and its Parquet log in the registry |
 | :mod:`ferry.online.auth` | API keys with scopes (stored as sha256 hashes) and the ASGI middleware that checks them |
 | :mod:`ferry.online.limits` | the ASGI middleware that reads a body within a size (413) and a time (408) |

@@ -1,7 +1,9 @@
-"""One predict request, end to end: route, check, score, count, log, shadow. Shared by every way in.
+"""One predict or explain request, end to end: route, check, score (and explain), count, log, shadow. Shared by
+every way in.
 
-The BentoML API method (``Online.predict``) and the HTTP fast lane (:mod:`ferry.online.lane`) both call
-:meth:`Answerer.answer`, so they cannot disagree on validation, routing, metrics or prediction logs.
+The BentoML API methods (``Online.predict``, ``Online.explain``) and the HTTP fast lane (:mod:`ferry.online.lane`)
+both call :meth:`Answerer.answer` and :meth:`Answerer.explain`, so they cannot disagree on validation, routing,
+metrics or prediction logs.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ferry.errors import FerryError
+from ferry.online.explain import ExplainResponse, check_row_count, explain
 from ferry.online.holder import LoadedModel, ModelHolder
 from ferry.online.ids import PredictionIds
 from ferry.online.logs import PredictionLog
@@ -73,6 +76,8 @@ class Answerer:
         max_records: int,
         challenger: ModelHolder | None = None,
         ids: PredictionIds | None = None,
+        max_explain_rows: int = 100,
+        explain_top_k: int = 5,
     ) -> None:
         self.holder = holder
         self.challenger = challenger
@@ -81,6 +86,8 @@ class Answerer:
         self.prediction_log = prediction_log
         self.max_records = max_records
         self.ids = ids
+        self.max_explain_rows = max_explain_rows
+        self.explain_top_k = explain_top_k
 
     def loaded(self) -> LoadedModel:
         loaded = self.holder.current
@@ -106,6 +113,32 @@ class Answerer:
         self.prediction_log.record(loaded, rows, response, latency_ms=took_ms)
         if route.shadow is not None:
             self._shadow(route.shadow, rows, response)
+        return response
+
+    def explain(
+        self, records: Any, route_key: str | None = None, *, target_class: Any = None, top_k: Any = None
+    ) -> ExplainResponse:
+        """Predict and explain one record or a list of them with the version that answers this request (a shadow
+        challenger neither answers nor explains). RequestRejected: 413 over ``max_explain_rows``, 409 for a version
+        without ``explain.npz``, 422 naming the field; NotReadyError before warm-up.
+
+        The predictions are logged as /predict logs them, with no latency: the time is the explanation's, and it
+        must not weigh on the latency a rollout compares. The explanations are not logged (the version and the
+        logged inputs give them again).
+        """
+        challenger = self.challenger.current if self.challenger is not None else None
+        loaded = self.router.route(self.loaded(), challenger, route_key).answer
+        try:
+            check_row_count(records, self.max_explain_rows)
+            rows, _ = to_records(records, max_records=self.max_records)
+            response = explain(
+                loaded, rows, target_class=target_class, top_k=top_k, default_top_k=self.explain_top_k, ids=self.ids
+            )
+        except RequestRejected:
+            self.metrics.request(loaded.id, "rejected")
+            raise
+        self.metrics.request(loaded.id, "ok")
+        self.prediction_log.record(loaded, rows, response)
         return response
 
     def _count(self, loaded: LoadedModel, response: PredictResponse) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ferry import storage
+from ferry.explain import ExplainSettings
 from ferry.online.answer import Answerer
 from ferry.online.holder import LoadedModel, ModelHolder
 from ferry.online.ids import PredictionIds
@@ -67,6 +68,7 @@ class OnlineApp:
         )
         id_key = settings.id_key.get_secret_value() if settings.id_key is not None else None
         self.ids = PredictionIds.for_model(registry.url, model, key=id_key)
+        explaining = ExplainSettings()
         self.answerer = Answerer(
             self.holder,
             challenger=self.challenger,
@@ -75,6 +77,8 @@ class OnlineApp:
             prediction_log=self.prediction_log,
             max_records=settings.max_records,
             ids=self.ids,
+            max_explain_rows=explaining.max_rows,
+            explain_top_k=explaining.top_k,
         )
         self.collector = Collector(self.telemetry_log, model)
 

@@ -63,6 +63,7 @@ DOCS_PREFIXES = ("/static_content/", "/assets/")
 """BentoML's API docs: the Swagger page, the OpenAPI document and the page's assets."""
 SCOPE_BY_PATH: Mapping[str, Scope] = {
     "/predict": "predict",
+    "/explain": "explain",  # a separate scope: one explanation costs thousands of model evaluations
     "/model": "predict",
     "/feedback": "feedback",
     "/telemetry": "telemetry",  # edge devices: a key that may report heartbeats and do nothing else

@@ -3,6 +3,12 @@
 A request takes :attr:`ModelHolder.current` once and uses that :class:`LoadedModel` to the end, so a swap (one
 reference assignment) never mixes two versions in one answer and never interrupts a request. A version that
 cannot be read, loaded or warmed is remembered as failed, logged, and never served; the previous one keeps serving.
+
+The version's explainer (:mod:`ferry.explain`: its ``model.onnx`` with the plan and background of its
+``explain.npz``) is loaded and warmed with it, once per version. A version registered before explanations existed
+has no ``explain.npz``: it serves predictions, and ``/explain`` answers 409 with :attr:`LoadedModel.unexplained`
+(which names the version and says to register it again). An ``explain.npz`` that cannot be read fails the version
+like a damaged ``model.onnx`` does.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from ferry.data import to_onnx_inputs
-from ferry.errors import ConfigError
+from ferry.errors import BackgroundMissing, ConfigError
+from ferry.explain import Explainer, load_explainer
 from ferry.online.records import Served, prepare
 from ferry.registry import ModelVersion, Registry
 from ferry.schema import Schema
@@ -39,6 +46,8 @@ class LoadedModel:
     scorer: OnnxScorer
     loaded_at: str
     value_buckets: tuple[float, ...] = ()  # a regressor's value histogram bounds (:mod:`ferry.online.metrics`)
+    explainer: Explainer | None = None  # None: the version has no explain.npz, and ``unexplained`` says so
+    unexplained: str = ""
 
     @property
     def id(self) -> str:
@@ -150,11 +159,21 @@ class ModelHolder:
         records = warmup_records(schema)
         for batch in (records[:1], records):
             _check_answer(scorer.answer(prepare(batch, served)), len(batch), schema)
+        explainer: Explainer | None = None
+        unexplained = ""
+        try:
+            explainer = load_explainer(self.registry, version)
+        except BackgroundMissing as exc:
+            unexplained = str(exc)
+            log.warning("%s; /explain answers 409 for it", exc)
+        else:
+            explainer.explain(prepare(records[:1], served), top_k=1)  # warm the explainer's session too
         buckets: tuple[float, ...] = ()
         if schema.kind == "regression" and "reference.parquet" in version.files:
             reference = pd.read_parquet(io.BytesIO(self.registry.read_bytes(version, "reference.parquet")))
             buckets = value_buckets(scorer, reference.head(1000), schema)
-        return LoadedModel(version, served, scorer, datetime.now(UTC).isoformat(timespec="seconds"), buckets)
+        loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
+        return LoadedModel(version, served, scorer, loaded_at, buckets, explainer, unexplained)
 
     def refresh(self) -> LoadedModel | None:
         """Read the pointer; when it names a new version, load and warm it, then swap. Returns the current model.

@@ -1,4 +1,4 @@
-"""The fast lane: an ASGI middleware that answers ``POST /predict`` and ``POST /telemetry`` itself.
+"""The fast lane: an ASGI middleware that answers ``POST /predict``, ``POST /explain`` and ``POST /telemetry`` itself.
 
 BentoML's generic request path (per-request IO models, signature inspection, a threadpool hop, response wrapping)
 took about 1.6 ms of CPU for a one-record request whose checks and scoring take about 0.2 ms (see the README's
@@ -10,6 +10,10 @@ BentoML API method calls too, so validation, routing, metrics, prediction logs a
 - 400 for malformed JSON or a body that is not ``{"records": ..., "route_key": ...}``, naming the field;
 - 413 for too many records, 422 for a record that breaks the schema, naming the field;
 - 503 with Retry-After while no model is loaded.
+
+``POST /explain`` goes the same way with :meth:`Answerer.explain` (and the same error bodies, plus 409 for a
+version without ``explain.npz``), always in a worker thread: one explained row costs thousands of model
+evaluations, too long to hold the event loop.
 
 ``GET /metrics`` is answered here too, with the service's own metrics (:mod:`ferry.online.metrics`): BentoML's
 request metrics are off, since they label every raw path a client tries.
@@ -33,6 +37,7 @@ from functools import partial
 
 from ferry.online.answer import Answerer, NotReadyError, check_envelope
 from ferry.online.auth import REFUSED, ASGIApp, ASGIScope, Receive, Send, send_json
+from ferry.online.explain import CLASS_FIELD
 from ferry.online.records import RequestRejected, parse_json
 from ferry.online.telemetry import Collector
 
@@ -51,12 +56,14 @@ class Lane:
         self,
         path: str = "/predict",
         telemetry_path: str = "/telemetry",
+        explain_path: str = "/explain",
         *,
         inline_bytes: int = 64 * 1024,
         retry_after_s: int = 1,
     ) -> None:
         self.path = path
         self.telemetry_path = telemetry_path
+        self.explain_path = explain_path
         self.inline_bytes = inline_bytes
         self.retry_after_s = retry_after_s
         self.answerer: Answerer | None = None
@@ -84,11 +91,14 @@ class PredictLaneMiddleware:
             await send({"type": "http.response.body", "body": data if scope.get("method") == "GET" else b""})
             return
         handler: Callable[[bytes], bytes] | None = None
+        inline = True
         if scope["type"] == "http" and scope.get("method") == "POST":
             path = scope.get("path")
             answerer, collector = self.lane.answerer, self.lane.collector
             if path == self.lane.path and answerer is not None:
                 handler = partial(_answer, answerer)
+            elif path == self.lane.explain_path and answerer is not None:
+                handler, inline = partial(_explain, answerer), False
             elif path == self.lane.telemetry_path and collector is not None:
                 handler = partial(_collect, collector)
         if handler is None:
@@ -96,7 +106,7 @@ class PredictLaneMiddleware:
             return
         body = await _read_body(receive)
         try:
-            if len(body) <= self.lane.inline_bytes:
+            if inline and len(body) <= self.lane.inline_bytes:
                 data = handler(body)
             else:
                 data = await asyncio.to_thread(handler, body)
@@ -120,6 +130,13 @@ class PredictLaneMiddleware:
 def _answer(answerer: Answerer, body: bytes) -> bytes:
     records, route_key = check_envelope(parse_json(body))
     return answerer.answer(records, route_key).model_dump_json().encode()
+
+
+def _explain(answerer: Answerer, body: bytes) -> bytes:
+    payload = parse_json(body)
+    records, route_key = check_envelope(payload)
+    found = answerer.explain(records, route_key, target_class=payload.get(CLASS_FIELD), top_k=payload.get("top_k"))
+    return found.model_dump_json().encode()
 
 
 def _collect(collector: Collector, body: bytes) -> bytes:

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from ferry.online.holder import LoadedModel
@@ -37,6 +38,7 @@ __all__ = [
     "feedback_label",
     "model_info",
     "predict",
+    "predict_inputs",
 ]
 
 
@@ -103,8 +105,15 @@ def predict(
     ``ids`` signs the prediction ids (:mod:`ferry.online.ids`); without it they are plain random ids, which
     ``/feedback`` refuses.
     """
+    return predict_inputs(loaded, prepare(records, loaded.served), ids=ids)
+
+
+def predict_inputs(
+    loaded: LoadedModel, inputs: dict[str, np.ndarray], *, ids: PredictionIds | None = None
+) -> PredictResponse:
+    """The same answer from inputs already checked by :func:`~ferry.online.records.prepare`."""
     new_id = ids.new if ids is not None else _random_id
-    found = loaded.scorer.answer(prepare(records, loaded.served))
+    found = loaded.scorer.answer(inputs)
     out: list[Prediction | ValuePrediction] = []
     if isinstance(found, ValueScores):
         coverage = None if math.isnan(found.coverage) else found.coverage

@@ -38,7 +38,7 @@ def cap(text: str, limit: int) -> str:
 
 
 class RequestRejected(DataError):
-    """A request the service refuses: ``status`` (400, 413 or 422), the ``field`` at fault (or None), the ``rule``.
+    """A request the service refuses: ``status`` (400, 409, 413 or 422), the ``field`` at fault (or None), the ``rule``.
 
     The field and the reason are capped (:data:`MAX_FIELD_CHARS`, :data:`MAX_REASON_CHARS`), whatever they quote.
     """

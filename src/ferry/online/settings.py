@@ -8,8 +8,8 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Scope = Literal["predict", "feedback", "telemetry", "admin", "metrics"]
-SCOPES: tuple[Scope, ...] = ("predict", "feedback", "telemetry", "admin", "metrics")
+Scope = Literal["predict", "explain", "feedback", "telemetry", "admin", "metrics"]
+SCOPES: tuple[Scope, ...] = ("predict", "explain", "feedback", "telemetry", "admin", "metrics")
 
 
 class ApiKeyEntry(BaseModel):
@@ -20,7 +20,7 @@ class ApiKeyEntry(BaseModel):
     name: str = Field(min_length=1, max_length=100, description="Who holds the key (shown in logs, never the key).")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hex sha256 of the key's UTF-8 bytes.")
     scopes: tuple[Scope, ...] = Field(
-        min_length=1, description="What the key may do: predict, feedback, telemetry, admin, metrics."
+        min_length=1, description="What the key may do: predict, explain, feedback, telemetry, admin, metrics."
     )
     revoked: bool = Field(default=False, description="A revoked key is refused with 401.")
     expires_at: AwareDatetime | None = Field(
