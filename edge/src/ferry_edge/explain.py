@@ -37,8 +37,10 @@ __all__ = ["DEFAULT_TOP_K", "EXPLAIN_FILE", "MAX_TILE_ROWS", "ExplainFile", "exp
 EXPLAIN_FILE = "explain.npz"
 DEFAULT_TOP_K = 5
 """Features named in ``top`` when the caller asks none (fewer when the model has fewer): the publisher's default."""
-MAX_TILE_ROWS = 65_536
-"""At most this many tiled rows go to one onnxruntime call (a device's memory); more rows go in chunks."""
+MAX_TILE_ROWS = 1
+"""Rows explained per onnxruntime call: one, as the publisher's explainer does, because onnxruntime's float32 answer
+for a row can change in the last bit with the number of rows in the call; so a device gives the same bits as the
+online service and batch scoring whatever it is asked to explain at once."""
 _PREFIX = "background."
 
 
@@ -124,8 +126,7 @@ def explain(
     k = top_k_of(top_k, len(features))
     index = class_index(target, task=task, classes=classes)
     n = len(inputs[features[0]])
-    per_row = stored.masks.shape[0] * len(stored.background[features[0]])
-    step = max(1, MAX_TILE_ROWS // per_row)
+    step = MAX_TILE_ROWS
     out: list[dict[str, Any]] = []
     for start in range(0, n, step):
         chunk = {name: np.asarray(inputs[name])[start : start + step] for name in features}

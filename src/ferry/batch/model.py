@@ -66,16 +66,8 @@ def _explainer_cached(registry_url: str, model: str, version_id: str) -> Explain
     registry = Registry(registry_url)
     v = registry.get(version_id, model=model)
     stored = load_explainer(registry, v)
-    # One row per onnxruntime call: onnxruntime's float32 answer for a row can change in the last bit with the
-    # number of rows in the call (seen on a multiclass logistic regression), so rows go one by one, as a single-row
-    # call explains them online or on a device, whatever the record batch size, partitioning or worker count.
-    return Explainer(
-        registry.read_bytes(v, "model.onnx"),
-        stored.schema,
-        stored.background,
-        plan=stored.plan,
-        max_tile_rows=1,
-    )
+    # one row per onnxruntime call, the explainer's default: the same bits as a single-record online or device call
+    return Explainer(registry.read_bytes(v, "model.onnx"), stored.schema, stored.background, plan=stored.plan)
 
 
 def load_batch_explainer(registry_url: str, model: str, version_id: str) -> Explainer:

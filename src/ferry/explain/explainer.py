@@ -23,8 +23,10 @@ from ferry.scoring import OnnxScorer
 
 __all__ = ["Explainer", "Explanation", "load_explainer"]
 
-MAX_TILE_ROWS = 1_000_000
-"""At most this many tiled rows go to one onnxruntime call; more rows are explained in chunks of whole rows."""
+MAX_TILE_ROWS = 1
+"""By default each explained row is its own onnxruntime call: onnxruntime's float32 answer for a row can change in
+the last bit with the number of rows in the call (seen on a multiclass logistic regression), and one row per call is
+what a single-record online or device request does, so every surface gives the same bits whatever its batch size."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class Explainer:
     """Explains rows of one model: ``model`` (``model.onnx`` bytes), its ``schema`` and a ``background`` input dict.
 
     ``plan`` defaults to :func:`ferry.explain.plan.plan_for` the feature count; rows go to onnxruntime in chunks of
-    whole rows of at most ``max_tile_rows`` tiled rows (a row's attributions do not depend on the chunking).
+    whole rows of at most ``max_tile_rows`` tiled rows: one row per call unless asked (see :data:`MAX_TILE_ROWS`).
     """
 
     def __init__(

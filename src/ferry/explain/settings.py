@@ -15,14 +15,14 @@ class ExplainSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FERRY_EXPLAIN_", extra="ignore")
 
     background_rows: int = Field(
-        default=20,
+        default=10,
         ge=1,
         le=1000,
         description="Rows of the reference sample (features only) stored with each new version as the background "
         "every explanation is measured against. More rows: a steadier base value, and a slower explanation.",
     )
     budget: int = Field(
-        default=8192,
+        default=4096,
         ge=256,
         le=10_000_000,
         description="Model evaluations per explained row (coalitions x background rows) that a new version's plan "
