@@ -41,7 +41,18 @@ from typer.testing import CliRunner
 
 from ferry import monitor
 from ferry.cli import app
-from ferry.cli.parity import Scores, batch_scores, compare, edge_scores, online_scores, output_columns, records
+from ferry.cli.parity import (
+    Scores,
+    batch_explanations,
+    batch_scores,
+    compare,
+    edge_scores,
+    explanation_key,
+    online_explanations,
+    online_scores,
+    output_columns,
+    records,
+)
 from ferry.cli.processes import Service, StaticHost
 from ferry.monitor import rollout
 from ferry.monitor import run as one_run
@@ -56,6 +67,7 @@ pytestmark = pytest.mark.integration
 
 KEY = "loop-tasks-key"
 ROWS = 300
+EXPLAINED = 20  # rows explained on every surface
 TASKS = {"defects": "multiclass", "demand": "regression"}
 
 
@@ -85,7 +97,7 @@ def world(
     assert len(published) == 1
 
     # -- 3. serve: a real bentoml serve, started now so that it boots while batch and edge run ---------------------
-    keys = [{"name": "tests", "sha256": hash_key(KEY), "scopes": ["predict", "feedback"]}]
+    keys = [{"name": "tests", "sha256": hash_key(KEY), "scopes": ["predict", "feedback", "explain"]}]
     env = {
         "FERRY_REGISTRY_URL": registry.url,
         "FERRY_ONLINE_MODEL": name,
@@ -131,6 +143,16 @@ def _score_and_sync(
     )
     assert scored.exit_code == 0, scored.output
     out["batch"] = batch_scores(root / "out", rows, schema)
+    (root / "in-explain").mkdir()
+    frame.head(EXPLAINED).to_parquet(root / "in-explain" / "rows.parquet", index=False)
+    explained = CliRunner().invoke(
+        app,
+        ["score", "-i", str(root / "in-explain"), "-o", str(root / "out-explain"), "--model", name,
+         "--registry", registry.url, "--explain", "--top-k", "2"],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert explained.exit_code == 0, explained.output
+    out["explained"] = {"batch": batch_explanations(root / "out-explain", rows[:EXPLAINED], schema)}
 
     # -- 5. edge: a device synced over HTTP -------------------------------------------------------------------------
     from ferry_edge.agent import Agent
@@ -145,6 +167,7 @@ def _score_and_sync(
         )
         assert agent.sync().version == version_id
     out["edge"] = edge_scores(agent.active(), rows, schema)
+    out["explained"]["edge"] = agent.active().explain(rows[:EXPLAINED], top_k=2)
     (root / "rows.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     predicted = subprocess.run(
         [sys.executable, "-m", "ferry_edge.cli", "--home", str(root / "device"), "predict", str(root / "rows.jsonl")],
@@ -159,6 +182,7 @@ def _score_and_sync(
     starting.result()  # raises what start raised: the service's log tail names the failure
     out["service"] = service
     out["online"] = online_scores(service, KEY, rows, schema, chunk=150)
+    out["explained"]["online"] = online_explanations(service, KEY, rows[:EXPLAINED], top_k=2)
     yield out
 
 
@@ -192,6 +216,25 @@ def test_online_batch_and_edge_give_bit_for_bit_the_same_outputs(world: dict[str
         assert len(set(online.predictions.tolist())) >= 3  # most classes are predicted
         np.testing.assert_allclose(online.outputs.sum(axis=1), 1.0, atol=1e-5)
         assert {a["prediction"] for a in answers} <= set(columns)
+
+
+def test_online_batch_and_edge_give_the_same_explanations(world: dict[str, Any]) -> None:
+    explained, schema = world["explained"], world["schema"]
+    keys = {surface: [explanation_key(e) for e in answers] for surface, answers in explained.items()}
+    assert len(keys["online"]) == EXPLAINED
+    assert keys["online"] == keys["batch"] == keys["edge"]  # float64 equality: the same bits
+    online = world["online"]
+    for i, answer in enumerate(explained["online"]):
+        total = sum(answer["attributions"].values())
+        assert abs(total - (answer["value"] - answer["base_value"])) <= 1e-6
+        assert len(answer["top"]) == 2
+        if schema.kind == "regression":
+            assert answer["class"] is None
+            assert answer["value"] == float(online.outputs[i, 0])  # the value every surface answered
+        else:
+            assert answer["class"] == output_columns(schema)[online.predictions[i]]  # the class predicted
+            assert answer["value"] == float(online.outputs[i, online.predictions[i]])
+    assert len({k[3] for k in keys["online"]}) == EXPLAINED  # rows are explained differently
 
 
 def test_feedback_takes_the_truth_of_the_task_and_refuses_the_rest(world: dict[str, Any]) -> None:

@@ -21,7 +21,17 @@ from typer.testing import CliRunner
 
 from ferry import batch
 from ferry.cli.app import app
-from ferry.cli.parity import Scores, batch_scores, compare, edge_scores, online_scores, records
+from ferry.cli.parity import (
+    Scores,
+    batch_explanations,
+    batch_scores,
+    compare,
+    edge_scores,
+    explanation_key,
+    online_explanations,
+    online_scores,
+    records,
+)
 from ferry.cli.processes import BentoNotFound, Service, StaticHost, bento_dir, free_port, workers_env
 from ferry.demo_data import NEW_DEVICE_OS, churn_schema, make_churn
 from ferry.errors import FerryError
@@ -31,11 +41,13 @@ from ferry.registry import Registry
 from ferry.settings import EdgeSettings
 
 KEY = "parity-test-key"
+EXPLAINED = 12  # rows explained on every surface (the drifted, missing and boundary rows come first)
+TOP_K = 4
 FERRY = Path(sys.executable).parent / "ferry"
 
 
 def _keys() -> str:
-    return json.dumps([{"name": "tests", "sha256": hash_key(KEY), "scopes": ["predict", "admin"]}])
+    return json.dumps([{"name": "tests", "sha256": hash_key(KEY), "scopes": ["predict", "explain", "admin"]}])
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +73,9 @@ def world(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFacto
     (root / "in").mkdir()
     frame.to_parquet(root / "in" / "rows.parquet", index=False)
     batch.score(str(root / "in"), str(root / "out"), registry)
+    (root / "in-explain").mkdir()
+    frame.head(EXPLAINED).to_parquet(root / "in-explain" / "rows.parquet", index=False)
+    batch.score(str(root / "in-explain"), str(root / "out-explain"), registry, explain=True, top_k=TOP_K)
 
     registry.promote(version, "edge/stable", model="churn", reason="parity test")
     settings = EdgeSettings(repo_url=str(root / "repo"), keys_dir=str(root / "keys"))
@@ -88,6 +103,11 @@ def world(churn_champion: dict[str, str], tmp_path_factory: pytest.TempPathFacto
             "online": online_scores(service, KEY, rows, schema, chunk=400),
             "batch": batch_scores(root / "out", rows, schema),
             "edge": edge_scores(agent.active(), rows, schema),
+            "explained": {
+                "online": online_explanations(service, KEY, rows[:EXPLAINED], top_k=TOP_K),
+                "batch": batch_explanations(root / "out-explain", rows[:EXPLAINED], schema),
+                "edge": agent.active().explain(rows[:EXPLAINED], top_k=TOP_K),
+            },
         }
 
 
@@ -104,6 +124,27 @@ def test_online_batch_and_edge_outputs_are_bit_for_bit_identical(world: dict[str
     # Not a degenerate model: both classes are predicted, and probabilities spread.
     assert set(online.predictions.tolist()) == {0, 1}
     assert online.probabilities[:, 1].std() > 0.1
+
+
+@pytest.mark.integration
+def test_online_batch_and_edge_explanations_are_identical(world: dict[str, Any]) -> None:
+    explained = world["explained"]
+    keys = {surface: [explanation_key(e) for e in answers] for surface, answers in explained.items()}
+    assert len(keys["online"]) == EXPLAINED
+    assert keys["online"] == keys["batch"] == keys["edge"]  # float64 equality: the same bits
+    online = world["online"]
+    for i, answer in enumerate(explained["online"]):
+        # the class predicted is explained, with the probability every surface answered for it
+        assert answer["class"] == online.predictions[i]
+        assert answer["value"] == float(online.probabilities[i, online.predictions[i]])
+        total = sum(answer["attributions"].values())
+        assert abs(total - (answer["value"] - answer["base_value"])) <= 1e-6
+        assert [t["feature"] for t in answer["top"]] == sorted(
+            answer["attributions"], key=lambda f: -abs(answer["attributions"][f])
+        )[:TOP_K]
+        assert not answer["exact"]  # churn's 15 features: a sampled plan, its error measured
+        assert answer["standard_errors"] == explained["edge"][i]["standard_errors"]
+    assert len({k[3] for k in keys["online"]}) == EXPLAINED  # rows are explained differently
 
 
 def _scores(probs: list[list[float]], *, version: str = "v1", surface: str = "a") -> Scores:

@@ -3,6 +3,9 @@
 Every surface runs the same ``model.onnx`` on the same float32/string encoding of a record, so their outputs must be
 identical, not merely close. :func:`compare` checks that on the raw float32 bits: a classifier's probability of
 every class and its predicted class, or a regressor's value, lower and upper bound (:func:`output_columns`).
+
+Explanations too: each surface explains a row with the same runtime, plan and background, one row per onnxruntime
+call, so :func:`explanation_key` of the online, batch and edge answer for a row must be equal, float64 for float64.
 """
 
 from __future__ import annotations
@@ -20,7 +23,19 @@ import pyarrow.parquet as pq
 
 from ferry.schema import Schema
 
-__all__ = ["Parity", "Scores", "batch_scores", "compare", "edge_scores", "online_scores", "output_columns", "records"]
+__all__ = [
+    "Parity",
+    "Scores",
+    "batch_explanations",
+    "batch_scores",
+    "compare",
+    "edge_scores",
+    "explanation_key",
+    "online_explanations",
+    "online_scores",
+    "output_columns",
+    "records",
+]
 
 
 @dataclass(frozen=True)
@@ -186,4 +201,58 @@ def compare(a: Scores, b: Scores) -> Parity:
         mismatched_rows=int(differs.sum()),
         max_abs_diff=float(diff.max()) if diff.size else 0.0,
         same_version=a.versions == b.versions,
+    )
+
+
+def online_explanations(
+    service: _Poster, key: str, rows: Sequence[Mapping[str, Any]], *, top_k: int, chunk: int = 50
+) -> list[dict[str, Any]]:
+    """POST ``rows`` to the service's ``/explain`` in chunks: one explanation per row, in the rows' order."""
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(rows), chunk):
+        out += service.post("/explain", {"records": list(rows[start : start + chunk]), "top_k": top_k}, key=key)[
+            "explanations"
+        ]
+    return out
+
+
+def batch_explanations(
+    output_dir: str | Path, rows: Sequence[Mapping[str, Any]], schema: Schema
+) -> list[dict[str, Any]]:
+    """The explanation columns of a ``ferry score --explain`` output, per row of ``rows`` (joined by id), in the
+    JSON shape the other surfaces answer (without the standard errors, which batch does not write)."""
+    from ferry.explain.contract import ATTRIBUTION_PREFIX, TOP_PREFIX
+
+    if schema.id is None:
+        raise ValueError("joining batch output back to rows needs the schema's id column")
+    files = sorted((Path(output_dir) / "scores").glob("*.parquet"))
+    table = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+    table[schema.id] = table[schema.id].astype(str)
+    indexed = table.set_index(schema.id).loc[list(_ids(rows, schema))]
+    tops = sorted((c for c in indexed.columns if c.startswith(TOP_PREFIX)), key=lambda c: int(c[len(TOP_PREFIX) :]))
+    out: list[dict[str, Any]] = []
+    for _, row in indexed.iterrows():
+        attributions = {f: float(row[ATTRIBUTION_PREFIX + f]) for f in schema.feature_names}
+        out.append(
+            {
+                "class": _scalar(row["explained_class"]) if "explained_class" in indexed.columns else None,
+                "value": float(row["explained_value"]),
+                "base_value": float(row["base_value"]),
+                "attributions": attributions,
+                "top": [{"feature": row[c], "attribution": attributions[row[c]]} for c in tops],
+            }
+        )
+    return out
+
+
+def explanation_key(answer: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What must be identical across surfaces: the class explained (as text), the value, the base value, every
+    attribution (float64, in the answer's feature order) and the top features in order."""
+    explained = answer["class"]
+    return (
+        None if explained is None else str(explained),
+        float(answer["value"]),
+        float(answer["base_value"]),
+        tuple((name, float(v)) for name, v in answer["attributions"].items()),
+        tuple(t["feature"] for t in answer["top"]),
     )
