@@ -43,6 +43,7 @@ def loop(
     core.export_onnx(run)
     core.check_parity(run, gate)
     result = core.run_gate(run, registry, gate)
+    core.explain_candidate(run, registry, gate)
     core.write_lineage(run)
     core.write_model_card(run)
     version = core.register_candidate(run, registry)

@@ -65,11 +65,9 @@ def task_of(registry: Registry, version: ModelVersion) -> Task:
 
 def primary_metric(task: Task, settings: GateSettings) -> str:
     """The metric the gate compares for ``task`` (its direction: see ``ferry.train.metrics``)."""
-    if task == "regression":
-        return settings.regression_primary_metric
-    if task == "multiclass":
-        return settings.multiclass_primary_metric
-    return settings.primary_metric
+    from ferry.train.metrics import primary_metric as metric_of
+
+    return metric_of(task, settings)
 
 
 @models_app.command("show")
