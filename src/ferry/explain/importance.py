@@ -196,7 +196,7 @@ def table_rows(table: Importance) -> list[dict[str, str]]:
         {
             "feature": f.feature,
             "rank": rank_text(f.rank, f.was, compared=compared),
-            "mean |attribution|": f"{f.mean_abs_attribution:.4g}",
+            "mean abs attribution": f"{f.mean_abs_attribution:.4g}",
             f"{table.metric} loss when shuffled": f"{f.permutation:.4g} ± {f.permutation_std:.2g}",
         }
         for f in table.features

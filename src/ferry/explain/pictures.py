@@ -95,6 +95,7 @@ def waterfall(rows: Sequence[Mapping[str, Any]], *, top_k: int, title: str = "",
             start += value
         ax.set_yticks(range(len(steps)), [name for name, _ in steps])
         ax.invert_yaxis()
+        ax.margins(x=0.2)
         ax.axvline(float(row["base_value"]), color="grey", linewidth=0.8, linestyle=":")
         ax.axvline(float(row["value"]), color="black", linewidth=0.8)
         what = f"P({row['class']})" if row.get("class") is not None else "value"
