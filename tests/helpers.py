@@ -210,3 +210,24 @@ def write_artifacts(directory: Path, tag: str, *, metrics: str = '{"roc_auc": 0.
         (directory / name).write_bytes(data)
         files[name] = directory / name
     return files
+
+
+def svg_texts(data: bytes) -> list[str]:
+    """Parse ``data`` as an SVG document (failing the test when it is not one) and return its texts in order."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(data)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg", root.tag
+    return ["".join(e.itertext()) for e in root.iter("{http://www.w3.org/2000/svg}text")]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Decode ``data`` as a PNG image (failing the test when it is not one) and return its width and height."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG"
+        image.load()
+        return image.size
