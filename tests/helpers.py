@@ -165,12 +165,24 @@ def copy_registry(champion: dict[str, str], dest: Path) -> Registry:
     return Registry(str(dest), actor="tester@ferry")
 
 
-def clone_version(registry: Registry, base: ModelVersion, work: Path, *, note: str, onnx: bytes | None = None) -> str:
-    """Register a new version of ``base``'s model: same files, a lineage note (so a new id), optionally other ONNX."""
+def clone_version(
+    registry: Registry,
+    base: ModelVersion,
+    work: Path,
+    *,
+    note: str,
+    onnx: bytes | None = None,
+    replace: dict[str, bytes | None] | None = None,
+) -> str:
+    """Register a new version of ``base``'s model: same files, a lineage note (so a new id), optionally other ONNX,
+    and the files of ``replace`` replaced (None: left out)."""
     work.mkdir(parents=True, exist_ok=True)
     files = {}
+    replace = replace or {}
     for name in base.files:
-        data = registry.read_bytes(base, name)
+        if name in replace and replace[name] is None:
+            continue
+        data = replace.get(name) or registry.read_bytes(base, name)
         if name == "lineage.json":
             data = json.dumps({**json.loads(data), "note": note}).encode()
         if name == "model.onnx" and onnx is not None:
