@@ -44,7 +44,7 @@ def _roc(y: np.ndarray, models: list[Model], classes: Sequence[int | str], task:
     from matplotlib import colormaps
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    fig, (ax,) = figure(6, 5.5)
+    fig, (ax,) = figure(6, 5.5, fit=False)
     ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":")
     for label, answers, style, colour in models:
         if task == "binary":
@@ -71,7 +71,7 @@ def _reliability(hit: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _calibration(y: np.ndarray, models: list[Model], task: str) -> bytes:
-    fig, (ax,) = figure(6, 5.5)
+    fig, (ax,) = figure(6, 5.5, fit=False)
     ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":", label="perfectly calibrated")
     for label, answers, style, colour in models:
         if task == "binary":
@@ -87,7 +87,7 @@ def _calibration(y: np.ndarray, models: list[Model], task: str) -> bytes:
 
 def _confusion(y: np.ndarray, models: list[Model], classes: Sequence[int | str]) -> bytes:
     k = len(classes)
-    fig, axes = figure(4.6 * len(models) + 0.8, 4.4, panels=len(models), share=True)
+    fig, axes = figure(4.6 * len(models) + 1.2, 4.6, panels=len(models), share=True, fit=False)
     image = None
     for ax, (label, answers, _, _) in zip(axes, models, strict=True):
         counts = np.zeros((k, k))
@@ -105,13 +105,13 @@ def _confusion(y: np.ndarray, models: list[Model], classes: Sequence[int | str])
         ax.set_title(label, fontsize="medium")
     axes[0].set_ylabel("actual")
     if image is not None:
-        fig.colorbar(image, ax=axes, label="share of the actual class", shrink=0.8)
+        fig.colorbar(image, ax=list(axes), label="share of the actual class", shrink=0.8)
     fig.suptitle("Confusion matrix (counts; colour: share of each actual class)")
     return render(fig)
 
 
 def _scatter(y: np.ndarray, models: list[Model], *, residuals: bool) -> bytes:
-    fig, axes = figure(5 * len(models), 4.6, panels=len(models), share=True)
+    fig, axes = figure(5 * len(models), 4.6, panels=len(models), share=True, fit=False)
     values = np.concatenate([np.asarray(m[1], dtype=np.float64) for m in models] + [y])
     low, high = float(np.nanmin(values)), float(np.nanmax(values))
     for ax, (label, answers, _, colour) in zip(axes, models, strict=True):
