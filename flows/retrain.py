@@ -23,7 +23,7 @@ from ferry.settings import GateSettings, StorageSettings, TrainSettings
 from ferry.train import steps as core
 from ferry.train.run_files import read_json
 from ferry.train.source import resolve_source
-from ferry.train.summary import as_link, gate_rows, markdown_summary, metric_rows
+from ferry.train.summary import as_link, gate_rows, markdown_summary, metric_rows, report_note
 from ferry_flows.artifacts import table_artifact
 from ferry_flows.edge import publish_moved
 
@@ -296,7 +296,10 @@ def _publish_artifacts(outcome: dict[str, Any]) -> None:
         description=f"Global importance of {outcome['version']} (rank moves against the champion)",
     )
     create_markdown_artifact(
-        "\n".join(f"- [{name}]({as_link(url)})" for name, url in outcome["plots"].items()),
+        "\n".join(
+            [f"- [{name}]({as_link(url)})" for name, url in outcome["plots"].items()]
+            + report_note(next(iter(outcome["plots"].values()), ""))
+        ),
         key=f"{key}-plots",
         description=f"Pictures of {outcome['version']}: global importance and evaluation beside the champion",
     )

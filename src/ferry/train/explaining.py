@@ -3,6 +3,9 @@
 and the version's pictures: ``plot_importance.svg`` and the task's evaluation plots (:mod:`ferry.train.plots`),
 each with that champion beside the candidate.
 
+``importance.json`` holds aggregates only and stays in clear, like the metrics; the pictures draw holdout rows
+(points, curves), so they are encrypted at rest when a key is set, like the Evidently reports.
+
 The champion's ranking is read from its ``importance.json``, or measured on the same holdout rows with its own
 ``explain.npz`` when it has none; a champion with neither, or one that cannot be scored on this holdout, leaves the
 table without rank moves and says why (``champion_note``): the step never fails a run over the champion.
@@ -39,7 +42,7 @@ from ferry.settings import GateSettings
 from ferry.train.gating import answers, champion_answers
 from ferry.train.metrics import LOWER_IS_BETTER, primary_metric, primary_value
 from ferry.train.plots import evaluation_plots
-from ferry.train.run_files import read_json, read_model, read_parquet, run_schema, write_atomic, write_json
+from ferry.train.run_files import read_json, read_model, read_parquet, run_schema, write_json
 
 __all__ = ["IMPORTANCE_PLOT", "MAX_TILE_ROWS", "explain_candidate"]
 
@@ -146,6 +149,6 @@ def explain_candidate(
             schema.kind, y, candidate, classes=schema.target_classes, champion=champion, champion_id=champion_id
         )
     )
-    for name, data in pictures.items():
-        write_atomic(run_dir / name, data)
+    for name, data in pictures.items():  # they draw holdout rows (points, curves): sealed like the reports
+        storage.atomic_write_sealed(storage.local_fs(), str(run_dir / name), data)
     return {"importance": table.to_dict(), "plots": sorted(pictures), "seconds": time.perf_counter() - started}
