@@ -12,7 +12,7 @@ import pytest
 from helpers import clone_version, copy_clean, svg_texts
 
 from ferry.data import to_onnx_inputs
-from ferry.explain import load_explainer
+from ferry.explain import ImportanceSettings, load_explainer
 from ferry.explain.importance import Importance, mean_abs_attribution, sample_rows
 from ferry.registry import ModelVersion, Registry
 from ferry.train.explaining import explain_candidate
@@ -52,7 +52,9 @@ def test_every_task_version_carries_its_importance_table_pictures_and_card(
         table = Importance.from_dict(json.loads(registry.read_bytes(version, "importance.json")))
         holdout_rows = version.info["lineage"]["split"]["holdout_rows"]
         assert table.task == schema.kind
-        assert (table.rows, table.holdout_rows) == (min(200, holdout_rows), holdout_rows)
+        settings = ImportanceSettings()
+        assert (table.rows, table.holdout_rows) == (min(settings.rows, holdout_rows), holdout_rows)
+        assert table.repeats == settings.repeats
         assert (table.metric, table.lower_is_better) == METRIC[schema.kind]
         # the metric of the served ONNX model, against scikit-learn's on the same holdout
         assert table.baseline == pytest.approx(version.info["metrics"][table.metric], abs=1e-3)
@@ -81,7 +83,7 @@ def test_the_table_is_measured_with_the_served_explainer(task_models: dict[str, 
     registry, version = task_models["registry"], task_models["demand"]["version"]
     table = Importance.from_dict(json.loads(registry.read_bytes(version, "importance.json")))
     holdout = read_parquet(_run_of(task_models, "demand") / "holdout.parquet")
-    sample = holdout.iloc[sample_rows(len(holdout), seed=table.seed)]
+    sample = holdout.iloc[sample_rows(len(holdout), limit=table.rows, seed=table.seed)]
     schema = registry.schema(version)
     found = mean_abs_attribution(load_explainer(registry, version), to_onnx_inputs(sample, schema))
     stored = {f.feature: f.mean_abs_attribution for f in table.features}

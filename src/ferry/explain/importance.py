@@ -4,12 +4,12 @@ with how each feature's rank moved against the champion. Written as ``importance
 Two measures per feature, both from ``model.onnx`` (the bytes every surface runs):
 
 - **mean |attribution|**: the mean absolute Shapley value (:class:`ferry.explain.Explainer`, the version's own
-  background and plan) over a seeded sample of at most :data:`SAMPLE_ROWS` holdout rows, explaining each row's
-  predicted class (a binary model: the same magnitudes as P(positive)) or a regressor's value. The ranking is by
-  this measure.
+  background and plan) over a seeded sample of at most ``FERRY_IMPORTANCE_ROWS`` (200) holdout rows, explaining
+  each row's predicted class (a binary model: the same magnitudes as P(positive)) or a regressor's value. The
+  ranking is by this measure.
 - **permutation importance**: how much the gate's primary metric worsens when the feature's column of the whole
-  holdout is shuffled (seeded, :data:`REPEATS` times; the mean and the standard deviation of the loss). Positive:
-  the metric got worse without the feature; about 0: the model does not rely on it.
+  holdout is shuffled (seeded, ``FERRY_IMPORTANCE_REPEATS`` (3) times; the mean and the standard deviation of the
+  loss). Positive: the metric got worse without the feature; about 0: the model does not rely on it.
 
 ``importance.json``::
 
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ferry.explain.explainer import Explainer
+from ferry.explain.importance_settings import REPEATS, SAMPLE_ROWS
 
 __all__ = [
     "FORMAT",
@@ -49,10 +50,6 @@ __all__ = [
 
 IMPORTANCE_FILE = "importance.json"
 FORMAT = 1
-SAMPLE_ROWS = 200
-"""At most this many holdout rows are explained (churn's sampled plan: about 4,300 model evaluations per row)."""
-REPEATS = 3
-"""Shuffles of each feature's holdout column for its permutation importance."""
 
 Inputs = dict[str, np.ndarray]
 

@@ -26,14 +26,13 @@ from ferry.data import to_onnx_inputs
 from ferry.explain import EXPLAIN_FILE, Explainer, ExplainFile, ExplainSettings, load_explainer
 from ferry.explain.importance import (
     IMPORTANCE_FILE,
-    REPEATS,
-    SAMPLE_ROWS,
     Importance,
     mean_abs_attribution,
     permutation_importance,
     ranks,
     sample_rows,
 )
+from ferry.explain.importance_settings import ImportanceSettings
 from ferry.explain.pictures import importance_chart
 from ferry.registry.store import Registry
 from ferry.schema import Schema
@@ -72,12 +71,12 @@ def _champion_ranking(
 
 
 def _importance(
-    run_dir: Path, schema: Schema, holdout: pd.DataFrame, model: bytes, metric: str, seed: int
+    run_dir: Path, schema: Schema, holdout: pd.DataFrame, model: bytes, metric: str, seed: int, how: ImportanceSettings
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """The candidate's measures (the fields of :class:`Importance` but the champion's) and the rows explained."""
     stored = ExplainFile.from_bytes(storage.read_bytes(storage.local_fs(), str(run_dir / EXPLAIN_FILE)))
     explainer = Explainer(model, schema, stored.background, plan=stored.plan, max_tile_rows=MAX_TILE_ROWS)
-    sample = holdout.iloc[sample_rows(len(holdout), limit=SAMPLE_ROWS, seed=seed)].reset_index(drop=True)
+    sample = holdout.iloc[sample_rows(len(holdout), limit=how.rows, seed=seed)].reset_index(drop=True)
     attribution = mean_abs_attribution(explainer, to_onnx_inputs(sample, schema))
     scorer = OnnxScorer(model)
     y = holdout[schema.target].to_numpy()
@@ -90,7 +89,7 @@ def _importance(
 
     baseline, loss, spread = permutation_importance(
         score, {name: holdout[name].to_numpy() for name in features}, features,
-        lower_is_better=lower, repeats=REPEATS, seed=seed,
+        lower_is_better=lower, repeats=how.repeats, seed=seed,
     )  # fmt: skip
     measures = {
         "names": features,
@@ -104,7 +103,7 @@ def _importance(
         "metric": metric,
         "lower_is_better": lower,
         "baseline": baseline,
-        "repeats": REPEATS,
+        "repeats": how.repeats,
         "seed": seed,
     }
     return measures, sample
@@ -115,6 +114,7 @@ def explain_candidate(
     registry: Registry,
     settings: GateSettings | None = None,
     explain: ExplainSettings | None = None,
+    importance: ImportanceSettings | None = None,
 ) -> dict[str, Any]:
     """Write ``importance.json``, ``plot_importance.svg`` and the evaluation plots into the run directory (after the
     gate: the champion is the one ``gate.json`` names). Returns the table, the files written and the seconds taken."""
@@ -126,7 +126,9 @@ def explain_candidate(
     model = read_model(run_dir / "model.onnx")
     gate = read_json(run_dir / "gate.json") if (run_dir / "gate.json").exists() else {}
     champion_id = gate.get("champion")
-    measures, sample = _importance(run_dir, schema, holdout, model, primary_metric(schema.kind, settings), seed)
+    how = importance or ImportanceSettings()
+    metric = primary_metric(schema.kind, settings)
+    measures, sample = _importance(run_dir, schema, holdout, model, metric, seed, how)
     previous, note = (None, None)
     if champion_id is not None:
         previous, note = _champion_ranking(registry, champion_id, schema.name, sample)
