@@ -16,13 +16,14 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from pydantic import Field
 
+from ferry.explain import Importance, table_rows
 from ferry.governance import cards
 from ferry.registry import Registry
 from ferry.settings import GateSettings, StorageSettings, TrainSettings
 from ferry.train import steps as core
 from ferry.train.run_files import read_json
 from ferry.train.source import resolve_source
-from ferry.train.summary import as_link, gate_rows, markdown_summary, metric_rows
+from ferry.train.summary import as_link, gate_rows, markdown_summary, metric_rows, report_note
 from ferry_flows.artifacts import table_artifact
 from ferry_flows.edge import publish_moved
 
@@ -137,6 +138,19 @@ def run_gate(run_dir: str, registry_url: str, gate: GateSettings, champion_chann
     return result.to_dict()
 
 
+@task(name="explain")
+def explain(run_dir: str, registry_url: str, gate: GateSettings) -> dict[str, Any]:
+    """The candidate's global importance table and pictures (after the gate: beside the champion it compared)."""
+    found = core.explain_candidate(Path(run_dir), Registry(registry_url), gate)
+    table = found["importance"]
+    get_run_logger().info(
+        "global importance of %d features (%d holdout rows explained), %d pictures, in %.1f s; top: %s",
+        len(table["features"]), table["rows"], len(found["plots"]), found["seconds"],
+        ", ".join(f["feature"] for f in table["features"][:3]),
+    )  # fmt: skip
+    return found
+
+
 @task(name="register")
 def register(run_dir: str, registry_url: str) -> dict[str, Any]:
     core.write_lineage(Path(run_dir))
@@ -218,6 +232,7 @@ def retrain(
     export_onnx(run_dir)
     parity(run_dir, gate_settings)
     gate = run_gate(run_dir, registry_url, gate_settings, champion_channel)
+    explained = explain(run_dir, registry_url, gate_settings)
     version = register(run_dir, registry_url)
     registry = Registry(registry_url)
     v = registry.get(version["id"], model=version["model"])
@@ -229,6 +244,8 @@ def retrain(
         "gate_html": registry.file_url(v, "gate.html"),
         "data_quality_html": registry.file_url(v, "data_quality.html"),
         "model_card": cards.render(json.loads(registry.read_bytes(v, cards.CARD_JSON)), version=v.id),
+        "importance": table_rows(Importance.from_dict(explained["importance"])),
+        "plots": {name: registry.file_url(v, name) for name in explained["plots"]},
         "data_url": data,
         "rows": ingested["rows"],
         "data_sha256": ingested["data_sha256"],
@@ -272,6 +289,19 @@ def _publish_artifacts(outcome: dict[str, Any]) -> None:
         gate_rows(outcome["checks"]),
         key=f"{key}-gate",
         description=f"Gate checks of {outcome['version']}: {'passed' if outcome['gate_passed'] else 'rejected'}",
+    )
+    table_artifact(
+        outcome["importance"],
+        key=f"{key}-importance",
+        description=f"Global importance of {outcome['version']} (rank moves against the champion)",
+    )
+    create_markdown_artifact(
+        "\n".join(
+            [f"- [{name}]({as_link(url)})" for name, url in outcome["plots"].items()]
+            + report_note(next(iter(outcome["plots"].values()), ""))
+        ),
+        key=f"{key}-plots",
+        description=f"Pictures of {outcome['version']}: global importance and evaluation beside the champion",
     )
     create_markdown_artifact(
         outcome["model_card"], key=f"{key}-model-card", description=f"Model card of {outcome['version']}"

@@ -15,6 +15,10 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("FERRY_CODE_REVISION", "test")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # a busy machine starts it slower
+# every retrain of the suite measures its version's importance table: on fewer holdout rows than the default 200
+# (tests/train/test_explaining.py checks the table against this setting), so that it adds about a second per retrain
+os.environ.setdefault("FERRY_IMPORTANCE_ROWS", "40")
+os.environ.setdefault("FERRY_IMPORTANCE_REPEATS", "2")
 
 
 SERVER_FIXTURES = frozenset({"prefect_server", "serve_dir", "s3_server", "s3_env"})

@@ -43,6 +43,7 @@ def loop(
     core.export_onnx(run)
     core.check_parity(run, gate)
     result = core.run_gate(run, registry, gate)
+    core.explain_candidate(run, registry, gate)
     core.write_lineage(run)
     core.write_model_card(run)
     version = core.register_candidate(run, registry)
@@ -164,12 +165,24 @@ def copy_registry(champion: dict[str, str], dest: Path) -> Registry:
     return Registry(str(dest), actor="tester@ferry")
 
 
-def clone_version(registry: Registry, base: ModelVersion, work: Path, *, note: str, onnx: bytes | None = None) -> str:
-    """Register a new version of ``base``'s model: same files, a lineage note (so a new id), optionally other ONNX."""
+def clone_version(
+    registry: Registry,
+    base: ModelVersion,
+    work: Path,
+    *,
+    note: str,
+    onnx: bytes | None = None,
+    replace: dict[str, bytes | None] | None = None,
+) -> str:
+    """Register a new version of ``base``'s model: same files, a lineage note (so a new id), optionally other ONNX,
+    and the files of ``replace`` replaced (None: left out)."""
     work.mkdir(parents=True, exist_ok=True)
     files = {}
+    replace = replace or {}
     for name in base.files:
-        data = registry.read_bytes(base, name)
+        if name in replace and replace[name] is None:
+            continue
+        data = replace.get(name) or registry.read_bytes(base, name)
         if name == "lineage.json":
             data = json.dumps({**json.loads(data), "note": note}).encode()
         if name == "model.onnx" and onnx is not None:
@@ -209,3 +222,24 @@ def write_artifacts(directory: Path, tag: str, *, metrics: str = '{"roc_auc": 0.
         (directory / name).write_bytes(data)
         files[name] = directory / name
     return files
+
+
+def svg_texts(data: bytes) -> list[str]:
+    """Parse ``data`` as an SVG document (failing the test when it is not one) and return its texts in order."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(data)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg", root.tag
+    return ["".join(e.itertext()) for e in root.iter("{http://www.w3.org/2000/svg}text")]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Decode ``data`` as a PNG image (failing the test when it is not one) and return its width and height."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG"
+        image.load()
+        return image.size

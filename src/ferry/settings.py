@@ -11,7 +11,8 @@ code that reads them, each in a module of its own so that reading settings never
 | :class:`EdgeSettings` | ``FERRY_EDGE_`` | here | the TUF repository edge bundles go to, and its keys |
 | :class:`AuditSettings` | ``FERRY_AUDIT_`` | here | the ed25519 keys that sign and check the audit log's head |
 | :class:`EncryptionSettings` | ``FERRY_ENCRYPTION_`` | here | encryption at rest: the key file; models too? |
-| ``ExplainSettings`` | ``FERRY_EXPLAIN_`` | :mod:`ferry.explain.settings` | the explanation plan of new versions, online limits |
+| ``ExplainSettings`` | ``FERRY_EXPLAIN_`` | :mod:`ferry.explain.settings` | explanation plans, online limits |
+| ``ImportanceSettings`` | ``FERRY_IMPORTANCE_`` | :mod:`ferry.explain.importance_settings` | importance rows |
 | ``BatchSettings`` | ``FERRY_BATCH_`` | :mod:`ferry.batch.settings` | batch scoring: channel, batches, drift |
 | ``MonitorSettings`` | ``FERRY_MONITOR_`` | :mod:`ferry.monitor.settings` | judging drift, announcing it |
 | ``RolloutSettings`` | ``FERRY_ROLLOUT_`` | :mod:`ferry.monitor.rollout` | judging a challenger on live traffic |

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]  # a batch run starts i
 #: Files that may stay in clear: they hold schemas, pointers, the audit trail, metrics and summaries, never rows.
 CLEAR = re.compile(
     r"(.*/)?(manifest|schema|lineage|metrics|calibration|champion_metrics|parity|gate|data_quality|model_card|"
-    r"channels|audit\.head|state|ingest|split|train|interval)\.json|(.*/)?(audit|history)\.jsonl|.*/model_card\.md|"
+    r"channels|audit\.head|state|ingest|split|train|interval|importance)\.json|(.*/)?(audit|history)\.jsonl|.*/model_card\.md|"
     r".*/\.lock|.*/online/prediction-ids\.key|governance/erasure\.key|models/churn/batch/runs/[^/]+\.json"
 )
 

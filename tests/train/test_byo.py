@@ -88,6 +88,8 @@ def test_a_fitted_pipeline_is_gated_registered_and_then_compared(files: dict[str
     assert lineage["pipeline"]["format"] == "skops"
     assert lineage["pipeline"]["trust_pickle"] is False
     assert lineage["estimator"] == "sklearn.linear_model.Ridge"
+    # the explain step runs on this path too: the version carries its importance table and pictures
+    assert {"importance.json", "plot_importance.svg", "plot_predicted.svg", "plot_residuals.svg"} <= set(version.files)
     names = {c["name"] for c in json.loads(registry.read_bytes(version, "gate.json"))["checks"]}
     assert {"onnx.parity_max_rel_diff", "model.interval_coverage", "behaviour.batch_invariance"} <= names
     # a pickle only with trust, which the lineage records; then it is judged against the champion

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,8 @@ def test_retrain_flow_leaves_a_version_and_readable_artifacts(
         "churn-gate-report",
         "churn-data-quality-report",
         "churn-model-card",
+        "churn-importance",
+        "churn-plots",
     }
     summary = found["churn-retrain-summary"].data
     assert outcome["version"] in summary
@@ -58,6 +61,17 @@ def test_retrain_flow_leaves_a_version_and_readable_artifacts(
     card = found["churn-model-card"].data
     assert card.startswith(f"# Model card: churn {outcome['version']}")
     assert "## Known limits" in card
+    assert "## Global importance" in card
+    # the importance table names every feature once; the pictures artifact links each picture the version carries
+    importance = found["churn-importance"].data
+    schema_features = demo_data.churn_schema().feature_names
+    rows = importance if isinstance(importance, list) else json.loads(importance)
+    assert sorted(str(r["feature"]).replace("\\", "") for r in rows) == sorted(schema_features)
+    version = registry.get(outcome["version"], model="churn")
+    assert set(outcome["plots"]) == {"plot_importance.svg", "plot_roc.svg", "plot_calibration.svg"}
+    for name in outcome["plots"]:
+        assert name in version.files
+        assert f"[{name}](file://" in found["churn-plots"].data
 
 
 def test_retrain_flow_fails_clearly_on_bad_data(prefect_server: None, ferry_env: Path) -> None:

@@ -1,11 +1,13 @@
-"""``ferry models list`` and ``ferry models show``: registered versions, metrics, gate result and lineage."""
+"""``ferry models list``, ``show``, ``card`` and ``explain``: registered versions, metrics, gate result, lineage, and
+why a version answers what it does for given rows."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -65,11 +67,9 @@ def task_of(registry: Registry, version: ModelVersion) -> Task:
 
 def primary_metric(task: Task, settings: GateSettings) -> str:
     """The metric the gate compares for ``task`` (its direction: see ``ferry.train.metrics``)."""
-    if task == "regression":
-        return settings.regression_primary_metric
-    if task == "multiclass":
-        return settings.multiclass_primary_metric
-    return settings.primary_metric
+    from ferry.train.metrics import primary_metric as metric_of
+
+    return metric_of(task, settings)
 
 
 @models_app.command("show")
@@ -149,3 +149,72 @@ def models_card(
         console().print_json(data={"version": v.id, **card})
         return
     console().print(Markdown(cards.render(card, version=v.id)))
+
+
+def _row_records(path: str, max_rows: int) -> list[Any]:
+    """The records of a row file: JSON (one record or a list of them), else CSV/Parquet as ``ferry score`` reads."""
+    from ferry.data import read_table
+    from ferry.errors import DataFormatError
+    from ferry.online.records import to_records
+
+    if path.lower().endswith(".json"):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                payload = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise DataFormatError(f"{path}: not a readable JSON file of records ({exc})") from None
+    else:
+        frame = read_table(path)
+        payload = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return list(to_records(payload, max_records=max_rows)[0])
+
+
+@models_app.command("explain")
+def models_explain(
+    version: Annotated[str, typer.Argument(help="Version id (a unique prefix is enough).")],
+    row_file: Annotated[
+        str, typer.Option("--row-file", help="The row(s) to explain: CSV, Parquet or JSON records (one or a list).")
+    ],
+    out: Annotated[
+        str, typer.Option("--out", help="Where to write the waterfall plot: a .svg or .png file.")
+    ] = "explanation.svg",
+    target: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--class", help="Explain this class's probability (default: the class predicted per row)."),
+    ] = None,
+    top_k: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--top-k", help="Features named per row (default: FERRY_EXPLAIN_TOP_K, at most every feature)."),
+    ] = None,
+    registry: RegistryOpt = None,
+) -> None:
+    """Why a version answers what it does for the row(s) in a file: prints each row's explanation as JSON (the same
+    numbers as ``POST /explain``) and writes the waterfall plot of its top features to ``--out``."""
+    from pathlib import Path
+
+    from ferry.explain import ExplainSettings, load_explainer, records, waterfall
+    from ferry.explain.pictures import FORMATS
+    from ferry.online.records import Served, prepare
+
+    fmt = Path(out).suffix.lower().lstrip(".")
+    try:
+        if fmt not in FORMATS:
+            raise FerryError(f"--out {out}: the plot is written as .svg or .png; name the file so")
+        settings = ExplainSettings()
+        reg = open_registry(registry)
+        v = reg.get(version)
+        explainer = load_explainer(reg, v)
+        rows = _row_records(row_file, min(settings.max_rows, MAX_PLOT_ROWS))
+        inputs = prepare(rows, Served.of(explainer.schema))
+        k = min(settings.top_k, len(explainer.features)) if top_k is None else top_k
+        found = records(explainer.explain(inputs, target=target, top_k=k))
+        picture = waterfall(found, top_k=k, title=f"{v.model} {v.id}", fmt=fmt)
+        Path(out).write_bytes(picture)
+    except (FerryError, OSError) as exc:
+        raise fail(exc) from exc
+    typer.echo(json.dumps(found, indent=2))
+    Console(stderr=True).print(f"waterfall of {len(found)} row(s) written to {escape(out)}")
+
+
+MAX_PLOT_ROWS = 20
+"""Most rows ``ferry models explain`` takes from one file: one waterfall each, one under another."""

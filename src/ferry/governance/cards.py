@@ -1,5 +1,6 @@
 """Model cards: what a version is for, what it was trained on, how it did against the champion, what the gate and
-the behaviour tests said, what it cannot do, and where it came from, built from the evidence the version carries.
+the behaviour tests said, which features matter (its global importance table, with rank moves against the
+champion), what it cannot do, and where it came from, built from the evidence the version carries.
 
 The retrain loop writes ``model_card.json`` and ``model_card.md`` into every version it registers (:func:`write`);
 ``ferry models card VERSION`` prints it, building it from the same files for versions registered before cards
@@ -13,6 +14,8 @@ import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from ferry.explain.importance import IMPORTANCE_FILE, Importance, table_rows
 
 __all__ = ["CARD_FORMAT", "CARD_JSON", "CARD_MD", "build", "render", "write"]
 
@@ -36,6 +39,7 @@ def build(read: Reader) -> dict[str, Any]:
     gate = _json(read, "gate.json") or {}
     lineage = _json(read, "lineage.json") or {}
     parity = _json(read, "parity.json") or {}
+    importance = _json(read, IMPORTANCE_FILE)
     checks = list(gate.get("checks") or [])
     data = lineage.get("data") or {}
     return {
@@ -79,6 +83,7 @@ def build(read: Reader) -> dict[str, Any]:
             if str(c.get("name", "")).startswith("behaviour.")
         ],
         "parity": {k: parity.get(k) for k in ("max_abs_diff", "label_agreement", "rows") if k in parity},
+        "importance": importance,
         "limits": _limits(schema, metrics, data, gate),
         "lineage": {
             "code_revision": lineage.get("code_revision"),
@@ -141,6 +146,34 @@ def _split(split: Any) -> str:
     )
 
 
+def _importance(table: Mapping[str, Any] | None) -> list[str]:
+    """The global importance section: how the ranking was measured, then one row per feature."""
+    if not table:
+        return ["Not measured for this version (versions registered before importance tables carry none)."]
+    found = Importance.from_dict(table)
+    rows = table_rows(found)
+    head = list(rows[0])
+    better = "lower" if found.lower_is_better else "higher"
+    lines = [
+        f"Ranked by mean |attribution| over {found.rows} holdout rows ({'exact' if found.exact else 'sampled'} "
+        f"Shapley values); loss: how much {found.metric} ({better} is better, {_value(found.baseline)} on "
+        f"{found.holdout_rows} holdout rows) worsens when the feature is shuffled, mean ± sd of {found.repeats} "
+        "repeats.",
+    ]
+    if found.champion is not None:
+        lines.append(
+            f"Ranks against the champion {found.champion}"
+            + (f": not compared, {found.champion_note}." if found.champion_note else ".")
+        )
+    return [
+        *lines,
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        *["| " + " | ".join(r[k].replace("|", "\\|") for k in head) + " |" for r in rows],
+    ]
+
+
 def render(card: Mapping[str, Any], *, version: str | None = None) -> str:
     """The card as Markdown (the Prefect artifact, ``model_card.md`` and ``ferry models card``)."""
     title = f"# Model card: {card.get('model')}" + (f" {version}" if version else "")
@@ -185,6 +218,10 @@ def render(card: Mapping[str, Any], *, version: str | None = None) -> str:
             f"| {b['name']} | {_value(b['passed'])} | {_value(b['observed'])} | `{_value(b['threshold'])}` |"
             for b in card.get("behaviour") or []
         ],
+        "",
+        "## Global importance",
+        "",
+        *_importance(card.get("importance")),
         "",
         "## Known limits",
         "",

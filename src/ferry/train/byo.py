@@ -237,6 +237,7 @@ def register_pipeline(
     steps.export_onnx(run)
     steps.check_parity(run, gate)
     result = steps.run_gate(run, registry, gate)
+    steps.explain_candidate(run, registry, gate)
     steps.write_lineage(run)
     steps.write_model_card(run)
     version = steps.register_candidate(run, registry)

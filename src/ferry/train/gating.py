@@ -42,10 +42,10 @@ from ferry.train.metrics import conformal_split
 from ferry.train.pipeline import model_frame
 from ferry.train.run_files import read_json, read_model, read_parquet, run_schema, write_atomic, write_json
 
-__all__ = ["run_gate"]
+__all__ = ["answers", "champion_answers", "run_gate"]
 
 
-def _answers(scorer: OnnxScorer, holdout: pd.DataFrame, schema: Schema) -> np.ndarray:
+def answers(scorer: OnnxScorer, holdout: pd.DataFrame, schema: Schema) -> np.ndarray:
     """(n, k) probabilities of a multiclass model, P(positive) of a binary one, values of a regressor."""
     if schema.kind == "binary":
         return positive_scores(scorer, holdout, schema)
@@ -55,7 +55,7 @@ def _answers(scorer: OnnxScorer, holdout: pd.DataFrame, schema: Schema) -> np.nd
     return found.values.astype(np.float64)
 
 
-def _champion_answers(registry: Registry, version: ModelVersion, holdout: pd.DataFrame, schema: Schema) -> np.ndarray:
+def champion_answers(registry: Registry, version: ModelVersion, holdout: pd.DataFrame, schema: Schema) -> np.ndarray:
     """The champion's answers on the candidate's holdout, using the champion's own schema and ONNX model."""
     champ = Schema.from_dict(
         json.loads(registry.read_bytes(version, "schema.json")), source=f"champion {version.id} schema.json"
@@ -72,7 +72,7 @@ def _champion_answers(registry: Registry, version: ModelVersion, holdout: pd.Dat
     missing = [c for c in champ.feature_names if c not in holdout.columns]
     if missing:
         raise FerryError(f"the champion {version.id} needs column(s) {missing} that the new holdout lacks")
-    return _answers(OnnxScorer(registry.read_bytes(version, "model.onnx")), holdout, champ)
+    return answers(OnnxScorer(registry.read_bytes(version, "model.onnx")), holdout, champ)
 
 
 def _behaviour_checks(run_dir: Path, schema: Schema, holdout: pd.DataFrame, settings: GateSettings) -> list[Check]:
@@ -169,21 +169,16 @@ def run_gate(
     champion: np.ndarray | None = None
     if champion_id is not None:
         try:
-            champion = _champion_answers(registry, registry.get(champion_id, model=schema.name), holdout, schema)
+            champion = champion_answers(registry, registry.get(champion_id, model=schema.name), holdout, schema)
         except Exception as exc:  # a champion we cannot score means we cannot compare: fail closed
             errors.append(f"cannot score the champion {champion_id} on the holdout: {type(exc).__name__}: {exc}")
 
     if champion is not None:
-        if schema.kind == "binary":
-            champion_metrics = evaluate.classification_metrics(y, champion)
-        elif schema.kind == "multiclass":
-            champion_metrics = evaluate.multiclass_metrics(y, champion, schema.target_classes)
-        else:
-            champion_metrics = evaluate.regression_metrics(y, champion)
+        champion_metrics = evaluate.task_metrics(schema.kind, y, champion, schema.target_classes)
         write_json(run_dir / "champion_metrics.json", champion_metrics)
 
     def quality() -> list[Check]:
-        cand = _answers(OnnxScorer(read_model(run_dir / "model.onnx")), holdout, schema)
+        cand = answers(OnnxScorer(read_model(run_dir / "model.onnx")), holdout, schema)
         html = run_dir / "gate.html"
         found, _ = model_quality(
             y, cand, settings, task=schema.kind, champion_answers=champion, champion=champion_id, html_path=html

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+    from ferry.settings import GateSettings
+
 __all__ = [
     "LOWER_IS_BETTER",
     "METRIC_NAMES",
@@ -32,7 +34,10 @@ __all__ = [
     "conformal_split",
     "expected_calibration_error",
     "multiclass_metrics",
+    "primary_metric",
+    "primary_value",
     "regression_metrics",
+    "task_metrics",
 ]
 
 #: The headline metrics a version may record, in display order (binary's first; each task records its own).
@@ -59,6 +64,53 @@ METRIC_NAMES = (
 
 #: Metrics where a smaller value is better; for every other one, larger is better.
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "mape", "log_loss", "brier", "ece"})
+
+
+def primary_metric(task: str, settings: GateSettings) -> str:
+    """The metric the gate compares for ``task`` (lower is better when it is in :data:`LOWER_IS_BETTER`)."""
+    if task == "regression":
+        return settings.regression_primary_metric
+    if task == "multiclass":
+        return settings.multiclass_primary_metric
+    return settings.primary_metric
+
+
+def task_metrics(task: str, y_true: np.ndarray, answers: np.ndarray, classes: Sequence[int | str]) -> dict[str, float]:
+    """The holdout metrics of ``task`` from a model's answers: P(positive) (binary), a probability per class in
+    ``classes`` order (multiclass), or values (regression)."""
+    if task == "binary":
+        return classification_metrics(y_true, answers)
+    if task == "multiclass":
+        return multiclass_metrics(y_true, answers, classes)
+    return regression_metrics(y_true, answers)
+
+
+def primary_value(
+    task: str, metric: str, y_true: np.ndarray, answers: np.ndarray, classes: Sequence[int | str]
+) -> float:
+    """One primary metric (:func:`primary_metric`) of a model's answers, as :func:`task_metrics` computes it, without
+    the others (permutation importance asks for it dozens of times)."""
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+
+    if task == "regression" and metric in ("rmse", "mae"):
+        error = np.asarray(y_true, dtype=np.float64) - np.asarray(answers, dtype=np.float64)
+        return float(math.sqrt(np.mean(error**2))) if metric == "rmse" else float(np.mean(np.abs(error)))
+    if task == "binary" and metric == "roc_auc":
+        y = np.asarray(y_true).astype(int)
+        return float(roc_auc_score(y, answers)) if len(np.unique(y)) == 2 else math.nan
+    if task == "multiclass" and metric in ("macro_f1", "accuracy", "log_loss"):
+        y = np.asarray(y_true).astype(int)
+        p = np.asarray(answers, dtype=np.float64)
+        p = p / p.sum(axis=1, keepdims=True)
+        labels = list(range(len(classes)))
+        if metric == "log_loss":
+            return float(log_loss(y, p, labels=labels))
+        pred = p.argmax(axis=1)
+        if metric == "accuracy":
+            return float(accuracy_score(y, pred))
+        return float(f1_score(y, pred, labels=labels, average="macro", zero_division=0))
+    return float(task_metrics(task, y_true, answers, classes)[metric])
 
 
 def expected_calibration_error(y_true: np.ndarray, prob: np.ndarray, *, bins: int = 10) -> float:

@@ -11,6 +11,8 @@ DataFrames or fitted models, so tasks stay cheap to hand over and the loop can b
 - :func:`export_onnx`: -> ``model.onnx``
 - :func:`check_parity`: -> ``parity.json``
 - :func:`run_gate` (from :mod:`ferry.train.gating`): the above + the champion -> ``gate.json``, ``gate.html``
+- :func:`explain_candidate` (from :mod:`ferry.train.explaining`): -> ``importance.json`` and the ``plot_*.svg``
+  pictures (global importance, the task's evaluation plots beside the champion's)
 - :func:`write_lineage`, :func:`register_candidate`: -> ``lineage.json``, then one immutable registry version
 - :func:`promote_if_passed`: channel moves + audit records, only when the gate passed
 
@@ -47,7 +49,9 @@ from ferry.train import metrics as evaluate
 from ferry.train import onnx_export as export
 from ferry.train import pipeline as train
 from ferry.train.estimators import resolve_estimator
+from ferry.train.explaining import IMPORTANCE_PLOT, explain_candidate
 from ferry.train.gating import run_gate
+from ferry.train.plots import PLOT_FILES
 from ferry.train.run_files import (
     load_pipeline,
     read_json,
@@ -71,6 +75,7 @@ __all__ = [
     "check_parity",
     "code_revision",
     "evaluate_candidate",
+    "explain_candidate",
     "export_onnx",
     "ingest",
     "new_labelled_rows",
@@ -102,6 +107,9 @@ VERSION_FILES = (
     "gate.evidently.json",
     "data_quality.html",
     "data_quality.evidently.json",
+    "importance.json",
+    IMPORTANCE_PLOT,
+    *PLOT_FILES,
     "model_card.json",
     "model_card.md",
 )
