@@ -21,9 +21,15 @@ from ferry.train.run_files import read_parquet, write_json
 pytestmark = pytest.mark.integration
 
 PICTURES = {
-    "binary": {"plot_importance.svg", "plot_roc.svg", "plot_calibration.svg"},
-    "multiclass": {"plot_importance.svg", "plot_roc.svg", "plot_calibration.svg", "plot_confusion.svg"},
-    "regression": {"plot_importance.svg", "plot_predicted.svg", "plot_residuals.svg"},
+    "binary": {"plot_importance.svg", "plot_waterfall.svg", "plot_roc.svg", "plot_calibration.svg"},
+    "multiclass": {
+        "plot_importance.svg",
+        "plot_waterfall.svg",
+        "plot_roc.svg",
+        "plot_calibration.svg",
+        "plot_confusion.svg",
+    },
+    "regression": {"plot_importance.svg", "plot_waterfall.svg", "plot_predicted.svg", "plot_residuals.svg"},
 }
 METRIC = {"binary": ("roc_auc", False), "multiclass": ("macro_f1", False), "regression": ("rmse", True)}
 
@@ -70,6 +76,10 @@ def test_every_task_version_carries_its_importance_table_pictures_and_card(
             texts = svg_texts(registry.read_bytes(version, name))
             assert not any("champion" in t for t in texts), name
         assert table.features[0].feature in svg_texts(registry.read_bytes(version, "plot_importance.svg"))
+        # one explained row drawn as a waterfall: its title, and the features it names are the schema's
+        drawn = svg_texts(registry.read_bytes(version, "plot_waterfall.svg"))
+        assert any("one holdout row explained" in t for t in drawn)
+        assert set(schema.feature_names) & set(drawn)
 
         card = json.loads(registry.read_bytes(version, "model_card.json"))
         assert card["importance"] == table.to_dict()
@@ -119,7 +129,7 @@ def _explain_against(task_models: dict[str, Any], found: dict[str, Any], which: 
     out = explain_candidate(run, found["registry"])
     assert json.loads((run / "importance.json").read_text()) == out["importance"]
     for name in out["plots"]:
-        if name != "plot_importance.svg":
+        if name not in ("plot_importance.svg", "plot_waterfall.svg"):
             assert f"champion {found['ids'][which]}" in " ".join(svg_texts((run / name).read_bytes())), name
     return Importance.from_dict(out["importance"])
 

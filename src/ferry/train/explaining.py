@@ -1,7 +1,7 @@
 """The explain step of a run (after the gate, before the model card): the candidate's global importance table
 (``importance.json``, :mod:`ferry.explain.importance`) with its rank moves against the champion the gate compared,
-and the version's pictures: ``plot_importance.svg`` and the task's evaluation plots (:mod:`ferry.train.plots`),
-each with that champion beside the candidate.
+and the version's pictures: ``plot_importance.svg``, ``plot_waterfall.svg`` (one holdout row explained) and the
+task's evaluation plots (:mod:`ferry.train.plots`), each with that champion beside the candidate.
 
 ``importance.json`` holds aggregates only and stays in clear, like the metrics; the pictures draw holdout rows
 (points, curves), so they are encrypted at rest when a key is set, like the Evidently reports.
@@ -23,7 +23,7 @@ import pandas as pd
 
 from ferry import storage
 from ferry.data import to_onnx_inputs
-from ferry.explain import EXPLAIN_FILE, Explainer, ExplainFile, ExplainSettings, load_explainer
+from ferry.explain import EXPLAIN_FILE, Explainer, ExplainFile, ExplainSettings, load_explainer, records
 from ferry.explain.importance import (
     IMPORTANCE_FILE,
     Importance,
@@ -33,7 +33,7 @@ from ferry.explain.importance import (
     sample_rows,
 )
 from ferry.explain.importance_settings import ImportanceSettings
-from ferry.explain.pictures import importance_chart
+from ferry.explain.pictures import importance_chart, waterfall
 from ferry.registry.store import Registry
 from ferry.schema import Schema
 from ferry.scoring import OnnxScorer
@@ -43,9 +43,12 @@ from ferry.train.metrics import LOWER_IS_BETTER, primary_metric, primary_value
 from ferry.train.plots import evaluation_plots
 from ferry.train.run_files import read_json, read_model, read_parquet, run_schema, write_json
 
-__all__ = ["IMPORTANCE_PLOT", "MAX_TILE_ROWS", "explain_candidate"]
+__all__ = ["IMPORTANCE_PLOT", "MAX_TILE_ROWS", "WATERFALL_PLOT", "explain_candidate"]
 
 IMPORTANCE_PLOT = "plot_importance.svg"
+WATERFALL_PLOT = "plot_waterfall.svg"
+"""One explained row of the version drawn as a waterfall: the first row of the holdout sample the table explains,
+for the class predicted (a regressor: its value), as ``ferry models explain`` draws any row a user asks about."""
 MAX_TILE_ROWS = 200_000
 """Tiled rows per onnxruntime call while explaining the holdout sample (bounds memory; the values do not change)."""
 
@@ -109,6 +112,15 @@ def _importance(
     return measures, sample
 
 
+def _example_waterfall(run_dir: Path, schema: Schema, model: bytes, sample: pd.DataFrame) -> bytes:
+    """The waterfall of the sample's first row, explained as every surface explains it (one row per call)."""
+    stored = ExplainFile.from_bytes(storage.read_bytes(storage.local_fs(), str(run_dir / EXPLAIN_FILE)))
+    explainer = Explainer(model, schema, stored.background, plan=stored.plan)
+    k = min(ExplainSettings().top_k, len(explainer.features))
+    found = explainer.explain(to_onnx_inputs(sample.head(1), schema), top_k=k)
+    return waterfall(records(found), top_k=k, title=f"{schema.name}: one holdout row explained")
+
+
 def explain_candidate(
     run_dir: Path,
     registry: Registry,
@@ -116,7 +128,8 @@ def explain_candidate(
     explain: ExplainSettings | None = None,
     importance: ImportanceSettings | None = None,
 ) -> dict[str, Any]:
-    """Write ``importance.json``, ``plot_importance.svg`` and the evaluation plots into the run directory (after the
+    """Write ``importance.json``, ``plot_importance.svg``, ``plot_waterfall.svg`` and the evaluation plots into the
+    run directory (after the
     gate: the champion is the one ``gate.json`` names). Returns the table, the files written and the seconds taken."""
     started = time.perf_counter()
     settings = settings or GateSettings()
@@ -137,7 +150,10 @@ def explain_candidate(
         measures.pop("permutation_std"), previous=previous, champion=champion_id, champion_note=note, **measures,
     )  # fmt: skip
     write_json(run_dir / IMPORTANCE_FILE, table.to_dict())
-    pictures = {IMPORTANCE_PLOT: importance_chart(table)}
+    pictures = {
+        IMPORTANCE_PLOT: importance_chart(table),
+        WATERFALL_PLOT: _example_waterfall(run_dir, schema, model, sample),
+    }
     champion = None
     if champion_id is not None:
         try:

@@ -49,7 +49,7 @@ from ferry.train import metrics as evaluate
 from ferry.train import onnx_export as export
 from ferry.train import pipeline as train
 from ferry.train.estimators import resolve_estimator
-from ferry.train.explaining import IMPORTANCE_PLOT, explain_candidate
+from ferry.train.explaining import IMPORTANCE_PLOT, WATERFALL_PLOT, explain_candidate
 from ferry.train.gating import run_gate
 from ferry.train.plots import PLOT_FILES
 from ferry.train.run_files import (
@@ -109,6 +109,7 @@ VERSION_FILES = (
     "data_quality.evidently.json",
     "importance.json",
     IMPORTANCE_PLOT,
+    WATERFALL_PLOT,
     *PLOT_FILES,
     "model_card.json",
     "model_card.md",
