@@ -1,6 +1,9 @@
 """The sampled coalition plan's error against exact Shapley values, at 20 and 50 features.
 
-    uv run python bench/explain.py [--permutations 64] [--games 20] [--seed 0]
+    uv run python bench/explain.py [--permutations P] [--games 20] [--seed 0]
+
+Without ``--permutations``, the plan is the one a new version gets at the default settings
+(``FERRY_EXPLAIN_BACKGROUND_ROWS``, ``FERRY_EXPLAIN_BUDGET``: :func:`ferry.explain.plan_within`).
 
 Exact values over 2^20 or 2^50 coalitions are out of reach by enumeration, so each game is a set function with
 main effects and three-way interactions, ``v(S) = sum_{i in S} l_i + sum_{T subset S} c_T`` over 2d random triples
@@ -18,7 +21,7 @@ import argparse
 
 import numpy as np
 
-from ferry.explain import ExplainSettings, combine, sampled_plan
+from ferry.explain import ExplainSettings, combine, permutations_within, sampled_plan
 
 
 def game(masks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -36,15 +39,17 @@ def game(masks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--permutations", type=int, default=64)
+    parser.add_argument("--permutations", type=int, default=None, help="default: the default settings' plan")
     parser.add_argument("--games", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    rows = ExplainSettings().background_rows
-    print(f"permutations={args.permutations} games={args.games} background rows={rows}")
-    print("features  coalitions  ort rows/row  max err/scale  mean err/scale  mean SE/scale  within 2 SE")
+    settings = ExplainSettings()
+    rows = settings.background_rows
+    print(f"games={args.games} background rows={rows} budget={settings.budget}")
+    print("features  permutations  coalitions  ort rows/row  max err/scale  mean err/scale  mean SE/scale  within 2 SE")
     for d in (20, 50):
-        plan = sampled_plan(d, permutations=args.permutations, seed=args.seed)
+        permutations = args.permutations or permutations_within(d, rows=rows, budget=settings.budget)
+        plan = sampled_plan(d, permutations=permutations, seed=args.seed)  # plan_within's plan at the defaults
         rng = np.random.default_rng(args.seed)
         worst, mean, se, inside = [], [], [], []
         for _ in range(args.games):
@@ -58,7 +63,7 @@ def main() -> None:
             inside.append(float((diff <= 2 * error[0]).mean()))
         m = plan.masks.shape[0]
         print(
-            f"{d:>8}  {m:>10,}  {m * rows:>12,}  {np.mean(worst):>13.3f}  {np.mean(mean):>14.3f}  "
+            f"{d:>8}  {permutations:>12}  {m:>10,}  {m * rows:>12,}  {np.mean(worst):>13.3f}  {np.mean(mean):>14.3f}  "
             f"{np.mean(se):>13.3f}  {np.mean(inside):>11.2f}"
         )
 

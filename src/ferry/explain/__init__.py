@@ -24,7 +24,15 @@ from ferry.explain.explainer import Explainer, Explanation, load_explainer
 from ferry.explain.importance import IMPORTANCE_FILE, Importance, table_rows
 from ferry.explain.importance_settings import ImportanceSettings
 from ferry.explain.pictures import importance_chart, waterfall
-from ferry.explain.plan import MAX_EXACT_FEATURES, CoalitionPlan, exact_plan, plan_for, plan_within, sampled_plan
+from ferry.explain.plan import (
+    MAX_EXACT_FEATURES,
+    CoalitionPlan,
+    exact_plan,
+    permutations_within,
+    plan_for,
+    plan_within,
+    sampled_plan,
+)
 from ferry.explain.runtime import Attributions, attribute, combine, tile
 from ferry.explain.settings import ExplainSettings
 from ferry.explain.store import EXPLAIN_FILE, ExplainFile, background_inputs, build_explain_file
@@ -51,6 +59,7 @@ __all__ = [
     "exact_plan",
     "importance_chart",
     "load_explainer",
+    "permutations_within",
     "plan_for",
     "plan_within",
     "records",

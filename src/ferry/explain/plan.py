@@ -23,7 +23,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MAX_EXACT_FEATURES", "CoalitionPlan", "exact_plan", "plan_for", "plan_within", "sampled_plan"]
+__all__ = [
+    "MAX_EXACT_FEATURES",
+    "CoalitionPlan",
+    "exact_plan",
+    "permutations_within",
+    "plan_for",
+    "plan_within",
+    "sampled_plan",
+]
 
 MAX_EXACT_FEATURES = 12
 """Up to this many features, the plan evaluates every coalition (4,096 at 12)."""
@@ -105,19 +113,25 @@ def plan_for(d: int, *, max_exact: int = MAX_EXACT_FEATURES, permutations: int =
     return exact_plan(d) if d <= max_exact else sampled_plan(d, permutations=permutations, seed=seed)
 
 
+def permutations_within(d: int, *, rows: int, budget: int, groups: int = 8) -> int:
+    """How many permutations a sampled plan of ``d`` features gets within ``budget`` evaluations against ``rows``
+    background rows: as many as fit (at most ``P (d - 1) + 2`` coalitions), in multiples of ``2 x groups``, at least
+    ``2 x groups`` (so that the error estimate has its groups) and at most 1,024."""
+    step = 2 * groups
+    fits = (budget // rows - 2) // max(1, d - 1)
+    return max(step, min(1024, fits // step * step))
+
+
 def plan_within(d: int, *, rows: int, budget: int, seed: int = 0, groups: int = 8) -> CoalitionPlan:
     """The plan whose coalitions x ``rows`` background rows fit in ``budget`` model evaluations per explained row.
 
-    Exact when every coalition fits (and ``d`` <= :data:`MAX_EXACT_FEATURES`); otherwise as many seeded permutations
-    as fit, in multiples of ``2 x groups`` (a sampled plan of ``P`` permutations holds at most ``P (d - 1) + 2``
-    coalitions), and never fewer than ``2 x groups``, so that the error estimate has its groups.
+    Exact when every coalition fits (and ``d`` <= :data:`MAX_EXACT_FEATURES`); otherwise a sampled plan of
+    :func:`permutations_within` permutations.
     """
     _check_features(d)
     if rows < 1 or budget < 1:
         raise ValueError(f"rows ({rows}) and budget ({budget}) must be positive")
     if d <= MAX_EXACT_FEATURES and 2**d * rows <= budget:
         return exact_plan(d)
-    step = 2 * groups
-    fits = (budget // rows - 2) // max(1, d - 1)
-    permutations = max(step, min(1024, fits // step * step))
+    permutations = permutations_within(d, rows=rows, budget=budget, groups=groups)
     return sampled_plan(d, permutations=permutations, groups=groups, seed=seed)
