@@ -68,7 +68,12 @@ def test_retrain_flow_leaves_a_version_and_readable_artifacts(
     rows = importance if isinstance(importance, list) else json.loads(importance)
     assert sorted(str(r["feature"]).replace("\\", "") for r in rows) == sorted(schema_features)
     version = registry.get(outcome["version"], model="churn")
-    assert set(outcome["plots"]) == {"plot_importance.svg", "plot_roc.svg", "plot_calibration.svg"}
+    assert set(outcome["plots"]) == {
+        "plot_importance.svg",
+        "plot_waterfall.svg",
+        "plot_roc.svg",
+        "plot_calibration.svg",
+    }
     for name in outcome["plots"]:
         assert name in version.files
         assert f"[{name}](file://" in found["churn-plots"].data
