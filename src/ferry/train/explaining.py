@@ -75,8 +75,9 @@ def _champion_ranking(
 
 def _importance(
     run_dir: Path, schema: Schema, holdout: pd.DataFrame, model: bytes, metric: str, seed: int, how: ImportanceSettings
-) -> tuple[dict[str, Any], pd.DataFrame]:
-    """The candidate's measures (the fields of :class:`Importance` but the champion's) and the rows explained."""
+) -> tuple[dict[str, Any], pd.DataFrame, Explainer]:
+    """The candidate's measures (the fields of :class:`Importance` but the champion's), the rows explained and the
+    explainer that explained them."""
     stored = ExplainFile.from_bytes(storage.read_bytes(storage.local_fs(), str(run_dir / EXPLAIN_FILE)))
     explainer = Explainer(model, schema, stored.background, plan=stored.plan, max_tile_rows=MAX_TILE_ROWS)
     sample = holdout.iloc[sample_rows(len(holdout), limit=how.rows, seed=seed)].reset_index(drop=True)
@@ -109,13 +110,11 @@ def _importance(
         "repeats": how.repeats,
         "seed": seed,
     }
-    return measures, sample
+    return measures, sample, explainer
 
 
-def _example_waterfall(run_dir: Path, schema: Schema, model: bytes, sample: pd.DataFrame) -> bytes:
-    """The waterfall of the sample's first row, explained as every surface explains it (one row per call)."""
-    stored = ExplainFile.from_bytes(storage.read_bytes(storage.local_fs(), str(run_dir / EXPLAIN_FILE)))
-    explainer = Explainer(model, schema, stored.background, plan=stored.plan)
+def _example_waterfall(explainer: Explainer, schema: Schema, sample: pd.DataFrame) -> bytes:
+    """The waterfall of the sample's first row, explained as every surface explains it (one row is one call)."""
     k = min(ExplainSettings().top_k, len(explainer.features))
     found = explainer.explain(to_onnx_inputs(sample.head(1), schema), top_k=k)
     return waterfall(records(found), top_k=k, title=f"{schema.name}: one holdout row explained")
@@ -141,7 +140,7 @@ def explain_candidate(
     champion_id = gate.get("champion")
     how = importance or ImportanceSettings()
     metric = primary_metric(schema.kind, settings)
-    measures, sample = _importance(run_dir, schema, holdout, model, metric, seed, how)
+    measures, sample, explainer = _importance(run_dir, schema, holdout, model, metric, seed, how)
     previous, note = (None, None)
     if champion_id is not None:
         previous, note = _champion_ranking(registry, champion_id, schema.name, sample)
@@ -152,7 +151,7 @@ def explain_candidate(
     write_json(run_dir / IMPORTANCE_FILE, table.to_dict())
     pictures = {
         IMPORTANCE_PLOT: importance_chart(table),
-        WATERFALL_PLOT: _example_waterfall(run_dir, schema, model, sample),
+        WATERFALL_PLOT: _example_waterfall(explainer, schema, sample),
     }
     champion = None
     if champion_id is not None:
