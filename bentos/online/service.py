@@ -19,19 +19,20 @@ from pydantic import BaseModel, Field
 
 from ferry.online.answer import NotReadyError
 from ferry.online.app import OnlineApp
-from ferry.online.auth import ApiKeyMiddleware
 from ferry.online.explain import ExplainResponse
-from ferry.online.lane import Lane, PredictLaneMiddleware
-from ferry.online.limits import BodyLimitMiddleware
-from ferry.online.metrics import HttpMetricsMiddleware, MetricsHolder
+from ferry.online.gate import Front, Gate
 from ferry.online.predict import FeedbackAck, FeedbackItem, ModelInfo, PredictResponse
 from ferry.online.records import RequestRejected
 from ferry.online.settings import OnlineSettings
-from ferry.online.shed import KeyShareMiddleware, LoadShedMiddleware
-from ferry.online.tarpit import TarpitHolder, TarpitMiddleware
 from ferry.online.telemetry import TelemetryAck
 
 log = logging.getLogger("ferry.online")
+
+# uvicorn formats every response's access-log arguments (the client address, the quoted path) whenever its access
+# logger has a handler anywhere up the tree, which BentoML's root handler is, and then drops the record below the
+# root's WARNING level: about 20 us of CPU per request for nothing. The service's access log is off (``logging``
+# below), so the records go nowhere either way; this is what uvicorn itself does for ``access_log=False``.
+logging.getLogger("uvicorn.access").propagate = False
 
 
 class Rejected(BentoMLException):
@@ -57,14 +58,9 @@ class BentoArgs(BaseModel):
 ARGS = bentoml.use_arguments(BentoArgs)
 """Empty under ``bentoml serve service:Online``; in a bento built by ``build.py``, the version it is pinned to."""
 
-METRICS = MetricsHolder()
-"""Where the service instance attaches its :class:`OnlineMetrics` for the HTTP metrics middleware."""
-
-LANE = Lane()
-"""The fast lane for ``POST /predict``; the service instance attaches its :class:`Answerer` when it starts."""
-
-TARPIT = TarpitHolder()
-"""Where the service instance attaches its :class:`Tarpit`, which slows 401s to clients that keep failing."""
+FRONT = Front()
+"""Where the service instance attaches its :class:`OnlineApp` for the front door (``ferry.online.gate``): its
+metrics, tarpit and the fast lane's answers."""
 
 
 @bentoml.service(
@@ -90,12 +86,7 @@ class Online:
 
     def __init__(self) -> None:
         self.app = OnlineApp(OnlineSettings(), model=ARGS.model, version=ARGS.version).start()
-        METRICS.metrics = self.app.metrics
-        TARPIT.tarpit = self.app.tarpit
-        LANE.retry_after_s = self.app.settings.retry_after_s
-        LANE.answerer = self.app.answerer
-        LANE.collector = self.app.collector
-        LANE.metrics = self.app.render_metrics
+        FRONT.app = self.app
         # Everything loaded so far (BentoML, onnxruntime, pydantic models, the warmed session) lives as long as the
         # process: move it out of the collector's sight, so a full collection walks only what requests allocate.
         gc.collect()
@@ -103,11 +94,8 @@ class Online:
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
-        if LANE.answerer is self.app.answerer:
-            LANE.answerer = None
-            LANE.collector = None
-            LANE.metrics = None
-            TARPIT.tarpit = None
+        if FRONT.app is self.app:
+            FRONT.app = None
         self.app.stop(timeout_s=1.0)
 
     def __is_ready__(self) -> bool:
@@ -192,14 +180,9 @@ class Online:
             raise NotReady(str(exc)) from None
 
 
-# Listed outermost first. Every request is counted by endpoint and status. A request without a valid key is
-# refused before its body is read (slowly, in the tarpit, once its client keeps failing); one key may have only its
-# share of requests in the service (429); the body must arrive in full, within size and time (413, 408); only then
-# does the request take one of the slots (503 + Retry-After over them), so a client that stalls holds none.
-Online.add_asgi_middleware(HttpMetricsMiddleware, holder=METRICS)
-Online.add_asgi_middleware(TarpitMiddleware, holder=TARPIT)
-Online.add_asgi_middleware(ApiKeyMiddleware)
-Online.add_asgi_middleware(KeyShareMiddleware)
-Online.add_asgi_middleware(BodyLimitMiddleware)
-Online.add_asgi_middleware(LoadShedMiddleware)
-Online.add_asgi_middleware(PredictLaneMiddleware, lane=LANE)
+# The front door, the one middleware: every request is counted by endpoint and status. A request without a valid
+# key is refused before its body is read (slowly, in the tarpit, once its client keeps failing); one key may have
+# only its share of requests in the service (429); the body must arrive in full, within size and time (413, 408);
+# only then does the request take one of the slots (503 + Retry-After over them), so a client that stalls holds
+# none. POST /predict, /explain, /telemetry and GET /metrics are then answered by the fast lane, the rest here.
+Online.add_asgi_middleware(Gate, front=FRONT)

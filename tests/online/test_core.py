@@ -357,6 +357,14 @@ def test_only_ids_the_service_issued_are_accepted(churn_champion: dict[str, str]
     issued = [ids.new() for _ in range(200)]
     assert all(ids.valid(i) for i in issued)
     assert len(set(issued)) == 200
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ferry.online.ids import NONCE_BLOCK
+
+    with ThreadPoolExecutor(4) as pool:  # across several blocks of nonces, from several threads at once
+        many = list(pool.map(lambda _: ids.new(), range(5 * NONCE_BLOCK)))
+    assert len(set(many + issued)) == len(many) + len(issued)
+    assert all(ids.valid(i) for i in many)
     again = PredictionIds.for_model(url, "churn")  # a restart, or another replica on the same registry
     assert all(again.valid(i) for i in issued)
     other = PredictionIds.for_model(str(tmp_path / "elsewhere"), "churn")
@@ -467,10 +475,48 @@ def test_the_fast_path_agrees_with_ferry_data_on_every_record(churn_champion: di
 # ------------------------------------------------------------------------------------------------ load shedding
 
 
+def _gate(app: Any, **policies: Any) -> Any:
+    """The front door over a plain ASGI app, with no service attached (admission only), every key valid."""
+    from ferry.online.auth import Guard, KeyStore
+    from ferry.online.gate import Front, Gate
+    from ferry.online.limits import BodyLimit
+    from ferry.online.settings import ApiKeyEntry
+    from ferry.online.shed import KeyShare, LoadShed
+
+    keys = KeyStore([ApiKeyEntry(name=name, sha256=hash_key(name), scopes=("predict",)) for name in ("app", "device")])
+    return Gate(
+        app,
+        Front(),
+        guard=Guard(keys, open_paths=frozenset({"/readyz"})),
+        share=policies.get("share", KeyShare(per_key=100, retry_after_s=1)),
+        body=policies.get("body", BodyLimit(max_bytes=1024, timeout_s=5)),
+        shed=policies.get("shed", LoadShed(max_in_flight=100, retry_after_s=1)),
+    )
+
+
+async def _call(gate: Any, path: str = "/predict", key: str | None = "app", stall: bool = False) -> dict[str, Any]:
+    """One request through ``gate``: the response start message (status, headers)."""
+    import asyncio
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        if stall:
+            await asyncio.sleep(3600)
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    headers = [(b"authorization", f"Bearer {key}".encode())] if key else []
+    await gate({"type": "http", "method": "POST", "path": path, "headers": headers}, receive, send)
+    return sent[0]
+
+
 def test_load_shedding_answers_503_with_retry_after_and_recovers() -> None:
     import asyncio
 
-    from ferry.online.shed import LoadShedMiddleware
+    from ferry.online.shed import LoadShed
 
     async def scenario() -> tuple[list[int], list[dict[str, str]], int, int]:
         gate = asyncio.Event()
@@ -480,19 +526,11 @@ def test_load_shedding_answers_503_with_retry_after_and_recovers() -> None:
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
 
-        shed = LoadShedMiddleware(slow_app, max_in_flight=3, retry_after_s=2)
+        shed = LoadShed(max_in_flight=3, retry_after_s=2)
+        front = _gate(slow_app, shed=shed)
 
         async def call(path: str = "/predict") -> tuple[int, dict[str, str]]:
-            sent: list[dict[str, Any]] = []
-
-            async def send(message: dict[str, Any]) -> None:
-                sent.append(message)
-
-            async def receive() -> dict[str, Any]:
-                return {"type": "http.request", "body": b"", "more_body": False}
-
-            await shed({"type": "http", "path": path, "headers": []}, receive, send)
-            start = sent[0]
+            start = await _call(front, path)
             return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}
 
         busy = [asyncio.ensure_future(call()) for _ in range(3)]
@@ -527,49 +565,72 @@ def test_a_pinned_holder_ignores_the_channel(churn_champion: dict[str, str], tmp
 
 
 def test_a_key_gets_its_share_and_a_stalled_body_frees_its_place() -> None:
-    """KeyShareMiddleware refuses a key's requests past its share with 429 while other keys go on; the body limit
-    answers 408 when a body stalls past its time limit, and the key's place is free again afterwards."""
+    """The key share refuses a key's requests past its share with 429 while other keys go on; the body limit
+    answers 408 when a body stalls past its time limit (and not much later), and the key's place is free again
+    afterwards; a request without a valid key is refused before its body is read."""
     import asyncio
 
-    from ferry.online.auth import KEY_NAME
-    from ferry.online.limits import BodyLimitMiddleware
-    from ferry.online.shed import KeyShareMiddleware
+    from ferry.online.limits import BodyLimit
+    from ferry.online.shed import KeyShare
 
-    async def scenario() -> tuple[list[int], list[int], int, int]:
+    async def scenario() -> tuple[list[int], list[int], float, int, int, int]:
         async def app(scope: Any, receive: Any, send: Any) -> None:
+            assert (await receive())["body"] == b"{}"
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
 
-        share = KeyShareMiddleware(BodyLimitMiddleware(app, max_bytes=1024, timeout_s=0.3), per_key=2, retry_after_s=1)
+        share = KeyShare(per_key=2, retry_after_s=1)
+        gate = _gate(app, share=share, body=BodyLimit(max_bytes=1024, timeout_s=0.3))
 
-        async def call(key: str, stall: bool) -> int:
-            sent: list[dict[str, Any]] = []
+        async def call(key: str | None, stall: bool = False) -> int:
+            return int((await _call(gate, key=key, stall=stall))["status"])
 
-            async def send(message: dict[str, Any]) -> None:
-                sent.append(message)
-
-            async def receive() -> dict[str, Any]:
-                if stall:
-                    await asyncio.sleep(3600)
-                return {"type": "http.request", "body": b"{}", "more_body": False}
-
-            scope = {"type": "http", "path": "/predict", "headers": [], KEY_NAME: key}
-            await share(scope, receive, send)
-            return int(sent[0]["status"])
-
+        started = time.monotonic()
         stalled = [asyncio.ensure_future(call("device", stall=True)) for _ in range(2)]
         await asyncio.sleep(0.05)
-        over = await asyncio.gather(call("device", stall=False), call("device", stall=False))
-        others = [await call("app", stall=False) for _ in range(5)]  # another key, one after another
+        over = await asyncio.gather(call("device"), call("device"))
+        others = [await call("app") for _ in range(5)]  # another key, one after another
         timed_out = await asyncio.wait_for(asyncio.gather(*stalled), 5)
-        after = await call("device", stall=False)
-        return [*over, *others], list(timed_out), after, share.refused["device"]
+        took = time.monotonic() - started
+        after = await call("device")
+        stranger = await asyncio.wait_for(call("not-a-key", stall=True), 5)
+        return [*over, *others], list(timed_out), took, after, share.refused["device"], stranger
 
-    answered, timed_out, after, refused = asyncio.run(scenario())
+    answered, timed_out, took, after, refused, stranger = asyncio.run(scenario())
     assert answered == [429, 429, 200, 200, 200, 200, 200]
     assert timed_out == [408, 408]
+    assert 0.3 <= took < 0.3 * 1.25 + 0.2, took  # the deadline, plus at most a tick of the watcher, plus slack
     assert after == 200
     assert refused == 2
+    assert stranger == 401
+
+
+def test_a_cancelled_body_read_is_not_taken_for_a_timeout() -> None:
+    """A read cancelled by someone else (a client gone, a server stopping) stays cancelled: only the reads the
+    deadline watcher cancelled become 408s."""
+    import asyncio
+
+    from ferry.online.limits import BodyLimit
+
+    async def scenario() -> tuple[bool, int]:
+        body = BodyLimit(max_bytes=1024, timeout_s=30)
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(3600)
+            return {}
+
+        task = asyncio.ensure_future(body.read([], receive))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return True, body.timed_out
+        return False, body.timed_out
+
+    cancelled, timed_out = asyncio.run(scenario())
+    assert cancelled
+    assert timed_out == 0
 
 
 def test_text_longer_than_its_max_length_is_refused_everywhere(churn_champion: dict[str, str]) -> None:

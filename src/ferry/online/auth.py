@@ -1,4 +1,4 @@
-"""API keys with scopes, checked by an ASGI middleware in front of the service.
+"""API keys with scopes, checked by the service's front door (:mod:`ferry.online.gate`) before a body is read.
 
 Keys are configured only as sha256 hashes (:class:`~ferry.online.settings.ApiKeyEntry`); a request presents the
 key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. No key, an unknown key or a revoked key gets the
@@ -28,15 +28,13 @@ from ferry.online.settings import ApiKeyEntry, OnlineSettings, Scope
 
 __all__ = [
     "DOCS_PATHS",
-    "KEY_ENTRY",
-    "KEY_NAME",
     "OPEN_PATHS",
-    "REFUSED",
     "SCOPE_BY_PATH",
     "UNAUTHORIZED",
-    "ApiKeyMiddleware",
     "Decision",
+    "Guard",
     "KeyStore",
+    "Refusal",
     "hash_key",
 ]
 
@@ -47,15 +45,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[ASGIScope, Receive, Send], Awaitable[None]]
-
-KEY_NAME = "ferry.key"
-"""The ASGI scope entry where the middleware leaves the name of the key a request presented (when it is known)."""
-
-KEY_ENTRY = "ferry.key_entry"
-"""The ASGI scope entry holding the :class:`ApiKeyEntry` a request was allowed with (its rate and quota)."""
-
-REFUSED = "ferry.refused"
-"""The ASGI scope entry where the part of the service that refuses a request leaves why, for the refusal metrics."""
 
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
 DOCS_PATHS = frozenset({"/", "/docs", "/docs.json"})
@@ -155,24 +144,26 @@ class KeyStore:
             return Decision(401, UNAUTHORIZED, why="no_key")
         presented = hash_key(key)
         self._reload()
-        entry = self._by_hash.get(presented)
-        if entry is None or not hmac.compare_digest(presented.encode(), entry.sha256.encode()):
+        found = self._by_hash.get(presented)
+        if found is None or not hmac.compare_digest(presented.encode(), found[0].sha256.encode()):
             return Decision(401, UNAUTHORIZED, why="unknown_key")
+        entry, allowed = found
         if entry.revoked:
             return Decision(401, UNAUTHORIZED, entry.name, why="revoked_key")
         if entry.expires_at is not None and entry.expires_at <= datetime.now(UTC):
             return Decision(401, UNAUTHORIZED, entry.name, why="expired_key")
         if scope is not None and scope not in entry.scopes:
             return Decision(403, f"this API key lacks the {scope!r} scope", entry.name, why="scope")
-        return Decision(200, "ok", entry.name, entry=entry)
+        return allowed
 
 
 _ENTRIES = TypeAdapter(list[ApiKeyEntry])
 
 
-def _table(entries: Iterable[ApiKeyEntry]) -> dict[str, ApiKeyEntry]:
-    """Entries by hash; of two entries with one hash, the later one (the key file's over the environment's)."""
-    return {entry.sha256: entry for entry in entries}
+def _table(entries: Iterable[ApiKeyEntry]) -> dict[str, tuple[ApiKeyEntry, Decision]]:
+    """Entries by hash, each with the decision that lets it in (made once per key, not once per request); of two
+    entries with one hash, the later one (the key file's over the environment's)."""
+    return {entry.sha256: (entry, Decision(200, "ok", entry.name, entry=entry)) for entry in entries}
 
 
 def public_paths(settings: OnlineSettings) -> tuple[frozenset[str], tuple[str, ...]]:
@@ -196,6 +187,20 @@ def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """An answer the front door gives instead of the service: ``status``, the JSON ``body``, extra ``headers``, and
+    the ``rule`` it is counted under in the refusal metrics."""
+
+    status: int
+    body: Mapping[str, Any]
+    rule: str
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    async def send(self, send: Send, *extra: tuple[bytes, bytes]) -> None:
+        await send_json(send, self.status, self.body, (*self.headers, *extra))
+
+
 async def send_json(
     send: Send, status: int, body: Mapping[str, Any], headers: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:
@@ -205,18 +210,18 @@ async def send_json(
     await send({"type": "http.response.body", "body": data})
 
 
-class ApiKeyMiddleware:
-    """ASGI middleware: refuses requests whose key does not grant the path's scope. ``keys`` None: read settings."""
+class Guard:
+    """Which requests need a key, and whether the key presented will do: the open paths (:func:`public_paths`) pass
+    without one; any other path needs a valid key with the path's scope (:data:`SCOPE_BY_PATH`; any valid key for a
+    path not listed there). ``keys`` None: read :class:`OnlineSettings` on first use."""
 
     def __init__(
         self,
-        app: ASGIApp,
         keys: KeyStore | None = None,
         prefix: str = "",
         open_paths: frozenset[str] | None = None,
         open_prefixes: tuple[str, ...] = (),
     ) -> None:
-        self.app = app
         self._keys = keys
         self._open = open_paths
         self._open_prefixes = open_prefixes
@@ -237,27 +242,10 @@ class ApiKeyMiddleware:
             _ = self.keys
         return self._open if self._open is not None else OPEN_PATHS
 
-    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = str(scope.get("path", ""))
+    def decide(self, path: str, headers: Iterable[tuple[bytes, bytes]]) -> Decision | None:
+        """None for a path anyone may reach; else the :class:`Decision` on the key the headers present."""
         if self.prefix and path.startswith(self.prefix):
             path = path[len(self.prefix) :] or "/"
         if path in self.open_paths or (self._open_prefixes and path.startswith(self._open_prefixes)):
-            await self.app(scope, receive, send)
-            return
-        decision = self.keys.check(presented_key(scope.get("headers", ())), SCOPE_BY_PATH.get(path))
-        if decision.status != 200:
-            scope[REFUSED] = decision.why or "refused"
-            scope[KEY_NAME] = decision.key_name
-            log.info(
-                "refused %s %s: %s (key %s)",
-                scope.get("method"), path[:200], decision.why or decision.reason, decision.key_name,
-            )  # fmt: skip
-            extra = [(b"www-authenticate", b"Bearer")] if decision.status == 401 else []
-            await send_json(send, decision.status, {"error": decision.reason}, extra)
-            return
-        scope[KEY_NAME] = decision.key_name  # who asks, for the per-key share and limits (ferry.online.shed)
-        scope[KEY_ENTRY] = decision.entry
-        await self.app(scope, receive, send)
+            return None
+        return self.keys.check(presented_key(headers), SCOPE_BY_PATH.get(path))

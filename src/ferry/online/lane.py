@@ -1,10 +1,10 @@
-"""The fast lane: an ASGI middleware that answers ``POST /predict``, ``POST /explain`` and ``POST /telemetry`` itself.
+"""The fast lane: the requests the front door (:mod:`ferry.online.gate`) answers itself, without BentoML's request path.
 
 BentoML's generic request path (per-request IO models, signature inspection, a threadpool hop, response wrapping)
 took about 1.6 ms of CPU for a one-record request whose checks and scoring take about 0.2 ms (see the README's
-"Online service" figures). The lane sits inside the service's middleware stack, after load shedding, the API key
-check and the body limit, and answers ``POST /predict`` with :meth:`Answerer.answer`, the function the typed
-BentoML API method calls too, so validation, routing, metrics, prediction logs and status codes are the same:
+"Online service" figures). Once a request is admitted (key, share, body, slot), the lane answers ``POST /predict``
+with :meth:`Answerer.answer`, the function the typed BentoML API method calls too, so validation, routing, metrics,
+prediction logs and status codes are the same:
 
 - 200 with :class:`~ferry.online.predict.PredictResponse` as JSON;
 - 400 for malformed JSON or a body that is not ``{"records": ..., "route_key": ...}``, naming the field;
@@ -23,9 +23,7 @@ the whole body (a positional-only parameter) with ``json.loads`` and answers mal
 answers 400, and the :class:`~ferry.online.telemetry.Collector` 422 naming the field of a malformed heartbeat.
 
 Small bodies are handled on the event loop (a few hundred microseconds: cheaper than a thread hop); bodies over
-``inline_bytes`` are scored in a worker thread so that a big request never stalls the loop. Until a service
-instance attaches an :class:`Answerer` to the :class:`Lane`, and for every other path or method, requests go on to
-the wrapped app (BentoML) unchanged.
+``inline_bytes`` are scored in a worker thread so that a big request never stalls the loop.
 """
 
 from __future__ import annotations
@@ -33,15 +31,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 from ferry.online.answer import Answerer, NotReadyError, check_envelope
-from ferry.online.auth import REFUSED, ASGIApp, ASGIScope, Receive, Send, send_json
+from ferry.online.auth import Send, send_json
 from ferry.online.explain import CLASS_FIELD
 from ferry.online.records import RequestRejected, parse_json
 from ferry.online.telemetry import Collector
 
-__all__ = ["Lane", "PredictLaneMiddleware"]
+if TYPE_CHECKING:
+    from ferry.online.app import OnlineApp
+
+__all__ = ["Lane", "Taken"]
 
 log = logging.getLogger("ferry.online.lane")
 
@@ -49,8 +52,18 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 PROMETHEUS_TEXT = b"text/plain; version=0.0.4; charset=utf-8"
 
 
+@dataclass(frozen=True)
+class Taken:
+    """What the lane does with a request: ``handler`` turns the body into the answer's JSON, in a worker thread
+    unless ``inline``; ``metrics`` answers ``GET``/``HEAD /metrics`` instead."""
+
+    handler: Callable[[bytes], bytes] | None = None
+    inline: bool = True
+    metrics: Callable[[], str] | None = None
+
+
 class Lane:
-    """Where the service instance attaches its :class:`Answerer` and :class:`Collector` (None: BentoML answers)."""
+    """The paths the lane answers (any other request goes to BentoML)."""
 
     def __init__(
         self,
@@ -59,72 +72,58 @@ class Lane:
         explain_path: str = "/explain",
         *,
         inline_bytes: int = 64 * 1024,
-        retry_after_s: int = 1,
     ) -> None:
         self.path = path
         self.telemetry_path = telemetry_path
         self.explain_path = explain_path
         self.inline_bytes = inline_bytes
-        self.retry_after_s = retry_after_s
-        self.answerer: Answerer | None = None
-        self.collector: Collector | None = None
-        self.metrics: Callable[[], str] | None = None  # the Prometheus text of GET /metrics
+        self._app: OnlineApp | None = None
+        self._table: dict[tuple[str, str], Taken] = {}
 
+    def take(self, app: OnlineApp, method: str, path: str) -> Taken | None:
+        """How the lane answers ``method path`` for ``app``, or None when BentoML does."""
+        if app is not self._app:
+            metrics = Taken(metrics=app.render_metrics)
+            self._table = {
+                ("POST", self.path): Taken(partial(_answer, app.answerer)),
+                ("POST", self.explain_path): Taken(partial(_explain, app.answerer), inline=False),
+                ("POST", self.telemetry_path): Taken(partial(_collect, app.collector)),
+                ("GET", "/metrics"): metrics,
+                ("HEAD", "/metrics"): metrics,
+            }
+            self._app = app
+        return self._table.get((method, path))
 
-class PredictLaneMiddleware:
-    """ASGI middleware answering ``POST <lane.path>`` through ``lane.answerer``."""
-
-    def __init__(self, app: ASGIApp, lane: Lane) -> None:
-        self.app = app
-        self.lane = lane
-
-    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope.get("method") in ("GET", "HEAD")
-            and scope.get("path") == "/metrics"
-            and self.lane.metrics is not None
-        ):
-            data = (await asyncio.to_thread(self.lane.metrics)).encode()
+    async def answer(
+        self, taken: Taken, method: str, path: str, body: bytes, send: Send, retry_after_s: int
+    ) -> tuple[int, str | None]:
+        """Answer one request; the status sent and, for a refusal, the rule it broke."""
+        if taken.metrics is not None:
+            data = (await asyncio.to_thread(taken.metrics)).encode()
             headers = [(b"content-type", PROMETHEUS_TEXT), (b"content-length", str(len(data)).encode())]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": data if scope.get("method") == "GET" else b""})
-            return
-        handler: Callable[[bytes], bytes] | None = None
-        inline = True
-        if scope["type"] == "http" and scope.get("method") == "POST":
-            path = scope.get("path")
-            answerer, collector = self.lane.answerer, self.lane.collector
-            if path == self.lane.path and answerer is not None:
-                handler = partial(_answer, answerer)
-            elif path == self.lane.explain_path and answerer is not None:
-                handler, inline = partial(_explain, answerer), False
-            elif path == self.lane.telemetry_path and collector is not None:
-                handler = partial(_collect, collector)
-        if handler is None:
-            await self.app(scope, receive, send)
-            return
-        body = await _read_body(receive)
+            await send({"type": "http.response.body", "body": data if method == "GET" else b""})
+            return 200, None
+        assert taken.handler is not None
         try:
-            if inline and len(body) <= self.lane.inline_bytes:
-                data = handler(body)
+            if taken.inline and len(body) <= self.inline_bytes:
+                data = taken.handler(body)
             else:
-                data = await asyncio.to_thread(handler, body)
+                data = await asyncio.to_thread(taken.handler, body)
         except RequestRejected as exc:
-            scope[REFUSED] = exc.rule
             await send_json(send, exc.status, {"error": str(exc), **exc.to_dict()})
-            return
+            return exc.status, exc.rule
         except NotReadyError as exc:
-            retry = [(b"retry-after", str(self.lane.retry_after_s).encode())]
-            await send_json(send, 503, {"error": str(exc)}, retry)
-            return
+            await send_json(send, 503, {"error": str(exc)}, [(b"retry-after", str(retry_after_s).encode())])
+            return 503, "not_ready"
         except Exception:
-            log.exception("%s failed on a request that passed validation", scope.get("path"))
+            log.exception("%s failed on a request that passed validation", path)
             await send_json(send, 500, {"error": "an unexpected error has occurred; see the server log"})
-            return
+            return 500, "error"
         headers = [*_JSON_HEADERS, (b"content-length", str(len(data)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": data})
+        return 200, None
 
 
 def _answer(answerer: Answerer, body: bytes) -> bytes:
@@ -141,15 +140,3 @@ def _explain(answerer: Answerer, body: bytes) -> bytes:
 
 def _collect(collector: Collector, body: bytes) -> bytes:
     return collector.accept(parse_json(body)).model_dump_json().encode()
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(bytes(message.get("body", b"")))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)

@@ -11,7 +11,7 @@ the champion's prediction interval.
 Every label comes from a bounded set. The HTTP endpoint label is one of the service's own paths or ``other``
 (:data:`KNOWN_PATHS`), so requests to any number of unknown paths (a scanner, an attacker) leave ``/metrics`` the
 same size. BentoML's own request metrics label the raw path; the service turns them off (``metrics.enabled:
-false``) and :class:`HttpMetricsMiddleware` counts instead.
+false``) and the front door (:mod:`ferry.online.gate`) counts instead.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import threading
 import time
 from collections import Counter, OrderedDict
 
-from ferry.online.auth import KEY_NAME, OPEN_PATHS, REFUSED, SCOPE_BY_PATH, ASGIApp, ASGIScope, Message, Receive, Send
+from ferry.online.auth import OPEN_PATHS, SCOPE_BY_PATH
 
-__all__ = ["BUCKETS", "KNOWN_PATHS", "HttpMetricsMiddleware", "MetricsHolder", "OnlineMetrics"]
+__all__ = ["BUCKETS", "KNOWN_PATHS", "OnlineMetrics"]
 
 log = logging.getLogger("ferry.online.security")
 
@@ -244,39 +244,6 @@ class OnlineMetrics:
         return "\n".join(lines) + "\n"
 
 
-class HttpMetricsMiddleware:
-    """ASGI middleware counting every HTTP request it sees into ``metrics`` (set by the service when it starts)."""
-
-    def __init__(self, app: ASGIApp, holder: MetricsHolder) -> None:
-        self.app = app
-        self.holder = holder
-
-    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        metrics = self.holder.metrics
-        if scope["type"] != "http" or metrics is None:
-            await self.app(scope, receive, send)
-            return
-        path = str(scope.get("path", ""))
-        metrics.http_started(path)
-        started = time.perf_counter()
-        status = 500  # what the server answers when the app raises before it starts a response
-
-        async def counted(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, counted)
-        finally:
-            metrics.http_request(path, status, time.perf_counter() - started)
-            if status >= 400 and path not in OPEN_PATHS:
-                client = scope.get("client")
-                host = str(client[0]) if client else "-"
-                metrics.refused(status, str(scope.get(REFUSED) or "other"), str(scope.get(KEY_NAME) or "-"), host)
-
-
 def _histogram(
     name: str,
     label: str,
@@ -306,10 +273,3 @@ def _escape(value: str) -> str:
 
 def _endpoint(path: str) -> str:
     return path if path in KNOWN_PATHS else "other"
-
-
-class MetricsHolder:
-    """Where the service instance attaches its :class:`OnlineMetrics` (None: nothing is counted)."""
-
-    def __init__(self) -> None:
-        self.metrics: OnlineMetrics | None = None

@@ -77,6 +77,9 @@ class Served:
     allowed: frozenset[str]
     levels: dict[str, frozenset[str]]  # categorical features that refuse unknown categories
     rules: tuple[Rule, ...] = ()  # per feature, in schema order, for the value-by-value check of small requests
+    numeric_names: tuple[str, ...] = ()  # the numeric features, in schema order
+    text_names: tuple[str, ...] = ()  # the categorical features, in schema order
+    class_keys: tuple[str, ...] = ()  # a classifier's classes as the answer's probability keys
 
     @classmethod
     def of(cls, schema: Schema) -> Served:
@@ -89,7 +92,16 @@ class Served:
             Rule(f.name, f.type == "numeric", f.nullable, f.min, f.max, levels.get(f.name), schema.text_limit(f.name))
             for f in schema.features
         )
-        return cls(schema=schema, features=features, allowed=allowed, levels=levels, rules=rules)
+        return cls(
+            schema=schema,
+            features=features,
+            allowed=allowed,
+            levels=levels,
+            rules=rules,
+            numeric_names=tuple(r.name for r in rules if r.numeric),
+            text_names=tuple(r.name for r in rules if not r.numeric),
+            class_keys=tuple(str(c) for c in schema.target_classes),
+        )
 
 
 def _reject_constant(name: str) -> float:
@@ -283,7 +295,8 @@ def _small_inputs(records: Sequence[Mapping[str, Any]], served: Served) -> dict[
     """The ONNX inputs when every record is well-typed and passes every rule, else None (then the full check runs).
 
     The same rules as :func:`_columns` + :func:`_fast_inputs`, value by value; ``tests/test_online.py`` checks
-    that all three paths agree on every record.
+    that all three paths agree on every record. The values are gathered into one array per type (numbers, texts),
+    and each feature's input is a view of its rows: two numpy calls per request instead of one per feature.
     """
     allowed = served.allowed
     id_name, id_limit = served.schema.id, served.schema.max_text_length
@@ -294,15 +307,18 @@ def _small_inputs(records: Sequence[Mapping[str, Any]], served: Served) -> dict[
         value = record.get(id_name) if id_name is not None else None
         if _id_too_long(value, id_limit):
             return None
-    inputs: dict[str, np.ndarray[Any, Any]] = {}
+    numbers: list[float] = []
+    texts: list[str] = []
     for name, numeric, nullable, low, high, levels, max_length in served.rules:
-        values: list[Any] = []
         for record in records:
             value = record.get(name, _ABSENT)
             if value is None:
                 if not nullable:
                     return None
-                values.append(math.nan if numeric else "")
+                if numeric:
+                    numbers.append(math.nan)
+                else:
+                    texts.append("")
             elif numeric:
                 kind = type(value)
                 if kind is int:
@@ -313,23 +329,29 @@ def _small_inputs(records: Sequence[Mapping[str, Any]], served: Served) -> dict[
                     return None  # bool, str, list, ... (the full check names the field)
                 if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
                     return None
-                values.append(value)
+                numbers.append(value)
             elif type(value) is not str:
                 return None  # _ABSENT, a number, a list ...
             elif not value.strip():
                 if not nullable:
                     return None
-                values.append("")
+                texts.append("")
             elif (levels is not None and value not in levels) or len(value) > max_length:
                 return None
             else:
-                values.append(value)
-        if numeric:
-            inputs[name] = np.array(values, dtype=np.float32).reshape(-1, 1)
-        else:
-            column = np.empty((len(values), 1), dtype=object)
-            column[:, 0] = values
-            inputs[name] = column
+                texts.append(value)
+    n = len(records)
+    inputs: dict[str, np.ndarray[Any, Any]] = {}
+    if served.numeric_names:
+        block = np.array(numbers, dtype=np.float32).reshape(len(served.numeric_names), n, 1)
+        for i, name in enumerate(served.numeric_names):
+            inputs[name] = block[i]
+    if served.text_names:
+        flat = np.empty(len(texts), dtype=object)
+        flat[:] = texts
+        block = flat.reshape(len(served.text_names), n, 1)
+        for i, name in enumerate(served.text_names):
+            inputs[name] = block[i]
     return inputs
 
 

@@ -1,13 +1,13 @@
 """Admission by capacity: a share of the service per API key, and slots for requests whose body has arrived.
 
-Two ASGI middlewares, on either side of the body limit (:mod:`ferry.online.limits`), which reads the body with a
-time limit:
+Two steps of the service's front door (:mod:`ferry.online.gate`), on either side of the body limit
+(:mod:`ferry.online.limits`), which reads the body with a time limit:
 
-- :class:`KeyShareMiddleware` (after the key check, before the body is read) applies the key's own rate and daily
+- :class:`KeyShare` (after the key check, before the body is read) applies the key's own rate and daily
   quota (429 with Retry-After), and lets one key have at most ``per_key`` requests in the service at once, a slow
   body still arriving included; more get 429 at once. So no
   client, with any valid key, can hold every place by sending headers and then stalling.
-- :class:`LoadShedMiddleware` (after the body is read) lets ``max_in_flight`` requests be handled at once; more get
+- :class:`LoadShed` (after the body is read) lets ``max_in_flight`` requests be handled at once; more get
   503 with Retry-After at once, so overload costs almost nothing and a client learns at once to come back, instead
   of queueing until a gateway gives up (504). A request takes a slot only once its body is in: a stalled client
   holds none.
@@ -23,17 +23,16 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
-from ferry.online.auth import KEY_ENTRY, KEY_NAME, OPEN_PATHS, REFUSED, ASGIApp, ASGIScope, Receive, Send, send_json
+from ferry.online.auth import Refusal
 from ferry.online.settings import ApiKeyEntry, OnlineSettings, per_key_limit
 
-__all__ = ["KeyLimits", "KeyShareMiddleware", "LoadShedMiddleware"]
+__all__ = ["KeyLimits", "KeyShare", "LoadShed"]
 
 
-class LoadShedMiddleware:
+class LoadShed:
     """Counts requests in flight; ``max_in_flight`` None: read :class:`OnlineSettings` on first use."""
 
-    def __init__(self, app: ASGIApp, max_in_flight: int | None = None, retry_after_s: int | None = None) -> None:
-        self.app = app
+    def __init__(self, max_in_flight: int | None = None, retry_after_s: int | None = None) -> None:
         self._max = max_in_flight
         self._retry = retry_after_s
         self.in_flight = 0
@@ -46,26 +45,22 @@ class LoadShedMiddleware:
             self._retry = settings.retry_after_s if self._retry is None else self._retry
         return self._max, self._retry
 
-    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
-            await self.app(scope, receive, send)
-            return
+    def admit(self) -> Refusal | None:
+        """Take a slot (give it back with :meth:`release`), or the 503 to answer when every slot is taken."""
         limit, retry = self._limits()
         if self.in_flight >= limit:  # one event loop: the check and the increment cannot interleave
             self.shed += 1
-            scope[REFUSED] = "max_in_flight"
-            await send_json(
-                send,
+            return Refusal(
                 503,
                 {"error": f"over capacity ({limit} requests in flight); retry after {retry} s"},
-                [(b"retry-after", str(retry).encode())],
+                "max_in_flight",
+                ((b"retry-after", str(retry).encode()),),
             )
-            return
         self.in_flight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight -= 1
+        return None
+
+    def release(self) -> None:
+        self.in_flight -= 1
 
 
 class KeyLimits:
@@ -101,12 +96,11 @@ class KeyLimits:
         return None
 
 
-class KeyShareMiddleware:
+class KeyShare:
     """Counts each key's requests in the service and applies its rate and daily quota (:class:`KeyLimits`), before
     the body is read; ``per_key`` None: read :class:`OnlineSettings` on first use."""
 
-    def __init__(self, app: ASGIApp, per_key: int | None = None, retry_after_s: int | None = None) -> None:
-        self.app = app
+    def __init__(self, per_key: int | None = None, retry_after_s: int | None = None) -> None:
         self._per_key = per_key
         self._retry = retry_after_s
         self.active: Counter[str] = Counter()
@@ -120,39 +114,32 @@ class KeyShareMiddleware:
             self._retry = settings.retry_after_s if self._retry is None else self._retry
         return self._per_key, self._retry
 
-    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        key = scope.get(KEY_NAME)
-        if scope["type"] != "http" or key is None or scope.get("path") in OPEN_PATHS:
-            await self.app(scope, receive, send)
-            return
+    def admit(self, key: str, entry: ApiKeyEntry | None) -> Refusal | None:
+        """Count one request of ``key`` in the service (until :meth:`release`), or the 429 to answer: over the key's
+        rate or daily quota, or its share of the service already taken."""
         limit, retry = self._limits()
-        entry = scope.get(KEY_ENTRY)
         over = self.limits.take(key, entry) if entry is not None else None
         if over is not None:
             reason, wait_s = over
             self.refused[key] += 1
-            scope[REFUSED] = reason
-            await send_json(
-                send,
+            return Refusal(
                 429,
                 {"error": f"this API key is over its {reason.replace('_', ' ')}; retry after {wait_s} s"},
-                [(b"retry-after", str(wait_s).encode())],
+                reason,
+                ((b"retry-after", str(wait_s).encode()),),
             )
-            return
         if self.active[key] >= limit:  # one event loop: the check and the increment cannot interleave
             self.refused[key] += 1
-            scope[REFUSED] = "key_share"
-            await send_json(
-                send,
+            return Refusal(
                 429,
                 {"error": f"this API key has {limit} requests in the service already; retry after {retry} s"},
-                [(b"retry-after", str(retry).encode())],
+                "key_share",
+                ((b"retry-after", str(retry).encode()),),
             )
-            return
         self.active[key] += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.active[key] -= 1
-            if not self.active[key]:
-                del self.active[key]
+        return None
+
+    def release(self, key: str) -> None:
+        self.active[key] -= 1
+        if not self.active[key]:
+            del self.active[key]

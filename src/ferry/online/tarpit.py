@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import asyncio
 
-from ferry.online.auth import OPEN_PATHS, ASGIApp, ASGIScope, Message, Receive, Send
 from ferry.online.metrics import OnlineMetrics
 
-__all__ = ["Tarpit", "TarpitHolder", "TarpitMiddleware"]
+__all__ = ["Tarpit"]
 
 
 class Tarpit:
@@ -51,33 +50,3 @@ class Tarpit:
             "# TYPE ferry_online_tarpitted_total counter\n"
             f"ferry_online_tarpitted_total {self.total}\n"
         )
-
-
-class TarpitHolder:
-    """Where the service instance attaches its :class:`Tarpit` (None: nothing is delayed)."""
-
-    def __init__(self) -> None:
-        self.tarpit: Tarpit | None = None
-
-
-class TarpitMiddleware:
-    """ASGI middleware: a 401 to a suspect host waits in the tarpit, then goes out with ``Connection: close``."""
-
-    def __init__(self, app: ASGIApp, holder: TarpitHolder) -> None:
-        self.app = app
-        self.holder = holder
-
-    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        tarpit = self.holder.tarpit
-        if scope["type"] != "http" or tarpit is None or scope.get("path") in OPEN_PATHS:
-            await self.app(scope, receive, send)
-            return
-        client = scope.get("client")
-        host = str(client[0]) if client else "-"
-
-        async def slowed(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 401 and await tarpit.hold(host):
-                message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
-            await send(message)
-
-        await self.app(scope, receive, slowed)
