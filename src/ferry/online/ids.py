@@ -13,6 +13,7 @@ verify): ``FERRY_ONLINE_ID_KEY`` when set, else a random key made on first start
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import re
@@ -35,7 +36,7 @@ class PredictionIds:
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise ValueError("a prediction id key needs at least 16 bytes")
-        self._key = key
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)  # copied per id: no digest lookup per id
         self._nonces = b""
         self._next = 0
         self._lock = threading.Lock()
@@ -46,14 +47,19 @@ class PredictionIds:
                 self._nonces, self._next = os.urandom(8 * NONCE_BLOCK), 0
             nonce = self._nonces[self._next : self._next + 8]
             self._next += 8
-        return (nonce + hmac.digest(self._key, nonce, "sha256")[:8]).hex()  # one-shot: no HMAC object per id
+        return (nonce + self._sign(nonce)).hex()
+
+    def _sign(self, nonce: bytes) -> bytes:
+        mac = self._mac.copy()
+        mac.update(nonce)
+        return mac.digest()[:8]
 
     def valid(self, prediction_id: str) -> bool:
         """True when this service (or a replica sharing its key) issued ``prediction_id``."""
         if not _ID.match(prediction_id):
             return False
         raw = bytes.fromhex(prediction_id)
-        return hmac.compare_digest(raw[8:], hmac.digest(self._key, raw[:8], "sha256")[:8])
+        return hmac.compare_digest(raw[8:], self._sign(raw[:8]))
 
     @classmethod
     def for_model(
