@@ -29,6 +29,10 @@ run; wrk keeps its connections, so this is TLS per request, not a handshake per 
 turns authentication off, so its own cost is also measured in process: the key check per request, with 1 and 1000
 keys, against the service's CPU time per request.
 
+``--bentoml-layers`` serves a third server, ``ferry-lean``: the same service without BentoML's OpenTelemetry and
+timeout middlewares (``bench/bento_layers.py``, a patched app factory, for measuring only), so that the run says how
+much of ferry's CPU per request is those two layers, which no setting removes.
+
 ``--encryption`` measures encryption at rest the same way, on two services that log every prediction
 (``FERRY_ONLINE_PREDICTION_SAMPLE_RATE=1``): ``log in clear`` (the baseline) and ``log encrypted``
 (``FERRY_ENCRYPTION_KEY_FILE`` set). The costs on batch scoring and on the monitor run are in ``bench/at_rest.py``.
@@ -253,6 +257,11 @@ def main() -> None:
     parser.add_argument("--per-key", type=int, default=32, help="ferry: requests in flight per key (0: no limit)")
     parser.add_argument("--security", action="store_true", help="authentication and TLS on against off (see above)")
     parser.add_argument("--encryption", action="store_true", help="the prediction log encrypted against in clear")
+    parser.add_argument(
+        "--bentoml-layers",
+        action="store_true",
+        help="also serve ferry without BentoML's OpenTelemetry and timeout middlewares (measuring only)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are printed)")
     parser.add_argument("--serve-bare", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -292,16 +301,19 @@ def main() -> None:
         env.update(workers_env(args.workers, env))
         load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
         servers = {}
-        for name in ("bare", "ferry"):
+        names = ("bare", "ferry", "ferry-lean") if args.bentoml_layers else ("bare", "ferry")
+        for name in names:
             port = free_port()
             if name == "bare":
                 cmd = [sys.executable, __file__, "--serve-bare", env["FERRY_REGISTRY_URL"], "--port", str(port)]
                 cmd += ["--workers", str(args.workers)]
                 cwd, ready, headers = REPO, f"http://127.0.0.1:{port}/predict", {"Content-Type": "application/json"}
             else:
-                cmd = [str(Path(sys.executable).parent / "bentoml"), "serve", "service:Online"]
-                cmd += ["--host", "127.0.0.1", "--port", str(port)]
-                cwd, ready = REPO / "bentos" / "online", f"http://127.0.0.1:{port}/readyz"
+                lean = name == "ferry-lean"
+                cmd = [str(Path(sys.executable).parent / "bentoml"), "serve"]
+                cmd += ["bento_layers:Online" if lean else "service:Online", "--host", "127.0.0.1", "--port", str(port)]
+                cwd = REPO / "bench" if lean else REPO / "bentos" / "online"
+                ready = f"http://127.0.0.1:{port}/readyz"
                 headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
             script = lua(tmp / f"{name}.lua", body, headers)
             servers[name] = (cmd, cwd, env, ready, f"http://127.0.0.1:{port}/predict", script)
@@ -311,22 +323,23 @@ def main() -> None:
             f"per server, wrk -t1 on 127.0.0.1, {args.workers} worker(s) each"
         )
         print(f"load average before: {load_before}, after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        head = f"{'server':8} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'timeouts':>8}"
+        head = f"{'server':10} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'timeouts':>8}"
         print(head + f" {'cpu us/req':>10}")
         for name, runs in results.items():
             for c, r in runs.items():
                 print(
-                    f"{name:8} {c:>4} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
+                    f"{name:10} {c:>4} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
                     f"{r['non2xx']:>8.0f} {r['timeouts']:>8.0f} {r['cpu_us']:>10.0f}"
                 )
-        for c in args.concurrency:
-            b, f = results["bare"][c], results["ferry"][c]
-            print(
-                f"c={c}: ferry/bare throughput {f['rps'] / b['rps']:.2f}x, "
-                f"cpu per request {f['cpu_us'] / b['cpu_us']:.2f}x, p50 {f['p50'] / b['p50']:.2f}x, "
-                f"p99 {f['p99'] / b['p99']:.2f}x, "
-                f"ferry p99/p50 {f['p99'] / f['p50']:.1f}x, bare p99/p50 {b['p99'] / b['p50']:.1f}x"
-            )
+        for name in names[1:]:
+            for c in args.concurrency:
+                b, f = results["bare"][c], results[name][c]
+                print(
+                    f"c={c}: {name}/bare throughput {f['rps'] / b['rps']:.2f}x, "
+                    f"cpu per request {f['cpu_us'] / b['cpu_us']:.2f}x, p50 {f['p50'] / b['p50']:.2f}x, "
+                    f"p99 {f['p99'] / b['p99']:.2f}x, "
+                    f"{name} p99/p50 {f['p99'] / f['p50']:.1f}x, bare p99/p50 {b['p99'] / b['p50']:.1f}x"
+                )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from ferry.online.answer import NotReadyError
 from ferry.online.app import OnlineApp
 from ferry.online.explain import ExplainResponse
-from ferry.online.gate import Front, Gate
+from ferry.online.front import Attached, FrontDoor
 from ferry.online.predict import FeedbackAck, FeedbackItem, ModelInfo, PredictResponse
 from ferry.online.records import RequestRejected
 from ferry.online.settings import OnlineSettings
@@ -58,8 +58,8 @@ class BentoArgs(BaseModel):
 ARGS = bentoml.use_arguments(BentoArgs)
 """Empty under ``bentoml serve service:Online``; in a bento built by ``build.py``, the version it is pinned to."""
 
-FRONT = Front()
-"""Where the service instance attaches its :class:`OnlineApp` for the front door (``ferry.online.gate``): its
+ATTACHED = Attached()
+"""Where the service instance attaches its :class:`OnlineApp` for the front door (``ferry.online.front``): its
 metrics, tarpit and the fast lane's answers."""
 
 
@@ -86,7 +86,7 @@ class Online:
 
     def __init__(self) -> None:
         self.app = OnlineApp(OnlineSettings(), model=ARGS.model, version=ARGS.version).start()
-        FRONT.app = self.app
+        ATTACHED.app = self.app
         # Everything loaded so far (BentoML, onnxruntime, pydantic models, the warmed session) lives as long as the
         # process: move it out of the collector's sight, so a full collection walks only what requests allocate.
         gc.collect()
@@ -94,8 +94,8 @@ class Online:
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
-        if FRONT.app is self.app:
-            FRONT.app = None
+        if ATTACHED.app is self.app:
+            ATTACHED.app = None
         self.app.stop(timeout_s=1.0)
 
     def __is_ready__(self) -> bool:
@@ -185,4 +185,4 @@ class Online:
 # only its share of requests in the service (429); the body must arrive in full, within size and time (413, 408);
 # only then does the request take one of the slots (503 + Retry-After over them), so a client that stalls holds
 # none. POST /predict, /explain, /telemetry and GET /metrics are then answered by the fast lane, the rest here.
-Online.add_asgi_middleware(Gate, front=FRONT)
+Online.add_asgi_middleware(FrontDoor, attached=ATTACHED)

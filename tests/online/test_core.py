@@ -475,18 +475,18 @@ def test_the_fast_path_agrees_with_ferry_data_on_every_record(churn_champion: di
 # ------------------------------------------------------------------------------------------------ load shedding
 
 
-def _gate(app: Any, **policies: Any) -> Any:
+def _front_door(app: Any, **policies: Any) -> Any:
     """The front door over a plain ASGI app, with no service attached (admission only), every key valid."""
     from ferry.online.auth import Guard, KeyStore
-    from ferry.online.gate import Front, Gate
+    from ferry.online.front import Attached, FrontDoor
     from ferry.online.limits import BodyLimit
     from ferry.online.settings import ApiKeyEntry
     from ferry.online.shed import KeyShare, LoadShed
 
     keys = KeyStore([ApiKeyEntry(name=name, sha256=hash_key(name), scopes=("predict",)) for name in ("app", "device")])
-    return Gate(
+    return FrontDoor(
         app,
-        Front(),
+        Attached(),
         guard=Guard(keys, open_paths=frozenset({"/readyz"})),
         share=policies.get("share", KeyShare(per_key=100, retry_after_s=1)),
         body=policies.get("body", BodyLimit(max_bytes=1024, timeout_s=5)),
@@ -494,8 +494,8 @@ def _gate(app: Any, **policies: Any) -> Any:
     )
 
 
-async def _call(gate: Any, path: str = "/predict", key: str | None = "app", stall: bool = False) -> dict[str, Any]:
-    """One request through ``gate``: the response start message (status, headers)."""
+async def _call(door: Any, path: str = "/predict", key: str | None = "app", stall: bool = False) -> dict[str, Any]:
+    """One request through ``door``: the response start message (status, headers)."""
     import asyncio
 
     sent: list[dict[str, Any]] = []
@@ -509,7 +509,7 @@ async def _call(gate: Any, path: str = "/predict", key: str | None = "app", stal
         return {"type": "http.request", "body": b"{}", "more_body": False}
 
     headers = [(b"authorization", f"Bearer {key}".encode())] if key else []
-    await gate({"type": "http", "method": "POST", "path": path, "headers": headers}, receive, send)
+    await door({"type": "http", "method": "POST", "path": path, "headers": headers}, receive, send)
     return sent[0]
 
 
@@ -527,7 +527,7 @@ def test_load_shedding_answers_503_with_retry_after_and_recovers() -> None:
             await send({"type": "http.response.body", "body": b"ok"})
 
         shed = LoadShed(max_in_flight=3, retry_after_s=2)
-        front = _gate(slow_app, shed=shed)
+        front = _front_door(slow_app, shed=shed)
 
         async def call(path: str = "/predict") -> tuple[int, dict[str, str]]:
             start = await _call(front, path)
@@ -580,10 +580,10 @@ def test_a_key_gets_its_share_and_a_stalled_body_frees_its_place() -> None:
             await send({"type": "http.response.body", "body": b"ok"})
 
         share = KeyShare(per_key=2, retry_after_s=1)
-        gate = _gate(app, share=share, body=BodyLimit(max_bytes=1024, timeout_s=0.3))
+        door = _front_door(app, share=share, body=BodyLimit(max_bytes=1024, timeout_s=0.3))
 
         async def call(key: str | None, stall: bool = False) -> int:
-            return int((await _call(gate, key=key, stall=stall))["status"])
+            return int((await _call(door, key=key, stall=stall))["status"])
 
         started = time.monotonic()
         stalled = [asyncio.ensure_future(call("device", stall=True)) for _ in range(2)]

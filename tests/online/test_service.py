@@ -331,13 +331,13 @@ def test_the_fast_lane_answers_what_the_typed_api_answers(
     if body == b"OK":
         body = json.dumps({"records": demo_records(churn_champion, 3), "route_key": "k"}).encode()
     headers = {**auth("predict"), "Content-Type": "application/json"}
-    front = service.FRONT
+    attached = service.ATTACHED
     fast = client.post("/predict", content=body, headers=headers)
-    app, front.app = front.app, None  # the front door still checks the key, BentoML answers
+    app, attached.app = attached.app, None  # the front door still checks the key, BentoML answers
     try:
         typed = client.post("/predict", content=body, headers=headers)
     finally:
-        front.app = app
+        attached.app = app
     assert fast.status_code == typed.status_code == status, (fast.text, typed.text)
     assert "server" not in fast.headers  # answered by the lane, not by BentoML's endpoint
     assert typed.headers["server"].startswith("BentoML")

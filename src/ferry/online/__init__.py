@@ -9,10 +9,11 @@
 | :mod:`ferry.online.predict` | one request's answer: predictions, probabilities, version, prediction ids |
 | :mod:`ferry.online.explain` | one explain request's answer: the predictions and each record's explanation |
 | :mod:`ferry.online.answer` | :class:`Answerer`: one predict or explain request end to end (route, check, score, log) |
-| :mod:`ferry.online.lane` | the ASGI fast lane that answers ``POST /predict``, ``/explain`` and ``/telemetry`` |
+| :mod:`ferry.online.front` | the front door: the one ASGI middleware, every admission step in order, then the lane |
+| :mod:`ferry.online.lane` | the fast lane: ``POST /predict``, ``/explain``, ``/telemetry`` and ``GET /metrics`` |
 | :mod:`ferry.online.telemetry` | edge heartbeats: the validated payload and its Parquet log in the registry |
-| :mod:`ferry.online.auth` | API keys with scopes (stored as sha256 hashes) and the ASGI middleware that checks them |
-| :mod:`ferry.online.limits` | the ASGI middleware that reads a body within a size (413) and a time (408) |
+| :mod:`ferry.online.auth` | API keys with scopes (stored as sha256 hashes) and the :class:`Guard` that checks them |
+| :mod:`ferry.online.limits` | a body read whole within a size (413) and a time (408), one deadline watcher per loop |
 | :mod:`ferry.online.tarpit` | 401s to clients that keep failing authentication are held, so a flood waits |
 | :mod:`ferry.online.shed` | admission: a share per API key (429), and 503 + Retry-After over ``max_in_flight`` |
 | :mod:`ferry.online.routing` | champion, shadow, canary or sticky A/B between champion and challenger |

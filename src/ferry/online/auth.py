@@ -1,4 +1,4 @@
-"""API keys with scopes, checked by the service's front door (:mod:`ferry.online.gate`) before a body is read.
+"""API keys with scopes, checked by the service's front door (:mod:`ferry.online.front`) before a body is read.
 
 Keys are configured only as sha256 hashes (:class:`~ferry.online.settings.ApiKeyEntry`); a request presents the
 key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. No key, an unknown key or a revoked key gets the

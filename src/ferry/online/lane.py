@@ -1,4 +1,4 @@
-"""The fast lane: the requests the front door (:mod:`ferry.online.gate`) answers itself, without BentoML's request path.
+"""The fast lane: the requests the front door (:mod:`ferry.online.front`) answers itself, not BentoML's request path.
 
 BentoML's generic request path (per-request IO models, signature inspection, a threadpool hop, response wrapping)
 took about 1.6 ms of CPU for a one-record request whose checks and scoring take about 0.2 ms (see the README's

@@ -3,7 +3,7 @@ arrive (408), so that a client that sends headers and then stalls frees its plac
 
 The time limit is kept by :class:`Deadlines`, one watcher task per event loop that wakes a few times per limit and
 cancels the reads past their deadline, rather than by a timer per request: ``asyncio.timeout`` around each read cost
-about 30 us of CPU per one-record request (``bench/online.py``), more than every other admission step together. A
+about 30 us of CPU per one-record request in process, more than every other admission step together. A
 stalled body is therefore answered between ``timeout_s`` and ``timeout_s`` plus a quarter of it (at most 1 s more).
 """
 

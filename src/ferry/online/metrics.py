@@ -11,7 +11,7 @@ the champion's prediction interval.
 Every label comes from a bounded set. The HTTP endpoint label is one of the service's own paths or ``other``
 (:data:`KNOWN_PATHS`), so requests to any number of unknown paths (a scanner, an attacker) leave ``/metrics`` the
 same size. BentoML's own request metrics label the raw path; the service turns them off (``metrics.enabled:
-false``) and the front door (:mod:`ferry.online.gate`) counts instead.
+false``) and the front door (:mod:`ferry.online.front`) counts instead.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Admission by capacity: a share of the service per API key, and slots for requests whose body has arrived.
 
-Two steps of the service's front door (:mod:`ferry.online.gate`), on either side of the body limit
+Two steps of the service's front door (:mod:`ferry.online.front`), on either side of the body limit
 (:mod:`ferry.online.limits`), which reads the body with a time limit:
 
 - :class:`KeyShare` (after the key check, before the body is read) applies the key's own rate and daily

@@ -7,8 +7,9 @@ is answered keeps that loop busy, so keyed clients wait behind it. Once a client
 further 401 it gets is held for ``delay_s`` and sent with ``Connection: close``: a flooder waits instead of sending,
 and must connect again. Only 401s are delayed: a request with a valid key, from any host, never waits here.
 
-At most ``max_held`` refusals are held at once (each holds one of BentoML's concurrency places); past that they are
-answered at once, still with ``Connection: close``.
+At most ``max_held`` refusals are held at once (each holds a connection and a task of the worker); past that they
+are answered at once, still with ``Connection: close``. The front door (:mod:`ferry.online.front`) asks the tarpit
+before it sends a 401.
 """
 
 from __future__ import annotations

@@ -14,9 +14,10 @@ steps in order, and answering the fast lane's paths itself.
 6. The answer: the fast lane's paths (:mod:`ferry.online.lane`) are answered here; any other request goes on to
    BentoML with its body.
 
-These were six middlewares, one per step, each wrapping the next; as plain calls in one they cost about a fifth of
-the CPU they did (``bench/online.py``), and the order is written down once, here. Until the service instance
-attaches its :class:`~ferry.online.app.OnlineApp` to the :class:`Front`, requests are admitted and go to BentoML,
+These were six middlewares, one per step, each wrapping the next (and its ``send`` or ``receive``); as plain calls
+in one, each request crosses one layer, and the order is written down once, here (the figures are in
+``bench/README.md``, "online.py"). Until the service instance
+attaches its :class:`~ferry.online.app.OnlineApp` to the :class:`Attached`, requests are admitted and go to BentoML,
 uncounted.
 """
 
@@ -34,12 +35,12 @@ from ferry.online.shed import KeyShare, LoadShed
 if TYPE_CHECKING:
     from ferry.online.app import OnlineApp
 
-__all__ = ["Front", "Gate"]
+__all__ = ["Attached", "FrontDoor"]
 
-log = logging.getLogger("ferry.online.gate")
+log = logging.getLogger("ferry.online.front")
 
 
-class Front:
+class Attached:
     """Where the service instance attaches its :class:`~ferry.online.app.OnlineApp` (None: nothing is counted and
     BentoML answers every admitted request)."""
 
@@ -58,14 +59,14 @@ class _Outcome:
         self.key: str | None = None
 
 
-class Gate:
+class FrontDoor:
     """ASGI middleware: admission in order, then the fast lane or ``app`` (see the module docstring). Each step's
     policy may be given (tests); by default each reads :class:`~ferry.online.settings.OnlineSettings` on first use."""
 
     def __init__(
         self,
         app: ASGIApp,
-        front: Front,
+        attached: Attached,
         *,
         guard: Guard | None = None,
         share: KeyShare | None = None,
@@ -74,7 +75,7 @@ class Gate:
         lane: Lane | None = None,
     ) -> None:
         self.app = app
-        self.front = front
+        self.attached = attached
         self.guard = guard if guard is not None else Guard()
         self.share = share if share is not None else KeyShare()
         self.body = body if body is not None else BodyLimit()
@@ -85,7 +86,7 @@ class Gate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        online = self.front.app
+        online = self.attached.app
         path = str(scope.get("path", ""))
         outcome = _Outcome()
         if online is None:
