@@ -58,6 +58,15 @@ class BentoArgs(BaseModel):
 ARGS = bentoml.use_arguments(BentoArgs)
 """Empty under ``bentoml serve service:Online``; in a bento built by ``build.py``, the version it is pinned to."""
 
+def request_timeout_s() -> float:
+    """BentoML's request timeout from ``FERRY_ONLINE_REQUEST_TIMEOUT_S``; with settings that do not validate, the
+    default (the service's first line then names the setting at fault)."""
+    try:
+        return OnlineSettings().request_timeout_s
+    except ValueError:
+        return float(OnlineSettings.model_fields["request_timeout_s"].default)
+
+
 ATTACHED = Attached()
 """Where the service instance attaches its :class:`OnlineApp` for the front door (``ferry.online.front``): its
 metrics, tarpit and the fast lane's answers."""
@@ -69,10 +78,13 @@ metrics, tarpit and the fast lane's answers."""
     # No BentoML concurrency limit: ferry sheds itself (FERRY_ONLINE_MAX_IN_FLIGHT, 32 by default, 503 +
     # Retry-After at once rather than a queue that ends in 504) and bounds the 401s held in the tarpit
     # (FERRY_ONLINE_TARPIT_MAX); BentoML's limit, set far above both, was one more layer on every request.
-    traffic={"timeout": 30, "max_concurrency": None},
+    # BentoML's timeout answers 504 when no answer has started in time; each request holds one of its timers until
+    # the timeout has passed, answered or not, and a 30 s timeout cost about 0.07x of a one-record request's CPU
+    # against 5 s (bench/README.md). FERRY_ONLINE_REQUEST_TIMEOUT_S, 10 s by default, longer than the body timeout.
+    traffic={"timeout": request_timeout_s(), "max_concurrency": None},
     logging={"access": {"enabled": False}},
     # BentoML's request metrics label the raw path, so every unknown path a client tries adds series to /metrics
-    # for good. ferry counts requests itself with bounded labels (HttpMetricsMiddleware, ferry.online.metrics).
+    # for good. ferry counts requests itself with bounded labels (ferry.online.front, ferry.online.metrics).
     metrics={"enabled": False, "namespace": "bentoml_service"},
     # OpenTelemetry's ASGI middleware opened a span per request and per ASGI message even with tracing off (no
     # exporter): a quarter of the worker's CPU on one-record predict requests. The hot path is left out of it;

@@ -564,6 +564,16 @@ def test_a_pinned_holder_ignores_the_channel(churn_champion: dict[str, str], tmp
         OnlineSettings(version="not-hex")
 
 
+def test_the_request_timeout_outlasts_the_body_timeout() -> None:
+    """BentoML's 504 must not come before the front door's 408: a request timeout at or below the body timeout is
+    refused, naming both settings."""
+    assert OnlineSettings().request_timeout_s > OnlineSettings().body_timeout_s
+    assert OnlineSettings(body_timeout_s=60, request_timeout_s=90).request_timeout_s == 90
+    for request in (5, 3):
+        with pytest.raises(ValueError, match=r"request_timeout_s .* body_timeout_s"):
+            OnlineSettings(body_timeout_s=5, request_timeout_s=request)
+
+
 def test_a_key_gets_its_share_and_a_stalled_body_frees_its_place() -> None:
     """The key share refuses a key's requests past its share with 429 while other keys go on; the body limit
     answers 408 when a body stalls past its time limit (and not much later), and the key's place is free again

@@ -209,7 +209,9 @@ def test_sigterm_lets_requests_in_flight_complete(churn_champion: dict[str, str]
     the arbiter closes the listening socket, and a client or load balancer retries it elsewhere.
     """
     registry = copy_registry(churn_champion, tmp_path / "registry")
-    running = start_server(registry, tmp_path, max_records="6000", max_body_bytes=str(16 << 20))
+    running = start_server(
+        registry, tmp_path, max_records="6000", max_body_bytes=str(16 << 20), request_timeout_s="120"
+    )  # slow requests on purpose: past the default request timeout on a busy machine
     records = demo_records(churn_champion, 6000)  # a request that takes a while to check and score
     results: list[int | str] = []
 
@@ -436,7 +438,7 @@ def test_stalled_clients_with_a_valid_key_cannot_lock_out_the_others(
     body. The p99s are the best of three rounds, each measured with and without the stalled clients in turn, so
     that other work on the machine weighs on both alike."""
     registry = copy_registry(churn_champion, tmp_path / "registry")
-    server = start_server(registry, tmp_path, body_timeout_s="60")
+    server = start_server(registry, tmp_path, body_timeout_s="60", request_timeout_s="90")
     record = demo_records(churn_champion, 1)[0]
     stalled: list[socket.socket] = []
     before: list[float] = []

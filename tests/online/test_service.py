@@ -21,6 +21,16 @@ from online_support import IN_PROCESS_SERVICE, KEYS, auth, demo_records, edge_he
 pytestmark = IN_PROCESS_SERVICE
 
 
+def test_bentoml_times_requests_out_by_the_request_timeout(service: ModuleType, monkeypatch: Any) -> None:
+    """The service's BentoML timeout is FERRY_ONLINE_REQUEST_TIMEOUT_S (read when the module is imported); settings
+    that do not validate leave the default, and the service instance then names the setting at fault."""
+    assert service.Online.config["traffic"]["timeout"] == 10.0
+    monkeypatch.setenv("FERRY_ONLINE_REQUEST_TIMEOUT_S", "7")
+    assert service.request_timeout_s() == 7.0
+    monkeypatch.setenv("FERRY_ONLINE_REQUEST_TIMEOUT_S", "2")  # below the body timeout: refused by the settings
+    assert service.request_timeout_s() == 10.0
+
+
 def test_predictions_equal_onnx_scorer(client: Any, churn_champion: dict[str, str]) -> None:
     records = demo_records(churn_champion, 50, offset=100)
     response = client.post("/predict", json={"records": records}, headers=auth("predict"))

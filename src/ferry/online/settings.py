@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Scope = Literal["predict", "explain", "feedback", "telemetry", "admin", "metrics"]
@@ -78,7 +78,7 @@ class OnlineSettings(BaseSettings):
         ge=1,
         le=10_000,
         description="Requests handled at once, counted once their body has arrived; more get 503 with Retry-After "
-        "at once (keep it below BentoML's max_concurrency of 64 so the service, not BentoML, sheds).",
+        "at once (BentoML's own concurrency limit is off: the service sheds).",
     )
     max_in_flight_per_key: int | None = Field(
         default=None,
@@ -92,6 +92,14 @@ class OnlineSettings(BaseSettings):
         gt=0,
         le=300,
         description="Longest wait for a request body to arrive in full; a slower one gets 408 and frees its place.",
+    )
+    request_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="BentoML's limit on the time to the start of an answer (504 after it); longer than "
+        "body_timeout_s. Every request holds one of BentoML's timers until this has passed, answered or not, so a "
+        "shorter limit costs less per request; raise it for /explain requests of many records.",
     )
     retry_after_s: int = Field(default=1, ge=1, le=3600, description="Retry-After of a shed request, in seconds.")
     intra_op_threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads per session.")
@@ -161,6 +169,16 @@ class OnlineSettings(BaseSettings):
         description="A JSON file of more API keys in the same form, read again when it changes (rotation and "
         "revocation without a restart).",
     )
+
+
+    @model_validator(mode="after")
+    def _request_outlasts_body(self) -> OnlineSettings:
+        if self.request_timeout_s <= self.body_timeout_s:
+            raise ValueError(
+                f"request_timeout_s ({self.request_timeout_s:g}) must be longer than body_timeout_s "
+                f"({self.body_timeout_s:g}): a stalled body must get its 408 before BentoML's 504"
+            )
+        return self
 
 
 def per_key_limit(settings: OnlineSettings) -> int:
