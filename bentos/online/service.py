@@ -1,7 +1,7 @@
 """The ferry online service: a BentoML adapter over ``ferry.online`` (run ``bentoml serve`` in this directory).
 
 Each worker builds one :class:`~ferry.online.app.OnlineApp` (the composition root, BentoML-free) and adapts it to
-BentoML: the API methods, the ASGI middlewares, readiness and shutdown. It serves the version that
+BentoML: the API methods, the front door (one ASGI middleware), readiness and shutdown. It serves the version that
 ``FERRY_ONLINE_CHANNEL`` (default ``online/champion``) of ``FERRY_ONLINE_MODEL`` points to in the registry at
 ``FERRY_REGISTRY_URL``, polls the pointer and swaps to a new version once it is warmed.
 """
