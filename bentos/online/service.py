@@ -58,6 +58,7 @@ class BentoArgs(BaseModel):
 ARGS = bentoml.use_arguments(BentoArgs)
 """Empty under ``bentoml serve service:Online``; in a bento built by ``build.py``, the version it is pinned to."""
 
+
 def request_timeout_s() -> float:
     """BentoML's request timeout from ``FERRY_ONLINE_REQUEST_TIMEOUT_S``; with settings that do not validate, the
     default (the service's first line then names the setting at fault)."""

@@ -170,7 +170,6 @@ class OnlineSettings(BaseSettings):
         "revocation without a restart).",
     )
 
-
     @model_validator(mode="after")
     def _request_outlasts_body(self) -> OnlineSettings:
         if self.request_timeout_s <= self.body_timeout_s:
