@@ -151,7 +151,7 @@ class Answerer:
         elif kind == "multiclass":
             self.metrics.predicted(loaded.id, [str(p.prediction) for p in answers if isinstance(p, Prediction)])
         else:
-            positive = str(loaded.schema.target_classes[1])
+            positive = loaded.served.class_keys[1]
             self.metrics.scores(loaded.id, [p.probabilities[positive] for p in answers if isinstance(p, Prediction)])
 
     def _shadow(self, challenger: LoadedModel, rows: list[Any], answer: PredictResponse) -> None:

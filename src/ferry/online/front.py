@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from ferry.online.auth import OPEN_PATHS, ASGIApp, ASGIScope, Guard, Message, Receive, Refusal, Send
 from ferry.online.lane import Lane
 from ferry.online.limits import BodyLimit
+from ferry.online.settings import ApiKeyEntry
 from ferry.online.shed import KeyShare, LoadShed
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ class FrontDoor:
         headers = scope.get("headers") or []
         decision = self.guard.decide(path, headers)
         key: str | None = None
+        entry: ApiKeyEntry | None = None
         if decision is not None:
             outcome.key = decision.key_name
             if decision.status != 200:
@@ -122,9 +124,9 @@ class FrontDoor:
                 await self._refuse(denied, scope, send, path, online, outcome)
                 return
             if path not in OPEN_PATHS:
-                key = decision.key_name
+                key, entry = decision.key_name, decision.entry
         if key is not None:
-            refusal = self.share.admit(key, decision.entry if decision is not None else None)
+            refusal = self.share.admit(key, entry)
             if refusal is not None:
                 await self._refuse(refusal, scope, send, path, online, outcome)
                 return
@@ -158,13 +160,14 @@ class FrontDoor:
         message: Message,
         outcome: _Outcome,
     ) -> None:
-        method = str(scope.get("method", ""))
-        taken = self.lane.take(online, method, path) if online is not None else None
-        if taken is not None and online is not None:
-            body = bytes(message.get("body", b"")) if message["type"] == "http.request" else b""
-            retry = online.settings.retry_after_s
-            outcome.status, outcome.rule = await self.lane.answer(taken, method, path, body, send, retry)
-            return
+        if online is not None:
+            method = str(scope.get("method", ""))
+            taken = self.lane.take(online, method, path)
+            if taken is not None:
+                body = message.get("body", b"") if message["type"] == "http.request" else b""
+                retry = online.settings.retry_after_s
+                outcome.status, outcome.rule = await self.lane.answer(taken, method, path, body, send, retry)
+                return
 
         async def counted(sent: Message) -> None:
             if sent["type"] == "http.response.start":

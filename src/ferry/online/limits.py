@@ -133,4 +133,4 @@ class BodyLimit:
             )
         finally:
             self.deadlines.done(task)
-        return {"type": "http.request", "body": chunks[0] if len(chunks) == 1 else b"".join(chunks), "more_body": False}
+        return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
